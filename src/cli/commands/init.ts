@@ -1,0 +1,108 @@
+import { access, mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { stringify } from 'yaml';
+import { configPath, parseConfigText } from '../../config/load.js';
+import { UsageError } from '../../core/errors.js';
+import type { GlobalOptions } from '../globals.js';
+import type { Io } from '../io.js';
+import { printJson } from '../render/format.js';
+
+export interface InitOptions {
+  key?: string;
+  target?: string;
+  url?: string;
+  applier?: string;
+  applierUrl?: string;
+  applierAuthRef?: string;
+  execCommand?: string;
+  format?: string;
+  interval?: string;
+  grace?: string;
+  passphraseEnv?: string;
+  force: boolean;
+}
+
+/**
+ * `init`: writes provkey.yaml and creates the embedded store's key file. Interactive on a
+ * TTY when no key is named; every answer can also come from a flag, for scripts.
+ */
+export async function initCommand(options: InitOptions, globals: GlobalOptions, io: Io): Promise<number> {
+  const file = configPath(globals.config, process.env, process.cwd());
+  const exists = await access(file).then(() => true, () => false);
+  if (exists && !options.force) throw new UsageError(`init: ${file} already exists (pass --force to overwrite)`, 'usage.init');
+  const answers = options.key || !io.interactive ? options : await askInteractively(options);
+
+  const doc: Record<string, unknown> = { version: 1 };
+  doc.stores = { default: { type: 'file', path: '.provkey/store.enc', ...(answers.passphraseEnv ? { passphraseEnv: answers.passphraseEnv } : { keyFile: '.provkey/store.key' }) } };
+  doc.audit = { path: '.provkey/audit.jsonl' };
+  if (answers.key) {
+    if ((answers.target ?? 'scim') !== 'scim') throw new UsageError('--target: init writes SCIM keys; add LDAP keys by editing provkey.yaml (see docs/ldap.md)', 'usage.init');
+    if (!answers.url) throw new UsageError('--url: the SCIM base URL is required with --key', 'usage.init');
+    const applierType = answers.applier ?? 'store';
+    const applier =
+      applierType === 'http'
+        ? { type: 'http', url: required(answers.applierUrl, '--applier-url'), authRef: required(answers.applierAuthRef, '--applier-auth-ref') }
+        : applierType === 'exec'
+          ? { type: 'exec', command: required(answers.execCommand, '--exec-command').split(/\s+/).filter(Boolean) }
+          : { type: 'store' };
+    doc.keys = {
+      [answers.key]: {
+        format: { type: answers.format ?? 'token' },
+        rotation: { interval: answers.interval ?? '30d', grace: answers.grace ?? '24h' },
+        target: { type: 'scim', url: answers.url, applier },
+      },
+    };
+  } else doc.keys = {};
+  const text = `# provkey configuration: see docs/config.md\n${stringify(doc)}`;
+  parseConfigText(text, file); // the file we write must load: validate before touching disk
+  if (globals.dryRun) {
+    io.out(text);
+    return 0;
+  }
+  await mkdir(path.dirname(file), { recursive: true });
+  await writeFile(file, text, { mode: 0o644 });
+  const { initFileStore } = await import('../../stores/file.js');
+  const storeConfig = (doc.stores as Record<string, Parameters<typeof initFileStore>[0]>).default!;
+  const store = await initFileStore(
+    { ...storeConfig, path: storeConfig.path ?? '.provkey/store.enc', keyFile: storeConfig.keyFile ?? '.provkey/store.key' },
+    { configDir: path.dirname(file), env: process.env, resolveSecret: async () => '', debug: io.debug },
+    {},
+  );
+  if (io.json) printJson(io.out, { config: file, store: store });
+  else {
+    io.out(`${io.color.green('✔')} wrote ${file}`);
+    if (store.keyFile) io.out(`${io.color.green('✔')} created the store key ${store.keyFile} (mode 0600): back it up; without it the store cannot be read`);
+    io.out(answers.key ? `next: provkey add ${answers.key}` : 'next: add a key to provkey.yaml, then provkey add KEY');
+  }
+  return 0;
+}
+
+function required(value: string | undefined, flag: string): string {
+  if (!value) throw new UsageError(`${flag}: required for this applier`, 'usage.init');
+  return value;
+}
+
+async function askInteractively(options: InitOptions): Promise<InitOptions> {
+  const { input, select } = await import('@inquirer/prompts');
+  const out = { output: process.stderr };
+  const key = await input({ message: 'Name of the first key (e.g. entra-scim-prod):', validate: (v) => /^[a-z0-9][a-z0-9._-]{0,62}$/.test(v) || 'a-z, 0-9, ".", "_", "-"' }, out);
+  const url = await input({ message: 'SCIM base URL of the app (https://…/scim/v2):' }, out);
+  const applier = await select({
+    message: 'How does the app learn a new token?',
+    choices: [
+      { name: 'It reads the store itself', value: 'store' },
+      { name: 'provkey calls a token endpoint (HTTP)', value: 'http' },
+      { name: 'provkey runs a command (token on stdin)', value: 'exec' },
+    ],
+  }, out);
+  const extra: Partial<InitOptions> = {};
+  if (applier === 'http') {
+    extra.applierUrl = await input({ message: 'Token endpoint URL:' }, out);
+    extra.applierAuthRef = await input({ message: 'Where provkey finds the endpoint\'s admin token (env:NAME or file:/path):', default: 'env:PROVKEY_APPLIER_TOKEN' }, out);
+  } else if (applier === 'exec') {
+    extra.execCommand = await input({ message: 'Command to run (receives the token on stdin):' }, out);
+  }
+  const interval = await input({ message: 'Rotate every:', default: '30d' }, out);
+  const grace = await input({ message: 'Keep the previous token working for:', default: '24h' }, out);
+  return { ...options, key, url, applier, interval, grace, ...extra };
+}

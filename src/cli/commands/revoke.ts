@@ -1,0 +1,36 @@
+import { UsageError } from '../../core/errors.js';
+import { openKey } from '../../engine/key-context.js';
+import { revokeKey, selectVersions, type RevokeSelection } from '../../engine/revoke.js';
+import { confirmDestructive } from '../confirm.js';
+import { withSession, type GlobalOptions } from '../globals.js';
+import type { Io } from '../io.js';
+import { printJson } from '../render/format.js';
+import { renderResults } from '../render/results.js';
+
+export async function revokeCommand(
+  options: { key: string; version?: string; previous: boolean; current: boolean },
+  globals: GlobalOptions,
+  io: Io,
+): Promise<number> {
+  const chosen = [options.version !== undefined, options.previous, options.current].filter(Boolean).length;
+  if (chosen > 1) throw new UsageError('revoke: use only one of --version, --previous, --current', 'usage.revoke');
+  const selection: RevokeSelection =
+    options.version !== undefined ? { version: options.version } : { which: options.previous ? 'previous' : options.current ? 'current' : 'all' };
+  return withSession(globals, io, async (session) => {
+    const ctx = await openKey(session, options.key);
+    const record = await ctx.store.read(options.key);
+    if (!record) throw new UsageError(`key ${options.key} has no versions`, 'key.empty');
+    const versions = selectVersions(record.versions, selection);
+    const list = versions.map((v) => `${v.fingerprint} (${v.label})`).join(', ') || 'nothing';
+    if (globals.dryRun) {
+      if (io.json) printJson(io.out, { dryRun: true, wouldRevoke: versions.map((v) => ({ fingerprint: v.fingerprint, label: v.label, id: v.id })) });
+      else io.out(`would revoke ${list}`);
+      return 0;
+    }
+    const stopsWorking = versions.some((v) => v.label === 'current');
+    await confirmDestructive(io, globals.yes, `Revoke ${list} of ${options.key}?${stopsWorking ? ' The integration stops working until a new version is added.' : ''}`, 'revoke');
+    const result = await revokeKey(ctx, selection);
+    renderResults(io, [result], result.exitCode);
+    return result.exitCode;
+  });
+}

@@ -1,0 +1,36 @@
+import { UsageError } from '../../core/errors.js';
+import { batchExitCode, forEachKey } from '../../engine/batch.js';
+import { runDue } from '../../engine/due.js';
+import { rotateKey } from '../../engine/rotate.js';
+import { keyStatuses } from '../../engine/status.js';
+import { selectKeys, withSession, type GlobalOptions } from '../globals.js';
+import type { Io } from '../io.js';
+import { printJson } from '../render/format.js';
+import { renderResults } from '../render/results.js';
+
+export interface RotateOptions {
+  keys: string[];
+  all: boolean;
+  due: boolean;
+}
+
+export async function rotateCommand(options: RotateOptions, globals: GlobalOptions, io: Io): Promise<number> {
+  if (options.keys.length === 0 && !options.all && !options.due) {
+    throw new UsageError('rotate: name one or more keys, or pass --all or --due', 'usage.rotate');
+  }
+  if (options.keys.length > 0 && options.all) throw new UsageError('rotate: --all cannot be combined with key names', 'usage.rotate');
+  return withSession(globals, io, async (session) => {
+    const names = selectKeys(session.config, options.keys, true);
+    if (globals.dryRun) {
+      const statuses = await keyStatuses(session, names);
+      const plan = statuses.map((s) => ({ key: s.name, wouldRotate: !options.due || s.due, current: s.current?.fingerprint ?? null, nextRotationAt: s.nextRotationAt }));
+      if (io.json) printJson(io.out, { dryRun: true, plan });
+      else for (const p of plan) io.out(`${p.wouldRotate ? io.color.yellow('would rotate') : io.color.dim('not due     ')}  ${p.key}  ${p.current ?? '-'}  next: ${p.nextRotationAt ?? '-'}`);
+      return 0;
+    }
+    const results = await forEachKey(session, names, 'rotate', (ctx) => (options.due ? runDue(ctx) : rotateKey(ctx)));
+    const exitCode = batchExitCode(results);
+    renderResults(io, results, exitCode);
+    return exitCode;
+  });
+}

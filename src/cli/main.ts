@@ -1,0 +1,74 @@
+import { CommanderError } from 'commander';
+import { ExitCode, isProvkeyError } from '../core/errors.js';
+import { redact } from '../core/redact.js';
+import { createIo, type Io } from './io.js';
+import type { GlobalOptions } from './globals.js';
+import { buildProgram } from './program.js';
+
+/**
+ * The entry module: the only top-level try/catch and the only place that sets the exit
+ * code. Commands throw typed errors; this renders them as one line (or JSON) on stderr.
+ */
+async function main(argv: string[]): Promise<number> {
+  const major = Number(process.versions.node.split('.')[0]);
+  if (major < 22) {
+    process.stderr.write(`provkey: Node.js ${process.versions.node} is too old; provkey needs Node.js 22 or newer\n`);
+    return ExitCode.usage;
+  }
+  let exitCode: number = ExitCode.ok;
+  let io: Io | undefined;
+  const program = buildProgram(async (task) => {
+    const raw = program.opts();
+    const globals: GlobalOptions = {
+      config: raw.config,
+      json: Boolean(raw.json),
+      yes: Boolean(raw.yes),
+      dryRun: Boolean(raw.dryRun),
+      verbose: Boolean(raw.verbose),
+      color: raw.color !== false,
+    };
+    io = createIo({ json: globals.json, verbose: globals.verbose, color: globals.color });
+    exitCode = await task(globals, io);
+  });
+  program.exitOverride();
+  program.configureOutput({ writeErr: (text) => process.stderr.write(text), writeOut: (text) => process.stdout.write(text) });
+  try {
+    await program.parseAsync(argv);
+    return exitCode;
+  } catch (error) {
+    return renderError(error, io ?? createIo({ json: argv.includes('--json'), verbose: argv.includes('--verbose') || argv.includes('-v'), color: !argv.includes('--no-color') }));
+  }
+}
+
+function renderError(error: unknown, io: Io): number {
+  if (error instanceof CommanderError) {
+    // --help and --version end here with code 0; usage errors were already printed by commander.
+    return error.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
+  }
+  if (isProvkeyError(error)) {
+    if (io.json) io.err(JSON.stringify({ error: { code: error.code, message: error.message, exitCode: error.exitCode } }));
+    else io.err(`${io.color.red('provkey:')} ${error.message}`);
+    if (io.verbose && error.cause) io.err(io.color.dim(`  cause: ${redact(String((error.cause as Error).message ?? error.cause))}`));
+    return error.exitCode;
+  }
+  if ((error as { name?: string })?.name === 'ExitPromptError') {
+    io.err('provkey: cancelled');
+    return ExitCode.cancelled;
+  }
+  // Anything else is a bug in provkey: one line, and the stack only with --verbose.
+  const message = error instanceof Error ? error.message : String(error);
+  if (io.json) io.err(JSON.stringify({ error: { code: 'internal', message, exitCode: ExitCode.failed } }));
+  else io.err(`provkey: internal error: ${message} (please report this at https://github.com/provkey/provkey/issues; --verbose shows the stack)`);
+  if (io.verbose && error instanceof Error && error.stack) io.err(io.color.dim(error.stack));
+  return ExitCode.failed;
+}
+
+// `provkey status | head` closes the pipe early: that is not an error worth a stack trace.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw error;
+  });
+}
+
+process.exitCode = await main(process.argv);

@@ -1,0 +1,117 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { parse as parseYaml, YAMLParseError } from 'yaml';
+import type { z } from 'zod';
+import { ConfigError } from '../core/errors.js';
+import { parseDuration } from '../core/duration.js';
+import type { GenerationPolicy } from '../core/keygen.js';
+import type { RotationPolicy } from '../core/schedule.js';
+import { configSchema, type KeyConfig, type RawConfig, type StoreConfig } from './schema.js';
+
+export interface Config {
+  /** Absolute path of the config file, or undefined when running on built-in defaults. */
+  file: string | undefined;
+  dir: string;
+  raw: RawConfig;
+  stores: Record<string, StoreConfig>;
+  keys: Record<string, ResolvedKey>;
+  auditPath: string;
+  concurrency: number;
+}
+
+export interface ResolvedKey {
+  name: string;
+  storeName: string;
+  config: KeyConfig;
+  policy: GenerationPolicy;
+  rotation: RotationPolicy;
+}
+
+export const DEFAULT_STORE_NAME = 'default';
+
+/** Which config file a run uses: --config, else PROVKEY_CONFIG, else ./provkey.yaml. */
+export function configPath(flag: string | undefined, env: NodeJS.ProcessEnv, cwd: string): string {
+  return path.resolve(cwd, flag ?? env.PROVKEY_CONFIG ?? 'provkey.yaml');
+}
+
+export async function loadConfig(file: string, options: { mustExist: boolean }): Promise<Config> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT' && !options.mustExist) {
+      return resolveConfig(configSchema.parse({}), undefined, path.dirname(file));
+    }
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new ConfigError(`config: ${file} does not exist (run "provkey init" or pass --config)`, 'config.missing');
+    }
+    throw new ConfigError(`config: cannot read ${file}: ${(error as Error).message}`, 'config.unreadable');
+  }
+  return parseConfigText(text, file);
+}
+
+export function parseConfigText(text: string, file: string): Config {
+  let data: unknown;
+  try {
+    data = parseYaml(text, { prettyErrors: false, uniqueKeys: true }) ?? {};
+  } catch (error) {
+    const where = error instanceof YAMLParseError && error.linePos ? ` line ${error.linePos[0].line}` : '';
+    throw new ConfigError(`config${where}: invalid YAML: ${(error as Error).message.split('\n')[0]}`, 'config.yaml');
+  }
+  const parsed = configSchema.safeParse(data);
+  if (!parsed.success) throw new ConfigError(describeIssue(parsed.error.issues[0]!), 'config.invalid');
+  return resolveConfig(parsed.data, file, path.dirname(file));
+}
+
+function describeIssue(issue: z.core.$ZodIssue): string {
+  const where = issue.path.length ? issue.path.map(String).join('.') : 'config';
+  if (issue.code === 'unrecognized_keys') return `${where}: unknown field "${issue.keys.join('", "')}"`;
+  if (issue.code === 'invalid_union' && 'discriminator' in issue) {
+    return `${where}.${String(issue.discriminator)}: ${issue.message}`;
+  }
+  return `${where}: ${issue.message}`;
+}
+
+function resolveConfig(raw: RawConfig, file: string | undefined, dir: string): Config {
+  const stores: Record<string, StoreConfig> = { ...raw.stores };
+  // The embedded encrypted file store is there even when the config names no store.
+  stores[DEFAULT_STORE_NAME] ??= { type: 'file', path: '.provkey/store.enc', keyFile: '.provkey/store.key' };
+  if (!stores[raw.defaults.store]) {
+    throw new ConfigError(`defaults.store: no store named "${raw.defaults.store}" under stores`, 'config.invalid');
+  }
+  const keys: Record<string, ResolvedKey> = {};
+  for (const [name, key] of Object.entries(raw.keys)) {
+    const storeName = key.store ?? raw.defaults.store;
+    if (!stores[storeName]) throw new ConfigError(`keys.${name}.store: no store named "${storeName}" under stores`, 'config.invalid');
+    const field = `keys.${name}.rotation`;
+    const rotation = {
+      intervalMs: parseDuration(key.rotation.interval, `${field}.interval`),
+      graceMs: parseDuration(key.rotation.grace, `${field}.grace`),
+    };
+    if (rotation.intervalMs <= 0) throw new ConfigError(`${field}.interval: must be longer than 0`, 'config.invalid');
+    for (const durationField of ['propagationTimeout', 'requestTimeout', 'timeout'] as const) {
+      const value = (key.target as Record<string, unknown>)[durationField];
+      if (typeof value === 'string') parseDuration(value, `keys.${name}.target.${durationField}`);
+    }
+    keys[name] = { name, storeName, config: key, policy: key.format as GenerationPolicy, rotation };
+  }
+  return {
+    file,
+    dir,
+    raw,
+    stores,
+    keys,
+    auditPath: path.resolve(dir, raw.audit.path),
+    concurrency: raw.defaults.concurrency,
+  };
+}
+
+export function keyOrThrow(config: Config, name: string): ResolvedKey {
+  const key = config.keys[name];
+  if (!key) {
+    const known = Object.keys(config.keys);
+    const hint = known.length ? ` (known: ${known.join(', ')})` : ' (the config defines no keys)';
+    throw new ConfigError(`key "${name}" is not in ${config.file ?? 'the config'}${hint}`, 'config.unknown_key');
+  }
+  return key;
+}

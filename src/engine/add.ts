@@ -1,0 +1,72 @@
+import { isClaimStale, newClaim } from '../core/claim.js';
+import { ConflictError, ExitCode, UsageError } from '../core/errors.js';
+import { fingerprint } from '../core/fingerprint.js';
+import { generateSecret } from '../core/keygen.js';
+import { versionByLabel } from '../core/model.js';
+import { registerSecret } from '../core/redact.js';
+import { finishRotation } from '../core/transitions.js';
+import { isProcessAlive, owner, type KeyContext } from './key-context.js';
+import { waitForVerdict } from './propagation.js';
+import { StepTimer, type KeyResult } from './result.js';
+import { completeRotation, newVersionMeta } from './rotate.js';
+
+/**
+ * `add`: the first version of a key: generate, store as pending, apply to the target, test,
+ * finish. `import`: adopt a value the target already uses: test it first, store it only if
+ * the target accepts it (with `apply`, push it to the target like `add`).
+ */
+export async function addKey(ctx: KeyContext, options: { value?: string; apply?: boolean } = {}): Promise<KeyResult> {
+  const name = ctx.key.name;
+  const timer = new StepTimer();
+  const imported = options.value !== undefined;
+  const operation = imported ? 'import' : 'add';
+  const existing = await ctx.store.read(name);
+  if (existing && versionByLabel(existing, 'current')) {
+    throw new UsageError(`key ${name} already has a current version (${versionByLabel(existing, 'current')!.fingerprint}); use "provkey rotate ${name}"`, 'key.exists');
+  }
+  if (existing?.state.claim && !isClaimStale(existing.state.claim, new Date(), { host: owner().host, isAlive: isProcessAlive })) {
+    return { key: name, operation, outcome: 'skipped', ok: true, exitCode: ExitCode.ok, message: 'another run is adding this key', steps: [], tests: [], ms: 0 };
+  }
+  if (!imported) await ctx.target.checkGenerationPolicy?.(ctx.key.policy);
+  const value = options.value ?? generateSecret(ctx.key.policy);
+  registerSecret(value);
+  const meta = newVersionMeta(value, imported ? 'imported' : 'generated');
+  const secret = { value, fingerprint: fingerprint(value) };
+
+  if (imported && !options.apply) {
+    // The target already runs on this value: prove it before the store adopts it.
+    const check = await timer.run('test', () => waitForVerdict(ctx.target, secret, 'accept', { timeoutMs: 0 }), (w) => ({ ok: w.test.ok, detail: w.test.verdict }));
+    timer.tests.push(check.test);
+    if (!check.test.ok) {
+      return {
+        key: name, operation, outcome: 'failed', ok: false, exitCode: ExitCode.failed,
+        message: `the target does not accept the imported value (${check.test.verdict}); nothing was stored`,
+        fingerprint: secret.fingerprint, steps: timer.steps, tests: timer.tests, ms: timer.elapsed(),
+      };
+    }
+    const now = new Date();
+    const created = await timer.run('store', () => ctx.store.addVersion(name, existing?.revision, value, meta));
+    const finished = finishRotation(created.record, created.versionId, { overlap: false, graceMs: 0, now, test: { ok: true, at: now.toISOString(), versionId: created.versionId, fingerprint: secret.fingerprint } });
+    await ctx.store.update(name, created.record.revision, { versions: finished.versions, state: finished.state });
+    await ctx.session.recordAudit({ event: 'key.imported', key: name, outcome: 'ok', fingerprint: secret.fingerprint, versionId: created.versionId });
+    return {
+      key: name, operation, outcome: 'imported', ok: true, exitCode: ExitCode.ok, message: `imported: ${secret.fingerprint} is current`,
+      fingerprint: secret.fingerprint, steps: timer.steps, tests: timer.tests, ms: timer.elapsed(),
+    };
+  }
+
+  let created;
+  try {
+    created = await timer.run('create', () => ctx.store.addVersion(name, existing?.revision, value, meta), () => ({ ok: true, detail: meta.fingerprint }));
+  } catch (error) {
+    if (error instanceof ConflictError) {
+      return { key: name, operation, outcome: 'skipped', ok: true, exitCode: ExitCode.ok, message: 'another run added this key first', steps: timer.steps, tests: [], ms: timer.elapsed() };
+    }
+    throw error;
+  }
+  const record = await ctx.store.update(name, created.record.revision, {
+    versions: created.record.versions,
+    state: { ...created.record.state, claim: newClaim('add', owner(), new Date(), { step: 'created', pendingVersionId: created.versionId, overlap: false }) },
+  });
+  return completeRotation(ctx, { record, next: { ...secret, versionId: created.versionId }, old: undefined, overlap: false, timer, operation: 'add' });
+}

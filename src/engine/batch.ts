@@ -1,0 +1,43 @@
+import pLimit from 'p-limit';
+import { ExitCode, isProvkeyError } from '../core/errors.js';
+import { openKey, type KeyContext } from './key-context.js';
+import type { KeyResult } from './result.js';
+import type { Session } from './session.js';
+
+/**
+ * Runs one operation over many keys with a concurrency bound and collects every outcome:
+ * one key's failure never stops the others (a cron run reports them all).
+ */
+export async function forEachKey(
+  session: Session,
+  names: string[],
+  operation: string,
+  run: (ctx: KeyContext) => Promise<KeyResult>,
+): Promise<KeyResult[]> {
+  const limit = pLimit(session.config.concurrency);
+  session.progress({ type: 'batch-start', total: names.length, operation });
+  const results = await Promise.all(
+    names.map((name) =>
+      limit(async () => {
+        session.progress({ type: 'key-start', key: name });
+        const started = Date.now();
+        let result: KeyResult;
+        try {
+          result = await run(await openKey(session, name));
+        } catch (error) {
+          if (!isProvkeyError(error)) throw error;
+          result = { key: name, operation, outcome: 'failed', ok: false, exitCode: error.exitCode, message: error.message, steps: [], tests: [], ms: Date.now() - started };
+        }
+        session.progress({ type: 'key-done', key: name, outcome: result.outcome });
+        return result;
+      }),
+    ),
+  );
+  session.progress({ type: 'batch-done' });
+  return results;
+}
+
+/** The exit code of a batch: the most serious of its keys' codes. */
+export function batchExitCode(results: KeyResult[]): ExitCode {
+  return results.reduce<ExitCode>((worst, r) => (r.exitCode > worst ? r.exitCode : worst), ExitCode.ok);
+}

@@ -1,0 +1,93 @@
+import { ConflictError } from '../core/errors.js';
+import type { KeyRecord } from '../core/model.js';
+import { versionById } from '../core/model.js';
+import { abandonPending, finishRotation, orphanPendingIds } from '../core/transitions.js';
+import { owner, secretOf, type KeyContext } from './key-context.js';
+import { waitForVerdict } from './propagation.js';
+import { StepTimer } from './result.js';
+import { proveRetired } from './retire.js';
+import { rollback } from './rotate.js';
+
+export interface Convergence {
+  outcome: 'cleared' | 'rolled_back' | 'rolled_forward' | 'lockout' | 'busy';
+  message: string;
+  fingerprint?: string;
+}
+
+/**
+ * A run that finds a stale claim (its owner died, or it expired) converges the key before
+ * doing anything else: if the target never saw the pending version it is simply abandoned;
+ * otherwise the target is asked which version it accepts, and the run finishes forward
+ * (pending works) or rolls back (it doesn't). Neither working is a lockout.
+ */
+export async function convergeStaleClaim(ctx: KeyContext, stale: KeyRecord): Promise<Convergence> {
+  const name = ctx.key.name;
+  const claim = stale.state.claim!;
+  let record: KeyRecord;
+  try {
+    // Take the claim over first, so two runs never converge the same key at once.
+    record = await ctx.store.update(name, stale.revision, {
+      versions: stale.versions,
+      state: { ...stale.state, claim: { ...claim, owner: owner(), expiresAt: new Date(Date.now() + 15 * 60_000).toISOString() } },
+    });
+  } catch (error) {
+    if (error instanceof ConflictError) return { outcome: 'busy', message: 'another run is converging this key' };
+    throw error;
+  }
+  const now = new Date();
+  const pendingId = claim.pendingVersionId;
+  const pending = pendingId ? versionById(record, pendingId) : undefined;
+  const orphans = orphanPendingIds(record);
+
+  const targetUntouched = claim.step === 'claimed' || claim.step === 'created';
+  if (!pending || pending.label !== 'pending' || targetUntouched || claim.operation === 'revoke') {
+    let versions = record.versions;
+    for (const id of [...orphans, ...(pending && pending.label === 'pending' ? [pending.id] : [])]) {
+      versions = abandonPending({ ...record, versions }, id, now).versions;
+    }
+    const { claim: _dropped, ...state } = record.state;
+    await ctx.store.update(name, record.revision, { versions, state });
+    for (const id of [...orphans, ...(pending && pending.label === 'pending' ? [pending.id] : [])]) {
+      await ctx.store.disableVersion(name, id).catch(() => undefined);
+    }
+    await ctx.session.recordAudit({ event: `${claim.operation}.abandoned`, key: name, outcome: 'rolled_back', detail: { step: claim.step, claimedAt: claim.startedAt } });
+    return { outcome: 'cleared', message: `an interrupted ${claim.operation} (stopped at "${claim.step}") was abandoned; the target never saw its new version` };
+  }
+
+  const timer = new StepTimer();
+  const next = await secretOf(ctx, pending);
+  const fromVersion = claim.fromVersionId ? versionById(record, claim.fromVersionId) : undefined;
+  const old = fromVersion ? await secretOf(ctx, fromVersion).catch(() => undefined) : undefined;
+  const accepted = await waitForVerdict(ctx.target, next, 'accept');
+  if (accepted.test.ok) {
+    const finished = finishRotation(record, pending.id, {
+      overlap: claim.overlap,
+      graceMs: ctx.key.rotation.graceMs,
+      now,
+      test: { ok: true, at: now.toISOString(), versionId: pending.id, fingerprint: pending.fingerprint },
+    });
+    await ctx.store.update(name, record.revision, { versions: finished.versions, state: finished.state });
+    await ctx.session.recordAudit({
+      event: `${claim.operation}.resumed`,
+      key: name,
+      outcome: 'resumed',
+      fingerprint: pending.fingerprint,
+      versionId: pending.id,
+      detail: { step: claim.step, previous: old?.fingerprint ?? null },
+    });
+    if (!claim.overlap && old && finished.retiredId) {
+      const proof = await proveRetired(ctx, old, timer, { current: next });
+      if (!proof.ok) return { outcome: 'lockout', message: proof.message, fingerprint: pending.fingerprint };
+    }
+    return { outcome: 'rolled_forward', message: `an interrupted ${claim.operation} was finished: ${pending.fingerprint} is current`, fingerprint: pending.fingerprint };
+  }
+  const rolled = await rollback(ctx, record, next, old, timer, `an interrupted ${claim.operation} left ${pending.fingerprint} unaccepted`, (partial) => ({
+    key: name,
+    operation: claim.operation,
+    steps: timer.steps,
+    tests: timer.tests,
+    ms: timer.elapsed(),
+    ...partial,
+  }));
+  return { outcome: rolled.outcome === 'lockout' ? 'lockout' : 'rolled_back', message: rolled.message };
+}

@@ -1,0 +1,97 @@
+import { ExitCode } from '../core/errors.js';
+import { readExisting, secretOf, type KeyContext } from './key-context.js';
+import { waitForVerdict } from './propagation.js';
+import type { StepRecord } from './result.js';
+import { rotateKey } from './rotate.js';
+
+export interface DrillReport {
+  key: string;
+  scenario: 'compromise';
+  dryRun: boolean;
+  ok: boolean;
+  exitCode: number;
+  message: string;
+  leakedFingerprint: string;
+  newFingerprint?: string;
+  rtoMs: number;
+  /** From "leak declared" until the target was proven to reject the leaked version. */
+  timeToContainMs?: number;
+  /** From "leak declared" until the new version passed the connection test. */
+  timeToRecoverMs?: number;
+  withinRto?: boolean;
+  steps: StepRecord[];
+  plan?: string[];
+}
+
+/**
+ * `drill compromise`: treat the current version as leaked and contain it for real: emergency
+ * rotation with no overlap, the leaked version revoked, proof that the target rejects it and
+ * accepts the new one (with the write probe), timed against the recovery objective.
+ */
+export async function drillCompromise(ctx: KeyContext, options: { rtoMs: number; dryRun: boolean }): Promise<DrillReport> {
+  const name = ctx.key.name;
+  const { current } = await readExisting(ctx);
+  const base = { key: name, scenario: 'compromise' as const, leakedFingerprint: current.fingerprint, rtoMs: options.rtoMs };
+  if (options.dryRun) {
+    const target = ctx.key.config.target;
+    return {
+      ...base,
+      dryRun: true,
+      ok: true,
+      exitCode: ExitCode.ok,
+      message: 'dry run: nothing was touched',
+      steps: [],
+      plan: [
+        `treat ${current.fingerprint} (created ${current.createdAt}) as leaked`,
+        `baseline: confirm the ${target.type} target accepts it today`,
+        `claim ${name} in store "${ctx.key.storeName}" and generate a new ${ctx.key.policy.type}`,
+        `apply it with no overlap (${target.type === 'scim' ? `applier: ${target.applier.type}` : `password modify, ${target.apply.mode}`}), replacing the leaked version`,
+        'test the new version (with the write probe) until it is accepted or the propagation timeout ends',
+        `revoke ${current.fingerprint} in the store and at the target, and prove it is rejected`,
+        `report time-to-contain and time-to-recover against the ${Math.round(options.rtoMs / 1000)}s objective`,
+      ],
+    };
+  }
+
+  const declared = Date.now();
+  const steps: StepRecord[] = [];
+  const leaked = await secretOf(ctx, current);
+  const baseline = await waitForVerdict(ctx.target, leaked, 'accept', { timeoutMs: 0 });
+  steps.push({ step: 'baseline', ok: baseline.test.ok, ms: baseline.ms, endedAtMs: Date.now() - declared, detail: `leaked version ${baseline.test.verdict}` });
+  if (!baseline.test.ok) {
+    return { ...base, dryRun: false, ok: false, exitCode: ExitCode.failed, steps, message: `drill aborted: the target does not accept the current version before the drill (${baseline.test.verdict}); run "provkey test ${name}"` };
+  }
+
+  const offset = Date.now() - declared;
+  const rotation = await rotateKey(ctx, { noOverlap: true, operation: 'drill', writeProbe: true, reason: 'compromise drill' });
+  for (const step of rotation.steps) steps.push({ ...step, ...(step.endedAtMs !== undefined ? { endedAtMs: step.endedAtMs + offset } : {}) });
+  const at = (name: string) => steps.find((s) => s.step === name && s.ok)?.endedAtMs;
+  const timeToRecoverMs = rotation.ok ? at('test') : undefined;
+  const timeToContainMs = rotation.ok ? at('prove-rejected') : undefined;
+  const worst = Math.max(timeToContainMs ?? Infinity, timeToRecoverMs ?? Infinity);
+  const withinRto = rotation.ok && worst <= options.rtoMs;
+  const report: DrillReport = {
+    ...base,
+    dryRun: false,
+    ok: rotation.ok && withinRto,
+    exitCode: rotation.ok ? (withinRto ? ExitCode.ok : ExitCode.failed) : rotation.exitCode,
+    message: rotation.ok
+      ? withinRto
+        ? `contained and recovered within the ${Math.round(options.rtoMs / 1000)}s objective`
+        : `contained and recovered, but slower than the ${Math.round(options.rtoMs / 1000)}s objective`
+      : `drill failed: ${rotation.message}`,
+    ...(rotation.fingerprint ? { newFingerprint: rotation.fingerprint } : {}),
+    ...(timeToContainMs !== undefined ? { timeToContainMs } : {}),
+    ...(timeToRecoverMs !== undefined ? { timeToRecoverMs } : {}),
+    withinRto,
+    steps,
+  };
+  await ctx.session.recordAudit({
+    event: 'drill.report',
+    key: name,
+    outcome: report.ok ? 'ok' : 'failed',
+    fingerprint: leaked.fingerprint,
+    detail: { newFingerprint: report.newFingerprint ?? null, timeToContainMs: timeToContainMs ?? null, timeToRecoverMs: timeToRecoverMs ?? null, rtoMs: options.rtoMs, withinRto },
+  });
+  return report;
+}

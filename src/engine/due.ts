@@ -1,0 +1,33 @@
+import { ExitCode } from '../core/errors.js';
+import { dueWork } from '../core/schedule.js';
+import { readExisting, secretOf, type KeyContext } from './key-context.js';
+import type { KeyResult } from './result.js';
+import { revokeKey } from './revoke.js';
+import { rotateKey } from './rotate.js';
+
+/**
+ * `rotate --due`: what the schedule says is due for one key: end expired grace periods
+ * (revoke those previous versions), then rotate if the current version is older than the
+ * interval or the target itself (LDAP pwdMaxAge) is about to expire it.
+ */
+export async function runDue(ctx: KeyContext): Promise<KeyResult> {
+  const { record, current } = await readExisting(ctx);
+  const expiry = ctx.target.expiresAt ? await ctx.target.expiresAt(await secretOf(ctx, current)) : undefined;
+  const work = dueWork(record, ctx.key.rotation, new Date(), expiry);
+  const results: KeyResult[] = [];
+  for (const id of work.revokeVersionIds) results.push(await revokeKey(ctx, { version: id }, 'grace-end'));
+  if (work.rotate) results.push(await rotateKey(ctx));
+  if (results.length === 0) {
+    return { key: ctx.key.name, operation: 'rotate', outcome: 'skipped', ok: true, exitCode: ExitCode.ok, message: 'not due', steps: [], tests: [], ms: 0 };
+  }
+  const worst = results.reduce((a, b) => (b.exitCode > a.exitCode ? b : a));
+  const last = results.at(-1)!;
+  return {
+    ...last,
+    ok: results.every((r) => r.ok),
+    exitCode: worst.exitCode,
+    message: results.map((r) => r.message).join('; '),
+    steps: results.flatMap((r) => r.steps),
+    tests: results.flatMap((r) => r.tests),
+  };
+}

@@ -1,0 +1,58 @@
+import { hostname } from 'node:os';
+import type { ResolvedKey } from '../config/load.js';
+import { UsageError } from '../core/errors.js';
+import { fingerprint } from '../core/fingerprint.js';
+import type { Claim, KeyRecord, VersionMeta } from '../core/model.js';
+import { versionByLabel } from '../core/model.js';
+import { registerSecret } from '../core/redact.js';
+import type { SecretStore } from '../stores/store.js';
+import type { SecretInUse, Target } from '../targets/target.js';
+import type { Session } from './session.js';
+
+/** The store, target and record of one key during one operation. */
+export interface KeyContext {
+  session: Session;
+  key: ResolvedKey;
+  store: SecretStore;
+  target: Target;
+}
+
+export async function openKey(session: Session, name: string): Promise<KeyContext> {
+  const key = session.key(name);
+  const [store, target] = await Promise.all([session.storeFor(key), session.targetFor(key)]);
+  return { session, key, store, target };
+}
+
+export function owner(): Claim['owner'] {
+  return { host: hostname(), pid: process.pid };
+}
+
+export function isProcessAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: it exists but belongs to someone else.
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+export async function secretOf(ctx: KeyContext, version: VersionMeta): Promise<SecretInUse> {
+  const value = await ctx.store.readSecret(ctx.key.name, version.id);
+  registerSecret(value);
+  return { value, fingerprint: version.fingerprint, versionId: version.id };
+}
+
+export function inUse(value: string, versionId?: string): SecretInUse {
+  registerSecret(value);
+  return { value, fingerprint: fingerprint(value), ...(versionId ? { versionId } : {}) };
+}
+
+export async function readExisting(ctx: KeyContext): Promise<{ record: KeyRecord; current: VersionMeta }> {
+  const record = await ctx.store.read(ctx.key.name);
+  const current = record && versionByLabel(record, 'current');
+  if (!record || !current) {
+    throw new UsageError(`key ${ctx.key.name} has no current version in store "${ctx.key.storeName}" (run "provkey add ${ctx.key.name}")`, 'key.empty');
+  }
+  return { record, current };
+}

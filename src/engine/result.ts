@@ -1,0 +1,63 @@
+import type { ExitCode } from '../core/errors.js';
+import type { ConnectionTest } from '../targets/target.js';
+
+/** One protocol step as it happened, for human output, --json and drill reports. */
+export interface StepRecord {
+  step: string;
+  ok: boolean;
+  ms: number;
+  /** When the step ended, in ms since the operation started (drills add these up into TTC/TTR). */
+  endedAtMs?: number;
+  detail?: string;
+}
+
+export type Outcome =
+  | 'added'
+  | 'imported'
+  | 'rotated'
+  | 'resumed'
+  | 'revoked'
+  | 'tested'
+  | 'skipped'
+  | 'rolled_back'
+  | 'failed'
+  | 'lockout'
+  | 'planned';
+
+/** What an operation on one key returns: data, printed by the CLI, never by the engine. */
+export interface KeyResult {
+  key: string;
+  operation: string;
+  outcome: Outcome;
+  ok: boolean;
+  exitCode: ExitCode;
+  message: string;
+  fingerprint?: string;
+  previousFingerprint?: string;
+  steps: StepRecord[];
+  tests: ConnectionTest[];
+  ms: number;
+}
+
+export class StepTimer {
+  readonly steps: StepRecord[] = [];
+  readonly tests: ConnectionTest[] = [];
+  readonly started = Date.now();
+
+  async run<T>(step: string, fn: () => Promise<T>, describe?: (value: T) => { ok: boolean; detail?: string }): Promise<T> {
+    const start = Date.now();
+    try {
+      const value = await fn();
+      const verdict = describe?.(value) ?? { ok: true };
+      this.steps.push({ step, ok: verdict.ok, ms: Date.now() - start, endedAtMs: Date.now() - this.started, ...(verdict.detail ? { detail: verdict.detail } : {}) });
+      return value;
+    } catch (error) {
+      this.steps.push({ step, ok: false, ms: Date.now() - start, endedAtMs: Date.now() - this.started, detail: (error as Error).message });
+      throw error;
+    }
+  }
+
+  elapsed(): number {
+    return Date.now() - this.started;
+  }
+}

@@ -1,0 +1,76 @@
+import { newClaim } from '../core/claim.js';
+import { ConflictError, ExitCode, UsageError } from '../core/errors.js';
+import type { VersionMeta } from '../core/model.js';
+import { versionByLabel } from '../core/model.js';
+import { revokeVersions } from '../core/transitions.js';
+import { owner, secretOf, type KeyContext } from './key-context.js';
+import { StepTimer, type KeyResult } from './result.js';
+import { proveRetired } from './retire.js';
+
+export type RevokeSelection = { which: 'all' | 'previous' | 'current' } | { version: string };
+
+/** Which versions a revoke touches: by fingerprint or id, or by role. */
+export function selectVersions(versions: VersionMeta[], selection: RevokeSelection): VersionMeta[] {
+  const live = versions.filter((v) => v.label === 'current' || v.label === 'previous');
+  if ('version' in selection) {
+    const wanted = selection.version.startsWith('sha256:') ? selection.version : selection.version;
+    const found = versions.find((v) => v.id === wanted || v.fingerprint === wanted || v.fingerprint === `sha256:${wanted}`);
+    if (!found) throw new UsageError(`--version: no version "${selection.version}" (use a fingerprint or id from "provkey history")`, 'input.version');
+    if (found.label === 'revoked') throw new UsageError(`--version: ${found.fingerprint} is already revoked`, 'input.version');
+    return [found];
+  }
+  if (selection.which === 'previous') return live.filter((v) => v.label === 'previous');
+  if (selection.which === 'current') return live.filter((v) => v.label === 'current');
+  return live;
+}
+
+/**
+ * Revoke: the target is made to reject each selected version, the store disables it, and a
+ * rejected request proves it. Previous versions go first so a failure leaves the current one.
+ */
+export async function revokeKey(ctx: KeyContext, selection: RevokeSelection, operation = 'revoke'): Promise<KeyResult> {
+  const name = ctx.key.name;
+  const timer = new StepTimer();
+  let record = await ctx.store.read(name);
+  if (!record) throw new UsageError(`key ${name} has no versions in store "${ctx.key.storeName}"`, 'key.empty');
+  const chosen = selectVersions(record.versions, selection).sort((a, b) => (a.label === 'current' ? 1 : 0) - (b.label === 'current' ? 1 : 0));
+  const base = { key: name, operation, steps: timer.steps, tests: timer.tests };
+  if (chosen.length === 0) {
+    return { ...base, outcome: 'revoked', ok: true, exitCode: ExitCode.ok, message: 'nothing to revoke', ms: timer.elapsed() };
+  }
+  if (record.state.claim) {
+    const c = record.state.claim;
+    return { ...base, outcome: 'skipped', ok: false, exitCode: ExitCode.failed, message: `${c.operation} in progress since ${c.startedAt} (pid ${c.owner.pid} on ${c.owner.host}); try again later`, ms: timer.elapsed() };
+  }
+  try {
+    record = await timer.run('claim', () =>
+      ctx.store.update(name, record!.revision, { versions: record!.versions, state: { ...record!.state, claim: newClaim('revoke', owner(), new Date()) } }),
+    );
+  } catch (error) {
+    if (error instanceof ConflictError) return { ...base, outcome: 'skipped', ok: false, exitCode: ExitCode.failed, message: 'another run changed this key; try again', ms: timer.elapsed() };
+    throw error;
+  }
+  const currentMeta = versionByLabel(record, 'current');
+  const current = currentMeta && !chosen.includes(currentMeta) ? await secretOf(ctx, currentMeta) : undefined;
+  const problems: string[] = [];
+  for (const version of chosen) {
+    const old = await secretOf(ctx, version).catch(() => undefined);
+    // Relabel first: an app reading the store (store applier) stops accepting it from here on.
+    record = await ctx.store.update(name, record.revision, { versions: revokeVersions(record, [version.id], new Date()), state: record.state });
+    if (!old) {
+      await ctx.store.disableVersion(name, version.id).catch(() => undefined);
+      continue;
+    }
+    const proof = await proveRetired(ctx, old, timer, current ? { current } : {});
+    await ctx.session.recordAudit({ event: `${operation}.version`, key: name, outcome: proof.ok ? 'ok' : 'failed', fingerprint: version.fingerprint, versionId: version.id, detail: { label: version.label, proven: proof.ok && !proof.skipped } });
+    if (!proof.ok) problems.push(proof.message);
+  }
+  const latest = (await ctx.store.read(name))!;
+  const { claim: _released, ...state } = latest.state;
+  await ctx.store.update(name, latest.revision, { versions: latest.versions, state });
+  const fingerprints = chosen.map((v) => v.fingerprint).join(', ');
+  if (problems.length) {
+    return { ...base, outcome: 'lockout', ok: false, exitCode: ExitCode.needsHuman, message: problems.join('; '), ms: timer.elapsed() };
+  }
+  return { ...base, outcome: 'revoked', ok: true, exitCode: ExitCode.ok, message: `revoked ${fingerprints}`, fingerprint: chosen.at(-1)!.fingerprint, ms: timer.elapsed() };
+}

@@ -1,0 +1,280 @@
+import { CLAIM_TTL_MS, isClaimStale, newClaim } from '../core/claim.js';
+import { ConflictError, ExitCode } from '../core/errors.js';
+import { fingerprint } from '../core/fingerprint.js';
+import { generateSecret } from '../core/keygen.js';
+import type { Claim, KeyRecord, VersionMeta } from '../core/model.js';
+import { registerSecret } from '../core/redact.js';
+import { abandonPending, finishRotation } from '../core/transitions.js';
+import type { SecretInUse } from '../targets/target.js';
+import { isProcessAlive, owner, readExisting, secretOf, type KeyContext } from './key-context.js';
+import { waitForVerdict } from './propagation.js';
+import { StepTimer, type KeyResult } from './result.js';
+import { convergeStaleClaim } from './converge.js';
+import { proveRetired } from './retire.js';
+
+export interface RotateOptions {
+  /** Force no overlap (drills): the old version stops working as part of the rotation. */
+  noOverlap?: boolean;
+  operation?: 'rotate' | 'drill';
+  /** Run the write probe on the new version (drills). */
+  writeProbe?: boolean;
+  reason?: string;
+}
+
+/**
+ * The rotation protocol of DESIGN.md: claim, create, set, test, finish; rollback on a
+ * failure in set or test. Each step's outcome is written to the store before the next side
+ * effect, so a run killed at any point leaves a claim the next run converges from.
+ */
+export async function rotateKey(ctx: KeyContext, options: RotateOptions = {}): Promise<KeyResult> {
+  const timer = new StepTimer();
+  const operation = options.operation ?? 'rotate';
+  const name = ctx.key.name;
+  const progress = (step: string, detail?: string) => ctx.session.progress({ type: 'step', key: name, step, ...(detail ? { detail } : {}) });
+  const result = (partial: Omit<KeyResult, 'key' | 'operation' | 'steps' | 'tests' | 'ms'>): KeyResult => ({
+    key: name,
+    operation,
+    steps: timer.steps,
+    tests: timer.tests,
+    ms: timer.elapsed(),
+    ...partial,
+  });
+
+  let { record, current } = await readExisting(ctx);
+
+  if (record.state.claim) {
+    const here = { host: owner().host, isAlive: isProcessAlive };
+    if (!isClaimStale(record.state.claim, new Date(), here)) {
+      const c = record.state.claim;
+      return result({
+        outcome: 'skipped',
+        ok: true,
+        exitCode: ExitCode.ok,
+        message: `${c.operation} already in progress on ${c.owner.host} (pid ${c.owner.pid}) since ${c.startedAt}`,
+      });
+    }
+    progress('converge', 'a previous run stopped part-way');
+    const converged = await timer.run('converge', () => convergeStaleClaim(ctx, record));
+    if (converged.outcome === 'busy') {
+      return result({ outcome: 'skipped', ok: true, exitCode: ExitCode.ok, message: converged.message });
+    }
+    if (converged.outcome !== 'rolled_back' && converged.outcome !== 'cleared') {
+      return result({
+        outcome: converged.outcome === 'lockout' ? 'lockout' : 'resumed',
+        ok: converged.outcome === 'rolled_forward',
+        exitCode: converged.outcome === 'lockout' ? ExitCode.needsHuman : ExitCode.ok,
+        message: converged.message,
+        ...(converged.fingerprint ? { fingerprint: converged.fingerprint } : {}),
+      });
+    }
+    ({ record, current } = await readExisting(ctx));
+  }
+  if (record.state.lockout) {
+    return result({
+      outcome: 'lockout',
+      ok: false,
+      exitCode: ExitCode.needsHuman,
+      message: `key is in lockout since ${record.state.lockout.at}: ${record.state.lockout.detail}; recover it with an admin credential, then run "provkey test ${name}"`,
+    });
+  }
+
+  await ctx.target.checkGenerationPolicy?.(ctx.key.policy);
+  const overlap = !options.noOverlap && ctx.key.rotation.graceMs > 0 && ctx.target.capabilities.overlap;
+
+  // 1. claim: compare-and-set; a second rotator loses here and skips the key.
+  progress('claim');
+  try {
+    record = await timer.run('claim', () =>
+      ctx.store.update(name, record.revision, {
+        versions: record.versions,
+        state: { ...record.state, claim: newClaim(operation, owner(), new Date(), { fromVersionId: current.id, overlap }) },
+      }),
+    );
+  } catch (error) {
+    if (error instanceof ConflictError) {
+      return result({ outcome: 'skipped', ok: true, exitCode: ExitCode.ok, message: 'another run claimed this key first' });
+    }
+    throw error;
+  }
+  const claim = record.state.claim!;
+
+  // 2. create: a fresh value, stored as `pending` before the target ever sees it.
+  progress('create');
+  const value = generateSecret(ctx.key.policy);
+  registerSecret(value);
+  const meta = newVersionMeta(value, 'generated');
+  const created = await timer.run('create', () => ctx.store.addVersion(name, record.revision, value, meta), () => ({ ok: true, detail: meta.fingerprint }));
+  record = await ctx.store.update(name, created.record.revision, {
+    versions: created.record.versions,
+    state: { ...created.record.state, claim: { ...claim, step: 'created', pendingVersionId: created.versionId } },
+  });
+  const next: SecretInUse = { value, fingerprint: meta.fingerprint, versionId: created.versionId };
+  const old = await secretOf(ctx, current);
+
+  return completeRotation(ctx, { record, next, old, overlap, timer, operation, ...(options.writeProbe ? { writeProbe: true } : {}) });
+}
+
+export function newVersionMeta(value: string, origin: VersionMeta['origin']): Omit<VersionMeta, 'id'> {
+  const now = new Date().toISOString();
+  return { label: 'pending', fingerprint: fingerprint(value), createdAt: now, labelledAt: now, origin };
+}
+
+async function advance(ctx: KeyContext, record: KeyRecord, step: Claim['step']): Promise<KeyRecord> {
+  const claim = record.state.claim!;
+  const expiresAt = new Date(Date.now() + CLAIM_TTL_MS).toISOString();
+  return ctx.store.update(ctx.key.name, record.revision, {
+    versions: record.versions,
+    state: { ...record.state, claim: { ...claim, step, expiresAt } },
+  });
+}
+
+/** set, test, finish (and rollback): shared by rotate and by `add`. */
+export async function completeRotation(
+  ctx: KeyContext,
+  run: {
+    record: KeyRecord;
+    next: SecretInUse;
+    old: SecretInUse | undefined;
+    overlap: boolean;
+    timer: StepTimer;
+    operation: string;
+    writeProbe?: boolean;
+  },
+): Promise<KeyResult> {
+  const { next, old, overlap, timer, operation } = run;
+  let record = run.record;
+  const name = ctx.key.name;
+  const progress = (step: string) => ctx.session.progress({ type: 'step', key: name, step });
+  const result = (partial: Omit<KeyResult, 'key' | 'operation' | 'steps' | 'tests' | 'ms'>): KeyResult => ({
+    key: name,
+    operation,
+    steps: timer.steps,
+    tests: timer.tests,
+    ms: timer.elapsed(),
+    fingerprint: next.fingerprint,
+    ...(old ? { previousFingerprint: old.fingerprint } : {}),
+    ...partial,
+  });
+
+  // 3. set: the claim says "setting" before the target is touched, so a crash here is resumable.
+  record = await advance(ctx, record, 'setting');
+  progress('set');
+  const applied = await timer.run(
+    'set',
+    () => ctx.target.set({ next, ...(old ? { current: old } : {}), replace: !overlap }),
+    (r) => (r.ok ? { ok: true, ...(r.detail ? { detail: r.detail } : {}) } : { ok: false, detail: `${r.reason}: ${r.detail}` }),
+  );
+  if (!applied.ok) {
+    return rollback(ctx, record, next, old, timer, `the target refused the new version (${applied.reason}: ${applied.detail})`, result);
+  }
+  record = await advance(ctx, record, 'set');
+
+  // 4. test: the new version must be accepted (waiting for propagation).
+  progress('test');
+  const accepted = await timer.run(
+    'test',
+    () => waitForVerdict(ctx.target, next, 'accept', { write: run.writeProbe ?? false }),
+    (w) => ({ ok: w.test.ok, detail: `${w.test.verdict} after ${w.attempts} attempt(s)` }),
+  );
+  timer.tests.push(accepted.test);
+  if (!accepted.test.ok) {
+    return rollback(ctx, record, next, old, timer, `the connection test with the new version failed (${summarize(accepted.test)})`, result);
+  }
+  record = await advance(ctx, record, 'tested');
+
+  // 5. finish: labels move in one compare-and-set write; the claim is released with it.
+  progress('finish');
+  const now = new Date();
+  const finished = finishRotation(record, next.versionId!, {
+    overlap,
+    graceMs: ctx.key.rotation.graceMs,
+    now,
+    test: { ok: true, at: now.toISOString(), versionId: next.versionId!, fingerprint: next.fingerprint },
+  });
+  record = await timer.run('finish', () => ctx.store.update(name, record.revision, { versions: finished.versions, state: finished.state }));
+  await ctx.session.recordAudit({
+    event: operation === 'add' ? 'key.added' : `${operation}.finished`,
+    key: name,
+    outcome: 'ok',
+    fingerprint: next.fingerprint,
+    versionId: next.versionId!,
+    detail: { previous: old?.fingerprint ?? null, overlap, graceUntil: finished.versions.find((v) => v.id === finished.retiredId)?.graceUntil ?? null },
+  });
+
+  // Without overlap the old version is revoked: prove the target rejects it.
+  if (!overlap && old && finished.retiredId) {
+    const proof = await proveRetired(ctx, old, timer, { current: next });
+    if (!proof.ok) {
+      return result({ outcome: 'lockout', ok: false, exitCode: ExitCode.needsHuman, message: proof.message });
+    }
+  }
+  const message = overlap && old
+    ? `rotated: ${next.fingerprint} is current; ${old.fingerprint} is accepted until ${finished.versions.find((v) => v.id === finished.retiredId)?.graceUntil}`
+    : old
+      ? `rotated: ${next.fingerprint} is current; ${old.fingerprint} is revoked`
+      : `${next.fingerprint} is current`;
+  return result({ outcome: operation === 'add' ? 'added' : 'rotated', ok: true, exitCode: ExitCode.ok, message });
+}
+
+function summarize(test: { verdict: string; probes: { name: string; outcome: string; status?: number | string; detail?: string }[] }): string {
+  const failed = test.probes.filter((p) => p.outcome === 'fail');
+  if (failed.length === 0) return test.verdict;
+  return failed.map((p) => `${p.name}: ${p.status ?? ''} ${p.detail ?? ''}`.trim()).join('; ');
+}
+
+/**
+ * Undo a failed set/test: the target goes back to the current version, the pending version
+ * is marked failed and disabled, the claim is released. If the current version no longer
+ * works either, that is a lockout: recorded in the store and reported with exit code 3.
+ */
+export async function rollback(
+  ctx: KeyContext,
+  record: KeyRecord,
+  next: SecretInUse,
+  old: SecretInUse | undefined,
+  timer: StepTimer,
+  reason: string,
+  result: (partial: Omit<KeyResult, 'key' | 'operation' | 'steps' | 'tests' | 'ms'>) => KeyResult,
+): Promise<KeyResult> {
+  const name = ctx.key.name;
+  ctx.session.progress({ type: 'step', key: name, step: 'rollback' });
+  const undone = await timer.run(
+    'rollback',
+    () => ctx.target.rollback({ next, ...(old ? { current: old } : {}) }),
+    (r) => (r.ok ? { ok: true } : { ok: false, detail: `${r.reason}: ${r.detail}` }),
+  );
+  let lockout: string | undefined;
+  if (old) {
+    const check = await timer.run(
+      'verify-current',
+      () => waitForVerdict(ctx.target, old, 'accept'),
+      (w) => ({ ok: w.test.ok, detail: w.test.verdict }),
+    );
+    timer.tests.push(check.test);
+    if (!check.test.ok) {
+      lockout = `neither version works: ${reason}; then the rollback to ${old.fingerprint} ${undone.ok ? 'was not accepted' : `failed (${undone.ok ? '' : undone.detail})`}`;
+    }
+  }
+  const now = new Date();
+  const fresh = (await ctx.store.read(name)) ?? record;
+  const abandoned = abandonPending(fresh, next.versionId, now, { ok: false, at: now.toISOString(), ...(next.versionId ? { versionId: next.versionId } : {}), fingerprint: next.fingerprint });
+  const state = lockout ? { ...abandoned.state, lockout: { at: now.toISOString(), detail: lockout } } : abandoned.state;
+  await ctx.store.update(name, fresh.revision, { versions: abandoned.versions, state });
+  if (next.versionId) await ctx.store.disableVersion(name, next.versionId).catch(() => undefined);
+  await ctx.session.recordAudit({
+    event: 'rotate.rolled_back',
+    key: name,
+    outcome: lockout ? 'lockout' : 'rolled_back',
+    fingerprint: next.fingerprint,
+    ...(next.versionId ? { versionId: next.versionId } : {}),
+    detail: { reason, current: old?.fingerprint ?? null },
+  });
+  if (lockout) return result({ outcome: 'lockout', ok: false, exitCode: ExitCode.needsHuman, message: `LOCKOUT: ${lockout}` });
+  return result({
+    outcome: 'rolled_back',
+    ok: false,
+    exitCode: ExitCode.failed,
+    message: `rolled back: ${reason}; ${old ? `${old.fingerprint} is still current` : 'the key was not added'}`,
+  });
+}
+

@@ -1,0 +1,110 @@
+import { AuditLog, type AuditEvent } from '../audit/audit-log.js';
+import type { Config, ResolvedKey } from '../config/load.js';
+import { keyOrThrow } from '../config/load.js';
+import { resolveSecretRef } from '../config/secret-ref.js';
+import { ConfigError } from '../core/errors.js';
+import { versionByLabel } from '../core/model.js';
+import { registerSecret } from '../core/redact.js';
+import type { AdapterContext } from '../stores/context.js';
+import { openStore } from '../stores/index.js';
+import type { SecretStore } from '../stores/store.js';
+import { openTarget } from '../targets/index.js';
+import type { Target } from '../targets/target.js';
+import type { ProgressSink } from './progress.js';
+import { silentProgress } from './progress.js';
+
+/**
+ * Everything one provkey run shares: the config, stores and targets opened on first use
+ * (each adapter module is imported only then), the audit log and the progress sink.
+ */
+export class Session {
+  readonly config: Config;
+  readonly audit: AuditLog;
+  readonly progress: ProgressSink;
+  readonly dryRun: boolean;
+  readonly debug: (message: string) => void;
+  private readonly env: NodeJS.ProcessEnv;
+  private readonly stores = new Map<string, Promise<SecretStore>>();
+  private readonly targets = new Map<string, Promise<Target>>();
+
+  constructor(options: {
+    config: Config;
+    env?: NodeJS.ProcessEnv;
+    progress?: ProgressSink;
+    dryRun?: boolean;
+    debug?: (message: string) => void;
+  }) {
+    this.config = options.config;
+    this.env = options.env ?? process.env;
+    this.audit = new AuditLog(options.config.auditPath);
+    this.progress = options.progress ?? silentProgress;
+    this.dryRun = options.dryRun ?? false;
+    this.debug = options.debug ?? (() => {});
+  }
+
+  key(name: string): ResolvedKey {
+    return keyOrThrow(this.config, name);
+  }
+
+  adapterContext(): AdapterContext {
+    return {
+      configDir: this.config.dir,
+      env: this.env,
+      debug: this.debug,
+      resolveSecret: async (ref, field) => {
+        const value = await resolveSecretRef(ref, field, {
+          configDir: this.config.dir,
+          env: this.env,
+          readKey: (other) => this.readCurrentSecret(other, field),
+        });
+        registerSecret(value);
+        return value;
+      },
+    };
+  }
+
+  storeNamed(name: string): Promise<SecretStore> {
+    let store = this.stores.get(name);
+    if (!store) {
+      const config = this.config.stores[name];
+      if (!config) throw new ConfigError(`stores.${name}: no such store`);
+      store = openStore(name, config, this.adapterContext());
+      this.stores.set(name, store);
+    }
+    return store;
+  }
+
+  storeFor(key: ResolvedKey): Promise<SecretStore> {
+    return this.storeNamed(key.storeName);
+  }
+
+  targetFor(key: ResolvedKey): Promise<Target> {
+    let target = this.targets.get(key.name);
+    if (!target) {
+      target = openTarget(key.name, key.config.target, this.adapterContext());
+      this.targets.set(key.name, target);
+    }
+    return target;
+  }
+
+  /** The current value of another key, for `key:` references (e.g. an LDAP admin password). */
+  private async readCurrentSecret(name: string, field: string): Promise<string> {
+    const key = this.config.keys[name];
+    if (!key) throw new ConfigError(`${field}: key:${name} is not a key in the config`);
+    const store = await this.storeFor(key);
+    const record = await store.read(name);
+    const current = record && versionByLabel(record, 'current');
+    if (!current) throw new ConfigError(`${field}: key ${name} has no current version`);
+    return store.readSecret(name, current.id);
+  }
+
+  async recordAudit(event: AuditEvent): Promise<void> {
+    if (this.dryRun) return;
+    await this.audit.append(event);
+  }
+
+  async close(): Promise<void> {
+    const all = [...this.stores.values(), ...this.targets.values()];
+    await Promise.allSettled(all.map(async (p) => (await p).close()));
+  }
+}

@@ -1,0 +1,70 @@
+import { isProvkeyError } from '../core/errors.js';
+import { versionByLabel } from '../core/model.js';
+import { nextRotationAt } from '../core/schedule.js';
+import type { AuditEntry } from '../audit/audit-log.js';
+import type { Session } from './session.js';
+
+export interface KeyStatus {
+  name: string;
+  store: string;
+  target: string;
+  state: 'ok' | 'empty' | 'rotating' | 'lockout' | 'error';
+  current: { fingerprint: string; createdAt: string; versionId: string } | null;
+  ageMs: number | null;
+  nextRotationAt: string | null;
+  due: boolean;
+  previous: { fingerprint: string; graceUntil: string | null }[];
+  lastTest: { ok: boolean; at: string } | null;
+  error?: string;
+}
+
+/** `status`: read-only; opens stores only (never a target), so it stays fast. */
+export async function keyStatuses(session: Session, names: string[]): Promise<KeyStatus[]> {
+  const now = Date.now();
+  return Promise.all(
+    names.map(async (name): Promise<KeyStatus> => {
+      const key = session.key(name);
+      const base = { name, store: key.storeName, target: key.config.target.type };
+      try {
+        const store = await session.storeFor(key);
+        const record = await store.read(name);
+        const current = record && versionByLabel(record, 'current');
+        const next = nextRotationAt(record, key.rotation);
+        const state = !current ? 'empty' : record.state.lockout ? 'lockout' : record.state.claim ? 'rotating' : 'ok';
+        return {
+          ...base,
+          state,
+          current: current ? { fingerprint: current.fingerprint, createdAt: current.createdAt, versionId: current.id } : null,
+          ageMs: current ? now - Date.parse(current.createdAt) : null,
+          nextRotationAt: next?.toISOString() ?? null,
+          due: next !== undefined && next.getTime() <= now,
+          previous: (record?.versions ?? []).filter((v) => v.label === 'previous').map((v) => ({ fingerprint: v.fingerprint, graceUntil: v.graceUntil ?? null })),
+          lastTest: record?.state.lastTest ? { ok: record.state.lastTest.ok, at: record.state.lastTest.at } : null,
+        };
+      } catch (error) {
+        if (!isProvkeyError(error)) throw error;
+        return { ...base, state: 'error', current: null, ageMs: null, nextRotationAt: null, due: false, previous: [], lastTest: null, error: error.message };
+      }
+    }),
+  );
+}
+
+export interface KeyHistory {
+  key: string;
+  versions: { id: string; label: string; fingerprint: string; createdAt: string; labelledAt: string; graceUntil?: string; origin: string }[];
+  events: Pick<AuditEntry, 'seq' | 'at' | 'event' | 'outcome' | 'fingerprint' | 'actor' | 'detail'>[];
+}
+
+export async function keyHistory(session: Session, name: string): Promise<KeyHistory> {
+  const key = session.key(name);
+  const store = await session.storeFor(key);
+  const record = await store.read(name);
+  const entries = await session.audit.readAll();
+  return {
+    key: name,
+    versions: (record?.versions ?? []).map((v) => ({ ...v })),
+    events: entries
+      .filter((e) => e.key === name)
+      .map((e) => ({ seq: e.seq, at: e.at, event: e.event, ...(e.outcome ? { outcome: e.outcome } : {}), ...(e.fingerprint ? { fingerprint: e.fingerprint } : {}), actor: e.actor, ...(e.detail ? { detail: e.detail } : {}) })),
+  };
+}

@@ -1,0 +1,10 @@
+/** What every store and target adapter gets from the engine besides its own config. */
+export interface AdapterContext {
+  /** Directory of the config file: relative paths in adapter options are resolved against it. */
+  configDir: string;
+  env: NodeJS.ProcessEnv;
+  /** Resolves env:/file:/key: references; the error names `field`, never the value. */
+  resolveSecret(ref: string, field: string): Promise<string>;
+  /** --verbose diagnostics to stderr. Never pass a secret. */
+  debug(message: string): void;
+}

@@ -1,0 +1,338 @@
+import { mkdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { FileStoreConfig } from '../config/schema.js';
+import { ConflictError } from '../core/errors.js';
+import type { KeyRecord, LifecycleState, VersionMeta } from '../core/model.js';
+import type { AdapterContext } from './context.js';
+import { writeFileAtomic } from './file/atomic-write.js';
+import { compareNames, emptyDocument, parseDocument, serializeDocument, toKeyRecord, type StoreDocument, type StoredKey } from './file/document.js';
+import { openEnvelope, parseEnvelope, sealEnvelope, type Envelope, type Kdf } from './file/envelope.js';
+import { fileStoreError, fsFailure } from './file/errors.js';
+import { createKeyFile, derivePassphraseKey, describeKeySource, loadKeyFile, newScryptKdf, type KeySource } from './file/keys.js';
+import { defaultLockOptions, withFileLock, type LockOptions } from './file/lock.js';
+import type { NewVersionMeta, RecordChange, SecretStore, StoreCapabilities } from './store.js';
+
+/**
+ * The embedded store, provkey's default: one AES-256-GCM encrypted file holding every key's
+ * versions (meta and value), lifecycle state and revision. Reads need no lock (writes replace
+ * the file atomically); every read-modify-write runs under an exclusive lock file, which is
+ * how the file store offers compare-and-set. See file/envelope.ts for the on-disk format.
+ */
+
+export const fileStoreType = 'file';
+
+/** Test and tuning knobs, not part of provkey.yaml. */
+export interface FileStoreInternals {
+  /** Wait for another writer's lock this long (default 10 s, or PROVKEY_LOCK_TIMEOUT_MS). */
+  lockTimeoutMs?: number;
+  /** Take over a lock older than this even if its holder seems alive (default 2 min). */
+  staleLockAfterMs?: number;
+}
+
+interface Layout {
+  storeFile: string;
+  lockFile: string;
+  key: KeySource;
+}
+
+/** Opens the store lazily: nothing is read until the first call. */
+export async function createFileStore(
+  name: string,
+  config: FileStoreConfig,
+  context: AdapterContext,
+  internals: FileStoreInternals = {},
+): Promise<SecretStore> {
+  return new FileStore(name, resolveLayout(config, context), lockOptions(context.env, internals));
+}
+
+/**
+ * `provkey init`: creates the key file (unless a passphrase is used) and an empty store.
+ * Never overwrites: an existing key file is reused, and an existing store is only opened to
+ * prove the key fits it (`created: false`). `keyFile` is the key file's path when one is used.
+ */
+export async function initFileStore(
+  config: FileStoreConfig,
+  context: AdapterContext,
+  options: { passphrase?: string },
+): Promise<{ created: boolean; keyFile?: string }> {
+  const layout = resolveLayout(config, context, options.passphrase);
+  const keyFile = layout.key.mode === 'keyfile' ? layout.key.keyFile : undefined;
+  const store = new FileStore('init', layout, lockOptions(context.env, {}));
+  const created = await store.initialise();
+  return keyFile === undefined ? { created } : { created, keyFile };
+}
+
+function resolveLayout(config: FileStoreConfig, context: AdapterContext, passphrase?: string): Layout {
+  const storeFile = path.resolve(context.configDir, config.path);
+  let key: KeySource;
+  if (passphrase !== undefined) {
+    key = { mode: 'passphrase', envName: config.passphraseEnv ?? 'passphrase', passphrase };
+  } else if (config.passphraseEnv) {
+    // Read from the environment only, never argv: a passphrase in argv is visible in `ps`.
+    key = { mode: 'passphrase', envName: config.passphraseEnv, passphrase: context.env[config.passphraseEnv] || undefined };
+  } else {
+    key = { mode: 'keyfile', keyFile: path.resolve(context.configDir, config.keyFile) };
+  }
+  return { storeFile, lockFile: `${storeFile}.lock`, key };
+}
+
+function lockOptions(env: NodeJS.ProcessEnv, internals: FileStoreInternals): LockOptions {
+  const fromEnv = Number(env.PROVKEY_LOCK_TIMEOUT_MS);
+  const timeoutMs = internals.lockTimeoutMs ?? (env.PROVKEY_LOCK_TIMEOUT_MS && Number.isSafeInteger(fromEnv) && fromEnv >= 0 ? fromEnv : undefined);
+  return {
+    timeoutMs: timeoutMs ?? defaultLockOptions.timeoutMs,
+    staleAfterMs: internals.staleLockAfterMs ?? defaultLockOptions.staleAfterMs,
+  };
+}
+
+/** What a rewrite needs to re-encrypt: the key and the kdf header it belongs to. */
+interface Sealing {
+  key: Buffer;
+  kdf: Kdf;
+}
+
+/** A mutation's outcome; `write: false` skips the rewrite when nothing changed. */
+interface Mutation<T> {
+  result: T;
+  write: boolean;
+}
+
+class FileStore implements SecretStore {
+  readonly name: string;
+  readonly type = fileStoreType;
+  readonly capabilities: StoreCapabilities = { compareAndSet: 'lock', nativeVersions: false, softDelete: false };
+  private readonly layout: Layout;
+  private readonly lock: LockOptions;
+
+  constructor(name: string, layout: Layout, lock: LockOptions) {
+    this.name = name;
+    this.layout = layout;
+    this.lock = lock;
+  }
+
+  async listKeys(): Promise<string[]> {
+    const document = await this.readDocument();
+    return document.keys.map((k) => k.name).sort(compareNames);
+  }
+
+  async read(key: string): Promise<KeyRecord | undefined> {
+    const found = findKey(await this.readDocument(), key);
+    return found && toKeyRecord(found);
+  }
+
+  async addVersion(
+    key: string,
+    expectedRevision: string | undefined,
+    secret: string,
+    meta: NewVersionMeta,
+    state?: LifecycleState,
+  ): Promise<{ record: KeyRecord; versionId: string }> {
+    if (typeof secret !== 'string' || secret.length === 0) throw fileStoreError('invalid', `refusing to store an empty value for ${key}`);
+    return this.mutate((document) => {
+      let record = findKey(document, key);
+      if (expectedRevision === undefined && record) {
+        throw new ConflictError('file', `${key} already exists (revision ${record.revision}); add a version with its current revision`);
+      }
+      if (expectedRevision !== undefined) record = checkRevision(record, key, expectedRevision);
+      if (!record) {
+        record = { name: key, revision: 0, lastVersionId: 0, versions: [], state: {} };
+        document.keys.push(record);
+      }
+      const versionId = String(++record.lastVersionId);
+      // Copy the known fields only, so nothing the caller attached by accident ends up stored.
+      record.versions.push({
+        id: versionId,
+        label: meta.label,
+        fingerprint: meta.fingerprint,
+        createdAt: meta.createdAt,
+        labelledAt: meta.labelledAt,
+        ...(meta.graceUntil === undefined ? {} : { graceUntil: meta.graceUntil }),
+        origin: meta.origin,
+        value: secret,
+      });
+      if (state) record.state = structuredClone(state);
+      record.revision = ++document.sequence;
+      return { result: { record: toKeyRecord(record), versionId }, write: true };
+    });
+  }
+
+  async update(key: string, expectedRevision: string, change: RecordChange): Promise<KeyRecord> {
+    return this.mutate((document) => {
+      const record = checkRevision(findKey(document, key), key, expectedRevision);
+      record.versions = applyVersionChange(record, change.versions);
+      record.state = structuredClone(change.state);
+      record.revision = ++document.sequence;
+      return { result: toKeyRecord(record), write: true };
+    });
+  }
+
+  async readSecret(key: string, versionId: string): Promise<string> {
+    const version = findVersion(await this.readDocument(), key, versionId);
+    if (version.value === null) throw fileStoreError('not_found', `version ${versionId} of ${key} is disabled`);
+    return version.value;
+  }
+
+  /**
+   * Erases the value; the metadata stays so the history still shows the version. The revision
+   * does not change (the record `read` returns is the same), as with a Vault soft delete.
+   */
+  async disableVersion(key: string, versionId: string, _options?: { destroy?: boolean }): Promise<void> {
+    await this.mutate((document) => {
+      const version = findVersion(document, key, versionId);
+      const write = version.value !== null;
+      version.value = null;
+      return { result: undefined, write };
+    });
+  }
+
+  /** Deleting a key that does not exist is not an error: `migrate` may retry. */
+  async deleteKey(key: string): Promise<void> {
+    await this.mutate((document) => {
+      const before = document.keys.length;
+      document.keys = document.keys.filter((k) => k.name !== key);
+      if (document.keys.length !== before) document.sequence++;
+      return { result: undefined, write: document.keys.length !== before };
+    });
+  }
+
+  async close(): Promise<void> {
+    // Nothing is held open between calls.
+  }
+
+  /** For initFileStore: true when a new store was written, false when one already existed (and opened). */
+  async initialise(): Promise<boolean> {
+    return this.mutate((_document, existed) => ({ result: !existed, write: !existed }));
+  }
+
+  /** A missing store file is an empty store, so `status` works on a fresh machine without any key. */
+  private async readDocument(): Promise<StoreDocument> {
+    const envelope = await this.readEnvelope();
+    if (!envelope) return emptyDocument();
+    return this.decrypt(envelope, await this.keyFor(envelope));
+  }
+
+  /** Read, change and rewrite the whole store under the lock. `existed`: the store file was there. */
+  private async mutate<T>(change: (document: StoreDocument, existed: boolean) => Mutation<T>): Promise<T> {
+    const { storeFile, lockFile } = this.layout;
+    try {
+      await mkdir(path.dirname(storeFile), { recursive: true, mode: 0o700 });
+    } catch (error) {
+      throw fsFailure('create the directory of', storeFile, error);
+    }
+    try {
+      return await withFileLock(lockFile, this.lock, async () => {
+        const envelope = await this.readEnvelope();
+        const sealing = envelope ? { key: await this.keyFor(envelope), kdf: envelope.kdf } : await this.newSealing();
+        const document = envelope ? this.decrypt(envelope, sealing.key) : emptyDocument();
+        const { result, write } = change(document, envelope !== undefined);
+        if (write) {
+          const text = sealEnvelope(serializeDocument(document), sealing.key, sealing.kdf);
+          try {
+            await writeFileAtomic(storeFile, text);
+          } catch (error) {
+            throw fsFailure('write store file', storeFile, error);
+          }
+        }
+        return result;
+      });
+    } catch (error) {
+      throw fsFailure('lock store file', storeFile, error);
+    }
+  }
+
+  private async readEnvelope(): Promise<Envelope | undefined> {
+    const { storeFile } = this.layout;
+    let text: string;
+    try {
+      text = await readFile(storeFile, 'utf8');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw fsFailure('read store file', storeFile, error);
+    }
+    return parseEnvelope(text, storeFile);
+  }
+
+  private decrypt(envelope: Envelope, key: Buffer): StoreDocument {
+    const { storeFile } = this.layout;
+    return parseDocument(openEnvelope(envelope, key, storeFile, describeKeySource(this.layout.key)), storeFile);
+  }
+
+  /** The key for an existing store file. Never creates one: a new key would orphan the data. */
+  private async keyFor(envelope: Envelope): Promise<Buffer> {
+    const { storeFile, key: source } = this.layout;
+    if (source.mode === 'keyfile') {
+      if (envelope.kdf.type !== 'keyfile') {
+        throw fileStoreError('invalid', `store file ${storeFile} is encrypted with a passphrase: set passphraseEnv for this store`);
+      }
+      const key = await loadKeyFile(source.keyFile);
+      if (!key) {
+        throw fileStoreError('invalid', `store file ${storeFile} exists but its key file ${source.keyFile} is missing: restore the key file (a new key cannot open the existing data)`);
+      }
+      return key;
+    }
+    if (envelope.kdf.type !== 'scrypt') {
+      throw fileStoreError('invalid', `store file ${storeFile} is encrypted with a key file, not a passphrase: remove passphraseEnv for this store`);
+    }
+    return derivePassphraseKey(requirePassphrase(source), envelope.kdf);
+  }
+
+  /** The key for a store file that does not exist yet: an existing key file is reused, else one is created. */
+  private async newSealing(): Promise<Sealing> {
+    const source = this.layout.key;
+    if (source.mode === 'keyfile') {
+      const key = (await loadKeyFile(source.keyFile)) ?? (await createKeyFile(source.keyFile));
+      return { key, kdf: { type: 'keyfile' } };
+    }
+    const kdf = newScryptKdf();
+    return { key: await derivePassphraseKey(requirePassphrase(source), kdf), kdf };
+  }
+}
+
+function requirePassphrase(source: Extract<KeySource, { mode: 'passphrase' }>): string {
+  if (!source.passphrase) throw fileStoreError('invalid', `the passphrase environment variable ${source.envName} is not set`);
+  return source.passphrase;
+}
+
+function findKey(document: StoreDocument, key: string): StoredKey | undefined {
+  return document.keys.find((k) => k.name === key);
+}
+
+function findVersion(document: StoreDocument, key: string, versionId: string) {
+  const record = findKey(document, key);
+  if (!record) throw fileStoreError('not_found', `key ${key} not found`);
+  const version = record.versions.find((v) => v.id === versionId);
+  if (!version) throw fileStoreError('not_found', `${key} has no version ${versionId}`);
+  return version;
+}
+
+function checkRevision(record: StoredKey | undefined, key: string, expectedRevision: string): StoredKey {
+  if (!record) throw new ConflictError('file', `${key} was deleted after revision ${expectedRevision} was read`);
+  if (String(record.revision) !== expectedRevision) {
+    throw new ConflictError('file', `${key} changed since revision ${expectedRevision} was read (now ${record.revision})`);
+  }
+  return record;
+}
+
+/**
+ * The labels a caller may change. Ids must already exist (versions are only created by
+ * addVersion) and fingerprint/createdAt/origin describe the stored value, so they cannot change.
+ * Dropping a version is allowed (pruning); the result keeps the stored oldest→newest order.
+ */
+function applyVersionChange(record: StoredKey, versions: VersionMeta[]) {
+  const changes = new Map<string, VersionMeta>();
+  for (const meta of versions) {
+    const stored = record.versions.find((v) => v.id === meta.id);
+    if (!stored) throw fileStoreError('invalid', `update of ${record.name} names version ${meta.id}, which does not exist`);
+    if (changes.has(meta.id)) throw fileStoreError('invalid', `update of ${record.name} names version ${meta.id} twice`);
+    for (const field of ['fingerprint', 'createdAt', 'origin'] as const) {
+      if (meta[field] !== stored[field]) throw fileStoreError('invalid', `update of ${record.name} may not change the ${field} of version ${meta.id}`);
+    }
+    changes.set(meta.id, meta);
+  }
+  return record.versions.flatMap((stored) => {
+    const meta = changes.get(stored.id);
+    if (!meta) return [];
+    const { graceUntil: _old, ...rest } = stored;
+    return [{ ...rest, label: meta.label, labelledAt: meta.labelledAt, ...(meta.graceUntil === undefined ? {} : { graceUntil: meta.graceUntil }) }];
+  });
+}

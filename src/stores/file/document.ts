@@ -1,0 +1,110 @@
+import { z } from 'zod';
+import type { KeyRecord, LifecycleState, VersionMeta } from '../../core/model.js';
+import { fileStoreError } from './errors.js';
+
+/**
+ * The decrypted contents of a store file. Only ever held in memory; the values live here and
+ * nowhere else in the file store.
+ */
+export interface StoreDocument {
+  /** Bumped on every write; a key's revision is the sequence of its last write, so a key that is
+   * deleted and added again never gets back a revision an old reader still holds. */
+  sequence: number;
+  /** Sorted by name. An array rather than an object so a key named "__proto__" is just a key. */
+  keys: StoredKey[];
+}
+
+export interface StoredKey {
+  name: string;
+  revision: number;
+  /** Ids are never reused, even after versions are pruned by `update`. */
+  lastVersionId: number;
+  versions: StoredVersion[];
+  state: LifecycleState;
+}
+
+/** `value` null: the version was disabled and its value erased. */
+export type StoredVersion = VersionMeta & { value: string | null };
+
+// Loose objects keep fields a newer provkey may add instead of silently dropping them on rewrite.
+const versionSchema = z.looseObject({
+  id: z.string().regex(/^[1-9][0-9]*$/),
+  label: z.enum(['current', 'pending', 'previous', 'revoked', 'failed']),
+  fingerprint: z.string(),
+  createdAt: z.string(),
+  labelledAt: z.string(),
+  graceUntil: z.string().optional(),
+  origin: z.enum(['generated', 'imported']),
+  value: z.string().nullable(),
+});
+
+const stateSchema = z.looseObject({
+  claim: z.looseObject({ id: z.string(), operation: z.string(), step: z.string(), startedAt: z.string(), expiresAt: z.string() }).optional(),
+  lastTest: z.looseObject({ ok: z.boolean(), at: z.string() }).optional(),
+  lastRotatedAt: z.string().optional(),
+  lockout: z.looseObject({ at: z.string(), detail: z.string() }).optional(),
+});
+
+const documentSchema = z.strictObject({
+  sequence: z.number().int().nonnegative(),
+  keys: z.array(
+    z.strictObject({
+      name: z.string().min(1),
+      revision: z.number().int().positive(),
+      lastVersionId: z.number().int().nonnegative(),
+      versions: z.array(versionSchema),
+      state: stateSchema,
+    }),
+  ),
+});
+
+export function emptyDocument(): StoreDocument {
+  return { sequence: 0, keys: [] };
+}
+
+/**
+ * Checks the whole decrypted document before any of it is used. The tag already proved the
+ * bytes are the ones we wrote, so a failure here means another program or a newer provkey
+ * wrote them; the message names the field, never its value.
+ */
+export function parseDocument(plaintext: string, file: string): StoreDocument {
+  const invalid = (where: string) =>
+    fileStoreError('tampered', `store file ${file} decrypted, but its contents are not a provkey store (at ${where || 'top level'})`);
+  let value: unknown;
+  try {
+    value = JSON.parse(plaintext);
+  } catch {
+    throw invalid('JSON');
+  }
+  const parsed = documentSchema.safeParse(value);
+  if (!parsed.success) throw invalid(parsed.error.issues[0]?.path.join('.') ?? '');
+  const document = parsed.data as StoreDocument;
+  const names = new Set<string>();
+  for (const [index, key] of document.keys.entries()) {
+    if (names.has(key.name)) throw invalid(`keys.${index}.name (duplicate)`);
+    names.add(key.name);
+    const ids = key.versions.map((v) => Number(v.id));
+    if (ids.some((id, i) => id > key.lastVersionId || (i > 0 && id <= (ids[i - 1] as number)))) throw invalid(`keys.${index}.versions (ids)`);
+  }
+  return document;
+}
+
+export function serializeDocument(document: StoreDocument): string {
+  document.keys.sort((a, b) => compareNames(a.name, b.name));
+  return JSON.stringify(document);
+}
+
+/** Code-unit order, the same on every platform and locale. */
+export function compareNames(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** What `read` hands out: a deep copy, without values. */
+export function toKeyRecord(key: StoredKey): KeyRecord {
+  return {
+    key: key.name,
+    versions: key.versions.map(({ value: _value, ...meta }) => structuredClone(meta)),
+    state: structuredClone(key.state),
+    revision: String(key.revision),
+  };
+}

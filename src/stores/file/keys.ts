@@ -1,0 +1,108 @@
+import { createHash, randomBytes, scrypt } from 'node:crypto';
+import { link, mkdir, open, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { syncDirectory } from './atomic-write.js';
+import { decodeBase64, type Kdf } from './envelope.js';
+import { fileStoreError, fsFailure } from './errors.js';
+
+/** Where a store's 32-byte AES key comes from: a key file, or a passphrase through scrypt. */
+export type KeySource =
+  | { mode: 'keyfile'; keyFile: string }
+  /** `passphrase` undefined: the environment variable `envName` was not set. */
+  | { mode: 'passphrase'; envName: string; passphrase: string | undefined };
+
+const keyBytes = 32;
+
+type ScryptKdf = Extract<Kdf, { type: 'scrypt' }>;
+
+/** The scrypt cost for new stores: N=2^15, r=8, p=1 takes ~50–100 ms and 32 MiB, once per process. */
+export function newScryptKdf(): ScryptKdf {
+  return { type: 'scrypt', salt: randomBytes(16).toString('base64'), N: 2 ** 15, r: 8, p: 1 };
+}
+
+/**
+ * Reads a key file, refusing one that group or others can access (like ssh does with a
+ * private key): the key file is the only thing between a copied store file and its secrets.
+ * Returns undefined when the file does not exist; the caller decides whether that is an error.
+ */
+export async function loadKeyFile(keyFile: string): Promise<Buffer | undefined> {
+  let handle;
+  try {
+    handle = await open(keyFile, 'r');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw fsFailure('read key file', keyFile, error);
+  }
+  try {
+    // fstat on the open handle: the mode we check is the mode of the file we read.
+    const info = await handle.stat();
+    if (!info.isFile()) throw fileStoreError('invalid', `key file ${keyFile} is not a regular file`);
+    if (process.platform !== 'win32' && (info.mode & 0o077) !== 0) {
+      const mode = (info.mode & 0o777).toString(8).padStart(4, '0');
+      throw fileStoreError('invalid', `key file ${keyFile} is accessible by group or others (mode ${mode}); run: chmod 600 ${keyFile}`);
+    }
+    const key = decodeBase64((await handle.readFile('utf8')).trim(), keyBytes);
+    if (!key) throw fileStoreError('invalid', `key file ${keyFile} does not hold a base64-encoded ${keyBytes}-byte key`);
+    return key;
+  } catch (error) {
+    throw fsFailure('read key file', keyFile, error);
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Creates a new random key file with mode 0600, never replacing an existing one: the key is
+ * written to a temp file, synced, then hard-linked into place (link fails if the name exists),
+ * so a crash cannot leave a half-written key file behind. If another process won the race,
+ * its key is used.
+ */
+export async function createKeyFile(keyFile: string): Promise<Buffer> {
+  const dir = path.dirname(keyFile);
+  const temp = path.join(dir, `.${path.basename(keyFile)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  const key = randomBytes(keyBytes);
+  try {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const handle = await open(temp, 'wx', 0o600);
+    try {
+      await handle.writeFile(`${key.toString('base64')}\n`);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await link(temp, keyFile);
+    await syncDirectory(dir);
+    return key;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') {
+      const existing = await loadKeyFile(keyFile);
+      if (existing) return existing;
+    }
+    throw fsFailure('create key file', keyFile, error);
+  } finally {
+    await rm(temp, { force: true });
+  }
+}
+
+/** scrypt is deliberately slow: derive once per process per (passphrase, salt, cost) and reuse. */
+const derivedKeys = new Map<string, Promise<Buffer>>();
+
+export function derivePassphraseKey(passphrase: string, kdf: ScryptKdf): Promise<Buffer> {
+  // A hash as the cache key keeps the passphrase itself out of yet another long-lived structure.
+  const cacheKey = createHash('sha256').update(JSON.stringify([passphrase, kdf.salt, kdf.N, kdf.r, kdf.p])).digest('hex');
+  let derived = derivedKeys.get(cacheKey);
+  if (!derived) {
+    derived = new Promise<Buffer>((resolve, reject) => {
+      const options = { N: kdf.N, r: kdf.r, p: kdf.p, maxmem: 256 * kdf.N * kdf.r };
+      scrypt(passphrase.normalize('NFC'), Buffer.from(kdf.salt, 'base64'), keyBytes, options, (error, key) => (error ? reject(error) : resolve(key)));
+    });
+    derivedKeys.set(cacheKey, derived);
+    derived.catch(() => derivedKeys.delete(cacheKey));
+  }
+  return derived;
+}
+
+/** How the wrong-key error names the key's origin (never the key or passphrase itself). */
+export function describeKeySource(source: KeySource): string {
+  return source.mode === 'keyfile' ? `key file ${source.keyFile}` : `passphrase from $${source.envName}`;
+}

@@ -1,0 +1,125 @@
+import { spawn } from 'node:child_process';
+import type { ApplyResult, SecretInUse } from '../../target.js';
+import { oneLine, scrubSecrets } from '../redact.js';
+import type { TokenApplier } from './applier.js';
+
+/**
+ * A command that installs or removes a token: argv only (no shell), the token on stdin
+ * (never argv or env, which other users can read in /proc), and what to do in env:
+ * PROVKEY_ACTION=apply|revoke|rollback, PROVKEY_KEY, PROVKEY_FINGERPRINT and, when the
+ * new token replaces one, PROVKEY_REPLACES_FINGERPRINT. A hook must be idempotent: a resumed
+ * rotation may run the same action twice.
+ */
+export interface ExecApplierOptions {
+  keyName: string;
+  command: readonly string[];
+  timeoutMs: number;
+  cwd: string;
+  env: NodeJS.ProcessEnv;
+}
+
+export type ExecAction = 'apply' | 'revoke' | 'rollback';
+
+/** After the timeout, SIGTERM to the process group; SIGKILL if it is still there after this. */
+const KILL_GRACE_MS = 2000;
+const MAX_STDERR_BYTES = 64 * 1024;
+
+
+export function createExecApplier(options: ExecApplierOptions): TokenApplier {
+  const run = (action: ExecAction, token: SecretInUse, replaces?: SecretInUse) => runHook(options, action, token, replaces);
+  return {
+    async set({ next, current, replace }) {
+      if (!replace || !current) return run('apply', next);
+      // The hook is told what is being replaced (so it can swap atomically), and then asked
+      // to revoke it: "replace" must not depend on every hook reading an optional variable,
+      // and revoking an absent token is a no-op for an idempotent hook.
+      const applied = await run('apply', next, current);
+      if (!applied.ok) return applied;
+      const revoked = await run('revoke', current);
+      return revoked.ok ? { ok: true, detail: `${applied.detail}; ${revoked.detail}` } : revoked;
+    },
+    retire: ({ old }) => run('revoke', old),
+    async rollback({ next, current }) {
+      const undone = await run('rollback', next);
+      if (!undone.ok || !current) return undone;
+      return run('apply', current);
+    },
+  };
+}
+
+export function runHook(options: ExecApplierOptions, action: ExecAction, token: SecretInUse, replaces?: SecretInUse): Promise<ApplyResult> {
+  const [file, ...args] = options.command;
+  const env: NodeJS.ProcessEnv = { ...options.env, PROVKEY_ACTION: action, PROVKEY_KEY: options.keyName, PROVKEY_FINGERPRINT: token.fingerprint };
+  delete env.PROVKEY_REPLACES_FINGERPRINT;
+  if (replaces) env.PROVKEY_REPLACES_FINGERPRINT = replaces.fingerprint;
+  const what = `${file} (${action} ${token.fingerprint})`;
+  const clean = (text: string): string => oneLine(scrubSecrets(text, [token, replaces]), 200);
+
+  return new Promise<ApplyResult>((resolve) => {
+    let settled = false;
+    let timedOut = false;
+    let stderr = '';
+    const finish = (result: ApplyResult): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      clearTimeout(killTimer);
+      resolve(result);
+    };
+
+    // detached: its own process group, so a timeout kills the hook's children too.
+    const child = spawn(file!, args, { cwd: options.cwd, env, stdio: ['pipe', 'ignore', 'pipe'], detached: true, shell: false });
+    const killGroup = (signal: NodeJS.Signals): void => {
+      try {
+        if (child.pid !== undefined) process.kill(-child.pid, signal);
+      } catch {
+        // Already gone.
+      }
+    };
+    let killTimer: NodeJS.Timeout | undefined;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      killGroup('SIGTERM');
+      killTimer = setTimeout(() => killGroup('SIGKILL'), KILL_GRACE_MS);
+    }, options.timeoutMs);
+
+    child.on('error', (error: NodeJS.ErrnoException) => {
+      finish({ ok: false, reason: 'error', detail: `cannot run ${what}: ${error.code ?? oneLine(error.message)}` });
+    });
+    child.stderr!.setEncoding('utf8');
+    child.stderr!.on('data', (chunk: string) => {
+      // Keep the tail (the last line is what gets reported), cut at a line start so a
+      // token is never half-kept where scrubbing could not recognise it.
+      stderr += chunk;
+      if (stderr.length > 2 * MAX_STDERR_BYTES) {
+        const tail = stderr.slice(-MAX_STDERR_BYTES);
+        const lineStart = tail.indexOf('\n');
+        stderr = lineStart < 0 ? '' : tail.slice(lineStart + 1);
+      }
+    });
+    // A hook that exits without reading stdin makes the write fail with EPIPE; its exit code tells the story.
+    child.stdin!.on('error', () => undefined);
+    child.stdin!.end(`${token.value}\n`);
+
+    child.on('close', (code, signal) => {
+      if (timedOut) {
+        finish({ ok: false, reason: 'error', detail: `${what} did not finish within ${options.timeoutMs}ms and was killed` });
+      } else if (code === 0) {
+        finish({ ok: true, detail: `${what} succeeded` });
+      } else if (code !== null) {
+        const last = lastLine(stderr);
+        finish({ ok: false, reason: 'rejected', detail: `${what} exited with ${code}${last ? `: ${clean(last)}` : ''}` });
+      } else {
+        finish({ ok: false, reason: 'error', detail: `${what} was killed by ${signal ?? 'a signal'}` });
+      }
+    });
+  });
+}
+
+function lastLine(text: string): string | undefined {
+  return text
+    .split(/\r?\n/)
+    .map((line) => line.trim())
+    .filter((line) => line !== '')
+    .at(-1);
+}

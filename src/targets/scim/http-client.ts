@@ -1,0 +1,179 @@
+import { readFile } from 'node:fs/promises';
+import http from 'node:http';
+import https from 'node:https';
+import path from 'node:path';
+import { ConfigError } from '../../core/errors.js';
+import type { SecretInUse } from '../target.js';
+import { scrubSecrets } from './redact.js';
+
+/**
+ * A deliberately small HTTP client on node:http/https (undici is inside Node but cannot be
+ * imported without installing it, and its Agent is what a custom CA needs). It never
+ * follows redirects (a redirect would carry the bearer token to another place), never
+ * throws for an HTTP status or a network failure, and keeps response headers to itself.
+ */
+
+export interface HttpTlsOptions {
+  caFile?: string;
+  serverName?: string;
+}
+
+export interface HttpRequest {
+  method: 'GET' | 'POST' | 'PATCH' | 'PUT' | 'DELETE';
+  url: URL;
+  /** Goes into the Authorization header and nowhere else. */
+  bearer?: string;
+  /** Sent as JSON. */
+  body?: unknown;
+  timeoutMs: number;
+  /** Content type of the body and of the Accept header (SCIM: application/scim+json). */
+  mediaType?: string;
+  /**
+   * Secrets to cut out of the answer before anyone reads it (a server may echo what it got).
+   * The bearer token is always cut out too.
+   */
+  redact?: ReadonlyArray<SecretInUse | undefined>;
+}
+
+export type HttpReply =
+  | { kind: 'response'; status: number; body: unknown; text: string }
+  /** Refused, DNS, reset, timeout: the server could not be reached (verdict "unreachable"). */
+  | { kind: 'unreachable'; code: string; message: string }
+  /** TLS verification or protocol failure: reached something, but not a server we trust. */
+  | { kind: 'failed'; code: string; message: string };
+
+export interface HttpClient {
+  send(request: HttpRequest): Promise<HttpReply>;
+  close(): void;
+}
+
+const MAX_BODY_BYTES = 1 << 20;
+
+const UNREACHABLE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EHOSTDOWN',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EAI_FAIL',
+  'ETIMEDOUT',
+  'EPIPE',
+  'UND_ERR_SOCKET',
+]);
+
+/**
+ * One client per target. The CA file is read on the first request (a factory does no I/O);
+ * an unreadable CA file is a config the target cannot use, so that one throws.
+ */
+export function createHttpClient(tls: HttpTlsOptions, context: { configDir: string }, caField: string): HttpClient {
+  let agent: Promise<https.Agent> | undefined;
+  const plainAgent = new http.Agent({ keepAlive: false });
+  const httpsAgent = (): Promise<https.Agent> =>
+    (agent ??= (async () => {
+      if (!tls.caFile) return new https.Agent({ keepAlive: false });
+      const file = path.resolve(context.configDir, tls.caFile);
+      let ca: Buffer;
+      try {
+        ca = await readFile(file);
+      } catch (error) {
+        throw new ConfigError(`${caField}: cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`);
+      }
+      // `ca` replaces Node's bundled roots; keep them so a public certificate still verifies.
+      const { rootCertificates } = await import('node:tls');
+      return new https.Agent({ keepAlive: false, ca: [...rootCertificates, ca.toString('utf8')] });
+    })());
+
+  return {
+    async send(request) {
+      const secure = request.url.protocol === 'https:';
+      const transport = secure
+        ? { module: https, agent: await httpsAgent() }
+        : { module: http, agent: plainAgent };
+      return sendOnce(request, transport.module, transport.agent, secure ? tls.serverName : undefined);
+    },
+    close() {
+      plainAgent.destroy();
+      void agent?.then((a) => a.destroy(), () => undefined);
+    },
+  };
+}
+
+function sendOnce(
+  request: HttpRequest,
+  module: typeof http | typeof https,
+  agent: http.Agent,
+  serverName: string | undefined,
+): Promise<HttpReply> {
+  const mediaType = request.mediaType ?? 'application/json';
+  const payload = request.body === undefined ? undefined : Buffer.from(JSON.stringify(request.body), 'utf8');
+  const headers: http.OutgoingHttpHeaders = { accept: `${mediaType}, application/json;q=0.9` };
+  if (request.bearer !== undefined) headers.authorization = `Bearer ${request.bearer}`;
+  if (payload) {
+    headers['content-type'] = `${mediaType}; charset=utf-8`;
+    headers['content-length'] = payload.length;
+  }
+
+  return new Promise<HttpReply>((resolve) => {
+    let settled = false;
+    const finish = (reply: HttpReply): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve(reply);
+    };
+    const req = module.request(request.url, {
+      method: request.method,
+      headers,
+      agent,
+      ...(serverName ? { servername: serverName } : {}),
+    });
+    // A deadline for the whole exchange, not an idle timeout: a server that trickles bytes
+    // must not hold a rotation hostage.
+    const timer = setTimeout(() => {
+      finish({ kind: 'unreachable', code: 'ETIMEDOUT', message: `no answer within ${request.timeoutMs}ms` });
+      req.destroy();
+    }, request.timeoutMs);
+
+    req.on('error', (error: NodeJS.ErrnoException) => finish(classifyNetworkError(error)));
+    req.on('response', (res) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > MAX_BODY_BYTES) {
+          finish({ kind: 'failed', code: 'EBODYTOOLARGE', message: `answer larger than ${MAX_BODY_BYTES} bytes` });
+          req.destroy();
+          return;
+        }
+        chunks.push(chunk);
+      });
+      res.on('error', (error: NodeJS.ErrnoException) => finish(classifyNetworkError(error)));
+      res.on('end', () => {
+        // Scrub before parsing or truncating: a cut-off token would no longer match.
+        const bearer = request.bearer === undefined ? undefined : { value: request.bearer, fingerprint: '[bearer token]' };
+        const text = scrubSecrets(Buffer.concat(chunks).toString('utf8'), [...(request.redact ?? []), bearer]);
+        finish({ kind: 'response', status: res.statusCode ?? 0, body: parseJson(text), text });
+      });
+    });
+    req.end(payload);
+  });
+}
+
+function parseJson(text: string): unknown {
+  if (text.trim() === '') return undefined;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
+function classifyNetworkError(error: NodeJS.ErrnoException): HttpReply {
+  const code = error.code ?? 'ERROR';
+  // Node's messages name the host and port ("connect ECONNREFUSED 127.0.0.1:9"), never headers.
+  const message = error.message.split('\n')[0] ?? code;
+  return UNREACHABLE_CODES.has(code) ? { kind: 'unreachable', code, message } : { kind: 'failed', code, message };
+}

@@ -1,0 +1,139 @@
+import type { ScimTargetConfig } from '../../config/schema.js';
+import { parseDuration } from '../../core/duration.js';
+import type { AdapterContext } from '../../stores/context.js';
+import type { ConnectionTest, Probe, SecretInUse, Target, TargetCapabilities, TestOptions, Verdict } from '../target.js';
+import type { TokenApplier } from './appliers/applier.js';
+import { createExecApplier } from './appliers/exec.js';
+import { createHttpApplier } from './appliers/http.js';
+import { createStoreApplier } from './appliers/store.js';
+import { parseEndpointUrl } from './endpoint-url.js';
+import { createHttpClient, type HttpClient } from './http-client.js';
+import {
+  probeEntraUserQuery,
+  probeOktaUserPage,
+  probeServiceProviderConfig,
+  probeWriteUser,
+  probeWrongTokenRejected,
+  skipped,
+} from './probes.js';
+import { scrubSecrets } from './redact.js';
+import { scimEndpoint, type ScimEndpoint } from './scim-endpoint.js';
+
+/**
+ * The SCIM 2.0 target (RFC 7644). Creation checks the config and does no I/O; the CA file
+ * and the applier's admin token are read on first use.
+ */
+export async function createScimTarget(keyName: string, config: ScimTargetConfig, context: AdapterContext): Promise<Target> {
+  const field = `keys.${keyName}.target`;
+  const baseUrl = parseEndpointUrl(config.url, `${field}.url`, config.allowInsecureHttp);
+  const requestTimeoutMs = parseDuration(config.requestTimeout, `${field}.requestTimeout`);
+  const capabilities: TargetCapabilities = {
+    overlap: true,
+    negativeProbe: 'free',
+    propagationTimeoutMs: parseDuration(config.propagationTimeout, `${field}.propagationTimeout`),
+  };
+  // The target's tls settings apply to the token endpoint too: it is normally the same app.
+  const http = createHttpClient(config.tls, context, `${field}.tls.caFile`);
+  const applier = createApplier(keyName, config, context, http);
+  return new ScimTarget(scimEndpoint(baseUrl, http, requestTimeoutMs), applier, http, capabilities, config.writeProbe);
+}
+
+function createApplier(keyName: string, config: ScimTargetConfig, context: AdapterContext, http: HttpClient): TokenApplier {
+  const field = `keys.${keyName}.target.applier`;
+  const applier = config.applier;
+  switch (applier.type) {
+    case 'store':
+      return createStoreApplier();
+    case 'http':
+      return createHttpApplier({
+        url: parseEndpointUrl(applier.url, `${field}.url`, config.allowInsecureHttp),
+        timeoutMs: parseDuration(applier.timeout, `${field}.timeout`),
+        http,
+        adminToken: () => context.resolveSecret(applier.authRef, `${field}.authRef`),
+      });
+    case 'exec':
+      return createExecApplier({
+        keyName,
+        command: applier.command,
+        timeoutMs: parseDuration(applier.timeout, `${field}.timeout`),
+        cwd: context.configDir,
+        env: context.env,
+      });
+  }
+}
+
+class ScimTarget implements Target {
+  readonly type = 'scim' as const;
+
+  readonly capabilities: TargetCapabilities;
+  readonly #scim: ScimEndpoint;
+  readonly #applier: TokenApplier;
+  readonly #http: HttpClient;
+  readonly #alwaysWriteProbe: boolean;
+
+  constructor(scim: ScimEndpoint, applier: TokenApplier, http: HttpClient, capabilities: TargetCapabilities, alwaysWriteProbe: boolean) {
+    this.#scim = scim;
+    this.#applier = applier;
+    this.#http = http;
+    this.capabilities = capabilities;
+    this.#alwaysWriteProbe = alwaysWriteProbe;
+  }
+
+  async test(secret: SecretInUse, options: TestOptions): Promise<ConnectionTest> {
+    const at = new Date().toISOString();
+    const started = performance.now();
+    const { probes, verdict } =
+      options.expect === 'reject'
+        ? await this.#runRejectProbes(secret)
+        : await this.#runAcceptProbes(secret, options.write === true || this.#alwaysWriteProbe);
+    const required = probes.every((probe) => probe.outcome !== 'fail');
+    const ok = verdict === (options.expect === 'accept' ? 'accepted' : 'rejected') && required;
+    return {
+      expect: options.expect,
+      verdict,
+      ok,
+      // Belt and braces: the HTTP client already cut the secret out of every answer.
+      probes: probes.map((probe) => (probe.detail ? { ...probe, detail: scrubSecrets(probe.detail, [secret]) } : probe)),
+      at,
+      ms: Math.round(performance.now() - started),
+    };
+  }
+
+  /** Proving a rejection needs only the request Entra sends; every request costs nothing. */
+  async #runRejectProbes(secret: SecretInUse): Promise<{ probes: Probe[]; verdict: Verdict }> {
+    const { probe, verdict } = await probeEntraUserQuery(this.#scim, secret.value, 'reject');
+    return { probes: [probe], verdict };
+  }
+
+  async #runAcceptProbes(secret: SecretInUse, write: boolean): Promise<{ probes: Probe[]; verdict: Verdict }> {
+    const entra = await probeEntraUserQuery(this.#scim, secret.value, 'accept');
+    const probes = [entra.probe];
+    const later = ['okta-user-page', 'service-provider-config', 'wrong-token-rejected', ...(write ? ['write-create-user'] : [])];
+    if (entra.verdict !== 'accepted') {
+      // Rejected or unreachable on the first request: the others would only repeat it.
+      probes.push(...later.map((name) => skipped(name, `not run: entra-user-query was ${entra.verdict}`)));
+      return { probes, verdict: entra.verdict };
+    }
+    probes.push(await probeOktaUserPage(this.#scim, secret.value));
+    probes.push(await probeServiceProviderConfig(this.#scim, secret.value));
+    probes.push(await probeWrongTokenRejected(this.#scim));
+    if (write) probes.push(...(await probeWriteUser(this.#scim, secret.value)));
+    return { probes, verdict: entra.verdict };
+  }
+
+  set(change: Parameters<Target['set']>[0]) {
+    return this.#applier.set(change);
+  }
+
+  retire(change: Parameters<Target['retire']>[0]) {
+    return this.#applier.retire(change);
+  }
+
+  rollback(change: Parameters<Target['rollback']>[0]) {
+    return this.#applier.rollback(change);
+  }
+
+  async close(): Promise<void> {
+    this.#http.close();
+  }
+}

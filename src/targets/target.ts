@@ -1,0 +1,93 @@
+import type { GenerationPolicy } from '../core/keygen.js';
+
+/**
+ * A system that must accept a key: a SCIM service provider or an LDAP directory.
+ * Expected outcomes (accepted, rejected, unreachable, policy violation) are values, not
+ * exceptions; a target throws only for the unexpected (a bug, a config it cannot use).
+ */
+export interface Target {
+  readonly type: TargetType;
+  readonly capabilities: TargetCapabilities;
+
+  /**
+   * One connection test with the given secret, without retries (the engine retries while a
+   * change propagates). `expect: 'reject'` proves a revoked or replaced secret no longer works.
+   */
+  test(secret: SecretInUse, options: TestOptions): Promise<ConnectionTest>;
+  /** Make the target accept `next`. With `replace`, `current` stops working as part of the change. */
+  set(change: { next: SecretInUse; current?: SecretInUse; replace: boolean }): Promise<ApplyResult>;
+  /**
+   * Make the target reject `old` (end of a grace period, revoke, drill). `current`, when given,
+   * is the version that stays in use: a target with one secret per account (LDAP) has then
+   * already replaced `old` and must not touch the account again.
+   */
+  retire(change: { old: SecretInUse; current?: SecretInUse }): Promise<ApplyResult>;
+  /** Undo a `set`: the target accepts `current` again and rejects `next`. */
+  rollback(change: { next: SecretInUse; current?: SecretInUse }): Promise<ApplyResult>;
+
+  /** Refuse, with a clear message, a generation policy the target would reject (LDAP ppolicy). */
+  checkGenerationPolicy?(policy: GenerationPolicy): Promise<void>;
+  /** When the target itself will expire the secret (LDAP pwdChangedTime + pwdMaxAge). */
+  expiresAt?(current: SecretInUse): Promise<Date | undefined>;
+  close(): Promise<void>;
+}
+
+export type TargetType = 'scim' | 'ldap';
+
+export interface TargetCapabilities {
+  /** Two versions can be accepted at once (SCIM: yes; an LDAP account has one password). */
+  overlap: boolean;
+  /**
+   * What proving a rejection costs: `free` (a 401), `costly` (a failed LDAP bind counting
+   * toward lockout), `forbidden` (the policy's failure limit is too low to risk one).
+   */
+  negativeProbe: 'free' | 'costly' | 'forbidden';
+  /** How long a change may take to reach every instance or replica before it counts as failed. */
+  propagationTimeoutMs: number;
+}
+
+/** A secret handed to a target: the value plus the fingerprint used in every message. */
+export interface SecretInUse {
+  value: string;
+  fingerprint: string;
+  versionId?: string;
+}
+
+export interface TestOptions {
+  expect: 'accept' | 'reject';
+  /** Also run the write probe (create, patch, delete a throw-away user): drills. */
+  write?: boolean;
+}
+
+export type ProbeOutcome = 'pass' | 'fail' | 'unsupported' | 'skipped';
+
+export interface Probe {
+  /** e.g. "entra-user-query", "okta-user-page", "service-provider-config", "bind", "whoami". */
+  name: string;
+  outcome: ProbeOutcome;
+  /** HTTP status or LDAP result code, when there was one. */
+  status?: number | string;
+  ms: number;
+  detail?: string;
+}
+
+export type Verdict = 'accepted' | 'rejected' | 'unreachable' | 'error';
+
+export interface ConnectionTest {
+  expect: 'accept' | 'reject';
+  /** What the target did with the secret. */
+  verdict: Verdict;
+  /** The verdict matched the expectation and every required probe passed. */
+  ok: boolean;
+  probes: Probe[];
+  at: string;
+  ms: number;
+}
+
+export type ApplyResult =
+  | { ok: true; detail?: string }
+  | {
+      ok: false;
+      reason: 'rejected' | 'policy' | 'unreachable' | 'denied' | 'error';
+      detail: string;
+    };
