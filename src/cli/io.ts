@@ -24,8 +24,9 @@ export interface Io {
 export function createIo(options: { json: boolean; verbose: boolean; color: boolean | undefined; env?: NodeJS.ProcessEnv }): Io {
   const env = options.env ?? process.env;
   const isTTY = Boolean(process.stdout.isTTY);
-  const colorWanted = options.color !== false && !('NO_COLOR' in env && env.NO_COLOR !== '') && isTTY && !options.json;
-  const color = new Chalk({ level: colorWanted ? (env.FORCE_COLOR === '0' ? 0 : 1) : 0 });
+  const forced = env.FORCE_COLOR !== undefined && env.FORCE_COLOR !== '0';
+  const colorWanted = options.color !== false && !('NO_COLOR' in env && env.NO_COLOR !== '') && (isTTY || forced) && !options.json;
+  const color = new Chalk({ level: colorWanted ? 1 : 0 });
   return {
     json: options.json,
     verbose: options.verbose,

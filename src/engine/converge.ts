@@ -66,6 +66,7 @@ export async function convergeStaleClaim(ctx: KeyContext, stale: KeyRecord): Pro
       now,
       test: { ok: true, at: now.toISOString(), versionId: pending.id, fingerprint: pending.fingerprint },
     });
+    const fromStillLive = fromVersion && versionById(record, fromVersion.id)?.label === 'current';
     await ctx.store.update(name, record.revision, { versions: finished.versions, state: finished.state });
     await ctx.session.recordAudit({
       event: `${claim.operation}.resumed`,
@@ -75,7 +76,8 @@ export async function convergeStaleClaim(ctx: KeyContext, stale: KeyRecord): Pro
       versionId: pending.id,
       detail: { step: claim.step, previous: old?.fingerprint ?? null },
     });
-    if (!claim.overlap && old && finished.retiredId) {
+    // Without overlap the old version must end up rejected: prove it unless that already happened.
+    if (!claim.overlap && old && (finished.retiredId || !fromStillLive)) {
       const proof = await proveRetired(ctx, old, timer, { current: next });
       if (!proof.ok) return { outcome: 'lockout', message: proof.message, fingerprint: pending.fingerprint };
     }

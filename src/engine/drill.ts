@@ -2,6 +2,7 @@ import { ExitCode } from '../core/errors.js';
 import { readExisting, secretOf, type KeyContext } from './key-context.js';
 import { waitForVerdict } from './propagation.js';
 import type { StepRecord } from './result.js';
+import { revokeKey } from './revoke.js';
 import { rotateKey } from './rotate.js';
 
 export interface DrillReport {
@@ -48,6 +49,7 @@ export async function drillCompromise(ctx: KeyContext, options: { rtoMs: number;
         `apply it with no overlap (${target.type === 'scim' ? `applier: ${target.applier.type}` : `password modify, ${target.apply.mode}`}), replacing the leaked version`,
         'test the new version (with the write probe) until it is accepted or the propagation timeout ends',
         `revoke ${current.fingerprint} in the store and at the target, and prove it is rejected`,
+        'revoke any older version still in its grace period, so only the new version works',
         `report time-to-contain and time-to-recover against the ${Math.round(options.rtoMs / 1000)}s objective`,
       ],
     };
@@ -65,6 +67,17 @@ export async function drillCompromise(ctx: KeyContext, options: { rtoMs: number;
   const offset = Date.now() - declared;
   const rotation = await rotateKey(ctx, { noOverlap: true, operation: 'drill', writeProbe: true, reason: 'compromise drill' });
   for (const step of rotation.steps) steps.push({ ...step, ...(step.endedAtMs !== undefined ? { endedAtMs: step.endedAtMs + offset } : {}) });
+  // Older versions still in their grace period must not outlive the drill: one key works afterwards.
+  let previousOk = true;
+  if (rotation.ok) {
+    const after = await ctx.store.read(name);
+    if (after?.versions.some((v) => v.label === 'previous')) {
+      const revoked = await revokeKey(ctx, { which: 'previous' }, 'drill');
+      previousOk = revoked.ok;
+      const shift = Date.now() - declared - revoked.ms;
+      for (const step of revoked.steps) steps.push({ ...step, step: `previous:${step.step}`, ...(step.endedAtMs !== undefined ? { endedAtMs: step.endedAtMs + shift } : {}) });
+    }
+  }
   const at = (name: string) => steps.find((s) => s.step === name && s.ok)?.endedAtMs;
   const timeToRecoverMs = rotation.ok ? at('test') : undefined;
   const timeToContainMs = rotation.ok ? at('prove-rejected') : undefined;
@@ -73,9 +86,11 @@ export async function drillCompromise(ctx: KeyContext, options: { rtoMs: number;
   const report: DrillReport = {
     ...base,
     dryRun: false,
-    ok: rotation.ok && withinRto,
-    exitCode: rotation.ok ? (withinRto ? ExitCode.ok : ExitCode.failed) : rotation.exitCode,
-    message: rotation.ok
+    ok: rotation.ok && withinRto && previousOk,
+    exitCode: !rotation.ok ? rotation.exitCode : !previousOk ? ExitCode.needsHuman : withinRto ? ExitCode.ok : ExitCode.failed,
+    message: !previousOk
+      ? 'the leaked version was contained, but an older version still in its grace period could not be proven revoked'
+      : rotation.ok
       ? withinRto
         ? `contained and recovered within the ${Math.round(options.rtoMs / 1000)}s objective`
         : `contained and recovered, but slower than the ${Math.round(options.rtoMs / 1000)}s objective`

@@ -4,9 +4,10 @@ import { fingerprint } from '../core/fingerprint.js';
 import { generateSecret } from '../core/keygen.js';
 import type { Claim, KeyRecord, VersionMeta } from '../core/model.js';
 import { registerSecret } from '../core/redact.js';
-import { abandonPending, finishRotation } from '../core/transitions.js';
+import { abandonPending, finishRotation, revokeVersions } from '../core/transitions.js';
 import type { SecretInUse } from '../targets/target.js';
 import { isProcessAlive, owner, readExisting, secretOf, type KeyContext } from './key-context.js';
+import { faultPoint } from './fault.js';
 import { waitForVerdict } from './propagation.js';
 import { StepTimer, type KeyResult } from './result.js';
 import { convergeStaleClaim } from './converge.js';
@@ -97,6 +98,7 @@ export async function rotateKey(ctx: KeyContext, options: RotateOptions = {}): P
     throw error;
   }
   const claim = record.state.claim!;
+  faultPoint('after-claim');
 
   // 2. create: a fresh value, stored as `pending` before the target ever sees it.
   progress('create');
@@ -108,6 +110,7 @@ export async function rotateKey(ctx: KeyContext, options: RotateOptions = {}): P
     versions: created.record.versions,
     state: { ...created.record.state, claim: { ...claim, step: 'created', pendingVersionId: created.versionId } },
   });
+  faultPoint('after-create');
   const next: SecretInUse = { value, fingerprint: meta.fingerprint, versionId: created.versionId };
   const old = await secretOf(ctx, current);
 
@@ -158,6 +161,7 @@ export async function completeRotation(
 
   // 3. set: the claim says "setting" before the target is touched, so a crash here is resumable.
   record = await advance(ctx, record, 'setting');
+  faultPoint('before-set');
   progress('set');
   const applied = await timer.run(
     'set',
@@ -167,6 +171,7 @@ export async function completeRotation(
   if (!applied.ok) {
     return rollback(ctx, record, next, old, timer, `the target refused the new version (${applied.reason}: ${applied.detail})`, result);
   }
+  faultPoint('after-set');
   record = await advance(ctx, record, 'set');
 
   // 4. test: the new version must be accepted (waiting for propagation).
@@ -181,6 +186,17 @@ export async function completeRotation(
     return rollback(ctx, record, next, old, timer, `the connection test with the new version failed (${summarize(accepted.test)})`, result);
   }
   record = await advance(ctx, record, 'tested');
+  faultPoint('after-test');
+
+  // Without overlap the old version is revoked before finish (so an app reading the store
+  // drops it too), and the target must be proven to reject it. The claim is still held: a
+  // crash in here resumes at "tested" and simply finishes.
+  let retiredProof: { ok: boolean; message: string } | undefined;
+  if (!overlap && old?.versionId) {
+    record = await ctx.store.update(name, record.revision, { versions: revokeVersions(record, [old.versionId], new Date()), state: record.state });
+    retiredProof = await proveRetired(ctx, old, timer, { current: next });
+    record = (await ctx.store.read(name)) ?? record;
+  }
 
   // 5. finish: labels move in one compare-and-set write; the claim is released with it.
   progress('finish');
@@ -192,24 +208,21 @@ export async function completeRotation(
     test: { ok: true, at: now.toISOString(), versionId: next.versionId!, fingerprint: next.fingerprint },
   });
   record = await timer.run('finish', () => ctx.store.update(name, record.revision, { versions: finished.versions, state: finished.state }));
+  faultPoint('after-finish');
+  const graceUntil = finished.versions.find((v) => v.id === finished.retiredId)?.graceUntil;
   await ctx.session.recordAudit({
     event: operation === 'add' ? 'key.added' : `${operation}.finished`,
     key: name,
-    outcome: 'ok',
+    outcome: retiredProof && !retiredProof.ok ? 'failed' : 'ok',
     fingerprint: next.fingerprint,
     versionId: next.versionId!,
-    detail: { previous: old?.fingerprint ?? null, overlap, graceUntil: finished.versions.find((v) => v.id === finished.retiredId)?.graceUntil ?? null },
+    detail: { previous: old?.fingerprint ?? null, overlap, graceUntil: graceUntil ?? null, previousRejected: retiredProof ? retiredProof.ok : null },
   });
-
-  // Without overlap the old version is revoked: prove the target rejects it.
-  if (!overlap && old && finished.retiredId) {
-    const proof = await proveRetired(ctx, old, timer, { current: next });
-    if (!proof.ok) {
-      return result({ outcome: 'lockout', ok: false, exitCode: ExitCode.needsHuman, message: proof.message });
-    }
+  if (retiredProof && !retiredProof.ok) {
+    return result({ outcome: 'lockout', ok: false, exitCode: ExitCode.needsHuman, message: retiredProof.message });
   }
   const message = overlap && old
-    ? `rotated: ${next.fingerprint} is current; ${old.fingerprint} is accepted until ${finished.versions.find((v) => v.id === finished.retiredId)?.graceUntil}`
+    ? `rotated: ${next.fingerprint} is current; ${old.fingerprint} is accepted until ${graceUntil}`
     : old
       ? `rotated: ${next.fingerprint} is current; ${old.fingerprint} is revoked`
       : `${next.fingerprint} is current`;

@@ -66,7 +66,7 @@ function resolveLayout(config: FileStoreConfig, context: AdapterContext, passphr
   const storeFile = path.resolve(context.configDir, config.path);
   let key: KeySource;
   if (passphrase !== undefined) {
-    key = { mode: 'passphrase', envName: config.passphraseEnv ?? 'passphrase', passphrase };
+    key = { mode: 'passphrase', envName: config.passphraseEnv, passphrase };
   } else if (config.passphraseEnv) {
     // Read from the environment only, never argv: a passphrase in argv is visible in `ps`.
     key = { mode: 'passphrase', envName: config.passphraseEnv, passphrase: context.env[config.passphraseEnv] || undefined };
@@ -289,7 +289,9 @@ class FileStore implements SecretStore {
 }
 
 function requirePassphrase(source: Extract<KeySource, { mode: 'passphrase' }>): string {
-  if (!source.passphrase) throw fileStoreError('invalid', `the passphrase environment variable ${source.envName} is not set`);
+  if (!source.passphrase) {
+    throw fileStoreError('invalid', source.envName === undefined ? 'the passphrase is empty' : `the passphrase environment variable ${source.envName} is not set`);
+  }
   return source.passphrase;
 }
 

@@ -122,9 +122,12 @@ function additionalData(kdf: Kdf): Buffer {
   return Buffer.from(JSON.stringify([storeFormat, storeFormatVersion, ...kdfFields]), 'utf8');
 }
 
-/** Strict base64: Buffer.from silently skips bad characters, which would hide a damaged field. */
+/**
+ * Strict base64: Buffer.from silently skips bad characters (and accepts base64url), which would
+ * hide a damaged field. Requiring the canonical re-encoding to match rejects all of that.
+ */
 export function decodeBase64(value: unknown, length?: number): Buffer | undefined {
-  if (typeof value !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(value)) return undefined;
+  if (typeof value !== 'string') return undefined;
   const bytes = Buffer.from(value, 'base64');
   if (bytes.toString('base64') !== value) return undefined;
   if (length !== undefined && bytes.length !== length) return undefined;

@@ -8,8 +8,8 @@ import { fileStoreError, fsFailure } from './errors.js';
 /** Where a store's 32-byte AES key comes from: a key file, or a passphrase through scrypt. */
 export type KeySource =
   | { mode: 'keyfile'; keyFile: string }
-  /** `passphrase` undefined: the environment variable `envName` was not set. */
-  | { mode: 'passphrase'; envName: string; passphrase: string | undefined };
+  /** `passphrase` undefined: the environment variable `envName` was not set. `envName` undefined: given to init directly. */
+  | { mode: 'passphrase'; envName: string | undefined; passphrase: string | undefined };
 
 const keyBytes = 32;
 
@@ -104,5 +104,6 @@ export function derivePassphraseKey(passphrase: string, kdf: ScryptKdf): Promise
 
 /** How the wrong-key error names the key's origin (never the key or passphrase itself). */
 export function describeKeySource(source: KeySource): string {
-  return source.mode === 'keyfile' ? `key file ${source.keyFile}` : `passphrase from $${source.envName}`;
+  if (source.mode === 'keyfile') return `key file ${source.keyFile}`;
+  return source.envName === undefined ? 'passphrase' : `passphrase from $${source.envName}`;
 }

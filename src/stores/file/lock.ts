@@ -43,6 +43,9 @@ const guardStaleMs = 10_000;
 /** Same-process callers queue here first, so they never poll a lock held by their own pid. */
 const queues = new Map<string, Promise<unknown>>();
 
+/** The holder records this process holds right now (see isStale: a lock with our pid that is not here is a leftover). */
+const held = new Set<string>();
+
 export async function withFileLock<T>(lockPath: string, options: LockOptions, fn: () => Promise<T>): Promise<T> {
   const previous = queues.get(lockPath) ?? Promise.resolve();
   const run = previous.then(
@@ -60,9 +63,11 @@ export async function withFileLock<T>(lockPath: string, options: LockOptions, fn
 
 async function holdFileLock<T>(lockPath: string, options: LockOptions, fn: () => Promise<T>): Promise<T> {
   const mine = await acquire(lockPath, options);
+  held.add(mine);
   try {
     return await fn();
   } finally {
+    held.delete(mine);
     await release(lockPath, mine);
   }
 }
@@ -136,7 +141,12 @@ function parseHolder(raw: string): LockHolder | undefined {
 
 function isStale(found: FoundLock, staleAfterMs: number): boolean {
   const { holder } = found;
-  if (holder && holder.host === hostname() && !isAlive(holder.pid)) return true;
+  if (holder && holder.host === hostname()) {
+    // Our own pid but not a lock we hold: left by an earlier run that had the same pid, as
+    // happens when every run of a container starts as pid 1 with the same hostname.
+    if (holder.pid === process.pid) return !held.has(found.raw);
+    if (!isAlive(holder.pid)) return true;
+  }
   // Unreadable holders are judged by mtime alone; `at` can be skewed when another host wrote it.
   const at = holder ? Date.parse(holder.at) : Number.NaN;
   const since = Number.isNaN(at) ? found.mtimeMs : Math.max(at, found.mtimeMs);
