@@ -10,6 +10,7 @@ export default defineConfig({
     hookTimeout: 240_000,
     pool: 'forks',
     maxWorkers: 2,
-    reporters: ['default'],
+    // CI also writes a JSON report (PROVKEY_VITEST_JSON) for its one-line summary.
+    reporters: process.env.PROVKEY_VITEST_JSON ? ['default', ['json', { outputFile: process.env.PROVKEY_VITEST_JSON }]] : ['default'],
   },
 });

@@ -1,10 +1,10 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { FileStoreConfig } from '../../src/config/schema.js';
 import { AdapterError } from '../../src/core/errors.js';
 import { fingerprint } from '../../src/core/fingerprint.js';
@@ -12,6 +12,15 @@ import type { AdapterContext } from '../../src/stores/context.js';
 import { createFileStore, initFileStore, type FileStoreInternals } from '../../src/stores/file.js';
 import type { NewVersionMeta, SecretStore } from '../../src/stores/store.js';
 import { describeStoreContract } from '../contract/store-contract.js';
+
+/** Lets one test play a file system without hard links (the lock then falls back to O_EXCL). */
+const linkSupport = vi.hoisted(() => ({ enabled: true }));
+vi.mock('node:fs/promises', async (importOriginal) => {
+  const actual = await importOriginal<typeof import('node:fs/promises')>();
+  const link: typeof actual.link = (existing, created) =>
+    linkSupport.enabled ? actual.link(existing, created) : Promise.reject(Object.assign(new Error('EPERM: operation not permitted, link'), { code: 'EPERM' }));
+  return { ...actual, link, default: { ...actual, link } };
+});
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const config: FileStoreConfig = { type: 'file', path: 'state/store.enc', keyFile: 'state/store.key' };
@@ -430,6 +439,28 @@ describe('file store: lock', () => {
     expect(await store.listKeys()).toContain('waited');
   });
 
+  it('still locks on a file system without hard links', async () => {
+    const dir = await tempDir();
+    await seeded(dir);
+    linkSupport.enabled = false;
+    try {
+      const [a, b] = [await open(dir), await open(dir)];
+      const record = (await a.read('entra-scim-prod'))!;
+      const results = await Promise.allSettled(
+        [a, b].map((store, i) => store.update('entra-scim-prod', record.revision, { versions: record.versions, state: { lastRotatedAt: `${i}` } })),
+      );
+      expect(results.map((r) => r.status).sort()).toEqual(['fulfilled', 'rejected']);
+      await writeLock(dir, { pid: process.ppid });
+      expect((await kindOf((await open(dir, { PROVKEY_LOCK_TIMEOUT_MS: '100' })).deleteKey('entra-scim-prod'))).kind).toBe('locked');
+      // The key file of a new store is created without a link too.
+      const fresh = await tempDir();
+      expect((await initFileStore(config, context(fresh), {})).created).toBe(true);
+      expect((await stat(keyPath(fresh))).mode & 0o777).toBe(0o600);
+    } finally {
+      linkSupport.enabled = true;
+    }
+  });
+
   it('does not need the lock to read', async () => {
     const dir = await tempDir();
     const { store, key, secret, versionId } = await seeded(dir, {}, config);
@@ -444,22 +475,28 @@ describe('file store: lock', () => {
     // Both start against a lock left by a crashed run: exactly one may take it over.
     await mkdir(path.dirname(storePath(dir)), { recursive: true });
     await writeLock(dir, { pid: deadPid() });
+    // A start barrier: each child says "ready" once loaded, and both get "go" together, so a
+    // slow start of one cannot turn the race into two runs one after the other.
+    let ready = 0;
+    const children: ChildProcess[] = [];
     const run = (worker: string) =>
       new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
         const child = spawn(process.execPath, ['--no-warnings', script], {
           env: { ...process.env, STORE_DIR: dir, WORKER: worker, COUNT: '50', SRC: pathToFileURL(path.join(repoRoot, 'src/stores/file.ts')).href },
         });
+        children.push(child);
         let stdout = '';
         let stderr = '';
-        child.stdout.on('data', (d) => (stdout += d));
+        child.stdout.on('data', (d) => {
+          stdout += d;
+          if (stdout === 'ready\n' && ++ready === 2) for (const c of children) c.stdin?.end('go\n');
+        });
         child.stderr.on('data', (d) => (stderr += d));
-        child.on('close', (code) => resolve({ code, stdout, stderr }));
+        child.on('close', (code) => resolve({ code, stdout: stdout.replace('ready\n', ''), stderr }));
       });
     const results = await Promise.all([run('a'), run('b')]);
     for (const result of results) expect(result, result.stderr).toMatchObject({ code: 0 });
-    // Both really raced: at least one read-modify-write lost a compare-and-set and retried.
     const conflicts = results.map((r) => (JSON.parse(r.stdout) as { conflicts: number }).conflicts);
-    expect(conflicts[0]! + conflicts[1]!).toBeGreaterThan(0);
 
     const store = await open(dir);
     const record = (await store.read('counter'))!;
@@ -468,6 +505,9 @@ describe('file store: lock', () => {
     const values = await Promise.all(record.versions.map((v) => store.readSecret('counter', v.id)));
     expect(values.filter((v) => v.startsWith('a-'))).toHaveLength(50);
     expect(values.filter((v) => v.startsWith('b-'))).toHaveLength(50);
+    // Both really raced (a serial run would switch workers once and never lose a compare-and-set).
+    const switches = values.filter((v, i) => i > 0 && v[0] !== values[i - 1]![0]).length;
+    expect(switches > 1 || conflicts[0]! + conflicts[1]! > 0).toBe(true);
     // Each worker's own values stay in the order it wrote them.
     for (const worker of ['a', 'b']) {
       const mine = values.filter((v) => v.startsWith(`${worker}-`)).map((v) => Number(v.split('-')[1]));
@@ -499,6 +539,8 @@ const { createFileStore } = await import(process.env.SRC);
 const context = { configDir: process.env.STORE_DIR, env: {}, resolveSecret: async () => '', debug: () => {} };
 const store = await createFileStore('default', { type: 'file', path: 'state/store.enc', keyFile: 'state/store.key' }, context);
 const worker = process.env.WORKER;
+process.stdout.write('ready\\n');
+for await (const _ of process.stdin) break;
 let conflicts = 0;
 for (let i = 0; i < Number(process.env.COUNT); ) {
   const record = await store.read('counter');

@@ -59,18 +59,10 @@ export async function loadKeyFile(keyFile: string): Promise<Buffer | undefined> 
  */
 export async function createKeyFile(keyFile: string): Promise<Buffer> {
   const dir = path.dirname(keyFile);
-  const temp = path.join(dir, `.${path.basename(keyFile)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
   const key = randomBytes(keyBytes);
   try {
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    const handle = await open(temp, 'wx', 0o600);
-    try {
-      await handle.writeFile(`${key.toString('base64')}\n`);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await link(temp, keyFile);
+    await placeNewFile(keyFile, `${key.toString('base64')}\n`);
     await syncDirectory(dir);
     return key;
   } catch (error) {
@@ -79,8 +71,33 @@ export async function createKeyFile(keyFile: string): Promise<Buffer> {
       if (existing) return existing;
     }
     throw fsFailure('create key file', keyFile, error);
+  }
+}
+
+async function placeNewFile(file: string, text: string): Promise<void> {
+  const temp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  try {
+    await writeNewFile(temp, text);
+    try {
+      await link(temp, file);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      // File systems without hard links (some network and FUSE mounts): plain O_EXCL instead.
+      if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'ENOSYS' && code !== 'EOPNOTSUPP') throw error;
+      await writeNewFile(file, text);
+    }
   } finally {
     await rm(temp, { force: true });
+  }
+}
+
+async function writeNewFile(file: string, text: string): Promise<void> {
+  const handle = await open(file, 'wx', 0o600);
+  try {
+    await handle.writeFile(text);
+    await handle.sync();
+  } finally {
+    await handle.close();
   }
 }
 

@@ -110,11 +110,30 @@ async function tryCreate(lockPath: string, content: string): Promise<boolean> {
     await link(temp, lockPath);
     return true;
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return false;
+    // File systems without hard links (some network and FUSE mounts): plain O_EXCL instead.
+    if (code === 'EPERM' || code === 'ENOTSUP' || code === 'ENOSYS' || code === 'EOPNOTSUPP') return createExclusive(lockPath, content);
     throw error;
   } finally {
     await rm(temp, { force: true });
   }
+}
+
+async function createExclusive(lockPath: string, content: string): Promise<boolean> {
+  let handle;
+  try {
+    handle = await open(lockPath, 'wx', 0o600);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw error;
+  }
+  try {
+    await handle.writeFile(content);
+  } finally {
+    await handle.close();
+  }
+  return true;
 }
 
 async function readLock(lockPath: string): Promise<FoundLock | undefined> {

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
 import path from 'node:path';
+import { rootCertificates } from 'node:tls';
 import { ConfigError } from '../../core/errors.js';
 import type { SecretInUse } from '../target.js';
 import { scrubSecrets } from './redact.js';
@@ -61,7 +62,6 @@ const UNREACHABLE_CODES = new Set([
   'EAI_FAIL',
   'ETIMEDOUT',
   'EPIPE',
-  'UND_ERR_SOCKET',
 ]);
 
 /**
@@ -82,9 +82,11 @@ export function createHttpClient(tls: HttpTlsOptions, context: { configDir: stri
         throw new ConfigError(`${caField}: cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`);
       }
       // `ca` replaces Node's bundled roots; keep them so a public certificate still verifies.
-      const { rootCertificates } = await import('node:tls');
       return new https.Agent({ keepAlive: false, ca: [...rootCertificates, ca.toString('utf8')] });
-    })());
+    })().catch((error: unknown) => {
+      agent = undefined; // a fixed file works on the next request
+      throw error;
+    }));
 
   return {
     async send(request) {

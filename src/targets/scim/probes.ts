@@ -203,8 +203,13 @@ async function timedProbe(
   const reply = await send();
   const ms = Math.round(performance.now() - started);
   const judgement = judge(reply);
-  const probe: Probe = { name, outcome: judgement.outcome, ms };
-  if (judgement.status !== undefined) probe.status = judgement.status;
-  if (judgement.detail !== undefined) probe.detail = judgement.detail;
+  // Field order as in Probe, so --json output reads naturally.
+  const probe: Probe = {
+    name,
+    outcome: judgement.outcome,
+    ...(judgement.status === undefined ? {} : { status: judgement.status }),
+    ms,
+    ...(judgement.detail === undefined ? {} : { detail: judgement.detail }),
+  };
   return { reply, probe };
 }

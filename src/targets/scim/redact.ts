@@ -14,7 +14,6 @@ export function scrubSecrets(text: string, secrets: ReadonlyArray<SecretInUse | 
 
 /** One line, at most `max` characters: server text goes into single-line messages. */
 export function oneLine(text: string, max = MAX_DETAIL): string {
-  // eslint-disable-next-line no-control-regex
   const flat = text.replace(/[\u0000-\u001f\u007f]+/g, ' ').replace(/\s+/g, ' ').trim();
   return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
 }

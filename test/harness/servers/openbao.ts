@@ -13,7 +13,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { accessSync, constants as fsConstants, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -142,22 +142,36 @@ function spawnWatchdog(pid: number): ChildProcess {
   });
   dog.on('error', () => {});
   dog.stdin?.on('error', () => {});
-  dog.stdin?.unref?.();
+  // A child's stdio pipe is a net.Socket: unref it so it does not keep this process alive.
+  (dog.stdin as Socket | null)?.unref();
   dog.unref();
   return dog;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+function listenOnce(port: number): Promise<number | undefined> {
+  return new Promise((resolve) => {
     const srv = createServer();
     srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
+    srv.once('error', () => resolve(undefined));
+    srv.listen({ port, host: '127.0.0.1', exclusive: true }, () => {
       const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => (port ? resolve(port) : reject(new Error('could not pick a free port'))));
+      const got = typeof addr === 'object' && addr ? addr.port : undefined;
+      srv.close(() => resolve(got));
     });
   });
+}
+
+/**
+ * A free port P such that P+1 is free too: the dev server also binds its cluster
+ * listener on API port + 1. Another process may still grab either before the
+ * server binds them; startOpenBao retries on "address already in use".
+ */
+async function freePortPair(): Promise<number> {
+  for (let i = 0; i < 50; i++) {
+    const p = await listenOnce(0);
+    if (p && p < 65535 && (await listenOnce(p + 1))) return p;
+  }
+  throw new Error('could not find two adjacent free ports on 127.0.0.1');
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -221,7 +235,7 @@ class StartError extends Error {
 }
 
 async function launch(bin: string, dir: string, rootToken: string): Promise<Launched> {
-  const port = await freePort();
+  const port = await freePortPair();
   const addr = `http://127.0.0.1:${port}`;
   const args = [
     'server',
@@ -278,7 +292,10 @@ async function launch(bin: string, dir: string, rootToken: string): Promise<Laun
     }
     try {
       const r = await rawApi(addr, 'GET', 'sys/health', undefined, '');
-      if (r.status === 200) break;
+      // Make sure it is our server (not another one that grabbed the port): our root token works.
+      if (r.status === 200 && (await rawApi(addr, 'GET', 'auth/token/lookup-self', undefined, rootToken)).status === 200) {
+        break;
+      }
       lastProbe = `HTTP ${r.status} ${JSON.stringify(r.body)}`;
     } catch (e) {
       lastProbe = (e as Error).message;

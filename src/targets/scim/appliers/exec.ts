@@ -35,7 +35,7 @@ export function createExecApplier(options: ExecApplierOptions): TokenApplier {
       // and revoking an absent token is a no-op for an idempotent hook.
       const applied = await run('apply', next, current);
       if (!applied.ok) return applied;
-      const revoked = await run('apply', current);
+      const revoked = await run('revoke', current);
       return revoked.ok ? { ok: true, detail: `${applied.detail}; ${revoked.detail}` } : revoked;
     },
     retire: ({ old }) => run('revoke', old),

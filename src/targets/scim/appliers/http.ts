@@ -52,7 +52,7 @@ export function createHttpApplier(options: HttpApplierOptions): TokenApplier {
       // Remove first, then add: each step is idempotent, so a resumed rollback can repeat both.
       const removed = await post({ action: 'remove', token: next });
       if (!removed.ok || !current) return removed;
-      return removed;
+      return post({ action: 'add', token: current });
     },
   };
 }

@@ -1,0 +1,148 @@
+import { homedir } from 'node:os';
+import path from 'node:path';
+import type { VaultStoreConfig } from '../../config/schema.js';
+import { parseDuration } from '../../core/duration.js';
+import { ConfigError } from '../../core/errors.js';
+import type { AdapterContext } from '../context.js';
+
+/**
+ * A vault store's config with the environment folded in, checked once when the store is
+ * opened (no I/O): every later request can trust these values. Environment variables follow
+ * the Vault CLI's names so an existing `export VAULT_ADDR=...` set-up just works.
+ */
+export interface VaultSettings {
+  storeName: string;
+  /** Origin plus optional path, no trailing slash, e.g. "https://vault.example.com:8200". */
+  address: string;
+  https: boolean;
+  /** KV v2 mount, no leading/trailing slash ("secret", "team/kv"). */
+  mount: string;
+  /** Path prefix inside the mount, no leading/trailing slash; may be empty. */
+  prefix: string;
+  namespace: string | undefined;
+  timeoutMs: number;
+  destroyOnRevoke: boolean;
+  /** Absolute path of a PEM bundle to trust instead of the system CAs. */
+  caFile: string | undefined;
+  serverName: string | undefined;
+  auth: VaultAuthSettings;
+}
+
+export type VaultAuthSettings =
+  | { method: 'token'; tokenFile: string | undefined; envToken: string | undefined; defaultTokenFile: string }
+  | { method: 'approle'; mount: string; roleId: CredentialSource; secretId: CredentialSource }
+  | { method: 'kubernetes'; mount: string; role: string; jwtFile: string };
+
+/** Where an AppRole credential comes from: a file (preferred: not in the environment of every child) or an env var. */
+export type CredentialSource = { file: string; what: string } | { env: string; value: string | undefined; what: string };
+
+const SEGMENT = /^[A-Za-z0-9._-]+$/;
+
+export function resolveVaultSettings(name: string, config: VaultStoreConfig, context: AdapterContext): VaultSettings {
+  const field = (f: string) => `stores.${name}.${f}`;
+  const env = context.env;
+  const resolvePath = (p: string) => path.resolve(context.configDir, expandHome(p, env));
+
+  const rawAddress = config.address ?? env.VAULT_ADDR;
+  if (!rawAddress) throw new ConfigError(`${field('address')}: not set, and VAULT_ADDR is not set either`);
+  let url: URL;
+  try {
+    url = new URL(rawAddress);
+  } catch {
+    throw new ConfigError(`${field('address')}: "${rawAddress}" is not a URL (e.g. https://vault.example.com:8200)`);
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+    throw new ConfigError(`${field('address')}: use https:// (or http:// to loopback), not ${url.protocol}`);
+  }
+  if (url.username || url.password || url.search || url.hash) {
+    throw new ConfigError(`${field('address')}: must not contain credentials, a query or a fragment`);
+  }
+  if (url.protocol === 'http:' && !isLoopback(url.hostname) && !config.allowInsecureHttp) {
+    throw new ConfigError(
+      `${field('address')}: plain http:// to ${url.hostname} would send the Vault token unencrypted; use https://, or set ${field('allowInsecureHttp')}: true`,
+    );
+  }
+
+  const mount = trimSlashes(config.mount);
+  const prefix = trimSlashes(config.prefix);
+  checkPathField(mount, field('mount'), false);
+  checkPathField(prefix, field('prefix'), true);
+  const timeoutMs = parseDuration(config.timeout, field('timeout'));
+  if (timeoutMs <= 0) throw new ConfigError(`${field('timeout')}: must be longer than 0`);
+  const namespace = config.namespace ?? (env.VAULT_NAMESPACE || undefined);
+  if (namespace !== undefined) checkPathField(trimSlashes(namespace), field('namespace'), false);
+
+  const caFile = config.tls.caFile ?? (env.VAULT_CACERT || undefined);
+  const serverName = config.tls.serverName ?? (env.VAULT_TLS_SERVER_NAME || undefined);
+  if (url.protocol === 'http:' && (config.tls.caFile || config.tls.serverName)) {
+    throw new ConfigError(`${field('tls')}: set, but ${field('address')} is plain http://`);
+  }
+
+  let auth: VaultAuthSettings;
+  const a = config.auth;
+  switch (a.method) {
+    case 'token':
+      auth = {
+        method: 'token',
+        tokenFile: a.tokenFile === undefined ? undefined : resolvePath(a.tokenFile),
+        envToken: env.VAULT_TOKEN || undefined,
+        defaultTokenFile: path.join(env.HOME || homedir(), '.vault-token'),
+      };
+      break;
+    case 'approle':
+      checkPathField(trimSlashes(a.mount), field('auth.mount'), false);
+      auth = {
+        method: 'approle',
+        mount: trimSlashes(a.mount),
+        roleId: a.roleIdFile ? { file: resolvePath(a.roleIdFile), what: 'role_id' } : { env: a.roleIdEnv, value: env[a.roleIdEnv] || undefined, what: 'role_id' },
+        secretId: a.secretIdFile
+          ? { file: resolvePath(a.secretIdFile), what: 'secret_id' }
+          : { env: a.secretIdEnv, value: env[a.secretIdEnv] || undefined, what: 'secret_id' },
+      };
+      break;
+    case 'kubernetes':
+      checkPathField(trimSlashes(a.mount), field('auth.mount'), false);
+      auth = { method: 'kubernetes', mount: trimSlashes(a.mount), role: a.role, jwtFile: resolvePath(a.jwtFile) };
+      break;
+  }
+
+  return {
+    storeName: name,
+    address: url.href.replace(/\/+$/, ''),
+    https: url.protocol === 'https:',
+    mount,
+    prefix,
+    namespace: namespace === undefined ? undefined : trimSlashes(namespace),
+    timeoutMs,
+    destroyOnRevoke: config.destroyOnRevoke,
+    caFile: caFile === undefined ? undefined : resolvePath(caFile),
+    serverName,
+    auth,
+  };
+}
+
+/** 127.0.0.0/8, ::1 and localhost: traffic that never leaves the machine. */
+export function isLoopback(hostname: string): boolean {
+  const host = hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  return host === 'localhost' || host.endsWith('.localhost') || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
+function trimSlashes(value: string): string {
+  return value.replace(/^\/+|\/+$/g, '');
+}
+
+function checkPathField(value: string, field: string, mayBeEmpty: boolean): void {
+  if (value === '') {
+    if (mayBeEmpty) return;
+    throw new ConfigError(`${field}: must not be empty`);
+  }
+  for (const segment of value.split('/')) {
+    if (!SEGMENT.test(segment) || segment === '.' || segment === '..') {
+      throw new ConfigError(`${field}: "${value}" must be path segments of letters, digits, ".", "_", "-" separated by "/"`);
+    }
+  }
+}
+
+function expandHome(p: string, env: NodeJS.ProcessEnv): string {
+  return p === '~' || p.startsWith('~/') ? path.join(env.HOME || homedir(), p.slice(1)) : p;
+}
