@@ -110,7 +110,7 @@ class ScimTarget implements Target {
     const probes = [entra.probe];
     const later = ['okta-user-page', 'service-provider-config', 'wrong-token-rejected', ...(write ? ['write-create-user'] : [])];
     if (entra.verdict !== 'accepted') {
-      // Rejected or unreachable on the first request: the others would only repeat it.
+      // Not accepted on the first request (rejected, unreachable, error): the others would only repeat it.
       probes.push(...later.map((name) => skipped(name, `not run: entra-user-query was ${entra.verdict}`)));
       return { probes, verdict: entra.verdict };
     }

@@ -1,0 +1,80 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { AuditLog } from '../../src/audit/audit-log.js';
+import { verifyAuditLog } from '../../src/audit/verify.js';
+import { parseConfigText } from '../../src/config/load.js';
+
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(path.join(tmpdir(), 'provkey-unit-'));
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('audit log', () => {
+  async function writeThree(file: string) {
+    const log = new AuditLog(file);
+    for (const event of ['key.added', 'rotate.finished', 'key.tested']) await log.append({ event, key: 'app', outcome: 'ok', fingerprint: 'sha256:000000000000' });
+  }
+
+  it('chains entries and verifies an untouched log', async () => {
+    const file = path.join(dir, 'audit.jsonl');
+    await writeThree(file);
+    const lines = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines.map((l) => l.seq)).toEqual([1, 2, 3]);
+    expect(lines[1].prev).toBe(lines[0].hash);
+    expect(await verifyAuditLog(file)).toMatchObject({ ok: true, entries: 3 });
+  });
+
+  it('finds an edited line, a removed line, reordered lines and a truncated tail', async () => {
+    const file = path.join(dir, 'audit.jsonl');
+    await writeThree(file);
+    const original = readFileSync(file, 'utf8');
+    const lines = original.trim().split('\n');
+
+    writeFileSync(file, original.replace('"rotate.finished"', '"rotate.skipped"'));
+    expect(await verifyAuditLog(file)).toMatchObject({ ok: false, line: 2, problem: expect.stringMatching(/edited/) });
+
+    writeFileSync(file, `${[lines[0], lines[2]].join('\n')}\n`);
+    expect(await verifyAuditLog(file)).toMatchObject({ ok: false, line: 2 });
+
+    writeFileSync(file, `${[lines[1], lines[0], lines[2]].join('\n')}\n`);
+    expect(await verifyAuditLog(file)).toMatchObject({ ok: false, line: 1 });
+
+    writeFileSync(file, original.slice(0, -20));
+    expect(await verifyAuditLog(file)).toMatchObject({ ok: false, problem: 'last line is truncated' });
+  });
+
+  it('concurrent appends from one process keep one chain', async () => {
+    const file = path.join(dir, 'audit.jsonl');
+    const log = new AuditLog(file);
+    await Promise.all(Array.from({ length: 20 }, (_, i) => log.append({ event: `e${i}` })));
+    expect(await verifyAuditLog(file)).toMatchObject({ ok: true, entries: 20 });
+  });
+});
+
+describe('config errors name the field', () => {
+  const parse = (text: string) => () => parseConfigText(text, path.join(dir, 'provkey.yaml'));
+  const scim = 'target: { type: scim, url: "https://app.example.com/scim/v2", applier: { type: store } }';
+
+  it('accepts a minimal key and fills defaults', () => {
+    const config = parseConfigText(`keys:\n  app:\n    ${scim}\n`, path.join(dir, 'provkey.yaml'));
+    expect(config.keys.app!.storeName).toBe('default');
+    expect(config.keys.app!.rotation).toEqual({ intervalMs: 30 * 86_400_000, graceMs: 86_400_000 });
+    expect(config.stores.default!.type).toBe('file');
+  });
+  it('unknown fields', () => {
+    expect(parse(`keys:\n  app:\n    ${scim}\n    colour: blue\n`)).toThrow(/^keys\.app: unknown field "colour"$/);
+  });
+  it('bad durations', () => {
+    expect(parse(`keys:\n  app:\n    ${scim}\n    rotation: { interval: 2 days }\n`)).toThrow(/keys\.app\.rotation\.interval: "2 days" is not a duration/);
+  });
+  it('unknown store, bad names, invalid YAML, wrong types', () => {
+    expect(parse(`keys:\n  app:\n    store: nope\n    ${scim}\n`)).toThrow(/keys\.app\.store: no store named "nope"/);
+    expect(parse(`keys:\n  Bad Name:\n    ${scim}\n`)).toThrow(/keys\.Bad Name/);
+    expect(parse('keys: [\n')).toThrow(/invalid YAML/);
+    expect(parse(`keys:\n  app:\n    target: { type: smtp }\n`)).toThrow(/keys\.app\.target/);
+    expect(parse(`keys:\n  app:\n    target: { type: scim, url: "x", applier: { type: http, url: "y", authRef: "plaintext" } }\n`)).toThrow(/authRef: must be a reference/);
+  });
+});
