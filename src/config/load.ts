@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
-import type { z } from 'zod';
+import * as v from 'valibot';
 import { ConfigError } from '../core/errors.js';
 import { parseDuration } from '../core/duration.js';
 import type { GenerationPolicy } from '../core/keygen.js';
@@ -40,7 +40,7 @@ export async function loadConfig(file: string, options: { mustExist: boolean }):
     text = await readFile(file, 'utf8');
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT' && !options.mustExist) {
-      return resolveConfig(configSchema.parse({}), undefined, path.dirname(file));
+      return resolveConfig(v.parse(configSchema, {}), undefined, path.dirname(file));
     }
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
       throw new ConfigError(`config: ${file} does not exist (run "provkey init" or pass --config)`, 'config.missing');
@@ -58,18 +58,30 @@ export function parseConfigText(text: string, file: string): Config {
     const where = error instanceof YAMLParseError && error.linePos ? ` line ${error.linePos[0].line}` : '';
     throw new ConfigError(`config${where}: invalid YAML: ${(error as Error).message.split('\n')[0]}`, 'config.yaml');
   }
-  const parsed = configSchema.safeParse(data);
-  if (!parsed.success) throw new ConfigError(describeIssue(parsed.error.issues[0]!), 'config.invalid');
-  return resolveConfig(parsed.data, file, path.dirname(file));
+  const parsed = v.safeParse(configSchema, data, { abortEarly: true });
+  if (!parsed.success) throw new ConfigError(describeIssue(parsed.issues[0]), 'config.invalid');
+  return resolveConfig(parsed.output, file, path.dirname(file));
 }
 
-function describeIssue(issue: z.core.$ZodIssue): string {
-  const where = issue.path.length ? issue.path.map(String).join('.') : 'config';
-  if (issue.code === 'unrecognized_keys') return `${where}: unknown field "${issue.keys.join('", "')}"`;
-  if (issue.code === 'invalid_union' && 'discriminator' in issue) {
-    return `${where}.${String(issue.discriminator)}: ${issue.message}`;
+/** One line naming the field: "keys.app.rotation.grace: must be a duration …". */
+function describeIssue(issue: v.BaseIssue<unknown>): string {
+  const keys = (issue.path ?? []).map((item) => String(item.key));
+  // A strict object reports an unknown field as an issue at that field's own path.
+  if (issue.kind === 'schema' && issue.expected === 'never' && keys.length > 0) {
+    const field = keys.pop()!;
+    return `${keys.length ? keys.join('.') : 'config'}: unknown field "${field}"`;
   }
-  return `${where}: ${issue.message}`;
+  const where = keys.length ? keys.join('.') : 'config';
+  if (issue.type === 'variant' && issue.expected) return `${where}: must be one of ${issue.expected.replaceAll('"', '')}`;
+  const message =
+    issue.received === 'undefined' && issue.message.startsWith('Invalid key')
+      ? 'required'
+      : issue.message.startsWith('Invalid type')
+        ? `expected ${issue.expected}, got ${issue.received}`
+        : issue.message.startsWith('Invalid value')
+          ? `must be ${issue.expected} (got ${issue.received})`
+          : issue.message;
+  return `${where}: ${message}`;
 }
 
 function resolveConfig(raw: RawConfig, file: string | undefined, dir: string): Config {

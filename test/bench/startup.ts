@@ -38,7 +38,6 @@ const commands: Record<string, string[]> = {
   'provkey generate': [bin, 'generate'],
   'provkey status (20 keys)': [bin, 'status'],
   'provkey status --json': [bin, 'status', '--json'],
-  'import @azure/identity+keyvault-secrets (avoided)': ['-e', 'await import("@azure/identity"); await import("@azure/keyvault-secrets")', '--input-type=module'],
   'import node-vault (avoided)': ['-e', 'await import("node-vault")', '--input-type=module'],
 };
 const samples = new Map<string, number[]>(Object.keys(commands).map((name) => [name, []]));

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as v from 'valibot';
 import type { KeyRecord, LifecycleState, VersionMeta } from '../../core/model.js';
 import { fileStoreError } from './errors.js';
 
@@ -27,32 +27,33 @@ export interface StoredKey {
 export type StoredVersion = VersionMeta & { value: string | null };
 
 // Loose objects keep fields a newer provkey may add instead of silently dropping them on rewrite.
-const versionSchema = z.looseObject({
-  id: z.string().regex(/^[1-9][0-9]*$/),
-  label: z.enum(['current', 'pending', 'previous', 'revoked', 'failed']),
-  fingerprint: z.string(),
-  createdAt: z.string(),
-  labelledAt: z.string(),
-  graceUntil: z.string().optional(),
-  origin: z.enum(['generated', 'imported']),
-  value: z.string().nullable(),
+const versionSchema = v.looseObject({
+  id: v.pipe(v.string(), v.regex(/^[1-9][0-9]*$/)),
+  label: v.picklist(['current', 'pending', 'previous', 'revoked', 'failed']),
+  fingerprint: v.string(),
+  createdAt: v.string(),
+  labelledAt: v.string(),
+  graceUntil: v.optional(v.string()),
+  origin: v.picklist(['generated', 'imported']),
+  value: v.nullable(v.string()),
 });
 
-const stateSchema = z.looseObject({
-  claim: z.looseObject({ id: z.string(), operation: z.string(), step: z.string(), startedAt: z.string(), expiresAt: z.string() }).optional(),
-  lastTest: z.looseObject({ ok: z.boolean(), at: z.string() }).optional(),
-  lastRotatedAt: z.string().optional(),
-  lockout: z.looseObject({ at: z.string(), detail: z.string() }).optional(),
+const stateSchema = v.looseObject({
+  claim: v.optional(v.looseObject({ id: v.string(), operation: v.string(), step: v.string(), startedAt: v.string(), expiresAt: v.string() })),
+  lastTest: v.optional(v.looseObject({ ok: v.boolean(), at: v.string() })),
+  lastRotatedAt: v.optional(v.string()),
+  lockout: v.optional(v.looseObject({ at: v.string(), detail: v.string() })),
 });
 
-const documentSchema = z.strictObject({
-  sequence: z.number().int().nonnegative(),
-  keys: z.array(
-    z.strictObject({
-      name: z.string().min(1),
-      revision: z.number().int().positive(),
-      lastVersionId: z.number().int().nonnegative(),
-      versions: z.array(versionSchema),
+const count = v.pipe(v.number(), v.integer(), v.minValue(0));
+const documentSchema = v.strictObject({
+  sequence: count,
+  keys: v.array(
+    v.strictObject({
+      name: v.pipe(v.string(), v.minLength(1)),
+      revision: v.pipe(v.number(), v.integer(), v.minValue(1)),
+      lastVersionId: count,
+      versions: v.array(versionSchema),
       state: stateSchema,
     }),
   ),
@@ -76,9 +77,9 @@ export function parseDocument(plaintext: string, file: string): StoreDocument {
   } catch {
     throw invalid('JSON');
   }
-  const parsed = documentSchema.safeParse(value);
-  if (!parsed.success) throw invalid(parsed.error.issues[0]?.path.join('.') ?? '');
-  const document = parsed.data as StoreDocument;
+  const parsed = v.safeParse(documentSchema, value);
+  if (!parsed.success) throw invalid(parsed.issues[0]?.path?.map((item) => String(item.key)).join('.') ?? '');
+  const document = parsed.output as StoreDocument;
   const names = new Set<string>();
   for (const [index, key] of document.keys.entries()) {
     if (names.has(key.name)) throw invalid(`keys.${index}.name (duplicate)`);
