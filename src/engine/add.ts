@@ -4,7 +4,8 @@ import { fingerprint } from '../core/fingerprint.js';
 import { generateSecret } from '../core/keygen.js';
 import { versionByLabel } from '../core/model.js';
 import { registerSecret } from '../core/redact.js';
-import { finishRotation } from '../core/transitions.js';
+import { abandonPending, finishRotation, orphanPendingIds } from '../core/transitions.js';
+import { convergeStaleClaim } from './converge.js';
 import { isProcessAlive, owner, type KeyContext } from './key-context.js';
 import { waitForVerdict } from './propagation.js';
 import { StepTimer, type KeyResult } from './result.js';
@@ -24,8 +25,30 @@ export async function addKey(ctx: KeyContext, options: { value?: string; apply?:
   if (existing && versionByLabel(existing, 'current')) {
     throw new UsageError(`key ${name} already has a current version (${versionByLabel(existing, 'current')!.fingerprint}); use "provkey rotate ${name}"`, 'key.exists');
   }
-  if (existing?.state.claim && !isClaimStale(existing.state.claim, new Date(), { host: owner().host, isAlive: isProcessAlive })) {
-    return { key: name, operation, outcome: 'skipped', ok: true, exitCode: ExitCode.ok, message: 'another run is adding this key', steps: [], tests: [], ms: 0 };
+  if (existing?.state.claim) {
+    if (!isClaimStale(existing.state.claim, new Date(), { host: owner().host, isAlive: isProcessAlive })) {
+      return { key: name, operation, outcome: 'skipped', ok: true, exitCode: ExitCode.ok, message: 'another run is adding this key', steps: [], tests: [], ms: 0 };
+    }
+    // An earlier add died part-way: the target may already accept its version. Converge first.
+    const converged = await timer.run('converge', () => convergeStaleClaim(ctx, existing));
+    if (converged.outcome === 'rolled_forward' || converged.outcome === 'lockout' || converged.outcome === 'busy') {
+      const ok = converged.outcome === 'rolled_forward' || converged.outcome === 'busy';
+      return {
+        key: name, operation, outcome: converged.outcome === 'rolled_forward' ? 'resumed' : converged.outcome === 'busy' ? 'skipped' : 'lockout', ok,
+        exitCode: ok ? ExitCode.ok : ExitCode.needsHuman, message: converged.message,
+        ...(converged.fingerprint ? { fingerprint: converged.fingerprint } : {}), steps: timer.steps, tests: timer.tests, ms: timer.elapsed(),
+      };
+    }
+    return addKey(ctx, options);
+  }
+  const orphans = existing ? orphanPendingIds(existing) : [];
+  if (existing && orphans.length > 0) {
+    // Left by an add that died between storing its version and claiming the key: the target never saw it.
+    const now = new Date();
+    const cleaned = orphans.reduce((r, id) => ({ ...r, ...abandonPending(r, id, now) }), existing);
+    await ctx.store.update(name, existing.revision, { versions: cleaned.versions, state: cleaned.state });
+    for (const id of orphans) await ctx.store.disableVersion(name, id);
+    return addKey(ctx, options);
   }
   if (!imported) await ctx.target.checkGenerationPolicy?.(ctx.key.policy);
   const value = options.value ?? generateSecret(ctx.key.policy);

@@ -1,9 +1,10 @@
-import { newClaim } from '../core/claim.js';
+import { isClaimStale, newClaim } from '../core/claim.js';
 import { ConflictError, ExitCode, UsageError } from '../core/errors.js';
 import type { VersionMeta } from '../core/model.js';
 import { versionByLabel } from '../core/model.js';
 import { revokeVersions } from '../core/transitions.js';
-import { owner, secretOf, type KeyContext } from './key-context.js';
+import { convergeStaleClaim } from './converge.js';
+import { isProcessAlive, owner, secretOf, type KeyContext } from './key-context.js';
 import { StepTimer, type KeyResult } from './result.js';
 import { proveRetired } from './retire.js';
 
@@ -40,7 +41,14 @@ export async function revokeKey(ctx: KeyContext, selection: RevokeSelection, ope
   }
   if (record.state.claim) {
     const c = record.state.claim;
-    return { ...base, outcome: 'skipped', ok: false, exitCode: ExitCode.failed, message: `${c.operation} in progress since ${c.startedAt} (pid ${c.owner.pid} on ${c.owner.host}); try again later`, ms: timer.elapsed() };
+    if (!isClaimStale(c, new Date(), { host: owner().host, isAlive: isProcessAlive })) {
+      // A scheduled grace-end simply comes back next run; an admin is told to try again.
+      const scheduled = operation === 'grace-end';
+      return { ...base, outcome: 'skipped', ok: scheduled, exitCode: scheduled ? ExitCode.ok : ExitCode.failed, message: `${c.operation} in progress since ${c.startedAt} (pid ${c.owner.pid} on ${c.owner.host}); try again later`, ms: timer.elapsed() };
+    }
+    // A run died part-way: converge it, then revoke what is still live.
+    await timer.run('converge', () => convergeStaleClaim(ctx, record!));
+    return revokeKey(ctx, selection, operation);
   }
   try {
     record = await timer.run('claim', () =>

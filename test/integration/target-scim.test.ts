@@ -2,6 +2,7 @@
 // the Target contract once per applier, plus the answers a real server gives when
 // something is missing or down.
 
+import * as v from 'valibot';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,7 +23,7 @@ function makeSecret(): SecretInUse {
 }
 
 function scimConfig(fields: Record<string, unknown>): ScimTargetConfig {
-  const config = targetSchema.parse({ type: 'scim', requestTimeout: '5s', ...fields });
+  const config = v.parse(targetSchema, { type: 'scim', requestTimeout: '5s', ...fields });
   if (config.type !== 'scim') throw new Error('not a scim config');
   return config;
 }

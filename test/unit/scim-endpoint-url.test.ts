@@ -1,3 +1,4 @@
+import * as v from 'valibot';
 import { describe, expect, it } from 'vitest';
 import { targetSchema, type ScimTargetConfig } from '../../src/config/schema.js';
 import { ConfigError } from '../../src/core/errors.js';
@@ -8,7 +9,7 @@ import { createScimTarget } from '../../src/targets/scim/scim-target.js';
 const FIELD = 'keys.app.target.url';
 
 function scimConfig(fields: Record<string, unknown>): ScimTargetConfig {
-  const config = targetSchema.parse({ type: 'scim', applier: { type: 'store' }, ...fields });
+  const config = v.parse(targetSchema, { type: 'scim', applier: { type: 'store' }, ...fields });
   if (config.type !== 'scim') throw new Error('not scim');
   return config;
 }

@@ -3,6 +3,7 @@
 // token, 5xx errors that echo the request, redirects, hangs, TLS with a private CA, and a
 // token endpoint that fails. Not a substitute for the real-server tests.
 
+import * as v from 'valibot';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -97,7 +98,7 @@ function scimHandler(overrides: Partial<Record<string, Handler>> = {}): Handler 
 }
 
 function config(fields: Record<string, unknown>): ScimTargetConfig {
-  const parsed = targetSchema.parse({ type: 'scim', applier: { type: 'store' }, requestTimeout: '2s', ...fields });
+  const parsed = v.parse(targetSchema, { type: 'scim', applier: { type: 'store' }, requestTimeout: '2s', ...fields });
   if (parsed.type !== 'scim') throw new Error('not scim');
   return parsed;
 }
