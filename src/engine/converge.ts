@@ -4,7 +4,7 @@ import { versionById } from '../core/model.js';
 import { abandonPending, finishRotation, orphanPendingIds } from '../core/transitions.js';
 import { owner, secretOf, type KeyContext } from './key-context.js';
 import { waitForVerdict } from './propagation.js';
-import { StepTimer } from './result.js';
+import { StepTimer, resultsFor } from './result.js';
 import { proveRetired } from './retire.js';
 import { rollback } from './rotate.js';
 
@@ -83,13 +83,7 @@ export async function convergeStaleClaim(ctx: KeyContext, stale: KeyRecord): Pro
     }
     return { outcome: 'rolled_forward', message: `an interrupted ${claim.operation} was finished: ${pending.fingerprint} is current`, fingerprint: pending.fingerprint };
   }
-  const rolled = await rollback(ctx, record, next, old, timer, `an interrupted ${claim.operation} left ${pending.fingerprint} unaccepted`, (partial) => ({
-    key: name,
-    operation: claim.operation,
-    steps: timer.steps,
-    tests: timer.tests,
-    ms: timer.elapsed(),
-    ...partial,
-  }));
+  const reason = `an interrupted ${claim.operation} left ${pending.fingerprint} unaccepted`;
+  const rolled = await rollback(ctx, record, next, old, timer, reason, resultsFor(name, claim.operation, timer));
   return { outcome: rolled.outcome === 'lockout' ? 'lockout' : 'rolled_back', message: rolled.message };
 }

@@ -61,3 +61,18 @@ export class StepTimer {
     return Date.now() - this.started;
   }
 }
+
+export type ResultFields = Omit<KeyResult, 'key' | 'operation' | 'steps' | 'tests' | 'ms'>;
+
+/** Builds the results of one operation on one key: name, steps and timing filled in. */
+export function resultsFor(key: string, operation: string, timer: StepTimer, defaults: Partial<ResultFields> = {}) {
+  return (fields: ResultFields): KeyResult => ({
+    key,
+    operation,
+    steps: timer.steps,
+    tests: timer.tests,
+    ms: timer.elapsed(),
+    ...defaults,
+    ...fields,
+  });
+}

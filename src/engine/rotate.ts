@@ -9,7 +9,7 @@ import type { SecretInUse } from '../targets/target.js';
 import { isProcessAlive, owner, readExisting, secretOf, type KeyContext } from './key-context.js';
 import { faultPoint } from './fault.js';
 import { waitForVerdict } from './propagation.js';
-import { StepTimer, type KeyResult } from './result.js';
+import { StepTimer, resultsFor, type KeyResult, type ResultFields } from './result.js';
 import { convergeStaleClaim } from './converge.js';
 import { proveRetired } from './retire.js';
 
@@ -32,14 +32,7 @@ export async function rotateKey(ctx: KeyContext, options: RotateOptions = {}): P
   const operation = options.operation ?? 'rotate';
   const name = ctx.key.name;
   const progress = (step: string, detail?: string) => ctx.session.progress({ type: 'step', key: name, step, ...(detail ? { detail } : {}) });
-  const result = (partial: Omit<KeyResult, 'key' | 'operation' | 'steps' | 'tests' | 'ms'>): KeyResult => ({
-    key: name,
-    operation,
-    steps: timer.steps,
-    tests: timer.tests,
-    ms: timer.elapsed(),
-    ...partial,
-  });
+  const result = resultsFor(name, operation, timer);
 
   let { record, current } = await readExisting(ctx);
 
@@ -148,16 +141,7 @@ export async function completeRotation(
   let record = run.record;
   const name = ctx.key.name;
   const progress = (step: string) => ctx.session.progress({ type: 'step', key: name, step });
-  const result = (partial: Omit<KeyResult, 'key' | 'operation' | 'steps' | 'tests' | 'ms'>): KeyResult => ({
-    key: name,
-    operation,
-    steps: timer.steps,
-    tests: timer.tests,
-    ms: timer.elapsed(),
-    fingerprint: next.fingerprint,
-    ...(old ? { previousFingerprint: old.fingerprint } : {}),
-    ...partial,
-  });
+  const result = resultsFor(name, operation, timer, { fingerprint: next.fingerprint, ...(old ? { previousFingerprint: old.fingerprint } : {}) });
 
   // 3. set: the claim says "setting" before the target is touched, so a crash here is resumable.
   record = await advance(ctx, record, 'setting');
@@ -247,7 +231,7 @@ export async function rollback(
   old: SecretInUse | undefined,
   timer: StepTimer,
   reason: string,
-  result: (partial: Omit<KeyResult, 'key' | 'operation' | 'steps' | 'tests' | 'ms'>) => KeyResult,
+  result: (fields: ResultFields) => KeyResult,
 ): Promise<KeyResult> {
   const name = ctx.key.name;
   ctx.session.progress({ type: 'step', key: name, step: 'rollback' });
