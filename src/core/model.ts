@@ -20,7 +20,7 @@ export interface VersionMeta {
   origin: 'generated' | 'imported';
 }
 
-export type Operation = 'add' | 'rotate' | 'revoke' | 'drill';
+export type Operation = 'add' | 'rotate' | 'revoke' | 'drill' | 'migrate';
 
 /**
  * Steps of the rotation protocol. A claim records the last step whose outcome was stored,

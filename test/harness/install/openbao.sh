@@ -108,7 +108,7 @@ for mod in "${LOCAL_REPLACED[@]}"; do
     printf 'module %s\n\ngo 1.21\n' "$mod" > "$stub/go.mod"
     log "stubbing $mod${ver:+@$ver} (not served by the module proxy)"
     go mod edit -replace="$mod=./$stub"
-    [[ -n "$ver" ]] && go mod edit -require="$mod@$ver"
+    if [[ -n "$ver" ]]; then go mod edit -require="$mod@$ver"; fi
   fi
 done
 
@@ -134,7 +134,7 @@ sed 's/^/    /' go.mod >&2
 
 commit="$(go mod download -json "$MODPATH@$MODVER" | awk -F'"' '/"Hash"/ {print $4; exit}')"
 ldflags="-s -w -X $MODPATH/version.fullVersion=$BAO_VERSION"
-[[ -n "$commit" ]] && ldflags="$ldflags -X $MODPATH/version.GitCommit=$commit"
+if [[ -n "$commit" ]]; then ldflags="$ldflags -X $MODPATH/version.GitCommit=$commit"; fi
 ldflags="$ldflags -X $MODPATH/version.BuildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 
 log "building bao (CGO_ENABLED=0, -trimpath); this can take many minutes on 2 cores"
