@@ -149,6 +149,8 @@ const ldapTarget = v.strictObject({
       inHistory: v.optional(v.pipe(v.number(), v.integer())),
       maxAge: v.optional(duration),
       maxFailure: v.optional(v.pipe(v.number(), v.integer())),
+      /** pwdMustChange: an admin reset must be followed by the account's own change (admin apply runs two steps). */
+      mustChange: v.optional(v.boolean()),
     }),
     {},
   ),

@@ -1,0 +1,74 @@
+import { randomBytes } from 'node:crypto';
+import { Attribute, Change, type Client } from 'ldapts';
+import { passwordModify, type PasswordModifyRequest } from './password-modify.js';
+import { firstValue, parseGeneralizedTime, PasswordPolicyControl, type DirectoryPolicy, type PasswordPolicyResponse } from './ppolicy.js';
+import { classifyLdapError, type LdapFailure } from './result-codes.js';
+
+/**
+ * What provkey does to the service account's entry, each on an already bound connection:
+ * change or reset its password, clear pwdReset, lock it, read when its password changed.
+ * Expected failures are values carrying the result code and any ppolicy error.
+ */
+
+export type Step = { ok: true; ppolicy?: PasswordPolicyResponse } | { ok: false; failure: LdapFailure };
+
+type Scrub = (text: string) => string;
+
+/** RFC 3062 with the ppolicy control, so a 19 says which rule refused the password. */
+export async function changePassword(client: Client, request: PasswordModifyRequest, scrub: Scrub): Promise<Step> {
+  const control = new PasswordPolicyControl();
+  try {
+    await passwordModify(client, request, [control]);
+    return { ok: true, ...(control.response ? { ppolicy: control.response } : {}) };
+  } catch (error) {
+    return { ok: false, failure: classifyLdapError(error, scrub, control.response) };
+  }
+}
+
+/**
+ * After an admin puts a password back (rollback) the value is not new, so there is nothing
+ * for the account to change: pwdReset would only keep it from working (pwdMustChange). A
+ * missing pwdReset (16 noSuchAttribute: no pwdMustChange) is success.
+ */
+export async function clearPasswordReset(client: Client, accountDn: string, scrub: Scrub): Promise<Step> {
+  try {
+    await client.modify(accountDn, [new Change({ operation: 'delete', modification: new Attribute({ type: 'pwdReset', values: [] }) })]);
+    return { ok: true };
+  } catch (error) {
+    const failure = classifyLdapError(error, scrub);
+    return failure.status === 16 ? { ok: true } : { ok: false, failure };
+  }
+}
+
+/** ppolicy's "locked until an administrator unlocks it" value (draft-behera §5.3.3). */
+export const LOCKED_UNTIL_ADMIN = '000001010000Z';
+
+export async function lockAccount(client: Client, accountDn: string, scrub: Scrub): Promise<Step> {
+  try {
+    await client.modify(accountDn, [
+      new Change({ operation: 'replace', modification: new Attribute({ type: 'pwdAccountLockedTime', values: [LOCKED_UNTIL_ADMIN] }) }),
+    ]);
+    return { ok: true };
+  } catch (error) {
+    return { ok: false, failure: classifyLdapError(error, scrub) };
+  }
+}
+
+/** pwdChangedTime of the account; undefined when absent (such a password never expires) or unreadable. */
+export async function readPasswordChangedTime(client: Client, accountDn: string): Promise<Date | undefined> {
+  const result = await client.search(accountDn, { scope: 'base', filter: '(objectClass=*)', attributes: ['pwdChangedTime'] });
+  const value = result.searchEntries[0] ? firstValue(result.searchEntries[0], 'pwdChangedTime') : undefined;
+  return value ? parseGeneralizedTime(value) : undefined;
+}
+
+/**
+ * A throw-away password that no one ever learns: the temporary value of the two-step admin
+ * apply, and the value a revoked account is reset to. It satisfies the policy's length
+ * limits and the usual class rules, so an admin without `manage` rights can set it too.
+ */
+export function throwAwayPassword(policy: DirectoryPolicy): string {
+  let length = Math.max(40, policy.minLength ?? 0);
+  if (policy.maxLength !== undefined && policy.maxLength > 0) length = Math.min(length, policy.maxLength);
+  const body = randomBytes(length).toString('base64url');
+  return `Aa1-${body}`.slice(0, Math.max(length, 8));
+}
