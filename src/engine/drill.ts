@@ -17,6 +17,8 @@ export interface DrillReport {
   rtoMs: number;
   /** From "leak declared" until the target was proven to reject the leaked version. */
   timeToContainMs?: number;
+  /** False when the lockout guard forbade the failed bind that would prove the rejection (LDAP). */
+  containmentProven?: boolean;
   /** From "leak declared" until the new version passed the connection test. */
   timeToRecoverMs?: number;
   withinRto?: boolean;
@@ -81,6 +83,7 @@ export async function drillCompromise(ctx: KeyContext, options: { rtoMs: number;
   const at = (name: string) => steps.find((s) => s.step === name && s.ok)?.endedAtMs;
   const timeToRecoverMs = rotation.ok ? at('test') : undefined;
   const timeToContainMs = rotation.ok ? at('prove-rejected') : undefined;
+  const containmentProven = rotation.ok && !steps.some((s) => s.step === 'prove-rejected' && s.detail?.startsWith('not probed'));
   const worst = Math.max(timeToContainMs ?? Infinity, timeToRecoverMs ?? Infinity);
   const withinRto = rotation.ok && worst <= options.rtoMs;
   const report: DrillReport = {
@@ -99,6 +102,7 @@ export async function drillCompromise(ctx: KeyContext, options: { rtoMs: number;
     ...(timeToContainMs !== undefined ? { timeToContainMs } : {}),
     ...(timeToRecoverMs !== undefined ? { timeToRecoverMs } : {}),
     withinRto,
+    containmentProven,
     steps,
   };
   await ctx.session.recordAudit({

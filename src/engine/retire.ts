@@ -23,7 +23,7 @@ export async function proveRetired(
   );
   if (old.versionId) await ctx.store.disableVersion(name, old.versionId);
   if (ctx.target.capabilities.negativeProbe === 'forbidden' && options.probe !== 'always') {
-    timer.steps.push({ step: 'prove-rejected', ok: true, ms: 0, detail: 'skipped: a failed bind could lock the account (lockout guard)' });
+    timer.steps.push({ step: 'prove-rejected', ok: true, ms: 0, endedAtMs: timer.elapsed(), detail: 'not probed: a failed bind could lock the account (lockout guard)' });
     return { ok: true, skipped: true, message: `${old.fingerprint} retired (rejection not probed: lockout guard)` };
   }
   const proof = await timer.run(

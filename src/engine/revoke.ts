@@ -59,7 +59,7 @@ export async function revokeKey(ctx: KeyContext, selection: RevokeSelection, ope
     throw error;
   }
   const currentMeta = versionByLabel(record, 'current');
-  const current = currentMeta && !chosen.includes(currentMeta) ? await secretOf(ctx, currentMeta) : undefined;
+  const current = currentMeta && !chosen.some((v) => v.id === currentMeta.id) ? await secretOf(ctx, currentMeta) : undefined;
   const problems: string[] = [];
   for (const version of chosen) {
     const old = await secretOf(ctx, version).catch(() => undefined);

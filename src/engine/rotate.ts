@@ -72,7 +72,8 @@ export async function rotateKey(ctx: KeyContext, options: RotateOptions = {}): P
     });
   }
 
-  await ctx.target.checkGenerationPolicy?.(ctx.key.policy);
+  const old = await secretOf(ctx, current);
+  await ctx.target.checkGenerationPolicy?.(ctx.key.policy, old);
   const overlap = !options.noOverlap && ctx.key.rotation.graceMs > 0 && ctx.target.capabilities.overlap;
 
   // 1. claim: compare-and-set; a second rotator loses here and skips the key.
@@ -105,7 +106,6 @@ export async function rotateKey(ctx: KeyContext, options: RotateOptions = {}): P
   });
   faultPoint('after-create');
   const next: SecretInUse = { value, fingerprint: meta.fingerprint, versionId: created.versionId };
-  const old = await secretOf(ctx, current);
 
   return completeRotation(ctx, { record, next, old, overlap, timer, operation, ...(options.writeProbe ? { writeProbe: true } : {}) });
 }
@@ -240,6 +240,7 @@ export async function rollback(
     () => ctx.target.rollback({ next, ...(old ? { current: old } : {}) }),
     (r) => (r.ok ? { ok: true } : { ok: false, detail: `${r.reason}: ${r.detail}` }),
   );
+  if (undone.ok && undone.kept === 'next') return keepNext(ctx, next, old, timer, reason, undone.detail ?? '', result);
   let lockout: string | undefined;
   if (old) {
     const check = await timer.run(
@@ -275,3 +276,44 @@ export async function rollback(
   });
 }
 
+
+/**
+ * The target could not go back but the new version works (LDAP `rollback: keep-new`): the new
+ * version becomes current and the old one is revoked. Still exit 1: the rotation as asked
+ * (with its test) did not succeed, and someone should look at why.
+ */
+async function keepNext(
+  ctx: KeyContext,
+  next: SecretInUse,
+  old: SecretInUse | undefined,
+  timer: StepTimer,
+  reason: string,
+  detail: string,
+  result: (fields: ResultFields) => KeyResult,
+): Promise<KeyResult> {
+  const name = ctx.key.name;
+  const now = new Date();
+  const fresh = (await ctx.store.read(name))!;
+  const kept = finishRotation(fresh, next.versionId!, {
+    overlap: false,
+    graceMs: 0,
+    now,
+    test: { ok: false, at: now.toISOString(), versionId: next.versionId!, fingerprint: next.fingerprint },
+  });
+  await ctx.store.update(name, fresh.revision, { versions: kept.versions, state: kept.state });
+  if (old?.versionId) await ctx.store.disableVersion(name, old.versionId).catch(() => undefined);
+  await ctx.session.recordAudit({
+    event: 'rotate.kept_new',
+    key: name,
+    outcome: 'failed',
+    fingerprint: next.fingerprint,
+    versionId: next.versionId!,
+    detail: { reason, previous: old?.fingerprint ?? null },
+  });
+  return result({
+    outcome: 'failed',
+    ok: false,
+    exitCode: ExitCode.failed,
+    message: `kept ${next.fingerprint} as current (rollback: keep-new) because ${reason}; ${detail}`,
+  });
+}

@@ -25,8 +25,11 @@ export interface Target {
   /** Undo a `set`: the target accepts `current` again and rejects `next`. */
   rollback(change: { next: SecretInUse; current?: SecretInUse }): Promise<ApplyResult>;
 
-  /** Refuse, with a clear message, a generation policy the target would reject (LDAP ppolicy). */
-  checkGenerationPolicy?(policy: GenerationPolicy): Promise<void>;
+  /**
+   * Refuse, with a clear message, a generation policy the target would reject (LDAP ppolicy).
+   * `current`, when known, lets a target read its policy with the account's own credential.
+   */
+  checkGenerationPolicy?(policy: GenerationPolicy, current?: SecretInUse): Promise<void>;
   /** When the target itself will expire the secret (LDAP pwdChangedTime + pwdMaxAge). */
   expiresAt?(current: SecretInUse): Promise<Date | undefined>;
   close(): Promise<void>;
@@ -85,7 +88,11 @@ export interface ConnectionTest {
 }
 
 export type ApplyResult =
-  | { ok: true; detail?: string }
+  /**
+   * `kept: 'next'` (rollback only): the target could not go back, but the new version works
+   * and stays (LDAP `rollback: keep-new`, where password history forbids a change back).
+   */
+  | { ok: true; detail?: string; kept?: 'next' }
   | {
       ok: false;
       reason: 'rejected' | 'policy' | 'unreachable' | 'denied' | 'error';

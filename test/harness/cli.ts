@@ -18,9 +18,9 @@ export const PROVKEY_BIN = fileURLToPath(new URL('../../bin/provkey', import.met
 
 /**
  * Variables a test run must not inherit from the developer's shell or CI: they would change
- * which config is read, inject a crash, or make a prompt appear possible.
+ * which config is read, inject a crash, or turn colour on.
  */
-const SCRUBBED_ENV = ['PROVKEY_CONFIG', 'PROVKEY_FAULT', 'FORCE_COLOR', 'CI'];
+const SCRUBBED_ENV = ['PROVKEY_CONFIG', 'PROVKEY_FAULT', 'FORCE_COLOR'];
 
 export interface RunOptions {
   /** Working directory (default: the test process's). */
@@ -242,5 +242,41 @@ export async function eventually<T>(probe: () => Promise<T>, expected: T, timeou
     const value = await probe();
     if (JSON.stringify(value) === JSON.stringify(expected) || Date.now() >= deadline) return value;
     await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** One version of a key as the embedded file store holds it, value included (null once disabled). */
+export interface StoredVersion {
+  id: string;
+  label: string;
+  fingerprint: string;
+  value: string | null;
+}
+
+/**
+ * Every version of `key` in the default file store of `configDir`, decrypted in the test
+ * process. For the secret scan: a crash can leave a pending value that no command will ever
+ * reveal, and it must not appear in any output either. Read-only; takes no lock.
+ */
+export async function readStoredVersions(configDir: string, key: string, layout = { path: '.provkey/store.enc', keyFile: '.provkey/store.key' }): Promise<StoredVersion[]> {
+  const { createFileStore } = await import('../../src/stores/file.js');
+  const store = await createFileStore('default', { type: 'file', ...layout }, {
+    configDir,
+    env: {},
+    resolveSecret: async (_ref, field) => {
+      throw new Error(`${field}: no secret references in the test reader`);
+    },
+    debug: () => undefined,
+  });
+  try {
+    const record = await store.read(key);
+    const versions: StoredVersion[] = [];
+    for (const v of record?.versions ?? []) {
+      const value = await store.readSecret(key, v.id).catch(() => null);
+      versions.push({ id: v.id, label: v.label, fingerprint: v.fingerprint, value });
+    }
+    return versions;
+  } finally {
+    await store.close();
   }
 }

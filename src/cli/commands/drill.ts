@@ -41,7 +41,7 @@ function renderDrill(io: Io, report: DrillReport): void {
   }
   io.out('');
   const fmt = (ms: number | undefined) => (ms === undefined ? color.red('not reached') : formatDuration(ms));
-  io.out(`  time to contain  ${fmt(report.timeToContainMs)}   (leaked version proven rejected)`);
+  io.out(`  time to contain  ${fmt(report.timeToContainMs)}   (${report.containmentProven === false ? 'leaked version retired; rejection not probed: lockout guard' : 'leaked version proven rejected'})`);
   io.out(`  time to recover  ${fmt(report.timeToRecoverMs)}   (new version proven accepted)`);
   io.out(`  objective (RTO)  ${formatDuration(report.rtoMs)}   ${report.withinRto ? color.green('met') : color.red('MISSED')}`);
   io.out('');

@@ -81,10 +81,10 @@ interface LdapTargetSetup {
  * the directory would refuse the old one back (pwdInHistory), and the new one binds. The
  * engine must then keep `next` as current instead of verifying `current` (see docs/ldap.md).
  */
-export type KeptNextResult = { ok: true; detail: string; kept: 'next' };
+export type KeptNextResult = Extract<ApplyResult, { ok: true }> & { kept: 'next'; detail: string };
 
 export function keptNext(result: ApplyResult): result is KeptNextResult {
-  return result.ok && (result as Partial<KeptNextResult>).kept === 'next';
+  return result.ok && result.kept === 'next';
 }
 
 /** The change provkey made last, so a test can tell a lagging replica from a wrong password. */

@@ -1,0 +1,67 @@
+// Crash tests: provkey is killed with SIGKILL (PROVKEY_FAULT, src/engine/fault.ts) at every
+// step of the rotation protocol, in both overlap modes, and the next run must converge with
+// no lockout: exactly one current version, nothing left pending, the real SCIM server
+// accepting exactly the live versions (and, without overlap, rejecting the old one), the
+// audit chain intact. Every line provkey printed is scanned for every secret the test saw.
+
+import { rmSync } from 'node:fs';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { bearerStatus, describeRun, eventually, ProvkeyCli } from '../harness/cli.ts';
+import { startScimServer, type ScimServer } from '../harness/servers/scim.ts';
+import { ADMIN_TOKEN, CONVERGENCE, expectConverged, expectKilled, FAULT_POINTS, KEY, keyFixture, learnStoredSecrets, MODES, type ResultsJson, type StatusJson } from './fixture.ts';
+
+describe.each(MODES)('SIGKILL during rotate, $name', (mode) => {
+  let server: ScimServer;
+  const dirs: string[] = [];
+  let cli: ProvkeyCli | undefined;
+
+  beforeAll(async () => {
+    server = await startScimServer({ adminToken: ADMIN_TOKEN, propagationMs: 100 });
+  });
+  afterAll(async () => {
+    await server?.stop();
+    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  });
+  afterEach(() => {
+    cli?.scanner.assertClean();
+    cli = undefined;
+  });
+
+  it.each(FAULT_POINTS)('killed at %s: the next rotate converges with no lockout', async (point) => {
+    const fixture = keyFixture(server, mode);
+    dirs.push(fixture.dir);
+    cli = fixture.cli;
+    const baseline = await server.acceptedDigests();
+
+    const added = await cli.run(['add', KEY]);
+    expect(added.code, describeRun(added)).toBe(0);
+    const old = await cli.reveal(KEY, `${KEY} before the crash`);
+
+    const crashed = await cli.run(['rotate', KEY], { env: { PROVKEY_FAULT: point } });
+    expectKilled(crashed);
+    await learnStoredSecrets(cli, fixture.dir);
+
+    // What the crash left behind: a claim (except after finish), and the old version still in use.
+    const { data: between } = await cli.json<StatusJson>(['status', KEY]);
+    expect(between.keys[0]?.state).toBe(point === 'after-finish' ? 'ok' : 'rotating');
+    if (!mode.overlap && (point === 'after-set' || point === 'after-test' || point === 'after-finish')) {
+      // set({replace: true}) makes the old version stop working as part of the change.
+      expect(await eventually(() => bearerStatus(server.url, old), 401), 'set with replace must retire the old version at the target').toBe(401);
+    } else if (point !== 'after-finish') {
+      expect(await bearerStatus(server.url, old), 'before the new version is in place the old one must keep working').toBe(200);
+    }
+
+    const { result: resumed, data } = await cli.json<ResultsJson>(['rotate', KEY]);
+    expect(resumed.code, describeRun(resumed)).toBe(0);
+    expect(data.results).toHaveLength(1);
+    expect(data.results[0]).toMatchObject({ key: KEY, ok: true, exitCode: 0, outcome: CONVERGENCE[point].outcome });
+
+    const { current, history } = await expectConverged(cli, server, baseline, mode.overlap ? { accepted: [old] } : { rejected: [old] });
+    expect(current).not.toBe(old);
+    const expectedEvent = CONVERGENCE[point].event;
+    if (expectedEvent) expect(history.events.map((e) => e.event)).toContain(expectedEvent);
+    // The version that was current before the crash: revoked without overlap, in its grace period with it.
+    expect(history.versions[0]?.label).toBe(mode.overlap ? 'previous' : 'revoked');
+  });
+});
+
