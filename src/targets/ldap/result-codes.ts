@@ -1,5 +1,6 @@
 import type { ApplyResult } from '../target.js';
 import type { PasswordPolicyResponse } from './ppolicy.js';
+import { isUnreachableCode } from '../network-errors.js';
 
 /**
  * LDAP result codes (RFC 4511 §A.2), network and TLS failures, turned into one clear line and
@@ -95,19 +96,6 @@ const TLS_HINTS: Record<string, string> = {
   ERR_SSL_WRONG_VERSION_NUMBER: 'the server did not answer with TLS: is this an ldap:// port used as ldaps://?',
 };
 
-const UNREACHABLE_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ECONNABORTED',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EHOSTDOWN',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'EAI_FAIL',
-  'ETIMEDOUT',
-  'EPIPE',
-]);
 
 export function isTlsErrorCode(code: string): boolean {
   return code in TLS_HINTS || code.startsWith('ERR_TLS_') || code.startsWith('ERR_SSL_') || /CERT|_SIGNATURE|ISSUER/.test(code);
@@ -137,7 +125,7 @@ export function classifyLdapError(error: unknown, scrub: (text: string) => strin
       const hint = TLS_HINTS[code] ?? 'the TLS handshake failed';
       return { kind: 'tls', status: code, detail: `TLS: ${hint} (${code})` };
     }
-    if (UNREACHABLE_CODES.has(code)) return { kind: 'unreachable', status: code, detail: `cannot reach the server (${code})` };
+    if (isUnreachableCode(code)) return { kind: 'unreachable', status: code, detail: `cannot reach the server (${code})` };
     return { kind: 'error', status: code, detail: scrub(firstLine(rawMessage)) };
   }
   if (/timed? ?out/i.test(rawMessage)) return { kind: 'unreachable', status: 'timeout', detail: `no answer in time (${scrub(firstLine(rawMessage))})` };

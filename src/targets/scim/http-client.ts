@@ -6,6 +6,7 @@ import { rootCertificates } from 'node:tls';
 import { ConfigError } from '../../core/errors.js';
 import type { SecretInUse } from '../target.js';
 import { scrubSecrets } from './redact.js';
+import { isUnreachableCode } from '../network-errors.js';
 
 /**
  * A deliberately small HTTP client on node:http/https (undici is inside Node but cannot be
@@ -50,19 +51,6 @@ export interface HttpClient {
 
 const MAX_BODY_BYTES = 1 << 20;
 
-const UNREACHABLE_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ECONNABORTED',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EHOSTDOWN',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'EAI_FAIL',
-  'ETIMEDOUT',
-  'EPIPE',
-]);
 
 /**
  * One client per target. The CA file is read on the first request (a factory does no I/O);
@@ -177,5 +165,5 @@ function classifyNetworkError(error: NodeJS.ErrnoException): HttpReply {
   const code = error.code ?? 'ERROR';
   // Node's messages name the host and port ("connect ECONNREFUSED 127.0.0.1:9"), never headers.
   const message = error.message.split('\n')[0] ?? code;
-  return UNREACHABLE_CODES.has(code) ? { kind: 'unreachable', code, message } : { kind: 'failed', code, message };
+  return isUnreachableCode(code) ? { kind: 'unreachable', code, message } : { kind: 'failed', code, message };
 }
