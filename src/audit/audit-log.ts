@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, open, readFile } from 'node:fs/promises';
 import { hostname, userInfo } from 'node:os';
 import path from 'node:path';
+import { NeedsHumanError } from '../core/errors.js';
 import { redact } from '../core/redact.js';
 import { defaultLockOptions, withFileLock } from '../stores/file/lock.js';
 
@@ -60,18 +61,33 @@ async function lastEntry(file: string): Promise<{ seq: number; hash: string }> {
       const start = Math.max(0, size - chunk);
       const buffer = Buffer.alloc(size - start);
       await handle.read(buffer, 0, buffer.length, start);
-      const lines = buffer.toString('utf8').split('\n').filter((l) => l.trim() !== '');
+      const text = buffer.toString('utf8');
+      const lines = text.split('\n').filter((l) => l.trim() !== '');
       if (lines.length >= 2 || start === 0) {
         const last = lines.at(-1);
         if (!last) return { seq: 0, hash: GENESIS_HASH };
-        const parsed = JSON.parse(last) as AuditEntry;
-        return { seq: parsed.seq, hash: parsed.hash };
+        return parseTail(last, text.endsWith('\n'), file);
       }
       chunk *= 4;
     }
   } finally {
     await handle.close();
   }
+}
+
+/** The last entry, or a refusal: appending to a damaged log would hide the damage. */
+function parseTail(line: string, complete: boolean, file: string): { seq: number; hash: string } {
+  const damaged = () =>
+    new NeedsHumanError(`audit log ${file}: its last line is damaged, so nothing was changed; run "provkey audit verify" and repair or move the log`, 'audit.damaged');
+  if (!complete) throw damaged();
+  let parsed: Partial<AuditEntry>;
+  try {
+    parsed = JSON.parse(line) as Partial<AuditEntry>;
+  } catch {
+    throw damaged();
+  }
+  if (typeof parsed.seq !== 'number' || typeof parsed.hash !== 'string') throw damaged();
+  return { seq: parsed.seq, hash: parsed.hash };
 }
 
 export class AuditLog {
@@ -103,10 +119,24 @@ export class AuditLog {
     });
   }
 
+  /** Throws (exit 3) when the log cannot be appended to; called before a command changes anything. */
+  async checkWritable(): Promise<void> {
+    await lastEntry(this.file);
+  }
+
   async readAll(): Promise<AuditEntry[]> {
     try {
       const text = await readFile(this.file, 'utf8');
-      return text.split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as AuditEntry);
+      const entries: AuditEntry[] = [];
+      for (const line of text.split('\n')) {
+        if (line.trim() === '') continue;
+        try {
+          entries.push(JSON.parse(line) as AuditEntry);
+        } catch {
+          // `history` shows what it can read; `audit verify` reports the damage.
+        }
+      }
+      return entries;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw error;

@@ -20,9 +20,13 @@ export function newClaim(operation: Operation, owner: Claim['owner'], now: Date,
 /**
  * A claim is stale when it expired, or when its owner ran on this host and that process is
  * gone (a crashed or killed cron run): then the next run may converge it at once instead of
- * waiting out the TTL. `isAlive` is injected so this stays pure.
+ * waiting out the TTL. `isAlive` is injected so this stays pure. Callers check before they
+ * claim, so a claim carrying their own pid is never their own.
  */
-export function isClaimStale(claim: Claim, now: Date, here: { host: string; isAlive: (pid: number) => boolean }): boolean {
+export function isClaimStale(claim: Claim, now: Date, here: { host: string; pid: number; isAlive: (pid: number) => boolean }): boolean {
   if (Date.parse(claim.expiresAt) <= now.getTime()) return true;
-  return claim.owner.host === here.host && !here.isAlive(claim.owner.pid);
+  if (claim.owner.host !== here.host) return false;
+  // Our own pid on our own host, before we claimed anything: an earlier run of a container
+  // that always starts as the same pid (pid 1), and it is gone.
+  return claim.owner.pid === here.pid || !here.isAlive(claim.owner.pid);
 }

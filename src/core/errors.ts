@@ -42,12 +42,6 @@ export class ConfigError extends ProvkeyError {
   }
 }
 
-/** An operation failed; the key was left as it was (rolled back). */
-export class OperationFailedError extends ProvkeyError {
-  constructor(message: string, code = 'operation.failed', options?: { cause?: unknown }) {
-    super(code, message, ExitCode.failed, options);
-  }
-}
 
 /** Neither version works, or the target disagrees with the store: a human must look. */
 export class NeedsHumanError extends ProvkeyError {
@@ -99,12 +93,6 @@ export class ConflictError extends AdapterError {
   }
 }
 
-/** A bug in provkey: the entry module asks the user to report it. */
-export class InternalError extends ProvkeyError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('internal', message, ExitCode.failed, options);
-  }
-}
 
 export function isProvkeyError(error: unknown): error is ProvkeyError {
   return error instanceof ProvkeyError;

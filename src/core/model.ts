@@ -54,8 +54,13 @@ export interface LifecycleState {
   claim?: Claim;
   lastTest?: TestSummary;
   lastRotatedAt?: string;
-  /** Set when neither version works; cleared by a successful operation. */
+  /** Set when neither version works; blocks rotation until a passing `test` clears it. */
   lockout?: { at: string; detail: string };
+  /**
+   * A problem that needs a human but does not block rotation, e.g. a revoked version the
+   * target still accepts. Cleared by a revoke or no-overlap rotation whose proofs all pass.
+   */
+  attention?: { at: string; detail: string };
 }
 
 export interface KeyRecord {

@@ -10,7 +10,12 @@ const known = new Map<string, string>();
 
 export function registerSecret(value: string): void {
   // Very short values would redact ordinary words; provkey never generates them.
-  if (value.length >= 8 && !known.has(value)) known.set(value, `[${fingerprint(value)}]`);
+  if (value.length < 8 || known.has(value)) return;
+  const replacement = `[${fingerprint(value)}]`;
+  known.set(value, replacement);
+  // --json output escapes quotes and backslashes: catch the value in that form too.
+  const escaped = JSON.stringify(value).slice(1, -1);
+  if (escaped !== value) known.set(escaped, replacement);
 }
 
 export function redact(text: string): string {

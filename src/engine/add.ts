@@ -6,7 +6,7 @@ import { versionByLabel } from '../core/model.js';
 import { registerSecret } from '../core/redact.js';
 import { abandonPending, finishRotation, orphanPendingIds } from '../core/transitions.js';
 import { convergeStaleClaim } from './converge.js';
-import { isProcessAlive, owner, type KeyContext } from './key-context.js';
+import { owner, type KeyContext , thisRun } from './key-context.js';
 import { waitForVerdict } from './propagation.js';
 import { StepTimer, type KeyResult } from './result.js';
 import { completeRotation, newVersionMeta } from './rotate.js';
@@ -26,7 +26,7 @@ export async function addKey(ctx: KeyContext, options: { value?: string; apply?:
     throw new UsageError(`key ${name} already has a current version (${versionByLabel(existing, 'current')!.fingerprint}); use "provkey rotate ${name}"`, 'key.exists');
   }
   if (existing?.state.claim) {
-    if (!isClaimStale(existing.state.claim, new Date(), { host: owner().host, isAlive: isProcessAlive })) {
+    if (!isClaimStale(existing.state.claim, new Date(), thisRun())) {
       return { key: name, operation, outcome: 'skipped', ok: true, exitCode: ExitCode.ok, message: 'another run is adding this key', steps: [], tests: [], ms: 0 };
     }
     // An earlier add died part-way: the target may already accept its version. Converge first.

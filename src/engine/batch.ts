@@ -25,8 +25,10 @@ export async function forEachKey(
         try {
           result = await run(await openKey(session, name));
         } catch (error) {
-          if (!isProvkeyError(error)) throw error;
-          result = { key: name, operation, outcome: 'failed', ok: false, exitCode: error.exitCode, message: error.message, steps: [], tests: [], ms: Date.now() - started };
+          // Every key gets a result: one key's failure, even a bug, never stops the others.
+          const known = isProvkeyError(error);
+          const message = known ? error.message : `internal error: ${error instanceof Error ? error.message : String(error)} (please report this)`;
+          result = { key: name, operation, outcome: 'failed', ok: false, exitCode: known ? error.exitCode : ExitCode.failed, message, steps: [], tests: [], ms: Date.now() - started };
         }
         session.progress({ type: 'key-done', key: name, outcome: result.outcome });
         return result;

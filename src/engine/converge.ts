@@ -1,3 +1,4 @@
+import { CLAIM_TTL_MS } from '../core/claim.js';
 import { ConflictError } from '../core/errors.js';
 import type { KeyRecord } from '../core/model.js';
 import { versionById } from '../core/model.js';
@@ -6,7 +7,7 @@ import { owner, secretOf, type KeyContext } from './key-context.js';
 import { waitForVerdict } from './propagation.js';
 import { StepTimer, resultsFor } from './result.js';
 import { proveRetired } from './retire.js';
-import { rollback } from './rotate.js';
+import { rollback } from './rollback.js';
 
 export interface Convergence {
   outcome: 'cleared' | 'rolled_back' | 'rolled_forward' | 'lockout' | 'busy';
@@ -28,7 +29,7 @@ export async function convergeStaleClaim(ctx: KeyContext, stale: KeyRecord): Pro
     // Take the claim over first, so two runs never converge the same key at once.
     record = await ctx.store.update(name, stale.revision, {
       versions: stale.versions,
-      state: { ...stale.state, claim: { ...claim, owner: owner(), expiresAt: new Date(Date.now() + 15 * 60_000).toISOString() } },
+      state: { ...stale.state, claim: { ...claim, owner: owner(), expiresAt: new Date(Date.now() + CLAIM_TTL_MS).toISOString() } },
     });
   } catch (error) {
     if (error instanceof ConflictError) return { outcome: 'busy', message: 'another run is converging this key' };

@@ -1,7 +1,6 @@
 import { hostname } from 'node:os';
 import type { ResolvedKey } from '../config/load.js';
 import { UsageError } from '../core/errors.js';
-import { fingerprint } from '../core/fingerprint.js';
 import type { Claim, KeyRecord, VersionMeta } from '../core/model.js';
 import { versionByLabel } from '../core/model.js';
 import { registerSecret } from '../core/redact.js';
@@ -19,12 +18,18 @@ export interface KeyContext {
 
 export async function openKey(session: Session, name: string): Promise<KeyContext> {
   const key = session.key(name);
+  await session.ensureAuditWritable();
   const [store, target] = await Promise.all([session.storeFor(key), session.targetFor(key)]);
   return { session, key, store, target };
 }
 
 export function owner(): Claim['owner'] {
   return { host: hostname(), pid: process.pid };
+}
+
+/** This process as `isClaimStale` needs it. */
+export function thisRun(): { host: string; pid: number; isAlive: (pid: number) => boolean } {
+  return { host: hostname(), pid: process.pid, isAlive: isProcessAlive };
 }
 
 export function isProcessAlive(pid: number): boolean {
@@ -43,10 +48,6 @@ export async function secretOf(ctx: KeyContext, version: VersionMeta): Promise<S
   return { value, fingerprint: version.fingerprint, versionId: version.id };
 }
 
-export function inUse(value: string, versionId?: string): SecretInUse {
-  registerSecret(value);
-  return { value, fingerprint: fingerprint(value), ...(versionId ? { versionId } : {}) };
-}
 
 export async function readExisting(ctx: KeyContext): Promise<{ record: KeyRecord; current: VersionMeta }> {
   const record = await ctx.store.read(ctx.key.name);

@@ -10,7 +10,7 @@ import { versionByLabel } from '../core/model.js';
 import { registerSecret } from '../core/redact.js';
 import { writeFileAtomic } from '../stores/file/atomic-write.js';
 import type { SecretStore } from '../stores/store.js';
-import { isProcessAlive, owner } from './key-context.js';
+import { owner , thisRun } from './key-context.js';
 import { StepTimer, type StepRecord } from './result.js';
 import type { Session } from './session.js';
 
@@ -73,6 +73,7 @@ export async function migrateKeys(session: Session, names: string[], options: Mi
     throw new ConfigError(`--to: no store named "${options.to}" under stores (known: ${known})`, 'config.unknown_store');
   }
   if (!session.config.file) throw new ConfigError('migrate needs a config file: it rewrites the key\'s store: field', 'config.missing');
+  await session.ensureAuditWritable();
   const results: MigrationResult[] = [];
   session.progress({ type: 'batch-start', total: names.length, operation: 'migrate' });
   for (const name of names) {
@@ -274,7 +275,7 @@ async function migrateKey(session: Session, name: string, options: MigrateOption
 function claimRefusal(record: KeyRecord): string | undefined {
   const c = record.state.claim;
   if (!c) return undefined;
-  const stale = isClaimStale(c, new Date(), { host: owner().host, isAlive: isProcessAlive });
+  const stale = isClaimStale(c, new Date(), thisRun());
   if (stale && c.operation === MIGRATE_OPERATION) return undefined;
   return stale
     ? `key ${record.key} has an unfinished ${c.operation} (claimed ${c.startedAt} by pid ${c.owner.pid} on ${c.owner.host}); run "provkey rotate ${record.key}" to converge it first`

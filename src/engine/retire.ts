@@ -22,6 +22,11 @@ export async function proveRetired(
     (r) => (r.ok ? { ok: true, ...(r.detail ? { detail: r.detail } : {}) } : { ok: false, detail: `${r.reason}: ${r.detail}` }),
   );
   if (old.versionId) await ctx.store.disableVersion(name, old.versionId);
+  if (!retired.ok && ctx.target.capabilities.negativeProbe === 'forbidden' && options.probe !== 'always') {
+    // Without a probe, a failed retire is all we know: never call that a revoke.
+    await ctx.session.recordAudit({ event: 'retire.unproven', key: name, outcome: 'failed', fingerprint: old.fingerprint, ...(old.versionId ? { versionId: old.versionId } : {}), detail: { reason: retired.reason } });
+    return { ok: false, message: `NEEDS A HUMAN: ${old.fingerprint} is revoked in the store but retiring it at the target failed (${retired.reason}: ${retired.detail}), and the lockout guard forbids probing it` };
+  }
   if (ctx.target.capabilities.negativeProbe === 'forbidden' && options.probe !== 'always') {
     timer.steps.push({ step: 'prove-rejected', ok: true, ms: 0, endedAtMs: timer.elapsed(), detail: 'not probed: a failed bind could lock the account (lockout guard)' });
     return { ok: true, skipped: true, message: `${old.fingerprint} retired (rejection not probed: lockout guard)` };

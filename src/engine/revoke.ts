@@ -1,10 +1,11 @@
 import { isClaimStale, newClaim } from '../core/claim.js';
-import { ConflictError, ExitCode, UsageError } from '../core/errors.js';
+import { AdapterError, ConflictError, ExitCode, UsageError } from '../core/errors.js';
+import type { SecretInUse } from '../targets/target.js';
 import type { VersionMeta } from '../core/model.js';
 import { versionByLabel } from '../core/model.js';
 import { revokeVersions } from '../core/transitions.js';
 import { convergeStaleClaim } from './converge.js';
-import { isProcessAlive, owner, secretOf, type KeyContext } from './key-context.js';
+import { owner, secretOf, type KeyContext , thisRun } from './key-context.js';
 import { StepTimer, type KeyResult } from './result.js';
 import { proveRetired } from './retire.js';
 
@@ -14,7 +15,7 @@ export type RevokeSelection = { which: 'all' | 'previous' | 'current' } | { vers
 export function selectVersions(versions: VersionMeta[], selection: RevokeSelection): VersionMeta[] {
   const live = versions.filter((v) => v.label === 'current' || v.label === 'previous');
   if ('version' in selection) {
-    const wanted = selection.version.startsWith('sha256:') ? selection.version : selection.version;
+    const wanted = selection.version;
     const found = versions.find((v) => v.id === wanted || v.fingerprint === wanted || v.fingerprint === `sha256:${wanted}`);
     if (!found) throw new UsageError(`--version: no version "${selection.version}" (use a fingerprint or id from "provkey history")`, 'input.version');
     if (found.label === 'revoked') throw new UsageError(`--version: ${found.fingerprint} is already revoked`, 'input.version');
@@ -41,7 +42,7 @@ export async function revokeKey(ctx: KeyContext, selection: RevokeSelection, ope
   }
   if (record.state.claim) {
     const c = record.state.claim;
-    if (!isClaimStale(c, new Date(), { host: owner().host, isAlive: isProcessAlive })) {
+    if (!isClaimStale(c, new Date(), thisRun())) {
       // A scheduled grace-end simply comes back next run; an admin is told to try again.
       const scheduled = operation === 'grace-end';
       return { ...base, outcome: 'skipped', ok: scheduled, exitCode: scheduled ? ExitCode.ok : ExitCode.failed, message: `${c.operation} in progress since ${c.startedAt} (pid ${c.owner.pid} on ${c.owner.host}); try again later`, ms: timer.elapsed() };
@@ -55,27 +56,42 @@ export async function revokeKey(ctx: KeyContext, selection: RevokeSelection, ope
       ctx.store.update(name, record!.revision, { versions: record!.versions, state: { ...record!.state, claim: newClaim('revoke', owner(), new Date()) } }),
     );
   } catch (error) {
-    if (error instanceof ConflictError) return { ...base, outcome: 'skipped', ok: false, exitCode: ExitCode.failed, message: 'another run changed this key; try again', ms: timer.elapsed() };
+    if (error instanceof ConflictError) {
+      const scheduled = operation === 'grace-end';
+      return { ...base, outcome: 'skipped', ok: scheduled, exitCode: scheduled ? ExitCode.ok : ExitCode.failed, message: 'another run changed this key; try again', ms: timer.elapsed() };
+    }
     throw error;
   }
-  const currentMeta = versionByLabel(record, 'current');
-  const current = currentMeta && !chosen.some((v) => v.id === currentMeta.id) ? await secretOf(ctx, currentMeta) : undefined;
   const problems: string[] = [];
-  for (const version of chosen) {
-    const old = await secretOf(ctx, version).catch(() => undefined);
-    // Relabel first: an app reading the store (store applier) stops accepting it from here on.
-    record = await ctx.store.update(name, record.revision, { versions: revokeVersions(record, [version.id], new Date()), state: record.state });
-    if (!old) {
-      await ctx.store.disableVersion(name, version.id).catch(() => undefined);
-      continue;
+  try {
+    const currentMeta = versionByLabel(record, 'current');
+    const current = currentMeta && !chosen.some((v) => v.id === currentMeta.id) ? await secretOf(ctx, currentMeta) : undefined;
+    for (const version of chosen) {
+      let old: SecretInUse | undefined;
+      try {
+        old = await secretOf(ctx, version);
+      } catch (error) {
+        // Only a value that is really gone is handled here; a timeout or a sealed store stops the revoke.
+        if (!(error instanceof AdapterError && error.kind === 'not_found')) throw error;
+      }
+      // Relabel first: an app reading the store (store applier) stops accepting it from here on.
+      record = await ctx.store.update(name, record.revision, { versions: revokeVersions(record, [version.id], new Date()), state: record.state });
+      if (!old) {
+        await ctx.store.disableVersion(name, version.id);
+        problems.push(`NEEDS A HUMAN: the value of ${version.fingerprint} is gone from the store, so provkey can neither retire it at the target nor prove it is rejected`);
+        continue;
+      }
+      const proof = await proveRetired(ctx, old, timer, current ? { current } : {});
+      await ctx.session.recordAudit({ event: `${operation}.version`, key: name, outcome: proof.ok ? 'ok' : 'failed', fingerprint: version.fingerprint, versionId: version.id, detail: { label: version.label, proven: proof.ok && !proof.skipped } });
+      if (!proof.ok) problems.push(proof.message);
     }
-    const proof = await proveRetired(ctx, old, timer, current ? { current } : {});
-    await ctx.session.recordAudit({ event: `${operation}.version`, key: name, outcome: proof.ok ? 'ok' : 'failed', fingerprint: version.fingerprint, versionId: version.id, detail: { label: version.label, proven: proof.ok && !proof.skipped } });
-    if (!proof.ok) problems.push(proof.message);
+  } finally {
+    // Release the claim whatever happened; a problem is kept in the state for `status`.
+    const latest = (await ctx.store.read(name))!;
+    const { claim: _released, attention: _previous, ...state } = latest.state;
+    const attention = problems.length ? { attention: { at: new Date().toISOString(), detail: problems.join('; ') } } : {};
+    await ctx.store.update(name, latest.revision, { versions: latest.versions, state: { ...state, ...attention } });
   }
-  const latest = (await ctx.store.read(name))!;
-  const { claim: _released, ...state } = latest.state;
-  await ctx.store.update(name, latest.revision, { versions: latest.versions, state });
   const fingerprints = chosen.map((v) => v.fingerprint).join(', ');
   if (problems.length) {
     return { ...base, outcome: 'lockout', ok: false, exitCode: ExitCode.needsHuman, message: problems.join('; '), ms: timer.elapsed() };

@@ -4,13 +4,14 @@ import { fingerprint } from '../core/fingerprint.js';
 import { generateSecret } from '../core/keygen.js';
 import type { Claim, KeyRecord, VersionMeta } from '../core/model.js';
 import { registerSecret } from '../core/redact.js';
-import { abandonPending, finishRotation, revokeVersions } from '../core/transitions.js';
+import { finishRotation, revokeVersions } from '../core/transitions.js';
 import type { SecretInUse } from '../targets/target.js';
-import { isProcessAlive, owner, readExisting, secretOf, type KeyContext } from './key-context.js';
+import { owner, thisRun, readExisting, secretOf, type KeyContext } from './key-context.js';
 import { faultPoint } from './fault.js';
 import { waitForVerdict } from './propagation.js';
-import { StepTimer, resultsFor, type KeyResult, type ResultFields } from './result.js';
+import { StepTimer, resultsFor, type KeyResult } from './result.js';
 import { convergeStaleClaim } from './converge.js';
+import { rollback } from './rollback.js';
 import { proveRetired } from './retire.js';
 
 export interface RotateOptions {
@@ -37,8 +38,7 @@ export async function rotateKey(ctx: KeyContext, options: RotateOptions = {}): P
   let { record, current } = await readExisting(ctx);
 
   if (record.state.claim) {
-    const here = { host: owner().host, isAlive: isProcessAlive };
-    if (!isClaimStale(record.state.claim, new Date(), here)) {
+    if (!isClaimStale(record.state.claim, new Date(), thisRun())) {
       const c = record.state.claim;
       return result({
         outcome: 'skipped',
@@ -107,7 +107,7 @@ export async function rotateKey(ctx: KeyContext, options: RotateOptions = {}): P
   faultPoint('after-create');
   const next: SecretInUse = { value, fingerprint: meta.fingerprint, versionId: created.versionId };
 
-  return completeRotation(ctx, { record, next, old, overlap, timer, operation, ...(options.writeProbe ? { writeProbe: true } : {}) });
+  return completeRotation(ctx, { record, next, old, overlap, timer, operation, ...(options.writeProbe ? { writeProbe: true } : {}), ...(options.reason ? { reason: options.reason } : {}) });
 }
 
 export function newVersionMeta(value: string, origin: VersionMeta['origin']): Omit<VersionMeta, 'id'> {
@@ -135,6 +135,8 @@ export async function completeRotation(
     timer: StepTimer;
     operation: string;
     writeProbe?: boolean;
+    /** Why this rotation ran (e.g. "compromise drill"), for the audit record. */
+    reason?: string;
   },
 ): Promise<KeyResult> {
   const { next, old, overlap, timer, operation } = run;
@@ -191,7 +193,14 @@ export async function completeRotation(
     now,
     test: { ok: true, at: now.toISOString(), versionId: next.versionId!, fingerprint: next.fingerprint },
   });
-  record = await timer.run('finish', () => ctx.store.update(name, record.revision, { versions: finished.versions, state: finished.state }));
+  // A failed proof stays in the state (status shows it) until a later revoke proves it.
+  const { attention: _cleared, ...withoutAttention } = finished.state;
+  const state = !retiredProof
+    ? finished.state
+    : retiredProof.ok
+      ? withoutAttention
+      : { ...withoutAttention, attention: { at: now.toISOString(), detail: retiredProof.message } };
+  record = await timer.run('finish', () => ctx.store.update(name, record.revision, { versions: finished.versions, state }));
   faultPoint('after-finish');
   const graceUntil = finished.versions.find((v) => v.id === finished.retiredId)?.graceUntil;
   await ctx.session.recordAudit({
@@ -200,7 +209,7 @@ export async function completeRotation(
     outcome: retiredProof && !retiredProof.ok ? 'failed' : 'ok',
     fingerprint: next.fingerprint,
     versionId: next.versionId!,
-    detail: { previous: old?.fingerprint ?? null, overlap, graceUntil: graceUntil ?? null, previousRejected: retiredProof ? retiredProof.ok : null },
+    detail: { previous: old?.fingerprint ?? null, overlap, graceUntil: graceUntil ?? null, previousRejected: retiredProof ? retiredProof.ok : null, reason: run.reason ?? null },
   });
   if (retiredProof && !retiredProof.ok) {
     return result({ outcome: 'lockout', ok: false, exitCode: ExitCode.needsHuman, message: retiredProof.message });
@@ -217,103 +226,4 @@ function summarize(test: { verdict: string; probes: { name: string; outcome: str
   const failed = test.probes.filter((p) => p.outcome === 'fail');
   if (failed.length === 0) return test.verdict;
   return failed.map((p) => `${p.name}: ${p.status ?? ''} ${p.detail ?? ''}`.trim()).join('; ');
-}
-
-/**
- * Undo a failed set/test: the target goes back to the current version, the pending version
- * is marked failed and disabled, the claim is released. If the current version no longer
- * works either, that is a lockout: recorded in the store and reported with exit code 3.
- */
-export async function rollback(
-  ctx: KeyContext,
-  record: KeyRecord,
-  next: SecretInUse,
-  old: SecretInUse | undefined,
-  timer: StepTimer,
-  reason: string,
-  result: (fields: ResultFields) => KeyResult,
-): Promise<KeyResult> {
-  const name = ctx.key.name;
-  ctx.session.progress({ type: 'step', key: name, step: 'rollback' });
-  const undone = await timer.run(
-    'rollback',
-    () => ctx.target.rollback({ next, ...(old ? { current: old } : {}) }),
-    (r) => (r.ok ? { ok: true } : { ok: false, detail: `${r.reason}: ${r.detail}` }),
-  );
-  if (undone.ok && undone.kept === 'next') return keepNext(ctx, next, old, timer, reason, undone.detail ?? '', result);
-  let lockout: string | undefined;
-  if (old) {
-    const check = await timer.run(
-      'verify-current',
-      () => waitForVerdict(ctx.target, old, 'accept'),
-      (w) => ({ ok: w.test.ok, detail: w.test.verdict }),
-    );
-    timer.tests.push(check.test);
-    if (!check.test.ok) {
-      lockout = `neither version works: ${reason}; then the rollback to ${old.fingerprint} ${undone.ok ? 'was not accepted' : `failed (${undone.ok ? '' : undone.detail})`}`;
-    }
-  }
-  const now = new Date();
-  const fresh = (await ctx.store.read(name)) ?? record;
-  const abandoned = abandonPending(fresh, next.versionId, now, { ok: false, at: now.toISOString(), ...(next.versionId ? { versionId: next.versionId } : {}), fingerprint: next.fingerprint });
-  const state = lockout ? { ...abandoned.state, lockout: { at: now.toISOString(), detail: lockout } } : abandoned.state;
-  await ctx.store.update(name, fresh.revision, { versions: abandoned.versions, state });
-  if (next.versionId) await ctx.store.disableVersion(name, next.versionId).catch(() => undefined);
-  await ctx.session.recordAudit({
-    event: 'rotate.rolled_back',
-    key: name,
-    outcome: lockout ? 'lockout' : 'rolled_back',
-    fingerprint: next.fingerprint,
-    ...(next.versionId ? { versionId: next.versionId } : {}),
-    detail: { reason, current: old?.fingerprint ?? null },
-  });
-  if (lockout) return result({ outcome: 'lockout', ok: false, exitCode: ExitCode.needsHuman, message: `LOCKOUT: ${lockout}` });
-  return result({
-    outcome: 'rolled_back',
-    ok: false,
-    exitCode: ExitCode.failed,
-    message: `rolled back: ${reason}; ${old ? `${old.fingerprint} is still current` : 'the key was not added'}`,
-  });
-}
-
-
-/**
- * The target could not go back but the new version works (LDAP `rollback: keep-new`): the new
- * version becomes current and the old one is revoked. Still exit 1: the rotation as asked
- * (with its test) did not succeed, and someone should look at why.
- */
-async function keepNext(
-  ctx: KeyContext,
-  next: SecretInUse,
-  old: SecretInUse | undefined,
-  timer: StepTimer,
-  reason: string,
-  detail: string,
-  result: (fields: ResultFields) => KeyResult,
-): Promise<KeyResult> {
-  const name = ctx.key.name;
-  const now = new Date();
-  const fresh = (await ctx.store.read(name))!;
-  const kept = finishRotation(fresh, next.versionId!, {
-    overlap: false,
-    graceMs: 0,
-    now,
-    test: { ok: false, at: now.toISOString(), versionId: next.versionId!, fingerprint: next.fingerprint },
-  });
-  await ctx.store.update(name, fresh.revision, { versions: kept.versions, state: kept.state });
-  if (old?.versionId) await ctx.store.disableVersion(name, old.versionId).catch(() => undefined);
-  await ctx.session.recordAudit({
-    event: 'rotate.kept_new',
-    key: name,
-    outcome: 'failed',
-    fingerprint: next.fingerprint,
-    versionId: next.versionId!,
-    detail: { reason, previous: old?.fingerprint ?? null },
-  });
-  return result({
-    outcome: 'failed',
-    ok: false,
-    exitCode: ExitCode.failed,
-    message: `kept ${next.fingerprint} as current (rollback: keep-new) because ${reason}; ${detail}`,
-  });
 }

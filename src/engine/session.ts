@@ -10,6 +10,7 @@ import { openStore } from '../stores/index.js';
 import type { SecretStore } from '../stores/store.js';
 import { openTarget } from '../targets/index.js';
 import type { Target } from '../targets/target.js';
+import { readOnlyStore, testOnlyTarget } from './dry-run.js';
 import type { ProgressSink } from './progress.js';
 import { silentProgress } from './progress.js';
 
@@ -26,6 +27,7 @@ export class Session {
   private readonly env: NodeJS.ProcessEnv;
   private readonly stores = new Map<string, Promise<SecretStore>>();
   private readonly targets = new Map<string, Promise<Target>>();
+  private readonly openTarget: (key: ResolvedKey, context: AdapterContext) => Promise<Target>;
 
   constructor(options: {
     config: Config;
@@ -33,6 +35,8 @@ export class Session {
     progress?: ProgressSink;
     dryRun?: boolean;
     debug?: (message: string) => void;
+    /** Tests hand in their own target (a named double) instead of the configured one. */
+    openTarget?: (key: ResolvedKey, context: AdapterContext) => Promise<Target>;
   }) {
     this.config = options.config;
     this.env = options.env ?? process.env;
@@ -40,6 +44,7 @@ export class Session {
     this.progress = options.progress ?? silentProgress;
     this.dryRun = options.dryRun ?? false;
     this.debug = options.debug ?? (() => {});
+    this.openTarget = options.openTarget ?? ((key, context) => openTarget(key.name, key.config.target, context));
   }
 
   key(name: string): ResolvedKey {
@@ -68,7 +73,7 @@ export class Session {
     if (!store) {
       const config = this.config.stores[name];
       if (!config) throw new ConfigError(`stores.${name}: no such store`);
-      store = openStore(name, config, this.adapterContext());
+      store = openStore(name, config, this.adapterContext()).then((opened) => (this.dryRun ? readOnlyStore(opened) : opened));
       this.stores.set(name, store);
     }
     return store;
@@ -81,7 +86,7 @@ export class Session {
   targetFor(key: ResolvedKey): Promise<Target> {
     let target = this.targets.get(key.name);
     if (!target) {
-      target = openTarget(key.name, key.config.target, this.adapterContext());
+      target = this.openTarget(key, this.adapterContext()).then((opened) => (this.dryRun ? testOnlyTarget(opened) : opened));
       this.targets.set(key.name, target);
     }
     return target;
@@ -96,6 +101,15 @@ export class Session {
     const current = record && versionByLabel(record, 'current');
     if (!current) throw new ConfigError(`${field}: key ${name} has no current version`);
     return store.readSecret(name, current.id);
+  }
+
+  private auditChecked: Promise<void> | undefined;
+
+  /** Before the first change: a damaged audit log stops the command before it acts. */
+  ensureAuditWritable(): Promise<void> {
+    if (this.dryRun) return Promise.resolve();
+    this.auditChecked ??= this.audit.checkWritable();
+    return this.auditChecked;
   }
 
   async recordAudit(event: AuditEvent): Promise<void> {

@@ -8,7 +8,9 @@ export interface KeyStatus {
   name: string;
   store: string;
   target: string;
-  state: 'ok' | 'empty' | 'rotating' | 'lockout' | 'error';
+  state: 'ok' | 'empty' | 'rotating' | 'lockout' | 'attention' | 'error';
+  /** What needs a human, for `lockout` and `attention`. */
+  problem?: string;
   current: { fingerprint: string; createdAt: string; versionId: string } | null;
   ageMs: number | null;
   nextRotationAt: string | null;
@@ -30,7 +32,8 @@ export async function keyStatuses(session: Session, names: string[]): Promise<Ke
         const record = await store.read(name);
         const current = record && versionByLabel(record, 'current');
         const next = nextRotationAt(record, key.rotation);
-        const state = !current ? 'empty' : record.state.lockout ? 'lockout' : record.state.claim ? 'rotating' : 'ok';
+        const state = record?.state.lockout ? 'lockout' : record?.state.attention ? 'attention' : !current ? 'empty' : record.state.claim ? 'rotating' : 'ok';
+        const problem = record?.state.lockout?.detail ?? record?.state.attention?.detail;
         return {
           ...base,
           state,
@@ -40,6 +43,7 @@ export async function keyStatuses(session: Session, names: string[]): Promise<Ke
           due: next !== undefined && next.getTime() <= now,
           previous: (record?.versions ?? []).filter((v) => v.label === 'previous').map((v) => ({ fingerprint: v.fingerprint, graceUntil: v.graceUntil ?? null })),
           lastTest: record?.state.lastTest ? { ok: record.state.lastTest.ok, at: record.state.lastTest.at } : null,
+          ...(problem ? { problem } : {}),
         };
       } catch (error) {
         if (!isProvkeyError(error)) throw error;

@@ -60,12 +60,15 @@ describe('rotation transitions', () => {
 });
 
 describe('claims', () => {
-  const here = { host: 'h', isAlive: (pid: number) => pid === 42 };
+  const here = { host: 'h', pid: 99, isAlive: (pid: number) => pid === 42 || pid === 99 };
   it('is live while its owner runs and it has not expired', () => {
     expect(isClaimStale(newClaim('rotate', { host: 'h', pid: 42 }, t0), t0, here)).toBe(false);
   });
   it('is stale at once when its owner on this host is gone', () => {
     expect(isClaimStale(newClaim('rotate', { host: 'h', pid: 7 }, t0), t0, here)).toBe(true);
+  });
+  it('a claim carrying our own pid is an earlier run of a container that always starts as that pid', () => {
+    expect(isClaimStale(newClaim('rotate', { host: 'h', pid: 99 }, t0), t0, here)).toBe(true);
   });
   it('an owner on another host is trusted until the claim expires', () => {
     const claim = newClaim('rotate', { host: 'other', pid: 7 }, t0);

@@ -23,6 +23,11 @@ export async function importCommand(options: { key: string; apply: boolean }, gl
   return withSession(globals, io, async (session) => {
     const ctx = await openKey(session, options.key);
     const value = await readSecretInput(io, `value for ${options.key}`);
+    if (globals.dryRun) {
+      const { fingerprint } = await import('../../core/fingerprint.js');
+      io.out(`would ${options.apply ? 'apply' : 'test'} ${fingerprint(value)} against the ${ctx.key.config.target.type} target and, if it is accepted, store it as the current version of ${options.key}`);
+      return 0;
+    }
     const result = await addKey(ctx, { value, apply: options.apply });
     renderResults(io, [result], result.exitCode);
     return result.exitCode;

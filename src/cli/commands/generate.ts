@@ -4,7 +4,6 @@ import { DEFAULT_POLICIES, checkPolicy, entropyBits, generateSecret, type Genera
 import { checkToken } from '../../core/token-format.js';
 import { readSecretInput } from '../confirm.js';
 import type { Io } from '../io.js';
-import { printJson } from '../render/format.js';
 
 export interface GenerateOptions {
   format: string;

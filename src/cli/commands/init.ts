@@ -59,8 +59,8 @@ export async function initCommand(options: InitOptions, globals: GlobalOptions, 
     io.out(text);
     return 0;
   }
+  // The store first, the config last: a failure leaves no config that points at nothing.
   await mkdir(path.dirname(file), { recursive: true });
-  await writeFile(file, text, { mode: 0o644 });
   const { initFileStore } = await import('../../stores/file.js');
   const storeConfig = (doc.stores as Record<string, Parameters<typeof initFileStore>[0]>).default!;
   const store = await initFileStore(
@@ -68,6 +68,7 @@ export async function initCommand(options: InitOptions, globals: GlobalOptions, 
     { configDir: path.dirname(file), env: process.env, resolveSecret: async () => '', debug: io.debug },
     {},
   );
+  await writeFile(file, text, { mode: 0o644 });
   if (io.json) printJson(io.out, { config: file, store: store });
   else {
     io.out(`${io.color.green('✔')} wrote ${file}`);

@@ -10,7 +10,8 @@ export async function statusCommand(options: { keys: string[] }, globals: Global
     async (session) => {
       const statuses = await keyStatuses(session, selectKeys(session.config, options.keys, true));
       await renderStatus(io, statuses);
-      return statuses.some((s) => s.state === 'error') ? 1 : statuses.some((s) => s.state === 'lockout') ? 3 : 0;
+      if (statuses.some((s) => s.state === 'lockout' || s.state === 'attention')) return 3;
+      return statuses.some((s) => s.state === 'error') ? 1 : 0;
     },
     { mustExist: false },
   );

@@ -6,13 +6,13 @@ import { printJson } from './format.js';
 
 const ICON: Record<string, string> = { pass: '✔', fail: '✘', unsupported: '–', skipped: '·' };
 
-export function renderTest(io: Io, test: ConnectionTest, indent = '    '): void {
+export function renderTest(io: Io, test: ConnectionTest, indent = '    ', print: (line: string) => void = io.out): void {
   const { color } = io;
   for (const probe of test.probes) {
     const icon = probe.outcome === 'pass' ? color.green(ICON.pass) : probe.outcome === 'fail' ? color.red(ICON.fail) : color.yellow(ICON[probe.outcome] ?? '?');
     const status = probe.status !== undefined ? ` ${probe.status}` : '';
     const detail = probe.detail ? color.dim(`  ${probe.detail}`) : '';
-    io.out(`${indent}${icon} ${probe.name.padEnd(26)}${status.padEnd(6)} ${color.dim(formatDuration(probe.ms).padStart(7))}${detail}`);
+    print(`${indent}${icon} ${probe.name.padEnd(26)}${status.padEnd(6)} ${color.dim(formatDuration(probe.ms).padStart(7))}${detail}`);
   }
 }
 
@@ -24,15 +24,16 @@ export function renderResults(io: Io, results: KeyResult[], exitCode: number): v
   }
   const { color } = io;
   for (const r of results) {
+    // A failed key's whole block goes to stderr, so a cron log keeps it together.
+    const print = r.ok ? io.out : io.err;
     const mark = r.ok ? color.green('✔') : r.exitCode >= 3 ? color.bgRed.white(' ! ') : color.red('✘');
-    const head = `${mark} ${color.bold(r.key)}  ${color.dim(r.outcome)}  ${r.message}`;
-    (r.ok ? io.out : io.err)(head);
+    print(`${mark} ${color.bold(r.key)}  ${color.dim(r.outcome)}  ${r.message}`);
     if (io.verbose || !r.ok || r.operation === 'test' || results.length === 1) {
       for (const step of r.steps) {
-        io.out(`    ${step.ok ? color.green('✔') : color.red('✘')} ${step.step.padEnd(16)} ${color.dim(formatDuration(step.ms).padStart(7))}${step.detail ? color.dim(`  ${step.detail}`) : ''}`);
+        print(`    ${step.ok ? color.green('✔') : color.red('✘')} ${step.step.padEnd(16)} ${color.dim(formatDuration(step.ms).padStart(7))}${step.detail ? color.dim(`  ${step.detail}`) : ''}`);
       }
       const last = r.tests.at(-1);
-      if (last && (r.operation === 'test' || !last.ok || io.verbose)) renderTest(io, last);
+      if (last && (r.operation === 'test' || !last.ok || io.verbose)) renderTest(io, last, '    ', print);
     }
   }
   if (results.length > 1) {

@@ -22,7 +22,7 @@ export async function renderStatus(io: Io, keys: KeyStatus[]): Promise<void> {
   });
   for (const k of keys) {
     const state =
-      k.state === 'ok' ? (k.due ? color.yellow('due') : color.green('ok')) : k.state === 'lockout' || k.state === 'error' ? color.red(k.state) : color.yellow(k.state);
+      k.state === 'ok' ? (k.due ? color.yellow('due') : color.green('ok')) : ['lockout', 'attention', 'error'].includes(k.state) ? color.red(k.state) : color.yellow(k.state);
     const lastTest = k.lastTest ? `${k.lastTest.ok ? color.green('pass') : color.red('FAIL')} ${ago(k.lastTest.at)}` : '-';
     table.push([
       k.name,
@@ -36,4 +36,5 @@ export async function renderStatus(io: Io, keys: KeyStatus[]): Promise<void> {
     ]);
   }
   io.out(table.toString());
+  for (const k of keys) if (k.problem) io.err(`${color.red(`${k.name}: ${k.state}`)}  ${k.problem}`);
 }

@@ -1,0 +1,106 @@
+import { ExitCode } from '../core/errors.js';
+import type { KeyRecord } from '../core/model.js';
+import { abandonPending, finishRotation } from '../core/transitions.js';
+import type { SecretInUse } from '../targets/target.js';
+import type { KeyContext } from './key-context.js';
+import { waitForVerdict } from './propagation.js';
+import type { KeyResult, ResultFields, StepTimer } from './result.js';
+
+/**
+ * Undo a failed set/test: the target goes back to the current version, the pending version
+ * is marked failed and disabled, the claim is released. If the current version no longer
+ * works either, that is a lockout: recorded in the store and reported with exit code 3.
+ */
+export async function rollback(
+  ctx: KeyContext,
+  record: KeyRecord,
+  next: SecretInUse,
+  old: SecretInUse | undefined,
+  timer: StepTimer,
+  reason: string,
+  result: (fields: ResultFields) => KeyResult,
+): Promise<KeyResult> {
+  const name = ctx.key.name;
+  ctx.session.progress({ type: 'step', key: name, step: 'rollback' });
+  const undone = await timer.run(
+    'rollback',
+    () => ctx.target.rollback({ next, ...(old ? { current: old } : {}) }),
+    (r) => (r.ok ? { ok: true } : { ok: false, detail: `${r.reason}: ${r.detail}` }),
+  );
+  if (undone.ok && undone.kept === 'next') return keepNext(ctx, next, old, timer, reason, undone.detail ?? '', result);
+  let lockout: string | undefined;
+  if (old) {
+    const check = await timer.run(
+      'verify-current',
+      () => waitForVerdict(ctx.target, old, 'accept'),
+      (w) => ({ ok: w.test.ok, detail: w.test.verdict }),
+    );
+    timer.tests.push(check.test);
+    if (!check.test.ok) {
+      lockout = `neither version works: ${reason}; then the rollback to ${old.fingerprint} ${undone.ok ? 'was not accepted' : `failed (${undone.ok ? '' : undone.detail})`}`;
+    }
+  }
+  const now = new Date();
+  const fresh = (await ctx.store.read(name)) ?? record;
+  const abandoned = abandonPending(fresh, next.versionId, now, { ok: false, at: now.toISOString(), ...(next.versionId ? { versionId: next.versionId } : {}), fingerprint: next.fingerprint });
+  const state = lockout ? { ...abandoned.state, lockout: { at: now.toISOString(), detail: lockout } } : abandoned.state;
+  await ctx.store.update(name, fresh.revision, { versions: abandoned.versions, state });
+  if (next.versionId) await ctx.store.disableVersion(name, next.versionId).catch(() => undefined);
+  await ctx.session.recordAudit({
+    event: 'rotate.rolled_back',
+    key: name,
+    outcome: lockout ? 'lockout' : 'rolled_back',
+    fingerprint: next.fingerprint,
+    ...(next.versionId ? { versionId: next.versionId } : {}),
+    detail: { reason, current: old?.fingerprint ?? null },
+  });
+  if (lockout) return result({ outcome: 'lockout', ok: false, exitCode: ExitCode.needsHuman, message: `LOCKOUT: ${lockout}` });
+  return result({
+    outcome: 'rolled_back',
+    ok: false,
+    exitCode: ExitCode.failed,
+    message: `rolled back: ${reason}; ${old ? `${old.fingerprint} is still current` : 'the key was not added'}`,
+  });
+}
+
+
+/**
+ * The target could not go back but the new version works (LDAP `rollback: keep-new`): the new
+ * version becomes current and the old one is revoked. Still exit 1: the rotation as asked
+ * (with its test) did not succeed, and someone should look at why.
+ */
+async function keepNext(
+  ctx: KeyContext,
+  next: SecretInUse,
+  old: SecretInUse | undefined,
+  timer: StepTimer,
+  reason: string,
+  detail: string,
+  result: (fields: ResultFields) => KeyResult,
+): Promise<KeyResult> {
+  const name = ctx.key.name;
+  const now = new Date();
+  const fresh = (await ctx.store.read(name))!;
+  const kept = finishRotation(fresh, next.versionId!, {
+    overlap: false,
+    graceMs: 0,
+    now,
+    test: { ok: false, at: now.toISOString(), versionId: next.versionId!, fingerprint: next.fingerprint },
+  });
+  await ctx.store.update(name, fresh.revision, { versions: kept.versions, state: kept.state });
+  if (old?.versionId) await ctx.store.disableVersion(name, old.versionId).catch(() => undefined);
+  await ctx.session.recordAudit({
+    event: 'rotate.kept_new',
+    key: name,
+    outcome: 'failed',
+    fingerprint: next.fingerprint,
+    versionId: next.versionId!,
+    detail: { reason, previous: old?.fingerprint ?? null },
+  });
+  return result({
+    outcome: 'failed',
+    ok: false,
+    exitCode: ExitCode.failed,
+    message: `kept ${next.fingerprint} as current (rollback: keep-new) because ${reason}; ${detail}`,
+  });
+}
