@@ -100,8 +100,8 @@ const scimApplier = v.variant('type', [
   v.strictObject({ type: v.literal('store') }),
   /** A token endpoint: POST {"action","token","replaces"} with an admin bearer token. */
   v.strictObject({ type: v.literal('http'), url: v.string(), authRef: secretRef, timeout: v.optional(duration, '10s') }),
-  /** A command that receives the token on stdin; PROVKEY_ACTION says apply, revoke or rollback. */
-  v.strictObject({ type: v.literal('exec'), command: v.pipe(v.array(v.string()), v.minLength(1)), timeout: v.optional(duration, '30s') }),
+  /** A command that receives the token on stdin; PROVKEY_ACTION says apply, revoke or rollback. passEnv: variables it may see besides PATH, HOME, LANG, LC_ALL, TZ, TMPDIR. */
+  v.strictObject({ type: v.literal('exec'), command: v.pipe(v.array(v.string()), v.minLength(1)), timeout: v.optional(duration, '30s'), passEnv: v.optional(v.array(v.string()), []) }),
 ]);
 
 const scimTarget = v.strictObject({

@@ -2,7 +2,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { FileStoreConfig } from '../config/schema.js';
 import { ConflictError } from '../core/errors.js';
-import type { KeyRecord, LifecycleState, VersionMeta } from '../core/model.js';
+import type { KeyRecord, LifecycleState } from '../core/model.js';
 import type { AdapterContext } from './context.js';
 import { writeFileAtomic } from './file/atomic-write.js';
 import { compareNames, emptyDocument, parseDocument, serializeDocument, toKeyRecord, type StoreDocument, type StoredKey } from './file/document.js';
@@ -10,6 +10,7 @@ import { openEnvelope, parseEnvelope, sealEnvelope, type Envelope, type Kdf } fr
 import { fileStoreError, fsFailure } from './file/errors.js';
 import { createKeyFile, derivePassphraseKey, describeKeySource, loadKeyFile, newScryptKdf, type KeySource } from './file/keys.js';
 import { defaultLockOptions, withFileLock, type LockOptions } from './file/lock.js';
+import { applyRecordChange } from './record-change.js';
 import type { NewVersionMeta, RecordChange, SecretStore, StoreCapabilities } from './store.js';
 
 /**
@@ -159,7 +160,7 @@ class FileStore implements SecretStore {
   async update(key: string, expectedRevision: string, change: RecordChange): Promise<KeyRecord> {
     return this.mutate((document) => {
       const record = checkRevision(findKey(document, key), key, expectedRevision);
-      record.versions = applyVersionChange(record, change.versions);
+      record.versions = applyRecordChange(key, record.versions, change.versions, (message) => fileStoreError('invalid', message));
       record.state = structuredClone(change.state);
       record.revision = ++document.sequence;
       return { result: toKeyRecord(record), write: true };
@@ -313,28 +314,4 @@ function checkRevision(record: StoredKey | undefined, key: string, expectedRevis
     throw new ConflictError('file', `${key} changed since revision ${expectedRevision} was read (now ${record.revision})`);
   }
   return record;
-}
-
-/**
- * The labels a caller may change. Ids must already exist (versions are only created by
- * addVersion) and fingerprint/createdAt/origin describe the stored value, so they cannot change.
- * Dropping a version is allowed (pruning); the result keeps the stored oldest→newest order.
- */
-function applyVersionChange(record: StoredKey, versions: VersionMeta[]) {
-  const changes = new Map<string, VersionMeta>();
-  for (const meta of versions) {
-    const stored = record.versions.find((v) => v.id === meta.id);
-    if (!stored) throw fileStoreError('invalid', `update of ${record.name} names version ${meta.id}, which does not exist`);
-    if (changes.has(meta.id)) throw fileStoreError('invalid', `update of ${record.name} names version ${meta.id} twice`);
-    for (const field of ['fingerprint', 'createdAt', 'origin'] as const) {
-      if (meta[field] !== stored[field]) throw fileStoreError('invalid', `update of ${record.name} may not change the ${field} of version ${meta.id}`);
-    }
-    changes.set(meta.id, meta);
-  }
-  return record.versions.flatMap((stored) => {
-    const meta = changes.get(stored.id);
-    if (!meta) return [];
-    const { graceUntil: _old, ...rest } = stored;
-    return [{ ...rest, label: meta.label, labelledAt: meta.labelledAt, ...(meta.graceUntil === undefined ? {} : { graceUntil: meta.graceUntil }) }];
-  });
 }

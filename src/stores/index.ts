@@ -4,7 +4,7 @@ import type { SecretStore } from './store.js';
 
 /**
  * Opens a store by type. Each adapter is imported only when a key in this run uses it, so
- * `provkey --help` and file-store runs never load node-vault or the Azure SDK.
+ * `provkey --help` and file-store runs never load the Vault adapter or the Azure SDK.
  */
 export async function openStore(name: string, config: StoreConfig, context: AdapterContext): Promise<SecretStore> {
   switch (config.type) {

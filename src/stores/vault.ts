@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { VaultStoreConfig } from '../config/schema.js';
 import type { KeyRecord, LifecycleState, VersionMeta } from '../core/model.js';
 import type { AdapterContext } from './context.js';
+import { applyRecordChange } from './record-change.js';
 import type { NewVersionMeta, RecordChange, SecretStore, StoreCapabilities } from './store.js';
 import { VaultClient, type VaultClientInternals } from './vault/client.js';
 import { vaultConflict, vaultError, vaultMessage } from './vault/errors.js';
@@ -130,7 +131,7 @@ class VaultStore implements SecretStore {
     const current = stored!;
     const document: StateDocument = {
       ...current.document,
-      versions: applyVersionChange(key, current.document.versions, change.versions),
+      versions: applyRecordChange(key, current.document.versions, change.versions, (message) => vaultError('invalid', message)),
       state: structuredClone(change.state),
     };
     const saved = await this.writeState(paths, key, document, current, expectedRevision);
@@ -290,28 +291,4 @@ function notKv2(path: string, settings: VaultSettings) {
     'invalid',
     `${path}: the answer has no KV version; is "${settings.mount}" a KV version 2 mount? (enable one with: bao secrets enable -path=${settings.mount} kv-v2)`,
   );
-}
-
-/**
- * The labels a caller may change. Ids must already exist (versions are only created by
- * addVersion), and fingerprint/createdAt/origin describe the stored value, so they cannot
- * change. Dropping a version is allowed (pruning); the stored oldest→newest order is kept.
- */
-function applyVersionChange(key: string, stored: VersionMeta[], versions: VersionMeta[]): VersionMeta[] {
-  const changes = new Map<string, VersionMeta>();
-  for (const meta of versions) {
-    const found = stored.find((v) => v.id === meta.id);
-    if (!found) throw vaultError('invalid', `update of ${key} names version ${meta.id}, which does not exist`);
-    if (changes.has(meta.id)) throw vaultError('invalid', `update of ${key} names version ${meta.id} twice`);
-    for (const field of ['fingerprint', 'createdAt', 'origin'] as const) {
-      if (meta[field] !== found[field]) throw vaultError('invalid', `update of ${key} may not change the ${field} of version ${meta.id}`);
-    }
-    changes.set(meta.id, meta);
-  }
-  return stored.flatMap((found) => {
-    const meta = changes.get(found.id);
-    if (!meta) return [];
-    const { graceUntil: _old, ...rest } = found;
-    return [{ ...rest, label: meta.label, labelledAt: meta.labelledAt, ...(meta.graceUntil === undefined ? {} : { graceUntil: meta.graceUntil }) }];
-  });
 }

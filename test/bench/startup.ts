@@ -38,7 +38,7 @@ const commands: Record<string, string[]> = {
   'provkey generate': [bin, 'generate'],
   'provkey status (20 keys)': [bin, 'status'],
   'provkey status --json': [bin, 'status', '--json'],
-  'import node-vault (avoided)': ['-e', 'await import("node-vault")', '--input-type=module'],
+  'import ldapts (avoided on SCIM keys)': ['-e', 'await import("ldapts")', '--input-type=module'],
 };
 const samples = new Map<string, number[]>(Object.keys(commands).map((name) => [name, []]));
 for (let round = 0; round < rounds + 2; round++) {

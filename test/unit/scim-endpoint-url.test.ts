@@ -2,8 +2,9 @@ import * as v from 'valibot';
 import { describe, expect, it } from 'vitest';
 import { targetSchema, type ScimTargetConfig } from '../../src/config/schema.js';
 import { ConfigError } from '../../src/core/errors.js';
+import { isLoopbackHost } from '../../src/core/loopback.js';
 import type { AdapterContext } from '../../src/stores/context.js';
-import { endpointUrl, isLoopbackHost, parseEndpointUrl } from '../../src/targets/scim/endpoint-url.js';
+import { endpointUrl, parseEndpointUrl } from '../../src/targets/scim/endpoint-url.js';
 import { createScimTarget } from '../../src/targets/scim/scim-target.js';
 
 const FIELD = 'keys.app.target.url';
@@ -93,6 +94,19 @@ describe('createScimTarget', () => {
   it('refuses a non-https token endpoint, naming keys.<name>.target.applier.url', async () => {
     const config = scimConfig({ url: 'https://scim.example.com/v2', applier: { type: 'http', url: 'http://tokens.example.com/admin', authRef: 'env:X' } });
     await expect(createScimTarget('app', config, context)).rejects.toThrow(/^keys\.app\.target\.applier\.url: /);
+  });
+
+  it('refuses an exec applier passEnv entry that is not a variable name, or is one of provkey\'s own', async () => {
+    const exec = (passEnv: string[]) => scimConfig({ url: 'https://scim.example.com/v2', applier: { type: 'exec', command: ['/bin/true'], passEnv } });
+    await expect(createScimTarget('app', exec(['DEPLOY_ENV', 'BAD NAME']), context)).rejects.toThrow(
+      /^keys\.app\.target\.applier\.passEnv\.1: "BAD NAME" is not an environment variable name$/,
+    );
+    await expect(createScimTarget('app', exec(['PROVKEY_PASSPHRASE']), context)).rejects.toThrow(
+      /^keys\.app\.target\.applier\.passEnv\.0: PROVKEY_PASSPHRASE: PROVKEY_\* variables are provkey's own and are never passed to a hook$/,
+    );
+    await expect(createScimTarget('app', exec(['DEPLOY_ENV', 'KUBECONFIG']), context)).resolves.toMatchObject({ type: 'scim' });
+    expect(exec([]).applier).toMatchObject({ type: 'exec', passEnv: [] });
+    expect(scimConfig({ url: 'https://scim.example.com/v2', applier: { type: 'exec', command: ['/bin/true'] } }).applier).toMatchObject({ passEnv: [] });
   });
 
   it('refuses a bad duration naming its field', async () => {

@@ -24,6 +24,7 @@ fs.appendFileSync(env.HOOK_LOG, JSON.stringify({
   fp: env.PROVKEY_FINGERPRINT,
   replaces: env.PROVKEY_REPLACES_FINGERPRINT ?? null,
   tokenInEnv: Object.values(env).some((v) => v && stdin.trim() && v.includes(stdin.trim())),
+  env,
 }) + '\\n');
 const fail = (env.HOOK_FAIL_ON ?? '').split(',').includes(env.PROVKEY_ACTION);
 if (env.HOOK_MODE === 'fail' || fail) {
@@ -62,6 +63,7 @@ function setup(env: Record<string, string> = {}, timeoutMs = 10_000): { options:
     timeoutMs,
     cwd: dir,
     env: { PATH: process.env.PATH, HOOK_LOG: log, PROVKEY_REPLACES_FINGERPRINT: 'stale-from-parent', ...env },
+    passEnv: ['HOOK_LOG', 'HOOK_MODE', 'HOOK_FAIL_ON'],
   };
   const calls = (): Array<Record<string, unknown>> => {
     try {
@@ -81,8 +83,54 @@ describe('exec applier', () => {
     const { options, calls } = setup();
     expect(await createExecApplier(options).set({ next, current, replace: false })).toMatchObject({ ok: true });
     expect(calls()).toEqual([
-      { argv: ['--flag', 'value'], stdin: `${next.value}\n`, cwd: dir, action: 'apply', key: 'entra-scim', fp: next.fingerprint, replaces: null, tokenInEnv: false },
+      { argv: ['--flag', 'value'], stdin: `${next.value}\n`, cwd: dir, action: 'apply', key: 'entra-scim', fp: next.fingerprint, replaces: null, tokenInEnv: false, env: expect.any(Object) },
     ]);
+  });
+
+  it("the hook gets a minimal environment: none of provkey's credentials, only the base variables, passEnv and PROVKEY_*", async () => {
+    const { options, calls, log } = setup({
+      // provkey's own credentials, as a real run has them.
+      PROVKEY_PASSPHRASE: 'file-store-master-passphrase',
+      VAULT_TOKEN: 'hvs.vault-token-of-provkey',
+      APP_ADMIN_TOKEN: 'admin-token-behind-an-env-ref',
+      AWS_SECRET_ACCESS_KEY: 'aws-secret',
+      HOME: '/home/provkey',
+      LANG: 'C.UTF-8',
+      LC_ALL: 'C.UTF-8',
+      TZ: 'UTC',
+      TMPDIR: dir,
+      DEPLOY_ENV: 'prod',
+    });
+    options.passEnv = [...options.passEnv!, 'DEPLOY_ENV', 'NOT_SET_ANYWHERE'];
+    expect(await createExecApplier(options).set({ next, current, replace: true })).toMatchObject({ ok: true });
+    const [applied, revoked] = calls();
+    expect(applied!.env).toEqual({
+      PATH: process.env.PATH,
+      HOME: '/home/provkey',
+      LANG: 'C.UTF-8',
+      LC_ALL: 'C.UTF-8',
+      TZ: 'UTC',
+      TMPDIR: dir,
+      HOOK_LOG: log,
+      DEPLOY_ENV: 'prod',
+      PROVKEY_ACTION: 'apply',
+      PROVKEY_KEY: 'entra-scim',
+      PROVKEY_FINGERPRINT: next.fingerprint,
+      PROVKEY_REPLACES_FINGERPRINT: current.fingerprint,
+    });
+    expect(Object.keys(revoked!.env as object)).not.toContain('PROVKEY_REPLACES_FINGERPRINT');
+    const everything = JSON.stringify(calls());
+    for (const secretValue of ['file-store-master-passphrase', 'hvs.vault-token-of-provkey', 'admin-token-behind-an-env-ref', 'aws-secret']) {
+      expect(everything).not.toContain(secretValue);
+    }
+  });
+
+  it('passEnv cannot set the PROVKEY_* variables, and unset base variables stay unset', async () => {
+    const { options, calls } = setup({ PROVKEY_ACTION: 'revoke', PROVKEY_PASSPHRASE: 'secret' });
+    options.env = { HOOK_LOG: options.env.HOOK_LOG, PROVKEY_ACTION: 'revoke', PROVKEY_PASSPHRASE: 'secret' };
+    options.passEnv = ['HOOK_LOG', 'PROVKEY_ACTION', 'PROVKEY_PASSPHRASE'];
+    expect(await runHook({ ...options, command: [process.execPath, hookFile] }, 'apply', next)).toMatchObject({ ok: true });
+    expect(calls()[0]!.env).toEqual({ HOOK_LOG: options.env.HOOK_LOG, PROVKEY_ACTION: 'apply', PROVKEY_KEY: 'entra-scim', PROVKEY_FINGERPRINT: next.fingerprint });
   });
 
   it('set with replace: apply (told what it replaces), then revoke the old token', async () => {

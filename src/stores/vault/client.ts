@@ -219,7 +219,7 @@ export class VaultClient {
   private async isSealed(answer: VaultAnswer): Promise<boolean> {
     if (/sealed/i.test(vaultMessage(answer.body))) return true;
     try {
-      // node-vault hands back the sys/health body for any status: {"sealed": true, ...} with 503.
+      // sys/health answers a sealed server with 503 and a body saying so: {"sealed": true, ...}.
       const health = await this.transport.send({ method: 'GET', path: 'sys/health' }, undefined);
       return health.body?.sealed === true;
     } catch {

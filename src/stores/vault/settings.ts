@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { VaultStoreConfig } from '../../config/schema.js';
 import { parseDuration } from '../../core/duration.js';
 import { ConfigError } from '../../core/errors.js';
+import { isLoopbackHost } from '../../core/loopback.js';
 import type { AdapterContext } from '../context.js';
 
 /**
@@ -25,6 +26,11 @@ export interface VaultSettings {
   /** Absolute path of a PEM bundle to trust instead of the system CAs. */
   caFile: string | undefined;
   serverName: string | undefined;
+  /**
+   * The proxy variables of the environment (HTTP_PROXY, HTTPS_PROXY, NO_PROXY and their lower-case
+   * forms) for Node's built-in proxy support; undefined when none is set.
+   */
+  proxyEnv: Record<string, string> | undefined;
   auth: VaultAuthSettings;
 }
 
@@ -57,7 +63,7 @@ export function resolveVaultSettings(name: string, config: VaultStoreConfig, con
   if (url.username || url.password || url.search || url.hash) {
     throw new ConfigError(`${field('address')}: must not contain credentials, a query or a fragment`);
   }
-  if (url.protocol === 'http:' && !isLoopback(url.hostname) && !config.allowInsecureHttp) {
+  if (url.protocol === 'http:' && !isLoopbackHost(url.hostname) && !config.allowInsecureHttp) {
     throw new ConfigError(
       `${field('address')}: plain http:// to ${url.hostname} would send the Vault token unencrypted; use https://, or set ${field('allowInsecureHttp')}: true`,
     );
@@ -106,6 +112,15 @@ export function resolveVaultSettings(name: string, config: VaultStoreConfig, con
       break;
   }
 
+  const proxyEnv = proxyVariables(env);
+  if (proxyEnv && !nodeHasAgentProxy(process.versions.node)) {
+    // Going direct instead would be a silent surprise (and may not be allowed where a proxy is).
+    const names = Object.keys(proxyEnv).filter((n) => !/^no_proxy$/i.test(n));
+    throw new ConfigError(
+      `${field('address')}: ${names.join(', ')} ${names.length === 1 ? 'is' : 'are'} set, but Node.js ${process.versions.node} cannot send requests through a proxy; use Node.js 22.21 or 24.5 or later, or unset ${names.length === 1 ? 'it' : 'them'}`,
+    );
+  }
+
   return {
     storeName: name,
     address: url.href.replace(/\/+$/, ''),
@@ -117,14 +132,23 @@ export function resolveVaultSettings(name: string, config: VaultStoreConfig, con
     destroyOnRevoke: config.destroyOnRevoke,
     caFile: caFile === undefined ? undefined : resolvePath(caFile),
     serverName,
+    proxyEnv,
     auth,
   };
 }
 
-/** 127.0.0.0/8, ::1 and localhost: traffic that never leaves the machine. */
-export function isLoopback(hostname: string): boolean {
-  const host = hostname.replace(/^\[|\]$/g, '').toLowerCase();
-  return host === 'localhost' || host.endsWith('.localhost') || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+const PROXY_VARIABLES = ['HTTP_PROXY', 'http_proxy', 'HTTPS_PROXY', 'https_proxy', 'NO_PROXY', 'no_proxy'];
+
+function proxyVariables(env: NodeJS.ProcessEnv): Record<string, string> | undefined {
+  const found = Object.fromEntries(PROXY_VARIABLES.filter((name) => env[name]).map((name) => [name, env[name]!]));
+  const usesProxy = ['HTTP_PROXY', 'http_proxy', 'HTTPS_PROXY', 'https_proxy'].some((name) => name in found);
+  return usesProxy ? found : undefined;
+}
+
+/** http.Agent's proxyEnv option exists from Node.js 22.21 and 24.5; older versions ignore it silently. */
+export function nodeHasAgentProxy(version: string): boolean {
+  const [major = 0, minor = 0] = version.split('.').map(Number);
+  return major > 24 || (major === 24 && minor >= 5) || (major === 22 && minor >= 21);
 }
 
 function trimSlashes(value: string): string {

@@ -1,7 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
-import type NodeVault from 'node-vault';
 import { AdapterError } from '../../core/errors.js';
 import { transportCause, vaultError } from './errors.js';
 import type { VaultSettings } from './settings.js';
@@ -23,91 +22,110 @@ export interface VaultAnswer {
   body: any;
 }
 
+/** Vault's answers are small JSON documents; anything bigger is not Vault. */
+const MAX_ANSWER_BYTES = 8 * 1024 * 1024;
+
 /**
- * node-vault as the transport: it adds the token and namespace headers and runs the request
- * on its axios instance with our TLS agent. Everything it would otherwise take from the
- * process environment is pinned here, because the store's settings (built from provkey.yaml
- * and the adapter context's env) are the only source of truth:
- * - VAULT_SKIP_VERIFY would silently turn TLS verification off: strictSSL is forced on.
- * - VAULT_PREFIX would rewrite every path, VAULT_NAMESPACE/VAULT_TOKEN would add headers:
- *   pathPrefix, namespace and token are set explicitly (the token per request).
- * - DEBUG=node-vault would print request bodies, secret values included: its debug is a no-op.
- * node-vault's own generated helpers (approleLogin, kvRead…) are not used: they validate
- * with tv4 and throw different error types; one generic `request` keeps the error mapping
- * in one place. The module (~100 ms to import) is loaded on the first request only.
+ * node:http(s) as the transport, one request per call on a keep-alive agent built from the
+ * store's settings, which are the only source of truth (no VAULT_* variable is read here).
+ *
+ * Redirects are never followed. A request carries the token in X-Vault-Token and, for writes,
+ * secret values in its body; an HTTP client that follows a 3xx sends both again to wherever
+ * the Location points, https→http included (node-vault's axios did exactly that). node:http
+ * does not follow redirects at all, and any 3xx answer is an error naming where it pointed, so
+ * nothing is re-sent.
+ *
+ * TLS verification is always on: a CA file replaces the system roots, a server name overrides
+ * SNI and the name check. HTTP(S)_PROXY/NO_PROXY (from the settings) go to Node's built-in
+ * proxy support, which tunnels https with CONNECT: TLS still ends at Vault.
  */
 export class VaultTransport {
   private readonly settings: VaultSettings;
-  private client: Promise<NodeVault.client> | undefined;
   private agent: Promise<http.Agent> | undefined;
 
   constructor(settings: VaultSettings) {
     this.settings = settings;
   }
 
-  /** Sends one request. Any HTTP status is an answer; only a missing answer throws (unreachable, timeout, TLS). */
+  /**
+   * Sends one request. Any non-redirect HTTP status is an answer; a redirect and a missing
+   * answer (unreachable, timeout, TLS) throw.
+   */
   async send(request: VaultRequest, token: string | undefined): Promise<VaultAnswer> {
-    const [client, agent] = await Promise.all([this.vault(), this.httpAgent()]);
-    const { method, path } = request;
+    const agent = await this.httpAgent();
+    const { settings } = this;
     const query = new URLSearchParams(request.query);
     // LIST as GET ?list=true: the same ACL capability ("list"), and no custom verb for proxies to refuse.
-    if (method === 'LIST') query.set('list', 'true');
+    if (request.method === 'LIST') query.set('list', 'true');
     const search = query.size ? `?${query.toString()}` : '';
-    const headers: Record<string, string> = {};
-    if (token) headers['X-Vault-Token'] = token;
-    if (this.settings.namespace) headers['X-Vault-Namespace'] = this.settings.namespace;
-    const options: NodeVault.RequestOption = {
-      method: method === 'LIST' ? 'GET' : method,
-      path: `/${path}${search}`,
-      headers,
-      timeout: this.settings.timeoutMs,
-      ...(this.settings.https ? { httpsAgent: agent } : { httpAgent: agent }),
-    };
-    if (request.body !== undefined) options.json = request.body;
+    const url = new URL(`${settings.address}/v1/${request.path}${search}`);
 
-    let timer: NodeJS.Timeout | undefined;
-    // axios's timeout is a socket-idle timeout; this caps the whole exchange as well.
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(timeoutError(this.settings, request)), this.settings.timeoutMs + 250);
-    });
-    try {
-      const body = await Promise.race([client.request(options), deadline]);
-      return { status: 200, body };
-    } catch (error) {
-      const response = (error as { response?: { statusCode?: unknown; body?: unknown } }).response;
-      if (response && typeof response.statusCode === 'number') return { status: response.statusCode, body: response.body };
-      throw describeTransportFailure(error, this.settings, request);
-    } finally {
-      clearTimeout(timer);
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (token) headers['x-vault-token'] = token;
+    if (settings.namespace) headers['x-vault-namespace'] = settings.namespace;
+    const payload = request.body === undefined ? undefined : Buffer.from(JSON.stringify(request.body), 'utf8');
+    if (payload) {
+      headers['content-type'] = 'application/json';
+      headers['content-length'] = String(payload.length);
     }
+
+    return new Promise<VaultAnswer>((resolve, reject) => {
+      let settled = false;
+      let deadline: NodeJS.Timeout | undefined;
+      const settle = (outcome: () => void): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(deadline);
+        outcome();
+      };
+      const httpRequest = settings.https ? https.request : http.request;
+      const req = httpRequest(url, { method: request.method === 'LIST' ? 'GET' : request.method, headers, agent }, (res) => {
+        const status = res.statusCode ?? 0;
+        if (status >= 300 && status < 400) {
+          // Read nothing more and drop the connection: it is not reused after an answer we refuse.
+          res.on('error', () => undefined);
+          res.destroy();
+          req.destroy();
+          settle(() => reject(redirectError(settings, request, status, res.headers.location, url)));
+          return;
+        }
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (chunk: Buffer) => {
+          size += chunk.length;
+          if (size > MAX_ANSWER_BYTES) {
+            req.destroy();
+            settle(() => reject(vaultError('server_error', `${request.method} ${request.path}: the answer of ${settings.address} is larger than ${MAX_ANSWER_BYTES} bytes; is the address a Vault server?`)));
+            return;
+          }
+          chunks.push(chunk);
+        });
+        res.on('end', () => settle(() => resolve({ status, body: parseBody(Buffer.concat(chunks).toString('utf8')) })));
+        res.on('error', (error) => settle(() => reject(describeTransportFailure(error, settings, request))));
+      });
+      req.on('error', (error) => settle(() => reject(describeTransportFailure(error, settings, request))));
+      // One deadline for the whole exchange (connect, TLS, proxy tunnel, answer).
+      deadline = setTimeout(() => {
+        req.destroy();
+        settle(() => reject(timeoutError(settings, request)));
+      }, settings.timeoutMs);
+      req.end(payload);
+    });
   }
 
   close(): void {
-    void this.agent?.then((a) => a.destroy(), () => undefined);
+    void this.agent?.then(
+      (a) => a.destroy(),
+      () => undefined,
+    );
     this.agent = undefined;
-  }
-
-  private vault(): Promise<NodeVault.client> {
-    this.client ??= import('node-vault').then(({ default: createClient }) => {
-      const client = createClient({
-        endpoint: this.settings.address,
-        apiVersion: 'v1',
-        pathPrefix: '',
-        debug: () => undefined,
-        rpDefaults: { strictSSL: true },
-      } as NodeVault.VaultOptions);
-      // The factory falls back to process.env for these; pin them (the token goes per request).
-      client.token = '';
-      (client as unknown as { namespace: string }).namespace = '';
-      (client as unknown as { pathPrefix: string }).pathPrefix = '';
-      return client;
-    });
-    return this.client;
   }
 
   private httpAgent(): Promise<http.Agent> {
     this.agent ??= (async () => {
-      if (!this.settings.https) return new http.Agent({ keepAlive: true });
+      const { proxyEnv } = this.settings;
+      const proxy = proxyEnv ? { proxyEnv } : {};
+      if (!this.settings.https) return new http.Agent({ keepAlive: true, ...proxy });
       const { caFile, serverName } = this.settings;
       let ca: Buffer | undefined;
       if (caFile) {
@@ -118,11 +136,39 @@ export class VaultTransport {
           throw vaultError('invalid', `stores.${this.settings.storeName}.tls.caFile: cannot read ${caFile} (${code})`);
         }
       }
-      // Verification is always on; a CA file replaces the system roots, a server name overrides SNI and the name check.
-      return new https.Agent({ keepAlive: true, rejectUnauthorized: true, ...(ca ? { ca } : {}), ...(serverName ? { servername: serverName } : {}) });
-    })();
+      return new https.Agent({ keepAlive: true, rejectUnauthorized: true, ...(ca ? { ca } : {}), ...(serverName ? { servername: serverName } : {}), ...proxy });
+    })().catch((error: unknown) => {
+      this.agent = undefined;
+      throw error;
+    });
     return this.agent;
   }
+}
+
+function parseBody(text: string): unknown {
+  if (text === '') return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    // Not JSON (a proxy's error page): callers find no fields in it, and it is never echoed.
+    return text;
+  }
+}
+
+/** Names only the origin the redirect pointed to: its path or query could carry anything. */
+function redirectError(settings: VaultSettings, request: VaultRequest, status: number, location: string | undefined, from: URL): AdapterError {
+  let target = 'an unreadable location';
+  if (location) {
+    try {
+      target = new URL(location, from).origin;
+    } catch {
+      // keep the generic wording
+    }
+  }
+  return vaultError(
+    'invalid',
+    `${settings.address} answered ${request.method} ${request.path} with ${status}, a redirect to ${target}; provkey does not follow redirects with a token: set stores.${settings.storeName}.address to the server that answers (e.g. the active node or the load balancer)`,
+  );
 }
 
 const TLS_CODES = new Set([
@@ -143,8 +189,8 @@ function timeoutError(settings: VaultSettings, request: VaultRequest) {
 }
 
 /**
- * The axios error carries the request config, token header included, so it is never kept:
- * only its code becomes the message and a fresh, token-free cause.
+ * Only the error's code becomes the message and a fresh cause: a socket error can carry the
+ * request it belonged to, so the original is never kept.
  */
 function describeTransportFailure(error: unknown, settings: VaultSettings, request: VaultRequest) {
   if (error instanceof AdapterError) return error;
@@ -164,14 +210,17 @@ function describeTransportFailure(error: unknown, settings: VaultSettings, reque
     ENETUNREACH: 'network unreachable',
     EPROTO: 'TLS handshake failed (is it https?)',
     ERR_SSL_WRONG_VERSION_NUMBER: 'TLS handshake failed (is the server plain http?)',
+    ERR_PROXY_TUNNEL: 'the proxy (HTTPS_PROXY) refused or failed the tunnel',
+    ERR_PROXY_INVALID_CONFIG: 'the proxy setting (HTTP_PROXY/HTTPS_PROXY) is not a usable URL',
   };
   return vaultError('unreachable', `cannot reach ${where}: ${reasons[code] ?? 'request failed'} (${code})`, cause);
 }
 
 function errorCode(error: unknown): string {
-  const e = error as { code?: unknown; cause?: { code?: unknown; errors?: { code?: unknown }[] }; errors?: { code?: unknown }[] } | undefined;
-  for (const candidate of [e?.cause?.code, e?.code, e?.errors?.[0]?.code, e?.cause?.errors?.[0]?.code]) {
-    if (typeof candidate === 'string' && candidate !== 'ERR_BAD_REQUEST' && candidate !== 'ERR_NETWORK') return candidate;
+  const e = error as { code?: unknown; cause?: { code?: unknown }; errors?: { code?: unknown }[] } | undefined;
+  // A dual-stack connect failure is an AggregateError whose own code may be missing.
+  for (const candidate of [e?.code, e?.cause?.code, e?.errors?.[0]?.code]) {
+    if (typeof candidate === 'string') return candidate;
   }
-  return typeof e?.code === 'string' ? e.code : 'EUNKNOWN';
+  return 'EUNKNOWN';
 }

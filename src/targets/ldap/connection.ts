@@ -4,6 +4,7 @@ import path from 'node:path';
 import tls from 'node:tls';
 import { Client } from 'ldapts';
 import { ConfigError } from '../../core/errors.js';
+import { isLoopbackHost } from '../../core/loopback.js';
 import { classifyLdapError, type LdapFailure } from './result-codes.js';
 
 /**
@@ -59,15 +60,6 @@ function parseLdapServer(raw: string, options: { startTls: boolean; allowPlain: 
     );
   }
   return { url: `${url.protocol}//${url.host}`, host, port, security };
-}
-
-/** 127.0.0.0/8, ::1 and localhost: traffic that never leaves the machine. */
-export function isLoopbackHost(hostname: string): boolean {
-  const host = hostname.replace(/^\[(.*)\]$/, '$1').toLowerCase();
-  if (host === 'localhost' || host.endsWith('.localhost')) return true;
-  if (net.isIP(host) === 4) return host.startsWith('127.');
-  if (net.isIP(host) === 6) return host === '::1';
-  return false;
 }
 
 export interface ConnectorOptions {

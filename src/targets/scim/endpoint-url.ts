@@ -1,5 +1,5 @@
-import { isIP } from 'node:net';
 import { ConfigError } from '../../core/errors.js';
+import { isLoopbackHost } from '../../core/loopback.js';
 
 /**
  * Checks a configured endpoint URL (the SCIM base URL or a token endpoint) against the TLS
@@ -31,15 +31,6 @@ export function parseEndpointUrl(raw: string, field: string, allowInsecureHttp: 
     );
   }
   return url;
-}
-
-/** 127.0.0.0/8, ::1 and localhost: traffic that never leaves the machine. */
-export function isLoopbackHost(hostname: string): boolean {
-  const host = hostname.replace(/^\[(.*)\]$/, '$1').toLowerCase();
-  if (host === 'localhost' || host.endsWith('.localhost')) return true;
-  if (isIP(host) === 4) return host.startsWith('127.');
-  if (isIP(host) === 6) return host === '::1';
-  return false;
 }
 
 /** `base` + `path` (+ query), keeping the base path: /scim/v2 + /Users → /scim/v2/Users. */

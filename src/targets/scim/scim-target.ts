@@ -1,5 +1,6 @@
 import type { ScimTargetConfig } from '../../config/schema.js';
 import { parseDuration } from '../../core/duration.js';
+import { ConfigError } from '../../core/errors.js';
 import type { AdapterContext } from '../../stores/context.js';
 import type { ConnectionTest, Probe, SecretInUse, Target, TargetCapabilities, TestOptions, Verdict } from '../target.js';
 import type { TokenApplier } from './appliers/applier.js';
@@ -58,8 +59,23 @@ function createApplier(keyName: string, config: ScimTargetConfig, context: Adapt
         timeoutMs: parseDuration(applier.timeout, `${field}.timeout`),
         cwd: context.configDir,
         env: context.env,
+        passEnv: checkPassEnv(applier.passEnv, `${field}.passEnv`),
       });
   }
+}
+
+/**
+ * passEnv names variables of provkey's environment the hook may see. PROVKEY_* are provkey's
+ * own (the exec variables are set by the applier, a file-store passphrase may be one of them).
+ */
+function checkPassEnv(names: readonly string[], field: string): string[] {
+  names.forEach((name, index) => {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new ConfigError(`${field}.${index}: "${name}" is not an environment variable name`);
+    if (name.toUpperCase().startsWith('PROVKEY_')) {
+      throw new ConfigError(`${field}.${index}: ${name}: PROVKEY_* variables are provkey's own and are never passed to a hook`);
+    }
+  });
+  return [...names];
 }
 
 class ScimTarget implements Target {

@@ -9,21 +9,31 @@ import type { TokenApplier } from './applier.js';
  * PROVKEY_ACTION=apply|revoke|rollback, PROVKEY_KEY, PROVKEY_FINGERPRINT and, when the
  * new token replaces one, PROVKEY_REPLACES_FINGERPRINT. A hook must be idempotent: a resumed
  * rotation may run the same action twice.
+ *
+ * The hook does not inherit provkey's environment: that holds provkey's own credentials (the
+ * file store's passphrase, VAULT_TOKEN, AppRole secret ids, admin tokens behind env: refs), and
+ * a hook is often a vendor's script. It gets BASE_ENV, the names the config lists in passEnv,
+ * and the PROVKEY_* variables above; nothing else.
  */
 export interface ExecApplierOptions {
   keyName: string;
   command: readonly string[];
   timeoutMs: number;
   cwd: string;
+  /** provkey's environment; only BASE_ENV and the passEnv names are read from it. */
   env: NodeJS.ProcessEnv;
+  /** Further variables to pass through by name (the applier's `passEnv`); unset ones are left out. */
+  passEnv?: readonly string[];
 }
+
+/** What any program needs to run as the user would expect: find commands, home, locale, time zone, temp dir. */
+export const BASE_ENV = ['PATH', 'HOME', 'LANG', 'LC_ALL', 'TZ', 'TMPDIR'] as const;
 
 export type ExecAction = 'apply' | 'revoke' | 'rollback';
 
 /** After the timeout, SIGTERM to the process group; SIGKILL if it is still there after this. */
 const KILL_GRACE_MS = 2000;
 const MAX_STDERR_BYTES = 64 * 1024;
-
 
 export function createExecApplier(options: ExecApplierOptions): TokenApplier {
   const run = (action: ExecAction, token: SecretInUse, replaces?: SecretInUse) => runHook(options, action, token, replaces);
@@ -49,9 +59,7 @@ export function createExecApplier(options: ExecApplierOptions): TokenApplier {
 
 export function runHook(options: ExecApplierOptions, action: ExecAction, token: SecretInUse, replaces?: SecretInUse): Promise<ApplyResult> {
   const [file, ...args] = options.command;
-  const env: NodeJS.ProcessEnv = { ...options.env, PROVKEY_ACTION: action, PROVKEY_KEY: options.keyName, PROVKEY_FINGERPRINT: token.fingerprint };
-  delete env.PROVKEY_REPLACES_FINGERPRINT;
-  if (replaces) env.PROVKEY_REPLACES_FINGERPRINT = replaces.fingerprint;
+  const env = hookEnvironment(options, action, token, replaces);
   const what = `${file} (${action} ${token.fingerprint})`;
   const clean = (text: string): string => oneLine(scrubSecrets(text, [token, replaces]), 200);
 
@@ -114,6 +122,22 @@ export function runHook(options: ExecApplierOptions, action: ExecAction, token: 
       }
     });
   });
+}
+
+/** The hook's whole environment: BASE_ENV and passEnv when set in provkey's, then the PROVKEY_* it is told. */
+export function hookEnvironment(options: ExecApplierOptions, action: ExecAction, token: SecretInUse, replaces?: SecretInUse): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const name of [...BASE_ENV, ...(options.passEnv ?? [])]) {
+    const value = options.env[name];
+    if (value !== undefined) env[name] = value;
+  }
+  // Set last: passEnv cannot override them, and a stale PROVKEY_REPLACES_FINGERPRINT never leaks in.
+  for (const name of Object.keys(env)) if (name.startsWith('PROVKEY_')) delete env[name];
+  env.PROVKEY_ACTION = action;
+  env.PROVKEY_KEY = options.keyName;
+  env.PROVKEY_FINGERPRINT = token.fingerprint;
+  if (replaces) env.PROVKEY_REPLACES_FINGERPRINT = replaces.fingerprint;
+  return env;
 }
 
 function lastLine(text: string): string | undefined {
