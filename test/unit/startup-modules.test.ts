@@ -38,12 +38,12 @@ describe('start-up loads only what the command uses', () => {
   it('--help loads no store, target or prompt library', () => {
     const modules = modulesLoadedBy(['--help']);
     expect(modules.some((m) => m.includes('/node_modules/commander/'))).toBe(true);
-    for (const name of [...heavy, 'yaml', 'zod']) expect(loaded(modules, name), name).toEqual([]);
+    for (const name of [...heavy, 'yaml', 'valibot']) expect(loaded(modules, name), name).toEqual([]);
   });
 
   it('generate loads no config, store or target code', () => {
     const modules = modulesLoadedBy(['generate']);
-    for (const name of [...heavy, 'yaml', 'zod']) expect(loaded(modules, name), name).toEqual([]);
+    for (const name of [...heavy, 'yaml', 'valibot']) expect(loaded(modules, name), name).toEqual([]);
     expect(modules.filter((m) => m.includes('/dist/stores/'))).toEqual([]);
   });
 
