@@ -5,10 +5,10 @@ import type { Io } from './io.js';
  * Destructive commands ask on a TTY and require --yes otherwise: a cron job must say so
  * explicitly, never hang on a prompt nobody will answer.
  */
-export async function confirmDestructive(io: Io, yes: boolean, question: string, flagHint: string): Promise<void> {
+export async function confirmDestructive(io: Io, yes: boolean, question: string, refusal: string): Promise<void> {
   if (yes) return;
   if (!io.interactive) {
-    throw new UsageError(`${flagHint}: refusing to ${question.replace(/\?$/, '')} without --yes in a non-interactive run`, 'usage.confirm');
+    throw new UsageError(`${refusal} without --yes when not on a terminal; nothing was changed`, 'usage.confirm');
   }
   const { confirm } = await import('@inquirer/prompts');
   const answer = await confirm({ message: question, default: false }, { output: process.stderr });

@@ -1,4 +1,4 @@
-import { CommanderError } from 'commander';
+import { CommanderError, type Command } from 'commander';
 import { ExitCode, isProvkeyError } from '../core/errors.js';
 import { redact } from '../core/redact.js';
 import { createIo, type Io } from './io.js';
@@ -10,9 +10,9 @@ import { buildProgram } from './program.js';
  * code. Commands throw typed errors; this renders them as one line (or JSON) on stderr.
  */
 async function main(argv: string[]): Promise<number> {
-  const major = Number(process.versions.node.split('.')[0]);
-  if (major < 22) {
-    process.stderr.write(`provkey: Node.js ${process.versions.node} is too old; provkey needs Node.js 22 or newer\n`);
+  const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
+  if (major < 22 || (major === 22 && minor < 12)) {
+    process.stderr.write(`provkey: Node.js ${process.versions.node} is too old; provkey needs Node.js 22.12 or newer\n`);
     return ExitCode.usage;
   }
   let exitCode: number = ExitCode.ok;
@@ -30,8 +30,13 @@ async function main(argv: string[]): Promise<number> {
     io = createIo({ json: globals.json, verbose: globals.verbose, color: globals.color });
     exitCode = await task(globals, io);
   });
-  program.exitOverride();
-  program.configureOutput({ writeErr: (text) => process.stderr.write(text), writeOut: (text) => process.stdout.write(text) });
+  // Every command, not only the root: commander would otherwise exit(1) itself on a usage error.
+  const json = argv.includes('--json');
+  for (const command of [program, ...allSubcommands(program)]) {
+    command.exitOverride();
+    // With --json a usage error is rendered below as JSON; commander's own text is dropped.
+    command.configureOutput({ writeErr: (text) => (json ? undefined : process.stderr.write(text)), writeOut: (text) => process.stdout.write(text) });
+  }
   try {
     await program.parseAsync(argv);
     return exitCode;
@@ -40,10 +45,16 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+function allSubcommands(command: Command): Command[] {
+  return command.commands.flatMap((sub) => [sub, ...allSubcommands(sub)]);
+}
+
 function renderError(error: unknown, io: Io): number {
   if (error instanceof CommanderError) {
     // --help and --version end here with code 0; usage errors were already printed by commander.
-    return error.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
+    if (error.exitCode === 0 || error.code === 'commander.helpDisplayed' || error.code === 'commander.version') return ExitCode.ok;
+    if (io.json) io.err(JSON.stringify({ error: { code: 'usage', message: error.message.replace(/^error: /, ''), exitCode: ExitCode.usage } }));
+    return ExitCode.usage;
   }
   if (isProvkeyError(error)) {
     if (io.json) io.err(JSON.stringify({ error: { code: error.code, message: error.message, exitCode: error.exitCode } }));

@@ -25,6 +25,9 @@ Exit codes:
   2  usage, config or input error (nothing was changed)
   3  lockout, or a state that needs a human (e.g. a revoked key the target still accepts)
   4  cancelled at a confirmation prompt
+  5  a store or target was unreachable, timed out or failed after retries (try again later)
+  6  a store or target refused provkey's credentials (permission denied, authentication failed)
+  7  the Vault is sealed
 
 Docs: docs/README.md`);
 
@@ -129,7 +132,7 @@ Docs: docs/README.md`);
     ['provkey drill compromise ldap-provisioner --dry-run', 'provkey drill compromise entra-scim-prod --rto 60s --yes --json'],
   );
 
-  const audit = program.command('audit').description('the hash-chained audit log');
+  const audit = examples(program.command('audit').description('the hash-chained audit log'), ['provkey audit verify', 'provkey audit verify --json']);
   examples(
     audit.command('verify').description('check that no audit line was edited, removed or reordered (exit 3 if it was)')
       .action(() => run(async (g, io) => (await import('./commands/audit.js')).auditVerifyCommand(g, io))),

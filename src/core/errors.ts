@@ -14,8 +14,24 @@ export const ExitCode = {
   needsHuman: 3,
   /** The user answered "no" at a confirmation prompt. */
   cancelled: 4,
+  /** A store or target was unreachable, timed out, throttled or failed (5xx) after retries: try again later. */
+  unavailable: 5,
+  /** A store or target refused provkey's credentials or policy (permission denied, auth failed). */
+  denied: 6,
+  /** The Vault is sealed: someone must unseal it. */
+  sealed: 7,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
+
+/**
+ * How serious a code is when a batch of keys reports several: a key needing a human outranks
+ * a rolled-back failure, which outranks an environment problem, a usage error, a cancel.
+ */
+const SEVERITY: readonly ExitCode[] = [ExitCode.ok, ExitCode.cancelled, ExitCode.usage, ExitCode.unavailable, ExitCode.sealed, ExitCode.denied, ExitCode.failed, ExitCode.needsHuman];
+
+export function mostSerious(a: ExitCode, b: ExitCode): ExitCode {
+  return SEVERITY.indexOf(b) > SEVERITY.indexOf(a) ? b : a;
+}
 
 export class ProvkeyError extends Error {
   readonly exitCode: ExitCode;
@@ -79,12 +95,33 @@ export class AdapterError extends ProvkeyError {
   readonly adapter: string;
   readonly kind: AdapterErrorKind;
   constructor(adapter: string, kind: AdapterErrorKind, message: string, options?: { cause?: unknown }) {
-    const exit = kind === 'invalid' ? ExitCode.usage : kind === 'tampered' ? ExitCode.needsHuman : ExitCode.failed;
-    super(`${adapter}.${kind}`, `[${adapter}] ${message}`, exit, options);
+    super(`${adapter}.${kind}`, `[${adapter}] ${message}`, exitCodeFor(kind), options);
     this.adapter = adapter;
     this.kind = kind;
   }
 }
+
+function exitCodeFor(kind: AdapterErrorKind): ExitCode {
+  switch (kind) {
+    case 'invalid':
+      return ExitCode.usage;
+    case 'tampered':
+      return ExitCode.needsHuman;
+    case 'unreachable':
+    case 'timeout':
+    case 'throttled':
+    case 'server_error':
+      return ExitCode.unavailable;
+    case 'permission_denied':
+    case 'auth_failed':
+      return ExitCode.denied;
+    case 'sealed':
+      return ExitCode.sealed;
+    default:
+      return ExitCode.failed;
+  }
+}
+
 
 /** Thrown by stores when a compare-and-set write lost a race. */
 export class ConflictError extends AdapterError {

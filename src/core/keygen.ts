@@ -87,7 +87,7 @@ export function checkPolicy(policy: GenerationPolicy, field = 'format'): void {
   const bits = entropyBits(policy);
   if (bits < MIN_ENTROPY_BITS && !policy.allowWeak) {
     throw new UsageError(
-      `${field}: ${bits.toFixed(0)} bits of entropy is under the ${MIN_ENTROPY_BITS}-bit minimum (allowWeak: true in the config, or --allow-weak, forces it)`,
+      `${field}: ${Math.floor(bits)} bits of entropy is under the ${MIN_ENTROPY_BITS}-bit minimum (allowWeak: true in the config, or --allow-weak, forces it)`,
       'policy.weak',
     );
   }

@@ -1,5 +1,5 @@
 import pLimit from 'p-limit';
-import { ExitCode, isProvkeyError } from '../core/errors.js';
+import { ExitCode, isProvkeyError, mostSerious } from '../core/errors.js';
 import { openKey, type KeyContext } from './key-context.js';
 import type { KeyResult } from './result.js';
 import type { Session } from './session.js';
@@ -41,5 +41,5 @@ export async function forEachKey(
 
 /** The exit code of a batch: the most serious of its keys' codes. */
 export function batchExitCode(results: KeyResult[]): ExitCode {
-  return results.reduce<ExitCode>((worst, r) => (r.exitCode > worst ? r.exitCode : worst), ExitCode.ok);
+  return results.reduce<ExitCode>((worst, r) => mostSerious(worst, r.exitCode), ExitCode.ok);
 }

@@ -47,11 +47,11 @@ export async function convergeStaleClaim(ctx: KeyContext, stale: KeyRecord): Pro
       versions = abandonPending({ ...record, versions }, id, now).versions;
     }
     const { claim: _dropped, ...state } = record.state;
+    await ctx.session.recordAudit({ event: `${claim.operation}.abandoned`, key: name, outcome: 'rolled_back', detail: { step: claim.step, claimedAt: claim.startedAt } });
     await ctx.store.update(name, record.revision, { versions, state });
     for (const id of [...orphans, ...(pending && pending.label === 'pending' ? [pending.id] : [])]) {
       await ctx.store.disableVersion(name, id).catch(() => undefined);
     }
-    await ctx.session.recordAudit({ event: `${claim.operation}.abandoned`, key: name, outcome: 'rolled_back', detail: { step: claim.step, claimedAt: claim.startedAt } });
     return { outcome: 'cleared', message: `an interrupted ${claim.operation} (stopped at "${claim.step}") was abandoned; the target never saw its new version` };
   }
 
@@ -68,7 +68,6 @@ export async function convergeStaleClaim(ctx: KeyContext, stale: KeyRecord): Pro
       test: { ok: true, at: now.toISOString(), versionId: pending.id, fingerprint: pending.fingerprint },
     });
     const fromStillLive = fromVersion && versionById(record, fromVersion.id)?.label === 'current';
-    await ctx.store.update(name, record.revision, { versions: finished.versions, state: finished.state });
     await ctx.session.recordAudit({
       event: `${claim.operation}.resumed`,
       key: name,
@@ -77,6 +76,7 @@ export async function convergeStaleClaim(ctx: KeyContext, stale: KeyRecord): Pro
       versionId: pending.id,
       detail: { step: claim.step, previous: old?.fingerprint ?? null },
     });
+    await ctx.store.update(name, record.revision, { versions: finished.versions, state: finished.state });
     // Without overlap the old version must end up rejected: prove it unless that already happened.
     if (!claim.overlap && old && (finished.retiredId || !fromStillLive)) {
       const proof = await proveRetired(ctx, old, timer, { current: next });

@@ -1,4 +1,4 @@
-import { ExitCode } from '../core/errors.js';
+import { ExitCode, mostSerious } from '../core/errors.js';
 import { dueWork } from '../core/schedule.js';
 import { readExisting, secretOf, type KeyContext } from './key-context.js';
 import type { KeyResult } from './result.js';
@@ -20,7 +20,7 @@ export async function runDue(ctx: KeyContext): Promise<KeyResult> {
   if (results.length === 0) {
     return { key: ctx.key.name, operation: 'rotate', outcome: 'skipped', ok: true, exitCode: ExitCode.ok, message: 'not due', steps: [], tests: [], ms: 0 };
   }
-  const worst = results.reduce((a, b) => (b.exitCode > a.exitCode ? b : a));
+  const worst = results.reduce((a, b) => (mostSerious(a.exitCode, b.exitCode) === b.exitCode ? b : a));
   const last = results.at(-1)!;
   return {
     ...last,

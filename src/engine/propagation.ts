@@ -19,8 +19,10 @@ export async function waitForVerdict(
     const test = await target.test(secret, { expect, write: options.write ?? false });
     options.onAttempt?.(attempt, test);
     const elapsed = Date.now() - started;
-    if (test.ok || once || elapsed + delay > timeoutMs) return { test, attempts: attempt, ms: elapsed };
-    await new Promise((resolve) => setTimeout(resolve, delay));
+    const left = timeoutMs - elapsed;
+    if (test.ok || once || left <= 0) return { test, attempts: attempt, ms: elapsed };
+    // Never give up early: the last attempt lands at the deadline itself.
+    await new Promise((resolve) => setTimeout(resolve, Math.min(delay, left)));
     delay = Math.min(delay * 2, 5000);
   }
 }

@@ -88,7 +88,10 @@ export async function revokeKey(ctx: KeyContext, selection: RevokeSelection, ope
   } finally {
     // Release the claim whatever happened; a problem is kept in the state for `status`.
     const latest = (await ctx.store.read(name))!;
-    const { claim: _released, attention: _previous, ...state } = latest.state;
+    const { claim: _released, attention: _previous, lastTest, ...rest } = latest.state;
+    // A last test of a version that is now revoked says nothing about the key any more.
+    const stillCurrent = latest.versions.some((v) => v.label === 'current' && v.id === lastTest?.versionId);
+    const state = { ...rest, ...(lastTest && stillCurrent ? { lastTest } : {}) };
     const attention = problems.length ? { attention: { at: new Date().toISOString(), detail: problems.join('; ') } } : {};
     await ctx.store.update(name, latest.revision, { versions: latest.versions, state: { ...state, ...attention } });
   }

@@ -44,8 +44,6 @@ export async function rollback(
   const fresh = (await ctx.store.read(name)) ?? record;
   const abandoned = abandonPending(fresh, next.versionId, now, { ok: false, at: now.toISOString(), ...(next.versionId ? { versionId: next.versionId } : {}), fingerprint: next.fingerprint });
   const state = lockout ? { ...abandoned.state, lockout: { at: now.toISOString(), detail: lockout } } : abandoned.state;
-  await ctx.store.update(name, fresh.revision, { versions: abandoned.versions, state });
-  if (next.versionId) await ctx.store.disableVersion(name, next.versionId).catch(() => undefined);
   await ctx.session.recordAudit({
     event: 'rotate.rolled_back',
     key: name,
@@ -54,6 +52,8 @@ export async function rollback(
     ...(next.versionId ? { versionId: next.versionId } : {}),
     detail: { reason, current: old?.fingerprint ?? null },
   });
+  await ctx.store.update(name, fresh.revision, { versions: abandoned.versions, state });
+  if (next.versionId) await ctx.store.disableVersion(name, next.versionId).catch(() => undefined);
   if (lockout) return result({ outcome: 'lockout', ok: false, exitCode: ExitCode.needsHuman, message: `LOCKOUT: ${lockout}` });
   return result({
     outcome: 'rolled_back',
@@ -87,8 +87,6 @@ async function keepNext(
     now,
     test: { ok: false, at: now.toISOString(), versionId: next.versionId!, fingerprint: next.fingerprint },
   });
-  await ctx.store.update(name, fresh.revision, { versions: kept.versions, state: kept.state });
-  if (old?.versionId) await ctx.store.disableVersion(name, old.versionId).catch(() => undefined);
   await ctx.session.recordAudit({
     event: 'rotate.kept_new',
     key: name,
@@ -97,6 +95,8 @@ async function keepNext(
     versionId: next.versionId!,
     detail: { reason, previous: old?.fingerprint ?? null },
   });
+  await ctx.store.update(name, fresh.revision, { versions: kept.versions, state: kept.state });
+  if (old?.versionId) await ctx.store.disableVersion(name, old.versionId).catch(() => undefined);
   return result({
     outcome: 'failed',
     ok: false,

@@ -200,9 +200,9 @@ export async function completeRotation(
     : retiredProof.ok
       ? withoutAttention
       : { ...withoutAttention, attention: { at: now.toISOString(), detail: retiredProof.message } };
-  record = await timer.run('finish', () => ctx.store.update(name, record.revision, { versions: finished.versions, state }));
-  faultPoint('after-finish');
   const graceUntil = finished.versions.find((v) => v.id === finished.retiredId)?.graceUntil;
+  // Audited before the store commits (the claim is still held): a crash in between resumes and
+  // audits again, so the store never holds a change the audit log lacks.
   await ctx.session.recordAudit({
     event: operation === 'add' ? 'key.added' : `${operation}.finished`,
     key: name,
@@ -211,6 +211,8 @@ export async function completeRotation(
     versionId: next.versionId!,
     detail: { previous: old?.fingerprint ?? null, overlap, graceUntil: graceUntil ?? null, previousRejected: retiredProof ? retiredProof.ok : null, reason: run.reason ?? null },
   });
+  record = await timer.run('finish', () => ctx.store.update(name, record.revision, { versions: finished.versions, state }));
+  faultPoint('after-finish');
   if (retiredProof && !retiredProof.ok) {
     return result({ outcome: 'lockout', ok: false, exitCode: ExitCode.needsHuman, message: retiredProof.message });
   }

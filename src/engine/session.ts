@@ -28,6 +28,7 @@ export class Session {
   private readonly stores = new Map<string, Promise<SecretStore>>();
   private readonly targets = new Map<string, Promise<Target>>();
   private readonly openTarget: (key: ResolvedKey, context: AdapterContext) => Promise<Target>;
+  private readonly promptSecret: ((message: string) => Promise<string>) | undefined;
 
   constructor(options: {
     config: Config;
@@ -35,6 +36,8 @@ export class Session {
     progress?: ProgressSink;
     dryRun?: boolean;
     debug?: (message: string) => void;
+    /** Asks a person for a secret (the CLI passes one only when prompting is possible). */
+    promptSecret?: (message: string) => Promise<string>;
     /** Tests hand in their own target (a named double) instead of the configured one. */
     openTarget?: (key: ResolvedKey, context: AdapterContext) => Promise<Target>;
   }) {
@@ -44,6 +47,7 @@ export class Session {
     this.progress = options.progress ?? silentProgress;
     this.dryRun = options.dryRun ?? false;
     this.debug = options.debug ?? (() => {});
+    this.promptSecret = options.promptSecret;
     this.openTarget = options.openTarget ?? ((key, context) => openTarget(key.name, key.config.target, context));
   }
 
@@ -52,10 +56,20 @@ export class Session {
   }
 
   adapterContext(): AdapterContext {
+    const prompt = this.promptSecret;
     return {
       configDir: this.config.dir,
       env: this.env,
       debug: this.debug,
+      ...(prompt
+        ? {
+            promptSecret: async (message: string) => {
+              const value = await prompt(message);
+              registerSecret(value);
+              return value;
+            },
+          }
+        : {}),
       resolveSecret: async (ref, field) => {
         const value = await resolveSecretRef(ref, field, {
           configDir: this.config.dir,

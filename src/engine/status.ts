@@ -18,6 +18,8 @@ export interface KeyStatus {
   previous: { fingerprint: string; graceUntil: string | null }[];
   lastTest: { ok: boolean; at: string } | null;
   error?: string;
+  /** With `error`: the exit code that error carries (5 unreachable, 3 tampered, …). */
+  errorExitCode?: number;
 }
 
 /** `status`: read-only; opens stores only (never a target), so it stays fast. */
@@ -47,7 +49,7 @@ export async function keyStatuses(session: Session, names: string[]): Promise<Ke
         };
       } catch (error) {
         if (!isProvkeyError(error)) throw error;
-        return { ...base, state: 'error', current: null, ageMs: null, nextRotationAt: null, due: false, previous: [], lastTest: null, error: error.message };
+        return { ...base, state: 'error', current: null, ageMs: null, nextRotationAt: null, due: false, previous: [], lastTest: null, error: error.message, errorExitCode: error.exitCode };
       }
     }),
   );

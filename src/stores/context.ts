@@ -7,4 +7,6 @@ export interface AdapterContext {
   resolveSecret(ref: string, field: string): Promise<string>;
   /** --verbose diagnostics to stderr. Never pass a secret. */
   debug(message: string): void;
+  /** Asks a person for a secret (hidden input); absent when nobody can be asked (cron, --json, no TTY). */
+  promptSecret?: (message: string) => Promise<string>;
 }

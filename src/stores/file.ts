@@ -70,7 +70,14 @@ function resolveLayout(config: FileStoreConfig, context: AdapterContext, passphr
     key = { mode: 'passphrase', envName: config.passphraseEnv, passphrase };
   } else if (config.passphraseEnv) {
     // Read from the environment only, never argv: a passphrase in argv is visible in `ps`.
-    key = { mode: 'passphrase', envName: config.passphraseEnv, passphrase: context.env[config.passphraseEnv] || undefined };
+    const fromEnv = context.env[config.passphraseEnv] || undefined;
+    const prompt = context.promptSecret;
+    key = {
+      mode: 'passphrase',
+      envName: config.passphraseEnv,
+      passphrase: fromEnv,
+      ...(fromEnv === undefined && prompt ? { ask: () => prompt(`Passphrase of the ${config.path} store (${config.passphraseEnv} is not set)`) } : {}),
+    };
   } else {
     key = { mode: 'keyfile', keyFile: path.resolve(context.configDir, config.keyFile) };
   }
@@ -274,7 +281,7 @@ class FileStore implements SecretStore {
     if (envelope.kdf.type !== 'scrypt') {
       throw fileStoreError('invalid', `store file ${storeFile} is encrypted with a key file, not a passphrase: remove passphraseEnv for this store`);
     }
-    return derivePassphraseKey(requirePassphrase(source), envelope.kdf);
+    return derivePassphraseKey(await requirePassphrase(source), envelope.kdf);
   }
 
   /** The key for a store file that does not exist yet: an existing key file is reused, else one is created. */
@@ -285,11 +292,15 @@ class FileStore implements SecretStore {
       return { key, kdf: { type: 'keyfile' } };
     }
     const kdf = newScryptKdf();
-    return { key: await derivePassphraseKey(requirePassphrase(source), kdf), kdf };
+    return { key: await derivePassphraseKey(await requirePassphrase(source), kdf), kdf };
   }
 }
 
-function requirePassphrase(source: Extract<KeySource, { mode: 'passphrase' }>): string {
+async function requirePassphrase(source: Extract<KeySource, { mode: 'passphrase' }>): Promise<string> {
+  if (!source.passphrase && source.ask) {
+    source.passphrase = await source.ask();
+    delete source.ask;
+  }
   if (!source.passphrase) {
     throw fileStoreError('invalid', source.envName === undefined ? 'the passphrase is empty' : `the passphrase environment variable ${source.envName} is not set`);
   }

@@ -174,7 +174,7 @@ describe('provkey migrate: file store → OpenBao', () => {
     const before = (await fileStore.read('entra-scim'))!;
     const text = readFileSync(config, 'utf8');
     const run = await cli.json<{ results: { outcome: string; message: string; configRewritten: boolean }[] }>(['migrate', 'entra-scim', '--to', 'vault-readonly', '--yes']);
-    expect(run.result.code, describeRun(run.result)).toBe(1);
+    expect(run.result.code, describeRun(run.result)).toBe(6); // permission denied at the destination
     expect(run.data.results[0]!.outcome).toBe('failed');
     expect(run.data.results[0]!.message).toBe(
       `[vault] permission denied on ${MOUNT}/data/${PREFIX}-ro/entra-scim/value: the token's policy does not grant "create/update" (it has: read); see docs/vault-policy.hcl; the copy failed and was removed; the key is unchanged in the source`,

@@ -266,7 +266,7 @@ describe('vault store against OpenBao', () => {
     const store = await open({ prefix: 'not-provkey' });
     const error = await failure(store.read('some-key'));
     expect(error.kind).toBe('permission_denied');
-    expect(error.exitCode).toBe(1);
+    expect(error.exitCode).toBe(6);
     expect(error.message).toBe(`[vault] permission denied on ${MOUNT}/data/not-provkey/some-key/state: the token's policy does not grant "read" (it has: deny); see docs/vault-policy.hcl`);
     expect(error.message).not.toContain(token);
   });

@@ -160,11 +160,11 @@ describe('provkey with a vault store (OpenBao) and a SCIM target', () => {
     expect((await cli.run(['audit', 'verify'])).code).toBe(0);
   }, 120_000);
 
-  it('a token without the policy: one clear line naming the path and capability, exit 1', async () => {
+  it('a token without the policy: one clear line naming the path and capability, exit 6', async () => {
     const weak = await bao.createPolicyToken('nothing', `path "${MOUNT}/data/elsewhere/*" { capabilities = ["read"] }`);
     cli.scanner.addSecret(weak, 'Vault token without the provkey policy');
     const run = await cli.run(['rotate', KEY], { env: { VAULT_TOKEN: weak } });
-    expect(run.code, describeRun(run)).toBe(1);
+    expect(run.code, describeRun(run)).toBe(6);
     expect(run.stderr).toContain(`[vault] permission denied on ${MOUNT}/data/${PREFIX}/${KEY}/state: the token's policy does not grant "read" (it has: deny); see docs/vault-policy.hcl`);
     expect(run.stderr).not.toMatch(/\n\s+at /);
   });
@@ -174,7 +174,7 @@ describe('provkey with a vault store (OpenBao) and a SCIM target', () => {
     await bao.seal();
     try {
       const run = await cli.json<{ ok: boolean; results: { outcome: string; message: string }[] }>(['rotate', KEY]);
-      expect(run.result.code, describeRun(run.result)).toBe(1);
+      expect(run.result.code, describeRun(run.result)).toBe(7);
       expect(run.data.results[0]!.message).toBe(`[vault] Vault at ${bao.addr} is sealed: unseal it (bao/vault operator unseal), then run provkey again`);
     } finally {
       await bao.unseal();
@@ -182,11 +182,11 @@ describe('provkey with a vault store (OpenBao) and a SCIM target', () => {
     expect((await vaultState()).kvVersion).toBe(before.kvVersion);
   });
 
-  it('an unreachable Vault is reported as such by status, exit 1', async () => {
+  it('an unreachable Vault is reported as such by status, exit 5', async () => {
     const config = path.join(dir, 'unreachable.yaml');
     writeFileSync(config, readFileSync(path.join(dir, 'provkey.yaml'), 'utf8').replace(bao.addr, 'http://127.0.0.1:9'));
     const run = await cli.json<{ keys: { state: string; error: string }[] }>(['status'], { config });
-    expect(run.result.code, describeRun(run.result)).toBe(1);
+    expect(run.result.code, describeRun(run.result)).toBe(5);
     expect(run.data.keys[0]).toMatchObject({ state: 'error', error: '[vault] cannot reach http://127.0.0.1:9: connection refused (ECONNREFUSED)' });
   });
 });

@@ -14,7 +14,12 @@ export async function drillCommand(options: { scenario: string; key: string; rto
   return withSession(globals, io, async (session) => {
     const ctx = await openKey(session, options.key);
     if (!globals.dryRun) {
-      await confirmDestructive(io, globals.yes, `Run a REAL compromise drill on ${options.key}? Its current version will be revoked with no overlap.`, 'drill');
+      await confirmDestructive(
+        io,
+        globals.yes,
+        `Run a REAL compromise drill on ${options.key}? Its current version will be revoked with no overlap.`,
+        `drill: refusing to run a real compromise drill on ${options.key}`,
+      );
     }
     const report = await drillCompromise(ctx, { rtoMs, dryRun: globals.dryRun });
     renderDrill(io, report);
@@ -37,7 +42,7 @@ function renderDrill(io: Io, report: DrillReport): void {
   if (report.newFingerprint) io.out(`  new version      ${report.newFingerprint}`);
   io.out('');
   for (const s of report.steps) {
-    io.out(`  ${s.ok ? color.green('✔') : color.red('✘')} ${s.step.padEnd(16)} ${formatDuration(s.ms).padStart(8)}   ${color.dim(`t+${formatDuration(s.endedAtMs ?? 0)}`)}${s.detail ? color.dim(`  ${s.detail}`) : ''}`);
+    io.out(`  ${s.ok ? color.green('✔') : color.red('✘')} ${s.step.padEnd(24)} ${formatDuration(s.ms).padStart(8)}   ${color.dim(`t+${formatDuration(s.endedAtMs ?? 0)}`)}${s.detail ? color.dim(`  ${s.detail}`) : ''}`);
   }
   io.out('');
   const fmt = (ms: number | undefined) => (ms === undefined ? color.red('not reached') : formatDuration(ms));

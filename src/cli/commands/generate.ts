@@ -36,7 +36,16 @@ export function policyFromFlags(options: GenerateOptions): GenerationPolicy {
     if (policy.type !== 'password') throw new UsageError('--exclude: only for passwords', 'usage.format');
     policy.exclude = options.exclude;
   }
-  checkPolicy(policy, '--format');
+  // Name the flag the user can change: --length/--bytes for entropy, --exclude for classes.
+  const sizeFlag = options.length !== undefined ? '--length' : options.bytes !== undefined ? '--bytes' : '--format';
+  try {
+    checkPolicy(policy, sizeFlag);
+  } catch (error) {
+    if (error instanceof UsageError && error.code === 'policy.impossible' && options.exclude !== undefined) {
+      throw new UsageError(`--exclude: ${error.message.replace(/^[^:]*: /, '')}`, error.code);
+    }
+    throw error;
+  }
   return policy;
 }
 

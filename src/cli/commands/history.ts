@@ -15,7 +15,7 @@ export async function historyCommand(options: { key: string }, globals: GlobalOp
     if (history.versions.length === 0) io.out('  (none)');
     for (const v of [...history.versions].reverse()) {
       const label = v.label === 'current' ? color.green(v.label) : v.label === 'revoked' || v.label === 'failed' ? color.red(v.label) : color.yellow(v.label);
-      const grace = v.graceUntil ? color.dim(` accepted until ${v.graceUntil}`) : '';
+      const grace = v.label === 'previous' && v.graceUntil ? color.dim(` accepted until ${v.graceUntil}`) : '';
       io.out(`  ${v.id.padStart(4)}  ${v.fingerprint}  ${label.padEnd(18)} created ${ago(v.createdAt)}  ${color.dim(v.origin)}${grace}`);
     }
     io.out(color.bold(`${history.key}: events`));

@@ -63,10 +63,11 @@ export async function initCommand(options: InitOptions, globals: GlobalOptions, 
   await mkdir(path.dirname(file), { recursive: true });
   const { initFileStore } = await import('../../stores/file.js');
   const storeConfig = (doc.stores as Record<string, Parameters<typeof initFileStore>[0]>).default!;
+  const passphrase = answers.passphraseEnv ? await newPassphrase(io, answers.passphraseEnv) : undefined;
   const store = await initFileStore(
     { ...storeConfig, path: storeConfig.path ?? '.provkey/store.enc', keyFile: storeConfig.keyFile ?? '.provkey/store.key' },
     { configDir: path.dirname(file), env: process.env, resolveSecret: async () => '', debug: io.debug },
-    {},
+    passphrase === undefined ? {} : { passphrase },
   );
   await writeFile(file, text, { mode: 0o644 });
   if (io.json) printJson(io.out, { config: file, store: store });
@@ -76,6 +77,17 @@ export async function initCommand(options: InitOptions, globals: GlobalOptions, 
     io.out(answers.key ? `next: provkey add ${answers.key}` : 'next: add a key to provkey.yaml, then provkey add KEY');
   }
   return 0;
+}
+
+/** The store's passphrase: from its environment variable, or typed twice at a terminal. */
+async function newPassphrase(io: Io, envName: string): Promise<string | undefined> {
+  if (process.env[envName]) return undefined; // the store reads it from the environment itself
+  if (!io.interactive) throw new UsageError(`--passphrase-env: ${envName} is not set (export it, or run init at a terminal to type it)`, 'usage.init');
+  const { promptHidden } = await import('../globals.js');
+  const first = await promptHidden(`New store passphrase (later runs read it from ${envName}, or ask)`);
+  if (first.length < 12) throw new UsageError('passphrase: use at least 12 characters', 'usage.init');
+  if ((await promptHidden('Type it again')) !== first) throw new UsageError('passphrase: the two entries differ; nothing was written', 'usage.init');
+  return first;
 }
 
 function required(value: string | undefined, flag: string): string {

@@ -1,4 +1,4 @@
-import { ConfigError, ExitCode } from '../../core/errors.js';
+import { ConfigError, ExitCode, mostSerious } from '../../core/errors.js';
 import { formatDuration } from '../../core/duration.js';
 import { migrateKeys, type MigrationResult } from '../../engine/migrate.js';
 import { confirmDestructive } from '../confirm.js';
@@ -19,11 +19,11 @@ export async function migrateCommand(options: { keys: string[]; to: string }, gl
         io,
         globals.yes,
         `Move ${moving} to store "${options.to}"? Each key is copied and verified, provkey.yaml is updated, then the key is deleted from its old store.`,
-        'migrate',
+        `migrate: refusing to move ${names.join(', ')} to store "${options.to}"`,
       );
     }
     const results = await migrateKeys(session, names, { to: options.to, dryRun: globals.dryRun });
-    const exitCode = results.reduce<number>((worst, r) => Math.max(worst, r.exitCode), ExitCode.ok);
+    const exitCode = results.reduce<ExitCode>((worst, r) => mostSerious(worst, r.exitCode as ExitCode), ExitCode.ok);
     renderMigration(io, results, exitCode, globals.dryRun);
     return exitCode;
   });

@@ -28,7 +28,12 @@ export async function revokeCommand(
       return 0;
     }
     const stopsWorking = versions.some((v) => v.label === 'current');
-    await confirmDestructive(io, globals.yes, `Revoke ${list} of ${options.key}?${stopsWorking ? ' The integration stops working until a new version is added.' : ''}`, 'revoke');
+    await confirmDestructive(
+      io,
+      globals.yes,
+      `Revoke ${list} of ${options.key}?${stopsWorking ? ' The integration stops working until a new version is added.' : ''}`,
+      `revoke: refusing to revoke ${list} of ${options.key}`,
+    );
     const result = await revokeKey(ctx, selection);
     renderResults(io, [result], result.exitCode);
     return result.exitCode;

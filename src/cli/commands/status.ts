@@ -1,3 +1,4 @@
+import { ExitCode, mostSerious } from '../../core/errors.js';
 import { keyStatuses } from '../../engine/status.js';
 import { selectKeys, withSession, type GlobalOptions } from '../globals.js';
 import type { Io } from '../io.js';
@@ -10,8 +11,8 @@ export async function statusCommand(options: { keys: string[] }, globals: Global
     async (session) => {
       const statuses = await keyStatuses(session, selectKeys(session.config, options.keys, true));
       await renderStatus(io, statuses);
-      if (statuses.some((s) => s.state === 'lockout' || s.state === 'attention')) return 3;
-      return statuses.some((s) => s.state === 'error') ? 1 : 0;
+      const codes = statuses.map((s): ExitCode => (s.state === 'lockout' || s.state === 'attention' ? ExitCode.needsHuman : s.state === 'error' ? ((s.errorExitCode ?? ExitCode.failed) as ExitCode) : ExitCode.ok));
+      return codes.reduce(mostSerious, ExitCode.ok);
     },
     { mustExist: false },
   );

@@ -26,7 +26,7 @@ export function renderResults(io: Io, results: KeyResult[], exitCode: number): v
   for (const r of results) {
     // A failed key's whole block goes to stderr, so a cron log keeps it together.
     const print = r.ok ? io.out : io.err;
-    const mark = r.ok ? color.green('✔') : r.exitCode >= 3 ? color.bgRed.white(' ! ') : color.red('✘');
+    const mark = r.ok ? color.green('✔') : r.exitCode === 3 ? color.bgRed.white(' ! ') : color.red('✘');
     print(`${mark} ${color.bold(r.key)}  ${color.dim(r.outcome)}  ${r.message}`);
     if (io.verbose || !r.ok || r.operation === 'test' || results.length === 1) {
       for (const step of r.steps) {

@@ -32,9 +32,10 @@ export async function renderStatus(io: Io, keys: KeyStatus[]): Promise<void> {
       k.ageMs !== null ? formatDuration(k.ageMs) : '-',
       k.nextRotationAt ? (k.due ? color.yellow(`due (${ago(k.nextRotationAt)})`) : ago(k.nextRotationAt)) : '-',
       lastTest,
-      k.error ? `${state} ${color.dim(k.error)}` : state,
+      state,
     ]);
   }
   io.out(table.toString());
-  for (const k of keys) if (k.problem) io.err(`${color.red(`${k.name}: ${k.state}`)}  ${k.problem}`);
+  // Long messages go under the table, not into it.
+  for (const k of keys) if (k.problem || k.error) io.err(`${color.red(`${k.name}: ${k.state}`)}  ${k.problem ?? k.error}`);
 }

@@ -9,7 +9,13 @@ import { fileStoreError, fsFailure } from './errors.js';
 export type KeySource =
   | { mode: 'keyfile'; keyFile: string }
   /** `passphrase` undefined: the environment variable `envName` was not set. `envName` undefined: given to init directly. */
-  | { mode: 'passphrase'; envName: string | undefined; passphrase: string | undefined };
+  | {
+      mode: 'passphrase';
+      envName: string | undefined;
+      passphrase: string | undefined;
+      /** When the variable is unset and someone is at a terminal: ask (hidden), once per process. */
+      ask?: () => Promise<string>;
+    };
 
 const keyBytes = 32;
 
