@@ -138,6 +138,30 @@ describe('drills and rollbacks', () => {
 });
 
 describe('batches and dry runs', () => {
+  it('runs many keys concurrently, never more at once than defaults.concurrency', async () => {
+    const config = parseConfigText(
+      ['defaults: { concurrency: 2 }', 'keys:', ...['a', 'b', 'c', 'd', 'e'].map((k) => `  ${k}:\n    target: { type: scim, url: "http://127.0.0.1:9/scim/v2", applier: { type: store } }`)].join('\n'),
+      path.join(dir, 'provkey.yaml'),
+    );
+    let inFlight = 0;
+    let most = 0;
+    const doubles = new Map(['a', 'b', 'c', 'd', 'e'].map((k) => [k, new ScriptedTargetDouble()]));
+    for (const double of doubles.values()) {
+      const test = double.test.bind(double);
+      double.test = async (secret, options) => {
+        inFlight++;
+        most = Math.max(most, inFlight);
+        await new Promise((resolve) => setTimeout(resolve, 30));
+        inFlight--;
+        return test(secret, options);
+      };
+    }
+    const s = new Session({ config, openTarget: async (key) => doubles.get(key.name)! });
+    const results = await forEachKey(s, ['a', 'b', 'c', 'd', 'e'], 'add', (ctx) => addKey(ctx));
+    expect(results.every((r) => r.outcome === 'added')).toBe(true);
+    expect(most).toBe(2);
+  });
+
   it('one key whose target throws a bug does not stop the others', async () => {
     const s = session();
     for (const k of ['a', 'b', 'c']) await added(s, k);

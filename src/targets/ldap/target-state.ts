@@ -9,6 +9,7 @@ import { FailedBindGuard } from './bind-guard.js';
 import { closeQuietly, LdapConnector, type LdapServer } from './connection.js';
 import { failedBindBudget, mergePolicy, readDirectoryPolicy, type ConfiguredPolicy, type EffectivePolicy } from './ppolicy.js';
 import { bindWithPolicy } from './probes.js';
+import { closeWatchers, readEntryCsn, ReplicaStates, type Watcher, type WatcherSet } from './replication.js';
 import { applyFailure, type LdapFailure } from './result-codes.js';
 
 /** The checked config of one LDAP target (see createLdapTarget). */
@@ -33,6 +34,17 @@ export interface LastChange {
   confirmed: Set<number>;
   /** Servers known to have dropped `from` (so it is never tried there again). */
   fromGone: Set<number>;
+  /** entryCSN of the account entry on the writable server right after the change (replication.ts). */
+  mark?: string;
+  /** Replica connections opened before the change, to read entryCSN without a failed bind. */
+  watchers: Map<number, Watcher>;
+}
+
+/** A bind that got 49 on one server since provkey's last change. */
+export interface SeenRejection {
+  at: string;
+  status: number | string;
+  detail: string;
 }
 
 /** Changes go to the first listed server; the others are replicas that must catch up. */
@@ -51,6 +63,10 @@ export class LdapTargetState {
   readonly guard: FailedBindGuard;
   /** The change provkey made last (set, retire, rollback), for the replication check of a test. */
   change: LastChange | undefined;
+  /** What each replica's copy of the account entry held at the entryCSNs provkey has seen. */
+  readonly replicas = new ReplicaStates();
+  /** fingerprint → server → its 49, since the last change (see seenRejecting). */
+  readonly #rejections = new Map<string, Map<number, SeenRejection>>();
   /** Every value this target handled, cut out of any server message before it is shown. */
   readonly #secrets = new Set<string>();
   /** Passwords whose `set` the directory refused before the account changed: nothing to roll back. */
@@ -79,8 +95,28 @@ export class LdapTargetState {
   }
 
   recordBind(index: number, secret: SecretInUse, ok: boolean, failure: LdapFailure | undefined): void {
-    if (ok) this.guard.succeeded(index);
-    else if (failure?.kind === 'rejected') this.guard.failed(index, secret.fingerprint);
+    if (ok) {
+      this.guard.succeeded(index);
+      this.#rejections.get(secret.fingerprint)?.delete(index);
+      return;
+    }
+    if (failure?.kind !== 'rejected') return;
+    this.guard.failed(index, secret.fingerprint);
+    // A replica refusing the password a change is still bringing to it says nothing lasting.
+    const change = this.change;
+    if (change && change.to === secret.fingerprint && !change.confirmed.has(index)) return;
+    const servers = this.#rejections.get(secret.fingerprint) ?? new Map<number, SeenRejection>();
+    servers.set(index, { at: new Date().toISOString(), status: failure.status, detail: failure.detail });
+    this.#rejections.set(secret.fingerprint, servers);
+  }
+
+  /**
+   * The 49 this server gave `fingerprint` since provkey's last change, if any. The negative
+   * probe counts it as the proof instead of binding again: each failed bind counts toward
+   * pwdMaxFailure. Every change forgets them all.
+   */
+  seenRejecting(index: number, fingerprint: string): SeenRejection | undefined {
+    return this.#rejections.get(fingerprint)?.get(index);
   }
 
   /** Reads the directory's policy once: as the admin when there is one, else as the account with `secret`. */
@@ -141,13 +177,35 @@ export class LdapTargetState {
     }
   }
 
-  changed(to: SecretInUse, from: SecretInUse | undefined): void {
+  /**
+   * A change provkey has just made on the writable server. `made` is the connection that made
+   * it (still bound) and the replica watchers opened before it: the entry's entryCSN is read
+   * there now, before anything else touches the entry, for the replication check.
+   */
+  async changed(to: SecretInUse, from: SecretInUse | undefined, made?: { client: Client; watchers: WatcherSet }): Promise<void> {
+    const previous = this.change;
+    const refusedBefore = made ? [...made.watchers.refusedBefore] : [];
+    const watchers = made?.watchers.handOver() ?? new Map<number, Watcher>();
+    const mark = watchers.size > 0 ? await readEntryCsn(made!.client, this.config.bindDn) : undefined;
+    if (!mark) await closeWatchers(watchers);
+    else if (from) {
+      for (const [index, watcher] of watchers) this.replicas.know(index, watcher.before, from.fingerprint, watcher.boundWith === from.fingerprint);
+    }
     this.change = {
       to: to.fingerprint,
       ...(from ? { from } : {}),
       confirmed: new Set([WRITE_SERVER]),
-      fromGone: new Set([WRITE_SERVER]),
+      fromGone: new Set([WRITE_SERVER, ...refusedBefore]),
+      ...(mark ? { mark } : {}),
+      watchers,
     };
+    this.#rejections.clear();
+    if (previous) await closeWatchers(previous.watchers);
+  }
+
+  /** Closes the replica watchers still open. */
+  async close(): Promise<void> {
+    if (this.change) await closeWatchers(this.change.watchers);
   }
 
   /** A `set` of `next` the directory refused before the account changed. */
