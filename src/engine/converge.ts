@@ -1,5 +1,5 @@
 import { CLAIM_TTL_MS } from '../core/claim.js';
-import { ConflictError } from '../core/errors.js';
+import { AdapterError, ConflictError } from '../core/errors.js';
 import type { KeyRecord } from '../core/model.js';
 import { versionById } from '../core/model.js';
 import { abandonPending, finishRotation, orphanPendingIds } from '../core/transitions.js';
@@ -35,13 +35,14 @@ export async function convergeStaleClaim(ctx: KeyContext, stale: KeyRecord): Pro
     if (error instanceof ConflictError) return { outcome: 'busy', message: 'another run is converging this key' };
     throw error;
   }
+  if (claim.operation === 'revoke') return finishInterruptedRevoke(ctx, record);
   const now = new Date();
   const pendingId = claim.pendingVersionId;
   const pending = pendingId ? versionById(record, pendingId) : undefined;
   const orphans = orphanPendingIds(record);
 
   const targetUntouched = claim.step === 'claimed' || claim.step === 'created';
-  if (!pending || pending.label !== 'pending' || targetUntouched || claim.operation === 'revoke') {
+  if (!pending || pending.label !== 'pending' || targetUntouched) {
     let versions = record.versions;
     for (const id of [...orphans, ...(pending && pending.label === 'pending' ? [pending.id] : [])]) {
       versions = abandonPending({ ...record, versions }, id, now).versions;
@@ -87,4 +88,35 @@ export async function convergeStaleClaim(ctx: KeyContext, stale: KeyRecord): Pro
   const reason = `an interrupted ${claim.operation} left ${pending.fingerprint} unaccepted`;
   const rolled = await rollback(ctx, record, next, old, timer, reason, resultsFor(name, claim.operation, timer));
   return { outcome: rolled.outcome === 'lockout' ? 'lockout' : 'rolled_back', message: rolled.message };
+}
+
+/**
+ * A revoke that died part-way relabelled some versions `revoked` but may not have retired them
+ * at the target, disabled them, or proven the rejection. Do those steps again for every version
+ * it relabelled (they are idempotent), then release the claim.
+ */
+async function finishInterruptedRevoke(ctx: KeyContext, record: KeyRecord): Promise<Convergence> {
+  const name = ctx.key.name;
+  const claim = record.state.claim!;
+  const timer = new StepTimer();
+  const touched = record.versions.filter((v) => v.label === 'revoked' && v.labelledAt >= claim.startedAt);
+  const currentMeta = record.versions.find((v) => v.label === 'current');
+  const current = currentMeta ? await secretOf(ctx, currentMeta) : undefined;
+  const problems: string[] = [];
+  for (const version of touched) {
+    const old = await secretOf(ctx, version).catch((error: unknown) => {
+      if (error instanceof AdapterError && error.kind === 'not_found') return undefined; // already disabled: retired before
+      throw error;
+    });
+    if (!old) continue;
+    const proof = await proveRetired(ctx, old, timer, current ? { current } : {});
+    if (!proof.ok) problems.push(proof.message);
+  }
+  await ctx.session.recordAudit({ event: 'revoke.resumed', key: name, outcome: problems.length ? 'failed' : 'resumed', detail: { versions: touched.map((v) => v.fingerprint) } });
+  const latest = (await ctx.store.read(name))!;
+  const { claim: _released, ...state } = latest.state;
+  const attention = problems.length ? { attention: { at: new Date().toISOString(), detail: problems.join('; ') } } : {};
+  await ctx.store.update(name, latest.revision, { versions: latest.versions, state: { ...state, ...attention } });
+  if (problems.length) return { outcome: 'lockout', message: problems.join('; ') };
+  return { outcome: 'cleared', message: `an interrupted revoke was finished (${touched.length} version(s) retired and proven)` };
 }

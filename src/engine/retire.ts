@@ -1,5 +1,6 @@
 import type { SecretInUse } from '../targets/target.js';
 import type { KeyContext } from './key-context.js';
+import { faultPoint } from './fault.js';
 import { waitForVerdict } from './propagation.js';
 import type { StepTimer } from './result.js';
 
@@ -21,6 +22,7 @@ export async function proveRetired(
     () => ctx.target.retire({ old, ...(options.current ? { current: options.current } : {}) }),
     (r) => (r.ok ? { ok: true, ...(r.detail ? { detail: r.detail } : {}) } : { ok: false, detail: `${r.reason}: ${r.detail}` }),
   );
+  faultPoint('after-retire');
   if (old.versionId) await ctx.store.disableVersion(name, old.versionId);
   if (!retired.ok && ctx.target.capabilities.negativeProbe === 'forbidden' && options.probe !== 'always') {
     // Without a probe, a failed retire is all we know: never call that a revoke.

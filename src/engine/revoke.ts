@@ -35,11 +35,8 @@ export async function revokeKey(ctx: KeyContext, selection: RevokeSelection, ope
   const timer = new StepTimer();
   let record = await ctx.store.read(name);
   if (!record) throw new UsageError(`key ${name} has no versions in store "${ctx.key.storeName}"`, 'key.empty');
-  const chosen = selectVersions(record.versions, selection).sort((a, b) => (a.label === 'current' ? 1 : 0) - (b.label === 'current' ? 1 : 0));
   const base = { key: name, operation, steps: timer.steps, tests: timer.tests };
-  if (chosen.length === 0) {
-    return { ...base, outcome: 'revoked', ok: true, exitCode: ExitCode.ok, message: 'nothing to revoke', ms: timer.elapsed() };
-  }
+  let converged: string | undefined;
   if (record.state.claim) {
     const c = record.state.claim;
     if (!isClaimStale(c, new Date(), thisRun())) {
@@ -47,9 +44,17 @@ export async function revokeKey(ctx: KeyContext, selection: RevokeSelection, ope
       const scheduled = operation === 'grace-end';
       return { ...base, outcome: 'skipped', ok: scheduled, exitCode: scheduled ? ExitCode.ok : ExitCode.failed, message: `${c.operation} in progress since ${c.startedAt} (pid ${c.owner.pid} on ${c.owner.host}); try again later`, ms: timer.elapsed() };
     }
-    // A run died part-way: converge it, then revoke what is still live.
-    await timer.run('converge', () => convergeStaleClaim(ctx, record!));
-    return revokeKey(ctx, selection, operation);
+    // A run died part-way: converge it first, then revoke what is still live.
+    const convergence = await timer.run('converge', () => convergeStaleClaim(ctx, record!));
+    if (convergence.outcome === 'busy') return { ...base, outcome: 'skipped', ok: false, exitCode: ExitCode.failed, message: convergence.message, ms: timer.elapsed() };
+    if (convergence.outcome === 'lockout') return { ...base, outcome: 'lockout', ok: false, exitCode: ExitCode.needsHuman, message: convergence.message, ms: timer.elapsed() };
+    converged = convergence.message;
+    record = (await ctx.store.read(name))!;
+  }
+  const alreadyDone = converged !== undefined && 'version' in selection && record.versions.some((v) => v.label === 'revoked' && (v.id === selection.version || v.fingerprint === selection.version));
+  const chosen = alreadyDone ? [] : selectVersions(record.versions, selection).sort((a, b) => (a.label === 'current' ? 1 : 0) - (b.label === 'current' ? 1 : 0));
+  if (chosen.length === 0) {
+    return { ...base, outcome: 'revoked', ok: true, exitCode: ExitCode.ok, message: converged ?? 'nothing to revoke', ms: timer.elapsed() };
   }
   try {
     record = await timer.run('claim', () =>

@@ -3,6 +3,7 @@ import type { KeyRecord } from '../core/model.js';
 import { abandonPending, finishRotation } from '../core/transitions.js';
 import type { SecretInUse } from '../targets/target.js';
 import type { KeyContext } from './key-context.js';
+import { faultPoint } from './fault.js';
 import { waitForVerdict } from './propagation.js';
 import type { KeyResult, ResultFields, StepTimer } from './result.js';
 
@@ -27,6 +28,7 @@ export async function rollback(
     () => ctx.target.rollback({ next, ...(old ? { current: old } : {}) }),
     (r) => (r.ok ? { ok: true } : { ok: false, detail: `${r.reason}: ${r.detail}` }),
   );
+  faultPoint('after-rollback');
   if (undone.ok && undone.kept === 'next') return keepNext(ctx, next, old, timer, reason, undone.detail ?? '', result);
   let lockout: string | undefined;
   if (old) {

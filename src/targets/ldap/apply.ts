@@ -4,6 +4,7 @@ import { changePassword, clearPasswordReset } from './account.js';
 import type { LdapServer } from './connection.js';
 import { passwordProblem } from './ppolicy.js';
 import { bindWithPolicy, type BindResult } from './probes.js';
+import { openWatchers, type WatcherSet } from './replication.js';
 import { applyFailure } from './result-codes.js';
 import { WRITE_SERVER, type LdapTargetState } from './target-state.js';
 
@@ -43,10 +44,15 @@ async function setAsSelf(state: LdapTargetState, next: SecretInUse, current: Sec
     await state.loadPolicyOn(client, 'account');
     const problem = passwordProblem(next.value, state.policy);
     if (problem) return state.refused(next, { ok: false, reason: 'policy', detail: `${next.fingerprint}: ${problem}` });
-    const changed = await changePassword(client, { user: state.config.bindDn, oldPassword: current.value, newPassword: next.value }, state.scrub);
-    if (!changed.ok) return state.refused(next, applyFailure(changed.failure, `password modify (self) on ${server.url} refused ${next.fingerprint}`));
-    state.changed(next, current);
-    return { ok: true, detail: `password modify as ${state.config.bindDn} on ${server.url}` };
+    const watchers = await openWatchers(state, { account: current });
+    try {
+      const changed = await changePassword(client, { user: state.config.bindDn, oldPassword: current.value, newPassword: next.value }, state.scrub);
+      if (!changed.ok) return state.refused(next, applyFailure(changed.failure, `password modify (self) on ${server.url} refused ${next.fingerprint}`));
+      await state.changed(next, current, { client, watchers });
+      return { ok: true, detail: `password modify as ${state.config.bindDn} on ${server.url}` };
+    } finally {
+      await watchers.close();
+    }
   });
 }
 
@@ -57,45 +63,55 @@ async function setAsSelf(state: LdapTargetState, next: SecretInUse, current: Sec
  */
 async function setAsAdmin(state: LdapTargetState, next: SecretInUse, current: SecretInUse | undefined): Promise<ApplyResult> {
   const server = state.setup.servers[WRITE_SERVER]!;
-  const bindDn = state.config.bindDn;
   return state.onServer(server, async (admin) => {
     const bound = await state.bindAdmin(admin);
     if (!bound.ok) return state.refused(next, bound.result);
     await state.loadPolicyOn(admin, 'admin');
     const problem = passwordProblem(next.value, state.policy);
     if (problem) return state.refused(next, { ok: false, reason: 'policy', detail: `${next.fingerprint}: ${problem}` });
-
-    // Unknown counts as TRUE: the two steps work either way; a direct reset does not.
-    if (state.policy.policy.mustChange === false) {
-      const reset = await changePassword(admin, { user: bindDn, newPassword: next.value }, state.scrub);
-      if (!reset.ok) return state.refused(next, applyFailure(reset.failure, `admin reset of ${bindDn} on ${server.url} refused ${next.fingerprint}`));
-      state.changed(next, current);
-      const usable = await ensureNoPendingChange(state, admin, server, next);
-      if (!usable.ok) return usable;
-      return { ok: true, detail: `admin reset by ${state.setup.admin!.dn} on ${server.url}` };
+    const watchers = await openWatchers(state, 'admin');
+    try {
+      return await resetAsAdmin(state, admin, next, current, watchers);
+    } finally {
+      await watchers.close();
     }
-
-    const temporary = state.throwAway();
-    const reset = await changePassword(admin, { user: bindDn, newPassword: temporary.value }, state.scrub);
-    if (!reset.ok) return state.refused(next, applyFailure(reset.failure, `admin reset of ${bindDn} on ${server.url} refused`));
-    const own = await state.onServer(server, async (account) => {
-      const bind = await bindWithPolicy(account, bindDn, temporary.value, state.scrub);
-      if (!bind.ok) return applyFailure(bind.failure!, `bind as ${bindDn} with the temporary password failed`);
-      state.guard.succeeded(WRITE_SERVER);
-      const changed = await changePassword(account, { oldPassword: temporary.value, newPassword: next.value }, state.scrub);
-      if (!changed.ok) return applyFailure(changed.failure, `the account's own change from the temporary password to ${next.fingerprint} was refused`);
-      return { ok: true } as ApplyResult;
-    });
-    if (!own.ok) {
-      // Never leave the account on a password nobody knows when the old one can be put back.
-      if (!current) return { ...own, detail: `${own.detail}; the account is left on an unknown temporary password: an admin reset (provkey add or rotate, admin mode) recovers it` };
-      const restored = await adminRestore(state, admin, current, next);
-      if (restored.ok) return state.refused(next, { ...own, detail: `${own.detail}; ${current.fingerprint} was put back` });
-      return { ...own, detail: `${own.detail}; putting ${current.fingerprint} back failed too (${restored.detail})` };
-    }
-    state.changed(next, current);
-    return { ok: true, detail: `admin reset by ${state.setup.admin!.dn} to a temporary password, then changed to ${next.fingerprint} by the account itself (pwdMustChange) on ${server.url}` };
   });
+}
+
+/** The admin's change on its bound connection; `watchers` were opened on the replicas just before. */
+async function resetAsAdmin(state: LdapTargetState, admin: Client, next: SecretInUse, current: SecretInUse | undefined, watchers: WatcherSet): Promise<ApplyResult> {
+  const server = state.setup.servers[WRITE_SERVER]!;
+  const bindDn = state.config.bindDn;
+  // Unknown counts as TRUE: the two steps work either way; a direct reset does not.
+  if (state.policy.policy.mustChange === false) {
+    const reset = await changePassword(admin, { user: bindDn, newPassword: next.value }, state.scrub);
+    if (!reset.ok) return state.refused(next, applyFailure(reset.failure, `admin reset of ${bindDn} on ${server.url} refused ${next.fingerprint}`));
+    await state.changed(next, current, { client: admin, watchers });
+    const usable = await ensureNoPendingChange(state, admin, server, next);
+    if (!usable.ok) return usable;
+    return { ok: true, detail: `admin reset by ${state.setup.admin!.dn} on ${server.url}` };
+  }
+
+  const temporary = state.throwAway();
+  const reset = await changePassword(admin, { user: bindDn, newPassword: temporary.value }, state.scrub);
+  if (!reset.ok) return state.refused(next, applyFailure(reset.failure, `admin reset of ${bindDn} on ${server.url} refused`));
+  const own = await state.onServer(server, async (account) => {
+    const bind = await bindWithPolicy(account, bindDn, temporary.value, state.scrub);
+    if (!bind.ok) return applyFailure(bind.failure!, `bind as ${bindDn} with the temporary password failed`);
+    state.guard.succeeded(WRITE_SERVER);
+    const changed = await changePassword(account, { oldPassword: temporary.value, newPassword: next.value }, state.scrub);
+    if (!changed.ok) return applyFailure(changed.failure, `the account's own change from the temporary password to ${next.fingerprint} was refused`);
+    return { ok: true } as ApplyResult;
+  });
+  if (!own.ok) {
+    // Never leave the account on a password nobody knows when the old one can be put back.
+    if (!current) return { ...own, detail: `${own.detail}; the account is left on an unknown temporary password: an admin reset (provkey add or rotate, admin mode) recovers it` };
+    const restored = await adminRestore(state, admin, current, next);
+    if (restored.ok) return state.refused(next, { ...own, detail: `${own.detail}; ${current.fingerprint} was put back` });
+    return { ...own, detail: `${own.detail}; putting ${current.fingerprint} back failed too (${restored.detail})` };
+  }
+  await state.changed(next, current, { client: admin, watchers });
+  return { ok: true, detail: `admin reset by ${state.setup.admin!.dn} to a temporary password, then changed to ${next.fingerprint} by the account itself (pwdMustChange) on ${server.url}` };
 }
 
 /**
@@ -119,6 +135,15 @@ async function ensureNoPendingChange(state: LdapTargetState, admin: Client, serv
 
 /** The admin puts `current` back (bypassing pwdInHistory as a password administrator) and clears pwdReset. */
 export async function adminRestore(state: LdapTargetState, admin: Client, current: SecretInUse, next: SecretInUse): Promise<ApplyResult> {
+  const watchers = await openWatchers(state, 'admin');
+  try {
+    return await restoreAsAdmin(state, admin, current, next, watchers);
+  } finally {
+    await watchers.close();
+  }
+}
+
+async function restoreAsAdmin(state: LdapTargetState, admin: Client, current: SecretInUse, next: SecretInUse, watchers: WatcherSet): Promise<ApplyResult> {
   const bindDn = state.config.bindDn;
   const reset = await changePassword(admin, { user: bindDn, newPassword: current.value }, state.scrub);
   if (!reset.ok) {
@@ -127,7 +152,7 @@ export async function adminRestore(state: LdapTargetState, admin: Client, curren
     const hint = `an admin with only "write" access is held to the password policy: give ${state.setup.admin!.dn} "manage" on userPassword to act as a password administrator`;
     return { ...refused, detail: `${refused.detail}; ${hint}` };
   }
-  state.changed(current, next);
+  await state.changed(current, next, { client: admin, watchers });
   const cleared = await clearPasswordReset(admin, bindDn, state.scrub);
   const note = cleared.ok ? '' : `; pwdReset could not be cleared (${cleared.failure.detail}), so under pwdMustChange the account must change its password before it can search`;
   return { ok: true, detail: `admin reset back to ${current.fingerprint} by ${state.setup.admin!.dn}${note}` };

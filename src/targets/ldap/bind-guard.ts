@@ -16,12 +16,19 @@ export class FailedBindGuard {
     this.#minIntervalMs = minIntervalMs;
   }
 
-  /** May provkey try this password on this server now? */
-  check(server: number, fingerprint: string, now = Date.now()): { ok: true } | { ok: false; reason: string } {
+  /**
+   * May provkey try this password on this server now? With `changeArrived` (a replica just
+   * proved it has the change by refusing the previous password, which is one of the failures
+   * in the streak) the streak does not hold back the one bind with the new password that ends
+   * the wait: without it, a low pwdMaxFailure would leave no bind at all. Pacing still applies.
+   * (This is the fallback; replication.ts tells arrival without any failed bind.)
+   */
+  check(server: number, fingerprint: string, now = Date.now(), options: { changeArrived?: boolean } = {}): { ok: true } | { ok: false; reason: string } {
     const state = this.#servers.get(server);
     if (!state) return { ok: true };
     const budget = this.#budget();
-    if (state.streak >= budget) {
+    // The arrival's failure may take the streak to the budget, never past it.
+    if (state.streak >= budget && !(options.changeArrived && state.streak <= budget)) {
       return {
         ok: false,
         reason: `not tried: ${state.streak} failed bind(s) in a row on this server already; provkey stops at ${budget} to stay clear of pwdMaxFailure`,

@@ -1,12 +1,14 @@
+import type { Client } from 'ldapts';
 import type { ConnectionTest, Probe, SecretInUse, TestOptions, Verdict } from '../target.js';
 import { closeQuietly } from './connection.js';
 import { bindWithPolicy, combineVerdicts, judgeBind, probeConnect, probeSearch, probeWhoami, skipped, verdictOfFailure } from './probes.js';
-import { WRITE_SERVER, type LdapTargetState } from './target-state.js';
+import { checkArrival, stopWatching } from './replication.js';
+import { WRITE_SERVER, type LastChange, type LdapTargetState } from './target-state.js';
 
 /**
  * The LDAP target's connection test, on every listed server at once: accept (connect, bind,
- * Who am I?, a search under searchBase; a replica still taking the previous password is
- * reported as lagging, at no failed-bind cost) or reject (one bind that must fail with 49).
+ * Who am I?, a search under searchBase; a replica the last change has not reached yet is
+ * reported as lagging, see replication.ts) or reject (one bind that must fail with 49).
  */
 
 type ServerResult = { verdict: Verdict; probes: Probe[] };
@@ -56,31 +58,18 @@ async function acceptOn(state: LdapTargetState, index: number, secret: SecretInU
   if (!connection.ok) return { verdict: verdictOfFailure(connection.failure), probes: [...probes, ...notRun('not run: no connection')] };
   const client = connection.client;
   try {
-    // A replica still accepting the previous password has not received the change yet. Asking
-    // it that way costs no failed bind, where polling it with the new password would.
+    // A replica is bound with the new password only once the change has reached it: before
+    // that, the bind would fail and count toward pwdMaxFailure there.
     const change = state.change;
-    if (change && change.to === secret.fingerprint && change.from && !change.confirmed.has(index) && !change.fromGone.has(index)) {
-      const previous = await bindWithPolicy(client, bindDn, change.from.value, state.scrub);
-      if (previous.ok) {
-        state.guard.succeeded(index);
-        probes.push({
-          name: 'replication',
-          outcome: 'fail',
-          status: 0,
-          ms: previous.ms,
-          detail: `still accepts the previous password ${change.from.fingerprint}: the change has not reached this server yet`,
-        });
-        return { verdict: 'rejected', probes: [...probes, ...notRun('not run: waiting for replication')] };
-      }
-      if (previous.failure!.kind !== 'rejected') {
-        probes.push({ name: 'replication', outcome: 'fail', status: previous.failure!.status, ms: previous.ms, detail: previous.failure!.detail });
-        return { verdict: verdictOfFailure(previous.failure!), probes: [...probes, ...notRun('not run')] };
-      }
-      change.fromGone.add(index);
-      state.guard.failed(index, change.from.fingerprint);
-      probes.push({ name: 'replication', outcome: 'pass', status: 49, ms: previous.ms, detail: `the previous password ${change.from.fingerprint} is rejected: the change has arrived` });
+    const pending = change && change.to === secret.fingerprint && !change.confirmed.has(index) ? change : undefined;
+    let arrival: { csn?: string; proven: boolean } = { proven: false };
+    if (pending) {
+      const replication = await replicationCheck(state, index, client, pending);
+      if (replication.probe) probes.push(replication.probe);
+      if ('verdict' in replication) return { verdict: replication.verdict, probes: [...probes, ...notRun(replication.why)] };
+      arrival = replication;
     }
-    const gate = state.guard.check(index, secret.fingerprint);
+    const gate = state.guard.check(index, secret.fingerprint, Date.now(), { changeArrived: arrival.proven });
     if (!gate.ok) {
       probes.push({ name: 'bind', outcome: 'fail', ms: 0, detail: gate.reason });
       return { verdict: 'rejected', probes: [...probes, ...notRun('not run')] };
@@ -90,7 +79,11 @@ async function acceptOn(state: LdapTargetState, index: number, secret: SecretInU
     const judged = judgeBind(bind, 'accept');
     probes.push(judged.probe);
     if (!bind.ok) return { verdict: judged.verdict, probes: [...probes, ...notRun('not run: the bind failed')] };
-    if (change && change.to === secret.fingerprint) change.confirmed.add(index);
+    if (pending) {
+      pending.confirmed.add(index);
+      if (arrival.csn) state.replicas.know(index, arrival.csn, secret.fingerprint, true);
+      await stopWatching(pending, index);
+    }
     probes.push(await probeWhoami(client, bindDn, state.scrub));
     probes.push(await probeSearch(client, searchBase, searchFilter, state.scrub));
     if (index === WRITE_SERVER && bind.ppolicy?.errorName !== 'changeAfterReset') await state.loadPolicyOn(client, 'account');
@@ -100,8 +93,60 @@ async function acceptOn(state: LdapTargetState, index: number, secret: SecretInU
   }
 }
 
-/** The negative probe: one bind with the secret on this server, which must fail with 49. */
+type ReplicationCheck =
+  | { probe?: Probe; verdict: Verdict; why: string }
+  | { probe?: Probe; proven: boolean; csn?: string };
+
+/**
+ * Has the change reached this replica? First through its watcher (entryCSN, no bind at all);
+ * without one, by binding the previous password once: a replica still accepting it has not
+ * received the change (no failed bind), one refusing it has, at the cost of that one failed
+ * bind, which is then the only one (it proves arrival, so the new password is tried at once
+ * and ends the streak). Without the previous password (a resumed run) nothing is asked here
+ * and the guard paces binds with the new one.
+ */
+async function replicationCheck(state: LdapTargetState, index: number, client: Client, change: LastChange): Promise<ReplicationCheck> {
+  const started = performance.now();
+  const ms = () => Math.round(performance.now() - started);
+  const seen = await checkArrival(state, index, change);
+  if (seen.state === 'lagging') {
+    return { probe: { name: 'replication', outcome: 'fail', ms: ms(), detail: seen.detail }, verdict: 'rejected', why: 'not run: waiting for replication' };
+  }
+  if (seen.state === 'arrived') return { probe: { name: 'replication', outcome: 'pass', ms: ms(), detail: seen.detail }, proven: true, csn: seen.csn };
+  const from = change.from;
+  if (!from || change.fromGone.has(index)) return { proven: false };
+  const previous = await bindWithPolicy(client, state.config.bindDn, from.value, state.scrub);
+  state.recordBind(index, from, previous.ok, previous.failure);
+  if (previous.ok) {
+    const detail = `still accepts the previous password ${from.fingerprint}: the change has not reached this server yet`;
+    return { probe: { name: 'replication', outcome: 'fail', status: 0, ms: previous.ms, detail }, verdict: 'rejected', why: 'not run: waiting for replication' };
+  }
+  const failure = previous.failure!;
+  if (failure.kind !== 'rejected') {
+    return { probe: { name: 'replication', outcome: 'fail', status: failure.status, ms: previous.ms, detail: failure.detail }, verdict: verdictOfFailure(failure), why: 'not run' };
+  }
+  change.fromGone.add(index);
+  if (previous.ppolicy?.errorName === 'accountLocked') {
+    // Locked: every password gets 49 here, so this proves nothing and the new one would fail too.
+    const detail = `${failure.detail}: the account is locked on this server; an admin must unlock it (delete pwdAccountLockedTime)`;
+    return { probe: { name: 'replication', outcome: 'fail', status: failure.status, ms: previous.ms, detail }, verdict: 'rejected', why: 'not run: the account is locked here' };
+  }
+  const detail = `the previous password ${from.fingerprint} is rejected: the change has arrived`;
+  return { probe: { name: 'replication', outcome: 'pass', status: failure.status, ms: previous.ms, detail }, proven: true };
+}
+
+/**
+ * The negative probe: one bind with the secret on this server, which must fail with 49. A
+ * server that already refused this password since provkey's last change (the replication
+ * check above) is not asked again: that 49 is the proof, and a second bind would be a second
+ * failure counted toward pwdMaxFailure.
+ */
 async function rejectOn(state: LdapTargetState, index: number, secret: SecretInUse): Promise<ServerResult> {
+  const seen = state.seenRejecting(index, secret.fingerprint);
+  if (seen) {
+    const detail = `${seen.detail} at ${seen.at}, since provkey's last change: not bound again (each failed bind counts toward pwdMaxFailure)`;
+    return { verdict: 'rejected', probes: [{ name: 'bind', outcome: 'pass', status: seen.status, ms: 0, detail }] };
+  }
   const server = state.setup.servers[index]!;
   const connection = await state.connector.open(server);
   const probes: Probe[] = [probeConnect(connection, server.url)];

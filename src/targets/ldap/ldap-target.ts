@@ -146,6 +146,8 @@ class LdapTarget implements Target {
   }
 
   async close(): Promise<void> {
-    // Every operation opens and closes its own connection: nothing stays open.
+    // Every operation opens and closes its own connection; only replica watchers stay open
+    // between a change and its test (replication.ts).
+    await this.#state.close();
   }
 }

@@ -2,6 +2,7 @@ import type { ApplyResult, SecretInUse } from '../target.js';
 import { changePassword, lockAccount } from './account.js';
 import { closeQuietly } from './connection.js';
 import { bindWithPolicy } from './probes.js';
+import { checkArrival, openWatchers, stopWatching } from './replication.js';
 import { applyFailure } from './result-codes.js';
 import { WRITE_SERVER, type LdapTargetState } from './target-state.js';
 
@@ -27,20 +28,34 @@ export async function retirePassword(state: LdapTargetState, change: { old: Secr
       const bound = await state.bindAdmin(client);
       if (!bound.ok) return bound.result;
       await state.loadPolicyOn(client, 'admin');
-      const done = await changePassword(client, { user: bindDn, newPassword: discard.value }, state.scrub);
-      return done.ok ? { ok: true, detail: `admin reset of ${bindDn} to an unknown random password` } : applyFailure(done.failure, `admin reset of ${bindDn} on ${server.url} failed`);
+      const watchers = await openWatchers(state, 'admin');
+      try {
+        const done = await changePassword(client, { user: bindDn, newPassword: discard.value }, state.scrub);
+        if (!done.ok) return applyFailure(done.failure, `admin reset of ${bindDn} on ${server.url} failed`);
+        await state.changed(discard, old, { client, watchers });
+        return { ok: true, detail: `admin reset of ${bindDn} to an unknown random password` };
+      } finally {
+        await watchers.close();
+      }
     }
     const bind = await bindWithPolicy(client, bindDn, old.value, state.scrub);
     state.recordBind(WRITE_SERVER, old, bind.ok, bind.failure);
     if (!bind.ok && bind.failure!.kind === 'rejected') return { ok: true, detail: `${old.fingerprint} already does not bind (${bind.failure!.detail})` };
     if (!bind.ok) return applyFailure(bind.failure!, `bind as ${bindDn} with ${old.fingerprint} failed`);
     await state.loadPolicyOn(client, 'account');
-    const done = await changePassword(client, { user: bindDn, oldPassword: old.value, newPassword: discard.value }, state.scrub);
-    return done.ok ? { ok: true, detail: `changed by the account itself to an unknown random password` } : applyFailure(done.failure, `password modify (self) on ${server.url} failed`);
+    const watchers = await openWatchers(state, { account: old });
+    try {
+      const done = await changePassword(client, { user: bindDn, oldPassword: old.value, newPassword: discard.value }, state.scrub);
+      if (!done.ok) return applyFailure(done.failure, `password modify (self) on ${server.url} failed`);
+      await state.changed(discard, old, { client, watchers });
+      return { ok: true, detail: `changed by the account itself to an unknown random password` };
+    } finally {
+      await watchers.close();
+    }
   });
   if (!reset.ok) return reset;
-  state.changed(discard, old);
-  const lagging = await waitForReplicas(state, discard);
+  // "already does not bind" changed nothing: there is nothing to wait for.
+  const lagging = state.change?.to === discard.fingerprint ? await waitForReplicas(state, discard) : [];
   const notes = [reset.detail ?? 'reset'];
   if (lagging.length) notes.push(`not yet confirmed on ${lagging.join(', ')}`);
   if (state.config.revoke.lockAccount) {
@@ -57,29 +72,37 @@ export async function retirePassword(state: LdapTargetState, change: { old: Secr
 }
 
 /**
- * After a revoke, waits (within the propagation timeout) until every other server accepts
- * the throw-away password, so the negative probe that follows sees the change everywhere.
- * Binding with it costs nothing once it has arrived; before that the bind guard paces it.
+ * After a revoke, waits (within the propagation timeout) until every other server has the
+ * change, so the negative probe that follows sees it everywhere. Told by entryCSN through the
+ * watchers (replication.ts), without a bind; where there is no watcher, by binding the
+ * throw-away password, paced by the bind guard.
  */
 async function waitForReplicas(state: LdapTargetState, secret: SecretInUse): Promise<string[]> {
   const deadline = Date.now() + state.setup.propagationTimeoutMs;
+  const change = state.change!;
   const lagging: string[] = [];
   for (let index = 1; index < state.setup.servers.length; index++) {
     const server = state.setup.servers[index]!;
-    let accepted = false;
-    while (!accepted && Date.now() < deadline) {
-      if (state.guard.check(index, secret.fingerprint).ok) {
+    let arrived = false;
+    while (!arrived && Date.now() < deadline) {
+      const seen = await checkArrival(state, index, change);
+      if (seen.state === 'arrived') {
+        arrived = true;
+        change.confirmed.add(index);
+        await stopWatching(change, index);
+      } else if (seen.state === 'unknown' && state.guard.check(index, secret.fingerprint).ok) {
         const connection = await state.connector.open(server);
         if (connection.ok) {
           const bind = await bindWithPolicy(connection.client, state.config.bindDn, secret.value, state.scrub);
           await closeQuietly(connection.client);
           state.recordBind(index, secret, bind.ok, bind.failure);
-          accepted = bind.ok;
+          arrived = bind.ok;
+          if (arrived) change.confirmed.add(index);
         }
       }
-      if (!accepted) await sleep(Math.min(250, Math.max(0, deadline - Date.now())));
+      if (!arrived) await sleep(Math.min(250, Math.max(0, deadline - Date.now())));
     }
-    if (!accepted) lagging.push(server.url);
+    if (!arrived) lagging.push(server.url);
   }
   return lagging;
 }
