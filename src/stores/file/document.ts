@@ -1,6 +1,7 @@
 import * as v from 'valibot';
 import type { KeyRecord, LifecycleState, VersionMeta } from '../../core/model.js';
 import { fileStoreError } from './errors.js';
+import { lifecycleStateSchema, versionMetaEntries } from '../record-schema.js';
 
 /**
  * The decrypted contents of a store file. Only ever held in memory; the values live here and
@@ -26,24 +27,9 @@ export interface StoredKey {
 /** `value` null: the version was disabled and its value erased. */
 export type StoredVersion = VersionMeta & { value: string | null };
 
-// Loose objects keep fields a newer provkey may add instead of silently dropping them on rewrite.
-const versionSchema = v.looseObject({
-  id: v.pipe(v.string(), v.regex(/^[1-9][0-9]*$/)),
-  label: v.picklist(['current', 'pending', 'previous', 'revoked', 'failed']),
-  fingerprint: v.string(),
-  createdAt: v.string(),
-  labelledAt: v.string(),
-  graceUntil: v.optional(v.string()),
-  origin: v.picklist(['generated', 'imported']),
-  value: v.nullable(v.string()),
-});
-
-const stateSchema = v.looseObject({
-  claim: v.optional(v.looseObject({ id: v.string(), operation: v.string(), step: v.string(), startedAt: v.string(), expiresAt: v.string() })),
-  lastTest: v.optional(v.looseObject({ ok: v.boolean(), at: v.string() })),
-  lastRotatedAt: v.optional(v.string()),
-  lockout: v.optional(v.looseObject({ at: v.string(), detail: v.string() })),
-});
+/** The file store keeps the value beside the metadata; null once the version is disabled. */
+const versionSchema = v.looseObject({ ...versionMetaEntries, value: v.nullable(v.string()) });
+const stateSchema = lifecycleStateSchema;
 
 const count = v.pipe(v.number(), v.integer(), v.minValue(0));
 const documentSchema = v.strictObject({

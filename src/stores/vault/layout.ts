@@ -2,6 +2,7 @@ import * as v from 'valibot';
 import type { KeyRecord, LifecycleState, VersionMeta } from '../../core/model.js';
 import { vaultError } from './errors.js';
 import type { VaultSettings } from './settings.js';
+import { lifecycleStateSchema, versionMetaEntries } from '../record-schema.js';
 
 /**
  * Where a key lives in KV v2, under <mount>/<prefix>/<key>/:
@@ -74,28 +75,14 @@ export interface StoredState {
   document: StateDocument;
 }
 
-// Loose objects keep fields a newer provkey may add instead of dropping them on rewrite.
-const versionSchema = v.looseObject({
-  id: v.pipe(v.string(), v.regex(/^[1-9][0-9]*$/)),
-  label: v.picklist(['current', 'pending', 'previous', 'revoked', 'failed']),
-  fingerprint: v.string(),
-  createdAt: v.string(),
-  labelledAt: v.string(),
-  graceUntil: v.optional(v.string()),
-  origin: v.picklist(['generated', 'imported']),
-});
+const versionSchema = v.looseObject(versionMetaEntries);
 
 const documentSchema = v.looseObject({
   provkey: v.literal(1),
   key: v.string(),
   incarnation: v.pipe(v.string(), v.minLength(1)),
   versions: v.array(versionSchema),
-  state: v.looseObject({
-    claim: v.optional(v.looseObject({ id: v.string(), operation: v.string(), step: v.string(), startedAt: v.string(), expiresAt: v.string() })),
-    lastTest: v.optional(v.looseObject({ ok: v.boolean(), at: v.string() })),
-    lastRotatedAt: v.optional(v.string()),
-    lockout: v.optional(v.looseObject({ at: v.string(), detail: v.string() })),
-  }),
+  state: lifecycleStateSchema,
 });
 
 /** Checks a state secret's data before any of it is used; the error names the field, never a value. */
