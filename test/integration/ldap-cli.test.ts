@@ -3,14 +3,16 @@
 // asked what happened (a bind with ldapts: 0 accepted, 49 rejected), and everything the CLI
 // printed is scanned for every password the test generated, read back or used.
 
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Attribute, Change, Client, Control } from 'ldapts';
 import { afterEach, describe, expect, it } from 'vitest';
 import { fingerprint } from '../../src/core/fingerprint.js';
 import { PasswordPolicyControl } from '../../src/targets/ldap/ppolicy.js';
-import { ProvkeyCli, describeRun } from '../harness/cli.ts';
+import { ProvkeyCli, describeRun, readStoredVersions } from '../harness/cli.ts';
 import { startSlapd, startSlapdReplica, type SlapdServer, type StartSlapdOptions } from '../harness/servers/slapd.ts';
 
 const KEY = 'ldap-provisioner';
@@ -56,8 +58,8 @@ async function worksAs(srv: SlapdServer, password: string): Promise<number> {
   }
 }
 
-async function accountState(srv: SlapdServer, attributes: string[]): Promise<Record<string, string[]>> {
-  const client = await connect(srv);
+async function accountState(srv: SlapdServer, attributes: string[], url = srv.ldapUrl): Promise<Record<string, string[]>> {
+  const client = await connect(srv, url);
   try {
     await client.bind(srv.adminDn, srv.adminPassword);
     const entry = (await client.search(srv.serviceDn, { scope: 'base', attributes })).searchEntries[0]!;
@@ -65,6 +67,35 @@ async function accountState(srv: SlapdServer, attributes: string[]): Promise<Rec
   } finally {
     await client.unbind().catch(() => undefined);
   }
+}
+
+/**
+ * Failed binds as the service account that this server logged (started with debugLevel
+ * 'stats'). pwdFailureTime does not count them: a successful bind clears it, and a consumer
+ * also holds the failures replicated from its provider.
+ */
+async function failedBinds(srv: SlapdServer): Promise<number> {
+  // The harness writes slapd's stderr to slapd.log every 500 ms.
+  await new Promise((resolve) => setTimeout(resolve, 700));
+  const log = await readFile(path.join(srv.dir, 'slapd.log'), 'utf8').catch(() => '');
+  const dnOf = new Map<string, string>();
+  let failed = 0;
+  for (const line of log.split('\n')) {
+    const bind = /(conn=\d+ op=\d+) BIND dn="([^"]*)" method=128/.exec(line);
+    if (bind) dnOf.set(bind[1]!, bind[2]!.toLowerCase());
+    const refused = /(conn=\d+ op=\d+) RESULT tag=97 err=49\b/.exec(line);
+    if (refused && dnOf.get(refused[1]!) === srv.serviceDn.toLowerCase()) failed += 1;
+  }
+  return failed;
+}
+
+/** Whether one pwdHistory value (time#syntax#length#{SSHA}…) is the hash of `password`. */
+function historyHolds(entry: string, password: string): boolean {
+  const hash = /#\{SSHA\}(.+)$/.exec(entry)?.[1];
+  if (!hash) return false;
+  const raw = Buffer.from(hash, 'base64');
+  const digest = createHash('sha1').update(password, 'utf8').update(raw.subarray(20)).digest();
+  return digest.equals(raw.subarray(0, 20));
 }
 
 class Relax extends Control {
@@ -260,6 +291,103 @@ describe('provkey CLI with an LDAP key (OpenLDAP slapd)', () => {
     expect((await cli.reveal(KEY, 'still current'))).toBe(srv.servicePassword);
     // Waiting for the clone cost no failed bind there: it was asked with the previous password.
     expect((await accountState(clone, ['pwdFailureTime'])).pwdFailureTime).toEqual([]);
+  });
+
+  it('a syncrepl replica under the lockout guard (pwdMaxFailure 3): two rotations succeed without a failed bind on either server', async () => {
+    const { srv, cli, dir } = await setUp((s) => [...common(s), 'propagationTimeout: 10s'], { policy: { pwdMaxFailure: '3' }, debugLevel: 'stats' });
+    const replica = await startSlapdReplica(srv);
+    cleanups.push(() => replica.stop());
+    const config = path.join(dir, 'provkey.yaml');
+    writeFileSync(config, readFileSync(config, 'utf8').replace(`urls: [${srv.ldapUrl}]`, `urls: [${srv.ldapUrl}, ${replica.ldapsUrl}]`));
+
+    expect((await cli.run(['import', KEY], { input: srv.servicePassword })).code).toBe(0);
+    let previous = srv.servicePassword;
+    for (const round of [1, 2]) {
+      const rotated = await cli.json<KeyResultJson>(['rotate', KEY]);
+      expect(rotated.result.code, describeRun(rotated.result)).toBe(0);
+      expect(rotated.data.results[0]!.outcome).toBe('rotated');
+      expect(rotated.data.results[0]!.steps.find((s) => s.step === 'prove-rejected')).toMatchObject({ ok: true, detail: expect.stringMatching(/lockout guard/) });
+      const now = await cli.reveal(KEY, `after rotation ${round}`);
+      expect(await worksAs(srv, now)).toBe(0);
+      expect((await bindAs(srv, now, replica.ldapUrl)).code).toBe(0);
+      expect((await bindAs(srv, previous, replica.ldapUrl)).code).toBe(49);
+      previous = now;
+    }
+    // The test's own two binds with the old password above were the only failures: cleared by the next good bind.
+    expect((await bindAs(srv, previous)).code).toBe(0);
+    expect((await bindAs(srv, previous, replica.ldapUrl)).code).toBe(0);
+    expect((await accountState(srv, ['pwdFailureTime'])).pwdFailureTime).toEqual([]);
+    expect((await accountState(srv, ['pwdFailureTime'], replica.ldapUrl)).pwdFailureTime).toEqual([]);
+    // The servers' own logs: provkey caused none on the primary; on the replica only the test's two.
+    expect(await failedBinds(srv)).toBe(0);
+    expect(await failedBinds(replica)).toBe(2);
+  });
+
+  it('the default policy with a syncrepl replica: a rotation costs at most one failed bind per server (the negative probe)', async () => {
+    const { srv, cli, dir } = await setUp((s) => [...common(s), 'propagationTimeout: 10s'], { debugLevel: 'stats' });
+    const replica = await startSlapdReplica(srv);
+    cleanups.push(() => replica.stop());
+    const config = path.join(dir, 'provkey.yaml');
+    writeFileSync(config, readFileSync(config, 'utf8').replace(`urls: [${srv.ldapUrl}]`, `urls: [${srv.ldapUrl}, ${replica.ldapsUrl}]`));
+
+    expect((await cli.run(['import', KEY], { input: srv.servicePassword })).code).toBe(0);
+    const rotated = await cli.json<KeyResultJson>(['rotate', KEY]);
+    expect(rotated.result.code, describeRun(rotated.result)).toBe(0);
+    expect(rotated.data.results[0]!.steps.find((s) => s.step === 'prove-rejected')).toMatchObject({ ok: true, detail: expect.stringMatching(/^rejected/) });
+    expect(await failedBinds(srv)).toBe(1);
+    expect(await failedBinds(replica)).toBe(1);
+    const now = await cli.reveal(KEY, 'after rotate');
+    expect((await bindAs(srv, now, replica.ldapUrl)).code).toBe(0);
+  });
+
+  it('a retry after a rolled-back rotation generates a fresh password; the failed one is erased and never sent again', async () => {
+    const { srv, cli, dir } = await setUp((s) => [...common(s), `apply: { mode: self, ${adminCredential(s)} }`, 'rollback: admin-reset', 'propagationTimeout: 2s']);
+    const clone = await startSlapdReplica(srv, { mode: 'clone' });
+    cleanups.push(() => clone.stop());
+    const config = path.join(dir, 'provkey.yaml');
+    const single = readFileSync(config, 'utf8');
+    // ldaps: a lagging ldaps server's connection is closed before any operation on it, which
+    // must not leave its socket open (the CLI would never exit).
+    writeFileSync(config, single.replace(`urls: [${srv.ldapUrl}]`, `urls: [${srv.ldapUrl}, ${clone.ldapsUrl}]`));
+    const initial = srv.servicePassword;
+    expect((await cli.run(['import', KEY], { input: initial })).code).toBe(0);
+
+    // The clone never gets the change: the rotation rolls back.
+    const failed = await cli.json<KeyResultJson>(['rotate', KEY], { timeoutMs: 20_000 });
+    expect(failed.result.code, describeRun(failed.result)).toBe(1);
+    expect(failed.data.results[0]!.outcome).toBe('rolled_back');
+    const failedFingerprint = failed.data.results[0]!.fingerprint!;
+    expect(failedFingerprint).toMatch(/^sha256:/);
+
+    // The retry, with the clone taken out of the key.
+    writeFileSync(config, single);
+    const retried = await cli.json<KeyResultJson>(['rotate', KEY]);
+    expect(retried.result.code, describeRun(retried.result)).toBe(0);
+    expect(retried.data.results[0]!.outcome).toBe('rotated');
+    const retriedFingerprint = retried.data.results[0]!.fingerprint!;
+    expect(retriedFingerprint).not.toBe(failedFingerprint);
+    expect(retried.result.stdout).not.toContain(failedFingerprint);
+    const now = await cli.reveal(KEY, 'after the retry');
+    expect(fingerprint(now)).toBe(retriedFingerprint);
+
+    const history = await cli.json<{ versions: { id: string; fingerprint: string; label: string }[] }>(['history', KEY]);
+    expect(history.data.versions.map((v) => [v.fingerprint, v.label])).toEqual([
+      [fingerprint(initial), 'revoked'],
+      [failedFingerprint, 'failed'],
+      [retriedFingerprint, 'current'],
+    ]);
+    // The failed value is erased from the store: there is nothing left that could be sent again.
+    const stored = await readStoredVersions(dir, KEY);
+    expect(stored.find((v) => v.fingerprint === failedFingerprint)).toMatchObject({ label: 'failed', value: null });
+
+    // The directory's own record: pwdHistory holds every password the account had, and the
+    // failed one exactly once (set by the first run, then replaced by the rollback). The retry
+    // was a self change, which pwdInHistory would have refused for any value in it.
+    const { pwdHistory } = await accountState(srv, ['pwdHistory']);
+    expect(pwdHistory.filter((h) => historyHolds(h, initial))).toHaveLength(2);
+    expect(pwdHistory.filter((h) => historyHolds(h, now))).toHaveLength(0);
+    expect(pwdHistory.filter((h) => !historyHolds(h, initial))).toHaveLength(1);
+    expect(await worksAs(srv, now)).toBe(0);
   });
 
   it('config errors are one line naming the field, exit 2, nothing touched', async () => {

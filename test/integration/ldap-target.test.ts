@@ -5,6 +5,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Attribute, Change, Client, Control } from 'ldapts';
@@ -120,6 +121,57 @@ async function relaxModify(srv: SlapdServer, changes: Change[]): Promise<void> {
 function generalizedTime(d: Date): string {
   return d.toISOString().replace(/[-:T]/g, '').replace(/\.\d+Z$/, 'Z');
 }
+
+/**
+ * Failed binds as the service account that this server logged (start it with debugLevel
+ * 'stats'). pwdFailureTime is no count of what provkey cost: a successful bind clears it, and a
+ * consumer also holds the failures replicated from its provider. The log is the server's own
+ * record of every bind it refused.
+ */
+async function failedBinds(srv: SlapdServer): Promise<number> {
+  // The harness writes slapd's stderr to slapd.log every 500 ms.
+  await new Promise((resolve) => setTimeout(resolve, 700));
+  const log = await readFile(path.join(srv.dir, 'slapd.log'), 'utf8').catch(() => '');
+  const dnOf = new Map<string, string>();
+  let failed = 0;
+  for (const line of log.split('\n')) {
+    const bind = /(conn=\d+ op=\d+) BIND dn="([^"]*)" method=128/.exec(line);
+    if (bind) dnOf.set(bind[1]!, bind[2]!.toLowerCase());
+    const refused = /(conn=\d+ op=\d+) RESULT tag=97 err=49\b/.exec(line);
+    if (refused && dnOf.get(refused[1]!) === srv.serviceDn.toLowerCase()) failed += 1;
+  }
+  return failed;
+}
+
+/** The harness ACL, with entryCSN of the service accounts hidden from everyone but the rootdn. */
+const ACL_WITHOUT_ENTRYCSN = `
+access to dn.subtree="ou=services,{BASE}" attrs=entryCSN
+    by * none
+access to dn.subtree="ou=services,{BASE}" attrs=userPassword
+    by self write
+    by dn.exact="{PKADMIN}" manage
+    by anonymous auth
+    by * none
+access to dn.subtree="ou=services,{BASE}" attrs=pwdAccountLockedTime,pwdFailureTime,pwdReset,pwdGraceUseTime,pwdHistory
+    by dn.exact="{PKADMIN}" manage
+    by self read
+    by * none
+access to dn.subtree="ou=services,{BASE}"
+    by self read
+    by dn.exact="{PKADMIN}" read
+    by * none
+access to dn.subtree="ou=people,{BASE}"
+    by dn.exact="{SERVICE}" read
+    by * none
+access to dn.subtree="ou=policies,{BASE}"
+    by users read
+    by * none
+access to dn.base="{BASE}"
+    by users read
+    by * none
+access to *
+    by * none
+`;
 
 // --- the Target contract -----------------------------------------------------------------
 
@@ -481,7 +533,7 @@ describe('ldap target against slapd', () => {
     });
 
     it('a server that never gets the change is never accepted, and asking it costs no failed bind', async () => {
-      const srv = await server();
+      const srv = await server({ debugLevel: 'stats' });
       const clone = await startSlapdReplica(srv, { mode: 'clone' });
       cleanups.push(() => clone.stop());
       const initial = asSecret(srv.servicePassword);
@@ -493,8 +545,104 @@ describe('ldap target against slapd', () => {
       expect(waited.verdict).toBe('rejected');
       expect(waited.probes.find((p) => p.name === 'bind-1')).toMatchObject({ outcome: 'pass', status: 0 });
       expect(waited.probes.find((p) => p.name === 'replication-2')).toMatchObject({ outcome: 'fail', detail: expect.stringMatching(/not reached this server yet/) });
-      // The clone was asked with the previous password, which it still accepts: no failure counted.
+      // The clone was watched through a connection bound before the change: no failure counted.
       expect((await accountState(clone, ['pwdFailureTime'])).pwdFailureTime).toEqual([]);
+      expect(await failedBinds(clone)).toBe(0);
+    });
+
+    it('pwdMaxFailure 3: the change is seen on the replica by entryCSN, and two rotations cost no failed bind on either server', async () => {
+      const srv = await server({ policy: { pwdMaxFailure: '3' }, debugLevel: 'stats' });
+      const replica = await startSlapdReplica(srv);
+      cleanups.push(() => replica.stop());
+      const t = await target(srv, { urls: [srv.ldapUrl, replica.ldapsUrl], propagationTimeout: '10s' });
+      let current = asSecret(srv.servicePassword);
+      for (const round of [1, 2]) {
+        const next = makeSecret();
+        expect(await t.set({ next, current, replace: true }), `set ${round}`).toMatchObject({ ok: true });
+        expect(t.capabilities.negativeProbe).toBe('forbidden');
+        const accepted = await testUntil(t, next, 'accept');
+        expect(accepted.ok, `round ${round}: ${summary(accepted)}`).toBe(true);
+        expect(accepted.probes.find((p) => p.name === 'replication-2')).toMatchObject({ outcome: 'pass', detail: expect.stringMatching(/entryCSN/) });
+        expect(accepted.probes.find((p) => p.name === 'bind-2')).toMatchObject({ outcome: 'pass', status: 0 });
+        current = next;
+      }
+      expect(await failedBinds(srv)).toBe(0);
+      expect(await failedBinds(replica)).toBe(0);
+      expect((await accountState(srv, ['pwdFailureTime'])).pwdFailureTime).toEqual([]);
+      expect((await accountState(srv, ['pwdFailureTime'], replica.ldapUrl)).pwdFailureTime).toEqual([]);
+      expect((await bindAs(srv, current.value, replica.ldapUrl)).code).toBe(0);
+    });
+
+    it('admin apply with no previous version: a lagging server is told by an entryCSN older than the change, at no failed bind', async () => {
+      const srv = await server({ debugLevel: 'stats' });
+      const clone = await startSlapdReplica(srv, { mode: 'clone' });
+      cleanups.push(() => clone.stop());
+      const t = await target(srv, { urls: [srv.ldapUrl, clone.ldapUrl], apply: ADMIN_APPLY('admin', srv), propagationTimeout: '2s' });
+      const first = makeSecret();
+      expect(await t.set({ next: first, replace: true })).toMatchObject({ ok: true });
+      const waited = await testUntil(t, first, 'accept');
+      expect(waited.ok).toBe(false);
+      expect(waited.probes.find((p) => p.name === 'replication-2')).toMatchObject({
+        outcome: 'fail',
+        detail: expect.stringMatching(/entryCSN .* is older than the change's .*: the change has not reached this server yet/),
+      });
+      expect(waited.probes.find((p) => p.name === 'bind-2')).toMatchObject({ outcome: 'skipped' });
+      expect(await failedBinds(clone)).toBe(0);
+    });
+
+    describe('where entryCSN cannot be read (the fallback: the previous password, bound once)', () => {
+      it('one failed bind on the replica proves the change; the negative probe then counts it instead of binding again', async () => {
+        const srv = await server({ acl: ACL_WITHOUT_ENTRYCSN, debugLevel: 'stats' });
+        const replica = await startSlapdReplica(srv);
+        cleanups.push(() => replica.stop());
+        const t = await target(srv, { urls: [srv.ldapUrl, replica.ldapsUrl], propagationTimeout: '10s' });
+        const initial = asSecret(srv.servicePassword);
+        const next = makeSecret();
+        expect(await t.set({ next, current: initial, replace: true })).toMatchObject({ ok: true });
+        const accepted = await testUntil(t, next, 'accept');
+        expect(accepted.ok, summary(accepted)).toBe(true);
+        expect(accepted.probes.find((p) => p.name === 'replication-2')).toMatchObject({ outcome: 'pass', status: 49, detail: expect.stringMatching(/previous password .* is rejected/) });
+        expect(await failedBinds(replica)).toBe(1);
+
+        const proof = await t.test(initial, { expect: 'reject' });
+        expect(proof.ok, summary(proof)).toBe(true);
+        expect(proof.probes.find((p) => p.name === 'bind-1')).toMatchObject({ outcome: 'pass', status: 49 });
+        expect(proof.probes.find((p) => p.name === 'bind-2')).toMatchObject({ outcome: 'pass', status: 49, ms: 0, detail: expect.stringMatching(/not bound again/) });
+        expect(proof.probes.some((p) => p.name === 'connect-2')).toBe(false);
+        // One failed bind per server for the whole rotation: the negative probe on the primary, the replication check on the replica.
+        expect(await failedBinds(srv)).toBe(1);
+        expect(await failedBinds(replica)).toBe(1);
+
+        // Only that fingerprint: any other password is really bound.
+        const other = await t.test(makeSecret(), { expect: 'reject' });
+        expect(other.probes.find((p) => p.name === 'bind-2')).toMatchObject({ outcome: 'pass', status: 49, detail: expect.not.stringMatching(/not bound again/) });
+        expect(await failedBinds(replica)).toBe(2);
+
+        // Only until the next change: then the old password is asked again.
+        const third = makeSecret();
+        expect(await t.set({ next: third, current: next, replace: true })).toMatchObject({ ok: true });
+        expect((await testUntil(t, third, 'accept')).ok).toBe(true);
+        const again = await t.test(initial, { expect: 'reject' });
+        expect(again.ok, summary(again)).toBe(true);
+        expect(again.probes.find((p) => p.name === 'bind-2')!.detail).not.toMatch(/not bound again/);
+      });
+
+      it('pwdMaxFailure 3: that one failed bind does not stop the new password from being tried, so the rotation succeeds', async () => {
+        const srv = await server({ acl: ACL_WITHOUT_ENTRYCSN, policy: { pwdMaxFailure: '3' }, debugLevel: 'stats' });
+        const replica = await startSlapdReplica(srv);
+        cleanups.push(() => replica.stop());
+        const t = await target(srv, { urls: [srv.ldapUrl, replica.ldapsUrl], propagationTimeout: '10s' });
+        const initial = asSecret(srv.servicePassword);
+        const next = makeSecret();
+        expect(await t.set({ next, current: initial, replace: true })).toMatchObject({ ok: true });
+        const accepted = await testUntil(t, next, 'accept');
+        expect(accepted.ok, summary(accepted)).toBe(true);
+        expect(accepted.probes.find((p) => p.name === 'bind-2')).toMatchObject({ outcome: 'pass', status: 0 });
+        expect(await failedBinds(srv)).toBe(0);
+        expect(await failedBinds(replica)).toBe(1);
+        // The successful bind that followed cleared it again.
+        expect((await accountState(srv, ['pwdFailureTime'], replica.ldapUrl)).pwdFailureTime).toEqual([]);
+      });
     });
 
     it('without the previous password (a resumed run) failed binds on a lagging server stay under the budget', async () => {

@@ -1,6 +1,6 @@
 // The LDAP target's config rules, wire encoding and judgements, without a server: URLs and
 // the TLS rule, admin credentials each mode needs, RFC 3062 BER, result codes, verdicts,
-// the failed-bind guard. The real-server behaviour is in test/integration/ldap-target.test.ts.
+// the failed-bind guard, the replication state. The real-server behaviour is in test/integration/ldap-target.test.ts.
 
 import { tmpdir } from 'node:os';
 import * as v from 'valibot';
@@ -14,6 +14,7 @@ import { parseLdapServers } from '../../src/targets/ldap/connection.js';
 import { createLdapTarget } from '../../src/targets/ldap/ldap-target.js';
 import { encodePasswordModifyRequest } from '../../src/targets/ldap/password-modify.js';
 import { combineVerdicts, judgeBind } from '../../src/targets/ldap/probes.js';
+import { notBefore, ReplicaStates } from '../../src/targets/ldap/replication.js';
 import { applyFailure, classifyLdapError, describeResultCode } from '../../src/targets/ldap/result-codes.js';
 
 const context: AdapterContext = {
@@ -204,5 +205,47 @@ describe('failed-bind guard', () => {
     guard.succeeded(1);
     expect(guard.check(1, 'a', 5000)).toEqual({ ok: true });
     expect(guard.streak(1)).toBe(0);
+  });
+});
+
+describe('failed-bind guard after a proven arrival', () => {
+  it('lets the one bind with the new password through at the budget, never past it', () => {
+    // pwdMaxFailure 3: budget 1. The previous password's 49 on a replica proved the change.
+    const guard = new FailedBindGuard(() => 1, 1000);
+    guard.failed(1, 'previous', 0);
+    expect(guard.check(1, 'next', 0)).toMatchObject({ ok: false, reason: expect.stringMatching(/stops at 1/) });
+    expect(guard.check(1, 'next', 0, { changeArrived: true })).toEqual({ ok: true });
+    // If that bind fails too, nothing more is tried.
+    guard.failed(1, 'next', 0);
+    expect(guard.check(1, 'next', 5000, { changeArrived: true })).toMatchObject({ ok: false, reason: expect.stringMatching(/2 failed bind\(s\) in a row/) });
+    // Pacing still applies to a password that just failed.
+    const paced = new FailedBindGuard(() => 3, 1000);
+    paced.failed(1, 'next', 0);
+    expect(paced.check(1, 'next', 10, { changeArrived: true })).toMatchObject({ ok: false, reason: expect.stringMatching(/once a second/) });
+  });
+});
+
+describe('replication state (entryCSN)', () => {
+  const mark = '20261123002815.810533Z#000000#000#000000';
+
+  it('a replica has the change at the change\'s entryCSN or a later one', () => {
+    expect(notBefore(mark, mark)).toBe(true);
+    expect(notBefore('20261123002815.810534Z#000000#000#000000', mark)).toBe(true);
+    expect(notBefore('20261123002815.810533Z#000001#000#000000', mark)).toBe(true);
+    expect(notBefore('20261123002816.000000Z#000000#000#000000', mark)).toBe(true);
+    expect(notBefore('20261123002815.562259Z#000000#000#000000', mark)).toBe(false);
+    expect(notBefore('20251231235959.999999Z#000000#001#000000', mark)).toBe(false);
+  });
+
+  it('what a server held at an entryCSN: a proven state replaces an assumed one, otherwise the first word stands', () => {
+    const states = new ReplicaStates();
+    states.know(1, mark, 'sha256:current', false);
+    states.know(1, mark, 'sha256:next', false);
+    expect(states.get(1, mark)).toEqual({ fingerprint: 'sha256:current', proven: false });
+    states.know(1, mark, 'sha256:seen', true);
+    expect(states.get(1, mark)).toEqual({ fingerprint: 'sha256:seen', proven: true });
+    states.know(1, mark, 'sha256:other', false);
+    expect(states.get(1, mark)).toEqual({ fingerprint: 'sha256:seen', proven: true });
+    expect(states.get(2, mark)).toBeUndefined();
   });
 });

@@ -118,6 +118,7 @@ export class LdapConnector {
       if (server.security === 'ldaps') {
         const socket = await withTimeout(connectTls(server, tlsOptions), timeoutMs);
         client = new Client({ url: server.url, timeout: timeoutMs, createSecureConnection: oneShot(socket) as unknown as typeof tls.connect });
+        sockets.set(client, socket);
         return { ok: true, client, ms: elapsed(), detail: `ldaps, ${socket.getProtocol() ?? 'TLS'}` };
       }
       const socket = await withTimeout(connectTcp(server), timeoutMs);
@@ -129,6 +130,7 @@ export class LdapConnector {
         createConnection: oneShot(socket) as unknown as typeof net.connect,
         createSecureConnection: upgrade as unknown as typeof tls.connect,
       });
+      sockets.set(client, socket);
       if (server.security === 'plain') return { ok: true, client, ms: elapsed(), detail: 'plain LDAP (no TLS)' };
       try {
         await client.startTLS(tlsOptions);
@@ -205,6 +207,14 @@ function withTimeout<T extends net.Socket>(connecting: Promise<T>, ms: number): 
   return Promise.race([connecting, timeout]).finally(() => clearTimeout(timer));
 }
 
+/**
+ * The socket provkey opened for each client. ldapts takes it over only on the client's first
+ * operation: an ldaps client closed before any (a test that found nothing to bind yet) would
+ * otherwise leave the TLS socket open, and the process would never exit.
+ */
+const sockets = new WeakMap<Client, net.Socket>();
+
 export async function closeQuietly(client: Client): Promise<void> {
   await client.unbind().catch(() => undefined);
+  sockets.get(client)?.destroy();
 }

@@ -171,7 +171,7 @@ export async function checkArrival(state: LdapTargetState, index: number, change
   const known = state.replicas.get(index, csn);
   if (known) {
     if (known.fingerprint === change.to) return { state: 'arrived', csn, detail: `entryCSN ${csn}: this entry holds ${change.to}` };
-    return { state: 'lagging', csn, detail: `entryCSN ${csn}: this server still has ${known.fingerprint}; the change has not reached it yet` };
+    return { state: 'lagging', csn, detail: `still has ${known.fingerprint} (entryCSN ${csn}): the change has not reached this server yet` };
   }
   if (notBefore(csn, change.mark)) return { state: 'arrived', csn, detail: `entryCSN ${csn} is the change's (${change.mark}) or later: the change has arrived` };
   return { state: 'lagging', csn, detail: `entryCSN ${csn} is older than the change's ${change.mark}: the change has not reached this server yet` };
