@@ -111,6 +111,8 @@ class FileStore implements SecretStore {
   readonly capabilities: StoreCapabilities = { compareAndSet: 'lock', nativeVersions: false, softDelete: false };
   private readonly layout: Layout;
   private readonly lock: LockOptions;
+  /** The last bytes read and what they decrypted to (see readDocument). */
+  private lastRead: { text: string; document: StoreDocument } | undefined;
 
   constructor(name: string, layout: Layout, lock: LockOptions) {
     this.name = name;
@@ -214,9 +216,15 @@ class FileStore implements SecretStore {
 
   /** A missing store file is an empty store, so `status` works on a fresh machine without any key. */
   private async readDocument(): Promise<StoreDocument> {
-    const envelope = await this.readEnvelope();
-    if (!envelope) return emptyDocument();
-    return this.decrypt(envelope, await this.keyFor(envelope));
+    const text = await this.readStoreText();
+    if (text === undefined) return emptyDocument();
+    // The file is read every time (another process may have written it); only decrypting and
+    // validating the very same bytes again is skipped. Readers never mutate the document.
+    if (this.lastRead?.text === text) return this.lastRead.document;
+    const envelope = parseEnvelope(text, this.layout.storeFile);
+    const document = this.decrypt(envelope, await this.keyFor(envelope));
+    this.lastRead = { text, document };
+    return document;
   }
 
   /** Read, change and rewrite the whole store under the lock. `existed`: the store file was there. */
@@ -249,15 +257,18 @@ class FileStore implements SecretStore {
   }
 
   private async readEnvelope(): Promise<Envelope | undefined> {
+    const text = await this.readStoreText();
+    return text === undefined ? undefined : parseEnvelope(text, this.layout.storeFile);
+  }
+
+  private async readStoreText(): Promise<string | undefined> {
     const { storeFile } = this.layout;
-    let text: string;
     try {
-      text = await readFile(storeFile, 'utf8');
+      return await readFile(storeFile, 'utf8');
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw fsFailure('read store file', storeFile, error);
     }
-    return parseEnvelope(text, storeFile);
   }
 
   private decrypt(envelope: Envelope, key: Buffer): StoreDocument {
