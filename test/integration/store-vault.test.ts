@@ -4,7 +4,7 @@
 // rate limiting, AppRole login, token renewal, namespaces, soft delete and destroy.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import { createServer, type Server } from 'node:net';
@@ -21,6 +21,7 @@ import type { AdapterContext } from '../../src/stores/context.js';
 import type { NewVersionMeta, SecretStore } from '../../src/stores/store.js';
 import { createVaultStore, type VaultStoreInternals } from '../../src/stores/vault.js';
 import { describeStoreContract } from '../contract/store-contract.js';
+import { startTokenReviewDouble, type TokenReviewDouble } from '../harness/kubernetes-tokenreview-double.ts';
 import { ensureOpenBao, startOpenBao, type OpenBaoServer } from '../harness/servers/openbao.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -467,6 +468,105 @@ describe('vault store against OpenBao', () => {
   it('no token or secret value appears in any message the store produced', () => {
     const all = debugLines.join('\n');
     for (const secret of secretsSeen) expect(all).not.toContain(secret);
+  });
+});
+
+describe('vault store: Kubernetes auth login that succeeds (OpenBao + a TokenReview double of Kubernetes)', () => {
+  // OpenBao's kubernetes auth method parses the JWT's claims (without checking the signature
+  // when no pem_keys are configured), checks the role's bound service account name and
+  // namespace, then asks the Kubernetes API (POST .../tokenreviews at kubernetes_host) whether
+  // the token is valid. test/harness/kubernetes-tokenreview-double.ts answers that call.
+  const K8S_MOUNT = 'k8s-ok';
+  const saUid = randomUUID();
+  let k8s: TokenReviewDouble;
+  let jwt: string;
+  let reviewerJwt: string;
+
+  /** Looks like a legacy (secret-based) service-account token: RS256 header, k8s claims, a signature. */
+  function serviceAccountJwt(namespace: string, name: string, uid: string): string {
+    const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
+    const header = { alg: 'RS256', kid: randomBytes(16).toString('base64url') };
+    const claims = {
+      iss: 'kubernetes/serviceaccount',
+      'kubernetes.io/serviceaccount/namespace': namespace,
+      'kubernetes.io/serviceaccount/secret.name': `${name}-token-${randomBytes(3).toString('hex').slice(0, 5)}`,
+      'kubernetes.io/serviceaccount/service-account.name': name,
+      'kubernetes.io/serviceaccount/service-account.uid': uid,
+      sub: `system:serviceaccount:${namespace}:${name}`,
+    };
+    return `${b64(header)}.${b64(claims)}.${randomBytes(256).toString('base64url')}`;
+  }
+
+  beforeAll(async () => {
+    jwt = serviceAccountJwt('provkey', 'provkey', saUid);
+    reviewerJwt = serviceAccountJwt('kube-system', 'openbao-token-reviewer', randomUUID());
+    secretsSeen.push(jwt, reviewerJwt);
+    k8s = await startTokenReviewDouble({ jwt, reviewerJwt, namespace: 'provkey', serviceAccount: 'provkey', uid: saUid });
+    expect((await bao.api('POST', `sys/auth/${K8S_MOUNT}`, { type: 'kubernetes' })).status).toBe(204);
+    const config = await bao.api('POST', `auth/${K8S_MOUNT}/config`, {
+      kubernetes_host: k8s.url,
+      // OpenBao runs outside any pod: do not read /var/run/secrets/kubernetes.io/serviceaccount.
+      disable_local_ca_jwt: true,
+      // Required when disable_local_ca_jwt is true; unused, as the double speaks plain http.
+      kubernetes_ca_cert: 'unused: kubernetes_host is plain http',
+      token_reviewer_jwt: reviewerJwt,
+    });
+    expect(config.status, JSON.stringify(config.body)).toBe(204);
+    const role = await bao.api('POST', `auth/${K8S_MOUNT}/role/provkey`, {
+      bound_service_account_names: ['provkey'],
+      bound_service_account_namespaces: ['provkey'],
+      token_policies: ['provkey'], // docs/vault-policy.hcl, written by the top-level beforeAll
+      token_ttl: '1h',
+    });
+    expect(role.status, JSON.stringify(role.body)).toBe(204);
+  });
+
+  afterAll(async () => {
+    await k8s?.stop();
+  });
+
+  it('a service-account JWT from jwtFile logs in, the store writes and reads a key; a wrong JWT is auth_failed', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'provkey-vault-k8s-ok-'));
+    try {
+      writeFileSync(path.join(dir, 'sa-token'), `${jwt}\n`, { mode: 0o600 });
+      const auth = { method: 'kubernetes', mount: K8S_MOUNT, role: 'provkey', jwtFile: 'sa-token' };
+      const store = await createVaultStore('vault', vaultConfig({ address: bao.addr, auth }), context({}, dir));
+      stores.push(store);
+      const linesBefore = debugLines.length;
+      const key = `k8s-${randomBytes(4).toString('hex')}`;
+      const s = newSecret();
+      secretsSeen.push(s);
+      const { versionId, record } = await store.addVersion(key, undefined, s, meta('current', s));
+      expect(await store.readSecret(key, versionId)).toBe(s);
+      const read = await store.read(key);
+      expect(read?.revision).toBe(record.revision);
+      expect(read?.versions.map((ver) => [ver.id, ver.label])).toEqual([[versionId, 'current']]);
+      // Written where the policy allows, under the token the Kubernetes login issued.
+      const value = await bao.api('GET', `${MOUNT}/data/${PREFIX}/${key}/value`);
+      expect(value.body.data.data.value).toBe(s);
+      expect(debugLines.slice(linesBefore).filter((l) => l.startsWith(`[vault] Kubernetes login at auth/${K8S_MOUNT} as role provkey: token valid for 3600s`))).toHaveLength(1);
+
+      // OpenBao asked "Kubernetes" about exactly the file's JWT, once, as the configured reviewer.
+      expect(k8s.reviews).toEqual([{ token: jwt, audiences: [], bearer: reviewerJwt, authenticated: true }]);
+      expect(k8s.unexpected).toEqual([]);
+
+      // Same claims (so it passes the role's bindings) but a token Kubernetes does not know.
+      const wrongJwt = serviceAccountJwt('provkey', 'provkey', saUid);
+      secretsSeen.push(wrongJwt);
+      writeFileSync(path.join(dir, 'wrong-token'), wrongJwt, { mode: 0o600 });
+      const wrong = await createVaultStore('vault', vaultConfig({ address: bao.addr, auth: { ...auth, jwtFile: 'wrong-token' } }), context({}, dir));
+      stores.push(wrong);
+      const error = await failure(wrong.read(key));
+      expect(error.kind).toBe('auth_failed');
+      expect(error.message).toBe(`[vault] Kubernetes login at auth/${K8S_MOUNT} as role provkey refused: permission denied`);
+      expect(k8s.reviews.slice(1)).toEqual([{ token: wrongJwt, audiences: [], bearer: reviewerJwt, authenticated: false }]);
+
+      await store.deleteKey(key);
+      const all = debugLines.join('\n');
+      for (const secret of [jwt, wrongJwt, reviewerJwt, s]) expect(all).not.toContain(secret);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
