@@ -92,11 +92,11 @@ Docs: docs/README.md`);
 
   examples(
     program.command('revoke').argument('<key>', 'key name').description('make the target reject versions and disable them in the store (asks first)')
-      .option('--version <fingerprint|id>', 'one version')
+      .option('--fingerprint <fingerprint|id>', 'one version, by its fingerprint (or id, from "provkey history")')
       .option('--previous', 'only previous versions still in their grace period', false)
       .option('--current', 'only the current version', false)
       .action((key: string, opts) => run(async (g, io) => (await import('./commands/revoke.js')).revokeCommand({ key, ...opts }, g, io))),
-    ['provkey revoke entra-scim-prod --previous', 'provkey revoke entra-scim-prod --version sha256:1a2b3c4d5e6f --yes'],
+    ['provkey revoke entra-scim-prod --previous', 'provkey revoke entra-scim-prod --fingerprint sha256:1a2b3c4d5e6f --yes'],
   );
 
   examples(

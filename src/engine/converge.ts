@@ -103,14 +103,20 @@ async function finishInterruptedRevoke(ctx: KeyContext, record: KeyRecord): Prom
   const currentMeta = record.versions.find((v) => v.label === 'current');
   const current = currentMeta ? await secretOf(ctx, currentMeta) : undefined;
   const problems: string[] = [];
+  let proven = 0;
   for (const version of touched) {
     const old = await secretOf(ctx, version).catch((error: unknown) => {
-      if (error instanceof AdapterError && error.kind === 'not_found') return undefined; // already disabled: retired before
+      if (error instanceof AdapterError && error.kind === 'not_found') return undefined;
       throw error;
     });
-    if (!old) continue;
+    if (!old) {
+      // Erased means its proof ran, but the run died before recording how it ended.
+      problems.push(`NEEDS A HUMAN: an interrupted revoke left ${version.fingerprint} erased from the store before its outcome was recorded; check that the target rejects it`);
+      continue;
+    }
     const proof = await proveRetired(ctx, old, timer, current ? { current } : {});
-    if (!proof.ok) problems.push(proof.message);
+    if (proof.ok) proven++;
+    else problems.push(proof.message);
   }
   await ctx.session.recordAudit({ event: 'revoke.resumed', key: name, outcome: problems.length ? 'failed' : 'resumed', detail: { versions: touched.map((v) => v.fingerprint) } });
   const latest = (await ctx.store.read(name))!;
@@ -118,5 +124,5 @@ async function finishInterruptedRevoke(ctx: KeyContext, record: KeyRecord): Prom
   const attention = problems.length ? { attention: { at: new Date().toISOString(), detail: problems.join('; ') } } : {};
   await ctx.store.update(name, latest.revision, { versions: latest.versions, state: { ...state, ...attention } });
   if (problems.length) return { outcome: 'lockout', message: problems.join('; ') };
-  return { outcome: 'cleared', message: `an interrupted revoke was finished (${touched.length} version(s) retired and proven)` };
+  return { outcome: 'cleared', message: `an interrupted revoke was finished (${proven} version(s) retired and proven rejected)` };
 }

@@ -11,14 +11,18 @@ import { proveRetired } from './retire.js';
 
 export type RevokeSelection = { which: 'all' | 'previous' | 'current' } | { version: string };
 
+/** A version named by id, by fingerprint, or by the fingerprint's hex without "sha256:". */
+function matchesVersion(version: VersionMeta, wanted: string): boolean {
+  return version.id === wanted || version.fingerprint === wanted || version.fingerprint === `sha256:${wanted}`;
+}
+
 /** Which versions a revoke touches: by fingerprint or id, or by role. */
 export function selectVersions(versions: VersionMeta[], selection: RevokeSelection): VersionMeta[] {
   const live = versions.filter((v) => v.label === 'current' || v.label === 'previous');
   if ('version' in selection) {
-    const wanted = selection.version;
-    const found = versions.find((v) => v.id === wanted || v.fingerprint === wanted || v.fingerprint === `sha256:${wanted}`);
-    if (!found) throw new UsageError(`--version: no version "${selection.version}" (use a fingerprint or id from "provkey history")`, 'input.version');
-    if (found.label === 'revoked') throw new UsageError(`--version: ${found.fingerprint} is already revoked`, 'input.version');
+    const found = versions.find((v) => matchesVersion(v, selection.version));
+    if (!found) throw new UsageError(`--fingerprint: no version "${selection.version}" (use a fingerprint or id from "provkey history")`, 'input.version');
+    if (found.label === 'revoked') throw new UsageError(`--fingerprint: ${found.fingerprint} is already revoked`, 'input.version');
     return [found];
   }
   if (selection.which === 'previous') return live.filter((v) => v.label === 'previous');
@@ -51,7 +55,7 @@ export async function revokeKey(ctx: KeyContext, selection: RevokeSelection, ope
     converged = convergence.message;
     record = (await ctx.store.read(name))!;
   }
-  const alreadyDone = converged !== undefined && 'version' in selection && record.versions.some((v) => v.label === 'revoked' && (v.id === selection.version || v.fingerprint === selection.version));
+  const alreadyDone = converged !== undefined && 'version' in selection && record.versions.some((v) => v.label === 'revoked' && matchesVersion(v, selection.version));
   const chosen = alreadyDone ? [] : selectVersions(record.versions, selection).sort((a, b) => (a.label === 'current' ? 1 : 0) - (b.label === 'current' ? 1 : 0));
   if (chosen.length === 0) {
     return { ...base, outcome: 'revoked', ok: true, exitCode: ExitCode.ok, message: converged ?? 'nothing to revoke', ms: timer.elapsed() };
@@ -68,6 +72,7 @@ export async function revokeKey(ctx: KeyContext, selection: RevokeSelection, ope
     throw error;
   }
   const problems: string[] = [];
+  let finished = false;
   try {
     const currentMeta = versionByLabel(record, 'current');
     const current = currentMeta && !chosen.some((v) => v.id === currentMeta.id) ? await secretOf(ctx, currentMeta) : undefined;
@@ -79,6 +84,8 @@ export async function revokeKey(ctx: KeyContext, selection: RevokeSelection, ope
         // Only a value that is really gone is handled here; a timeout or a sealed store stops the revoke.
         if (!(error instanceof AdapterError && error.kind === 'not_found')) throw error;
       }
+      // Audited before the relabel (the claim is held): every store change has its audit line.
+      await ctx.session.recordAudit({ event: `${operation}.started`, key: name, fingerprint: version.fingerprint, versionId: version.id, detail: { label: version.label, valueInStore: old !== undefined } });
       // Relabel first: an app reading the store (store applier) stops accepting it from here on.
       record = await ctx.store.update(name, record.revision, { versions: revokeVersions(record, [version.id], new Date()), state: record.state });
       if (!old) {
@@ -90,15 +97,19 @@ export async function revokeKey(ctx: KeyContext, selection: RevokeSelection, ope
       await ctx.session.recordAudit({ event: `${operation}.version`, key: name, outcome: proof.ok ? 'ok' : 'failed', fingerprint: version.fingerprint, versionId: version.id, detail: { label: version.label, proven: proof.ok && !proof.skipped } });
       if (!proof.ok) problems.push(proof.message);
     }
+    finished = true;
   } finally {
-    // Release the claim whatever happened; a problem is kept in the state for `status`.
-    const latest = (await ctx.store.read(name))!;
-    const { claim: _released, attention: _previous, lastTest, ...rest } = latest.state;
-    // A last test of a version that is now revoked says nothing about the key any more.
-    const stillCurrent = latest.versions.some((v) => v.label === 'current' && v.id === lastTest?.versionId);
-    const state = { ...rest, ...(lastTest && stillCurrent ? { lastTest } : {}) };
-    const attention = problems.length ? { attention: { at: new Date().toISOString(), detail: problems.join('; ') } } : {};
-    await ctx.store.update(name, latest.revision, { versions: latest.versions, state: { ...state, ...attention } });
+    // On an error the claim stays: the next run finds it stale and finishes this revoke
+    // (retire and prove every version it relabelled). Otherwise it is released here.
+    if (finished) {
+      const latest = (await ctx.store.read(name))!;
+      const { claim: _released, attention: _previous, lastTest, ...rest } = latest.state;
+      // A last test of a version that is now revoked says nothing about the key any more.
+      const stillCurrent = latest.versions.some((v) => v.label === 'current' && v.id === lastTest?.versionId);
+      const state = { ...rest, ...(lastTest && stillCurrent ? { lastTest } : {}) };
+      const attention = problems.length ? { attention: { at: new Date().toISOString(), detail: problems.join('; ') } } : {};
+      await ctx.store.update(name, latest.revision, { versions: latest.versions, state: { ...state, ...attention } });
+    }
   }
   const fingerprints = chosen.map((v) => v.fingerprint).join(', ');
   if (problems.length) {

@@ -180,7 +180,8 @@ export async function completeRotation(
   let retiredProof: { ok: boolean; message: string } | undefined;
   if (!overlap && old?.versionId) {
     record = await ctx.store.update(name, record.revision, { versions: revokeVersions(record, [old.versionId], new Date()), state: record.state });
-    retiredProof = await proveRetired(ctx, old, timer, { current: next });
+    // Its value is erased after finish: a crash before that resumes here and proves it again.
+    retiredProof = await proveRetired(ctx, old, timer, { current: next, disable: false });
     record = (await ctx.store.read(name)) ?? record;
   }
 
@@ -213,6 +214,7 @@ export async function completeRotation(
   });
   record = await timer.run('finish', () => ctx.store.update(name, record.revision, { versions: finished.versions, state }));
   faultPoint('after-finish');
+  if (!overlap && old?.versionId) await ctx.store.disableVersion(name, old.versionId);
   if (retiredProof && !retiredProof.ok) {
     return result({ outcome: 'lockout', ok: false, exitCode: ExitCode.needsHuman, message: retiredProof.message });
   }

@@ -59,7 +59,7 @@ describe('the engine never calls an unproven revoke a success', () => {
     expect((await ctx.store.read('a'))!.state.claim).toBeUndefined();
   });
 
-  it('a store that cannot read a value stops the revoke: nothing relabelled, claim released', async () => {
+  it('a store that cannot read a value stops the revoke: nothing relabelled, and the next run finishes it', async () => {
     const s = session();
     const ctx = await added(s, 'a');
     await rotateKey(ctx);
@@ -72,7 +72,13 @@ describe('the engine never calls an unproven revoke a success', () => {
     ctx.store.readSecret = readSecret;
     const after = (await ctx.store.read('a'))!;
     expect(after.versions.map((v) => v.label)).toEqual(before.versions.map((v) => v.label));
-    expect(after.state.claim).toBeUndefined();
+    // The claim stays, so the next run converges it instead of trusting a half-done revoke.
+    expect(after.state.claim?.operation).toBe('revoke');
+    const retried = await revokeKey(ctx, { which: 'previous' });
+    expect(retried.outcome).toBe('revoked');
+    const done = (await ctx.store.read('a'))!;
+    expect(done.versions.map((v) => v.label)).toEqual(['revoked', 'current']);
+    expect(done.state.claim).toBeUndefined();
   });
 
   it('a target that keeps a replaced version after a no-overlap rotation: exit 3, attention recorded', async () => {

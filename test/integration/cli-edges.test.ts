@@ -67,6 +67,20 @@ describe('propagation', () => {
   });
 });
 
+describe('revoke one version by fingerprint', () => {
+  it('--fingerprint (bare hex too) revokes exactly that version and is not taken for --version', async () => {
+    const before = await cli.json<{ versions: { fingerprint: string; label: string }[] }>(['history', 'app']);
+    expect((await cli.run(['rotate', 'app'])).code).toBe(0);
+    const previous = (await cli.json<{ versions: { fingerprint: string; label: string }[] }>(['history', 'app'])).data.versions.find((v) => v.label === 'previous')!;
+    expect(before.data.versions.some((v) => v.fingerprint === previous.fingerprint)).toBe(true);
+    const run = await cli.run(['revoke', 'app', '--fingerprint', previous.fingerprint.replace('sha256:', ''), '--yes']);
+    expect(run.code, describeRun(run)).toBe(0);
+    expect(run.stdout).toContain(`revoked ${previous.fingerprint}`);
+    const after = await cli.json<{ versions: { fingerprint: string; label: string }[] }>(['history', 'app']);
+    expect(after.data.versions.find((v) => v.fingerprint === previous.fingerprint)!.label).toBe('revoked');
+  });
+});
+
 describe('audit verify finds a log cut short or deleted', () => {
   it('detects removed trailing lines and a deleted log, by comparing with the store', async () => {
     expect((await cli.run(['rotate', 'app'])).code).toBe(0);

@@ -36,7 +36,7 @@ function renderMigration(io: Io, results: MigrationResult[], exitCode: number, d
   }
   const { color } = io;
   for (const r of results) {
-    const mark = r.ok ? color.green('✔') : r.exitCode >= 3 ? color.bgRed.white(' ! ') : color.red('✘');
+    const mark = r.ok ? color.green('✔') : r.exitCode === ExitCode.needsHuman ? color.bgRed.white(' ! ') : color.red('✘');
     (r.ok ? io.out : io.err)(`${mark} ${color.bold(r.key)}  ${color.dim(`${r.from} → ${r.to}`)}  ${color.dim(r.outcome)}  ${r.message}`);
     for (const v of r.versions) {
       const ids = v.toId ? `${v.fromId} → ${v.toId}` : v.fromId;

@@ -8,14 +8,14 @@ import { printJson } from '../render/format.js';
 import { renderResults } from '../render/results.js';
 
 export async function revokeCommand(
-  options: { key: string; version?: string; previous: boolean; current: boolean },
+  options: { key: string; fingerprint?: string; previous: boolean; current: boolean },
   globals: GlobalOptions,
   io: Io,
 ): Promise<number> {
-  const chosen = [options.version !== undefined, options.previous, options.current].filter(Boolean).length;
-  if (chosen > 1) throw new UsageError('revoke: use only one of --version, --previous, --current', 'usage.revoke');
+  const chosen = [options.fingerprint !== undefined, options.previous, options.current].filter(Boolean).length;
+  if (chosen > 1) throw new UsageError('revoke: use only one of --fingerprint, --previous, --current', 'usage.revoke');
   const selection: RevokeSelection =
-    options.version !== undefined ? { version: options.version } : { which: options.previous ? 'previous' : options.current ? 'current' : 'all' };
+    options.fingerprint !== undefined ? { version: options.fingerprint } : { which: options.previous ? 'previous' : options.current ? 'current' : 'all' };
   return withSession(globals, io, async (session) => {
     const ctx = await openKey(session, options.key);
     const record = await ctx.store.read(options.key);

@@ -23,9 +23,22 @@ export async function rotateCommand(options: RotateOptions, globals: GlobalOptio
     const names = selectKeys(session.config, options.keys, true);
     if (globals.dryRun) {
       const statuses = await keyStatuses(session, names);
-      const plan = statuses.map((s) => ({ key: s.name, wouldRotate: !options.due || s.due, current: s.current?.fingerprint ?? null, nextRotationAt: s.nextRotationAt }));
+      const now = Date.now();
+      const plan = statuses.map((s) => ({
+        key: s.name,
+        wouldRotate: !options.due || s.due,
+        // --due also ends grace periods: those previous versions would be revoked.
+        wouldRevoke: options.due ? s.previous.filter((p) => !p.graceUntil || Date.parse(p.graceUntil) <= now).map((p) => p.fingerprint) : [],
+        current: s.current?.fingerprint ?? null,
+        nextRotationAt: s.nextRotationAt,
+      }));
       if (io.json) printJson(io.out, { dryRun: true, plan });
-      else for (const p of plan) io.out(`${p.wouldRotate ? io.color.yellow('would rotate') : io.color.dim('not due     ')}  ${p.key}  ${p.current ?? '-'}  next: ${p.nextRotationAt ?? '-'}`);
+      else {
+        for (const p of plan) {
+          const revoke = p.wouldRevoke.length ? io.color.yellow(`  would revoke ${p.wouldRevoke.join(', ')} (grace ended)`) : '';
+          io.out(`${p.wouldRotate ? io.color.yellow('would rotate') : io.color.dim('not due     ')}  ${p.key}  ${p.current ?? '-'}  next: ${p.nextRotationAt ?? '-'}${revoke}`);
+        }
+      }
       return 0;
     }
     const results = await forEachKey(session, names, 'rotate', (ctx) => (options.due ? runDue(ctx) : rotateKey(ctx)));
