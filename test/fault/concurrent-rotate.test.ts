@@ -1,36 +1,19 @@
 // Two cron hosts rotating the same key at once: the claim (an exclusive compare-and-set on
 // the file store) lets exactly one win; the other skips with exit 0.
 
-import { rmSync } from 'node:fs';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { describeRun, ProvkeyCli } from '../harness/cli.ts';
-import { startScimServer, type ScimServer } from '../harness/servers/scim.ts';
-import { ADMIN_TOKEN, expectConverged, KEY, keyFixture, MODES, type ResultsJson } from './fixture.ts';
+import { describe, expect, it } from 'vitest';
+import { describeRun } from '../harness/cli.ts';
+import { crashSuite, expectConverged, KEY, MODES, type ResultsJson } from './fixture.ts';
 
 describe('two rotations of the same key at once', () => {
-  let server: ScimServer;
-  const dirs: string[] = [];
-  let cli: ProvkeyCli | undefined;
-
-  beforeAll(async () => {
-    // A slow fleet: each rotation waits ~2 s for its token to propagate, so the two runs
-    // overlap even when one of them starts late on a busy machine.
-    server = await startScimServer({ adminToken: ADMIN_TOKEN, propagationMs: 2000 });
-  });
-  afterAll(async () => {
-    await server?.stop();
-    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-  });
-  afterEach(() => {
-    cli?.scanner.assertClean();
-    cli = undefined;
-  });
+  // A slow fleet: each rotation waits ~2 s for its token to propagate, so the two runs
+  // overlap even when one of them starts late on a busy machine.
+  const suite = crashSuite({ propagationMs: 2000 });
 
   it.each(MODES)('$name: exactly one rotates, the other skips with exit 0', async (mode) => {
-    const fixture = keyFixture(server, { ...mode, propagationTimeout: '10s' });
-    dirs.push(fixture.dir);
-    cli = fixture.cli;
-    const baseline = await server.acceptedDigests();
+    const fixture = suite.key({ ...mode, propagationTimeout: '10s' });
+    const cli = fixture.cli;
+    const baseline = await suite.server.acceptedDigests();
     const added = await cli.run(['add', KEY]);
     expect(added.code, describeRun(added)).toBe(0);
     const old = await cli.reveal(KEY, `${KEY} before`);
@@ -43,7 +26,7 @@ describe('two rotations of the same key at once', () => {
     expect(skipped.ok).toBe(true);
     expect(skipped.message).toMatch(/in progress|claimed this key first/);
 
-    const { history } = await expectConverged(cli, server, baseline, mode.overlap ? { accepted: [old] } : { rejected: [old] });
+    const { history } = await expectConverged(cli, suite.server, baseline, mode.overlap ? { accepted: [old] } : { rejected: [old] });
     expect(history.versions).toHaveLength(2);
     expect(history.events.filter((e) => e.event === 'rotate.finished')).toHaveLength(1);
   });

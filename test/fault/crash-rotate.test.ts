@@ -4,34 +4,17 @@
 // accepting exactly the live versions (and, without overlap, rejecting the old one), the
 // audit chain intact. Every line provkey printed is scanned for every secret the test saw.
 
-import { rmSync } from 'node:fs';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { bearerStatus, describeRun, eventually, ProvkeyCli } from '../harness/cli.ts';
-import { startScimServer, type ScimServer } from '../harness/servers/scim.ts';
-import { ADMIN_TOKEN, CONVERGENCE, expectConverged, expectKilled, FAULT_POINTS, KEY, keyFixture, learnStoredSecrets, MODES, type ResultsJson, type StatusJson } from './fixture.ts';
+import { describe, expect, it } from 'vitest';
+import { bearerStatus, describeRun, eventually } from '../harness/cli.ts';
+import { crashSuite, CONVERGENCE, expectConverged, expectKilled, FAULT_POINTS, KEY, learnStoredSecrets, MODES, type ResultsJson, type StatusJson } from './fixture.ts';
 
 describe.each(MODES)('SIGKILL during rotate, $name', (mode) => {
-  let server: ScimServer;
-  const dirs: string[] = [];
-  let cli: ProvkeyCli | undefined;
-
-  beforeAll(async () => {
-    server = await startScimServer({ adminToken: ADMIN_TOKEN, propagationMs: 100 });
-  });
-  afterAll(async () => {
-    await server?.stop();
-    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-  });
-  afterEach(() => {
-    cli?.scanner.assertClean();
-    cli = undefined;
-  });
+  const suite = crashSuite({ propagationMs: 100 });
 
   it.each(FAULT_POINTS)('killed at %s: the next rotate converges with no lockout', async (point) => {
-    const fixture = keyFixture(server, mode);
-    dirs.push(fixture.dir);
-    cli = fixture.cli;
-    const baseline = await server.acceptedDigests();
+    const fixture = suite.key(mode);
+    const cli = fixture.cli;
+    const baseline = await suite.server.acceptedDigests();
 
     const added = await cli.run(['add', KEY]);
     expect(added.code, describeRun(added)).toBe(0);
@@ -46,9 +29,9 @@ describe.each(MODES)('SIGKILL during rotate, $name', (mode) => {
     expect(between.keys[0]?.state).toBe(point === 'after-finish' ? 'ok' : 'rotating');
     if (!mode.overlap && (point === 'after-set' || point === 'after-test' || point === 'after-finish')) {
       // set({replace: true}) makes the old version stop working as part of the change.
-      expect(await eventually(() => bearerStatus(server.url, old), 401), 'set with replace must retire the old version at the target').toBe(401);
+      expect(await eventually(() => bearerStatus(suite.server.url, old), 401), 'set with replace must retire the old version at the target').toBe(401);
     } else if (point !== 'after-finish') {
-      expect(await bearerStatus(server.url, old), 'before the new version is in place the old one must keep working').toBe(200);
+      expect(await bearerStatus(suite.server.url, old), 'before the new version is in place the old one must keep working').toBe(200);
     }
 
     const { result: resumed, data } = await cli.json<ResultsJson>(['rotate', KEY]);
@@ -56,7 +39,7 @@ describe.each(MODES)('SIGKILL during rotate, $name', (mode) => {
     expect(data.results).toHaveLength(1);
     expect(data.results[0]).toMatchObject({ key: KEY, ok: true, exitCode: 0, outcome: CONVERGENCE[point].outcome });
 
-    const { current, history } = await expectConverged(cli, server, baseline, mode.overlap ? { accepted: [old] } : { rejected: [old] });
+    const { current, history } = await expectConverged(cli, suite.server, baseline, mode.overlap ? { accepted: [old] } : { rejected: [old] });
     expect(current).not.toBe(old);
     const expectedEvent = CONVERGENCE[point].event;
     if (expectedEvent) expect(history.events.map((e) => e.event)).toContain(expectedEvent);

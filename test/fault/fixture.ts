@@ -1,12 +1,12 @@
 // Shared by the crash tests: a key on the default file store pointed at a real SCIM server
 // (SCIMMY), and what "converged with no lockout" means, checked against the real server.
 
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { expect } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect } from 'vitest';
 import { bearerStatus, describeRun, eventually, ProvkeyCli, readStoredVersions, type RunResult } from '../harness/cli.ts';
-import { sha256Hex, type ScimServer } from '../harness/servers/scim.ts';
+import { sha256Hex, startScimServer, type ScimServer } from '../harness/servers/scim.ts';
 
 export const FAULT_POINTS = ['after-claim', 'after-create', 'before-set', 'after-set', 'after-test', 'after-finish'] as const;
 export type FaultPoint = (typeof FAULT_POINTS)[number];
@@ -75,6 +75,39 @@ export function keyFixture(server: ScimServer, mode: Pick<Mode, 'grace' | 'appli
   const cli = new ProvkeyCli({ cwd: dir, config, env: { SCIM_ADMIN_TOKEN: ADMIN_TOKEN }, ...(scanner ? { scanner } : {}) });
   cli.scanner.addSecret(ADMIN_TOKEN, 'SCIM admin token');
   return { dir, cli };
+}
+
+/**
+ * One crash-test suite (call it inside a describe): a SCIM server for the whole block, a fresh
+ * key directory per test via `key()`, the secret scan after every test, cleanup at the end.
+ */
+export function crashSuite(serverOptions: { propagationMs: number }): { readonly server: ScimServer; key(mode: Parameters<typeof keyFixture>[1]): { dir: string; cli: ProvkeyCli } } {
+  let server: ScimServer | undefined;
+  const dirs: string[] = [];
+  let cli: ProvkeyCli | undefined;
+  beforeAll(async () => {
+    server = await startScimServer({ adminToken: ADMIN_TOKEN, ...serverOptions });
+  });
+  afterAll(async () => {
+    await server?.stop();
+    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  });
+  afterEach(() => {
+    cli?.scanner.assertClean();
+    cli = undefined;
+  });
+  return {
+    get server() {
+      if (!server) throw new Error('crashSuite: the server starts in beforeAll');
+      return server;
+    },
+    key(mode) {
+      const fixture = keyFixture(this.server, mode);
+      dirs.push(fixture.dir);
+      cli = fixture.cli;
+      return fixture;
+    },
+  };
 }
 
 /** Digests the server accepts now that were not accepted before this test started. */
