@@ -44,11 +44,9 @@ export async function withSession<T>(globals: GlobalOptions, io: Io, fn: (sessio
   }
 }
 
-/** The keys a multi-key command works on: the named ones, or every key with --all / none named. */
-export function selectKeys(config: Config, names: string[], all: boolean): string[] {
-  if (names.length > 0) {
-    for (const name of names) keyOrThrow(config, name);
-    return [...new Set(names)];
-  }
-  return all || names.length === 0 ? Object.keys(config.keys).sort() : names;
+/** The keys a multi-key command works on: the named ones (checked, deduplicated), else every key. */
+export function selectKeys(config: Config, names: string[]): string[] {
+  if (names.length === 0) return Object.keys(config.keys).sort();
+  for (const name of names) keyOrThrow(config, name);
+  return [...new Set(names)];
 }

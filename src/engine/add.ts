@@ -5,10 +5,10 @@ import { generateSecret } from '../core/keygen.js';
 import { versionByLabel } from '../core/model.js';
 import { registerSecret } from '../core/redact.js';
 import { abandonPending, finishRotation, orphanPendingIds } from '../core/transitions.js';
-import { convergeStaleClaim } from './converge.js';
+import { convergeStaleClaim, convergenceEndsOperation } from './converge.js';
 import { owner, type KeyContext , thisRun } from './key-context.js';
 import { waitForVerdict } from './propagation.js';
-import { StepTimer, type KeyResult } from './result.js';
+import { StepTimer, resultsFor, type KeyResult } from './result.js';
 import { completeRotation, newVersionMeta } from './rotate.js';
 
 /**
@@ -31,14 +31,8 @@ export async function addKey(ctx: KeyContext, options: { value?: string; apply?:
     }
     // An earlier add died part-way: the target may already accept its version. Converge first.
     const converged = await timer.run('converge', () => convergeStaleClaim(ctx, existing));
-    if (converged.outcome === 'rolled_forward' || converged.outcome === 'lockout' || converged.outcome === 'busy') {
-      const ok = converged.outcome === 'rolled_forward' || converged.outcome === 'busy';
-      return {
-        key: name, operation, outcome: converged.outcome === 'rolled_forward' ? 'resumed' : converged.outcome === 'busy' ? 'skipped' : 'lockout', ok,
-        exitCode: ok ? ExitCode.ok : ExitCode.needsHuman, message: converged.message,
-        ...(converged.fingerprint ? { fingerprint: converged.fingerprint } : {}), steps: timer.steps, tests: timer.tests, ms: timer.elapsed(),
-      };
-    }
+    const ended = convergenceEndsOperation(converged);
+    if (ended) return resultsFor(name, operation, timer)(ended);
     return addKey(ctx, options);
   }
   const orphans = existing ? orphanPendingIds(existing) : [];

@@ -1,11 +1,11 @@
 import { CLAIM_TTL_MS } from '../core/claim.js';
-import { AdapterError, ConflictError } from '../core/errors.js';
+import { AdapterError, ConflictError, ExitCode } from '../core/errors.js';
 import type { KeyRecord } from '../core/model.js';
 import { versionById } from '../core/model.js';
 import { abandonPending, finishRotation, orphanPendingIds } from '../core/transitions.js';
 import { owner, secretOf, type KeyContext } from './key-context.js';
 import { waitForVerdict } from './propagation.js';
-import { StepTimer, resultsFor } from './result.js';
+import { StepTimer, resultsFor, type ResultFields } from './result.js';
 import { proveRetired } from './retire.js';
 import { rollback } from './rollback.js';
 
@@ -13,6 +13,25 @@ export interface Convergence {
   outcome: 'cleared' | 'rolled_back' | 'rolled_forward' | 'lockout' | 'busy';
   message: string;
   fingerprint?: string;
+}
+
+/**
+ * What an operation that converged a stale claim first reports, when the convergence already
+ * ended it (finished forward, another run is at it, or a lockout); undefined when the caller
+ * goes on with its own work (the stale claim was cleared or rolled back).
+ */
+export function convergenceEndsOperation(converged: Convergence): ResultFields | undefined {
+  const fingerprint = converged.fingerprint ? { fingerprint: converged.fingerprint } : {};
+  switch (converged.outcome) {
+    case 'busy':
+      return { outcome: 'skipped', ok: true, exitCode: ExitCode.ok, message: converged.message };
+    case 'rolled_forward':
+      return { outcome: 'resumed', ok: true, exitCode: ExitCode.ok, message: converged.message, ...fingerprint };
+    case 'lockout':
+      return { outcome: 'lockout', ok: false, exitCode: ExitCode.needsHuman, message: converged.message, ...fingerprint };
+    default:
+      return undefined;
+  }
 }
 
 /**

@@ -49,7 +49,7 @@ export async function secretOf(ctx: KeyContext, version: VersionMeta): Promise<S
 }
 
 
-export async function readExisting(ctx: KeyContext): Promise<{ record: KeyRecord; current: VersionMeta }> {
+export async function readExisting(ctx: Pick<KeyContext, 'key' | 'store'>): Promise<{ record: KeyRecord; current: VersionMeta }> {
   const record = await ctx.store.read(ctx.key.name);
   const current = record && versionByLabel(record, 'current');
   if (!record || !current) {

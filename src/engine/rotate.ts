@@ -10,7 +10,7 @@ import { owner, thisRun, readExisting, secretOf, type KeyContext } from './key-c
 import { faultPoint } from './fault.js';
 import { waitForVerdict } from './propagation.js';
 import { StepTimer, resultsFor, type KeyResult } from './result.js';
-import { convergeStaleClaim } from './converge.js';
+import { convergeStaleClaim, convergenceEndsOperation } from './converge.js';
 import { rollback } from './rollback.js';
 import { proveRetired } from './retire.js';
 
@@ -49,18 +49,8 @@ export async function rotateKey(ctx: KeyContext, options: RotateOptions = {}): P
     }
     progress('converge', 'a previous run stopped part-way');
     const converged = await timer.run('converge', () => convergeStaleClaim(ctx, record));
-    if (converged.outcome === 'busy') {
-      return result({ outcome: 'skipped', ok: true, exitCode: ExitCode.ok, message: converged.message });
-    }
-    if (converged.outcome !== 'rolled_back' && converged.outcome !== 'cleared') {
-      return result({
-        outcome: converged.outcome === 'lockout' ? 'lockout' : 'resumed',
-        ok: converged.outcome === 'rolled_forward',
-        exitCode: converged.outcome === 'lockout' ? ExitCode.needsHuman : ExitCode.ok,
-        message: converged.message,
-        ...(converged.fingerprint ? { fingerprint: converged.fingerprint } : {}),
-      });
-    }
+    const ended = convergenceEndsOperation(converged);
+    if (ended) return result(ended);
     ({ record, current } = await readExisting(ctx));
   }
   if (record.state.lockout) {

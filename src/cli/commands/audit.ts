@@ -1,4 +1,3 @@
-import { AuditLog } from '../../audit/audit-log.js';
 import { findAuditGaps } from '../../audit/cross-check.js';
 import { verifyAuditLog } from '../../audit/verify.js';
 import { isProvkeyError } from '../../core/errors.js';
@@ -30,7 +29,7 @@ export async function auditVerifyCommand(globals: GlobalOptions, io: Io): Promis
           skipped.push(`${key.name} (${error.message})`);
         }
       }
-      const gaps = chain.ok ? findAuditGaps(await new AuditLog(file).readAll(), records) : [];
+      const gaps = chain.ok ? findAuditGaps(await session.audit.readAll(), records) : [];
       const ok = chain.ok && gaps.length === 0;
       if (io.json) {
         printJson(io.out, { file, ...chain, ok, gaps, checkedKeys: records.map((r) => r.key), skipped });

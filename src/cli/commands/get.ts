@@ -9,8 +9,8 @@ export async function getCommand(options: { key: string; reveal: boolean }, glob
   return withSession(globals, io, async (session) => {
     const key = session.key(options.key);
     const store = await session.storeFor(key);
-    const ctx = { session, key, store, target: undefined as never };
-    const { current } = await readExisting(ctx);
+    // Reads the store only: `get` never opens the key's target.
+    const { current } = await readExisting({ key, store });
     if (!options.reveal) {
       if (io.json) printJson(io.out, { key: options.key, fingerprint: current.fingerprint, versionId: current.id, createdAt: current.createdAt });
       else io.out(`${current.fingerprint}  (pass --reveal to print the value)`);

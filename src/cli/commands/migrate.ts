@@ -8,7 +8,7 @@ import { printJson } from '../render/format.js';
 
 export async function migrateCommand(options: { keys: string[]; to: string }, globals: GlobalOptions, io: Io): Promise<number> {
   return withSession(globals, io, async (session) => {
-    const names = selectKeys(session.config, options.keys, false);
+    const names = selectKeys(session.config, options.keys);
     if (!session.config.stores[options.to]) {
       const known = Object.keys(session.config.stores).sort().join(', ');
       throw new ConfigError(`--to: no store named "${options.to}" under stores (known: ${known})`, 'config.unknown_store');

@@ -20,7 +20,7 @@ export async function rotateCommand(options: RotateOptions, globals: GlobalOptio
   }
   if (options.keys.length > 0 && options.all) throw new UsageError('rotate: --all cannot be combined with key names', 'usage.rotate');
   return withSession(globals, io, async (session) => {
-    const names = selectKeys(session.config, options.keys, true);
+    const names = selectKeys(session.config, options.keys);
     if (globals.dryRun) {
       const statuses = await keyStatuses(session, names);
       const now = Date.now();

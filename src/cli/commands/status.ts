@@ -9,7 +9,7 @@ export async function statusCommand(options: { keys: string[] }, globals: Global
     globals,
     io,
     async (session) => {
-      const statuses = await keyStatuses(session, selectKeys(session.config, options.keys, true));
+      const statuses = await keyStatuses(session, selectKeys(session.config, options.keys));
       await renderStatus(io, statuses);
       const codes = statuses.map((s): ExitCode => (s.state === 'lockout' || s.state === 'attention' ? ExitCode.needsHuman : s.state === 'error' ? ((s.errorExitCode ?? ExitCode.failed) as ExitCode) : ExitCode.ok));
       return codes.reduce(mostSerious, ExitCode.ok);

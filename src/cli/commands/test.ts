@@ -6,7 +6,7 @@ import { renderResults } from '../render/results.js';
 
 export async function testCommand(options: { keys: string[]; write: boolean }, globals: GlobalOptions, io: Io): Promise<number> {
   return withSession(globals, io, async (session) => {
-    const names = selectKeys(session.config, options.keys, true);
+    const names = selectKeys(session.config, options.keys);
     const results = await forEachKey(session, names, 'test', (ctx) => testKey(ctx, options.write ? { write: true } : {}));
     const exitCode = batchExitCode(results);
     renderResults(io, results, exitCode);
