@@ -1,0 +1,59 @@
+import type { Config } from '../config/load.js';
+import { isProvkeyError, type ExitCode } from '../core/errors.js';
+import type { VersionLabel } from '../core/model.js';
+import type { Session } from '../engine/session.js';
+
+/** What a found token is, by its fingerprint: a version of a configured key, or unknown. */
+export type Identity =
+  | { key: string; versionId: string; label: VersionLabel; live: boolean }
+  | { key: null; label: 'unknown'; live: false };
+
+/** Labels whose value a target may still accept: a leak of one of these needs containing now. */
+const LIVE_LABELS: ReadonlySet<VersionLabel> = new Set(['current', 'pending', 'previous']);
+
+export interface StoreProblem {
+  key: string;
+  store: string;
+  message: string;
+  exitCode: ExitCode;
+}
+
+export interface FingerprintIndex {
+  identify(fingerprint: string): Identity;
+  /** Keys whose store could not be read: a token of theirs would wrongly look unknown. */
+  problems: StoreProblem[];
+}
+
+/**
+ * Reads the version metadata (fingerprints and labels, never values) of every configured key
+ * and indexes it by fingerprint.
+ */
+export async function indexFingerprints(session: Session, config: Config): Promise<FingerprintIndex> {
+  const byFingerprint = new Map<string, Identity>();
+  const problems: StoreProblem[] = [];
+  await Promise.all(
+    Object.values(config.keys).map(async (key) => {
+      try {
+        const record = await (await session.storeFor(key)).read(key.name);
+        for (const version of record?.versions ?? []) {
+          byFingerprint.set(version.fingerprint, { key: key.name, versionId: version.id, label: version.label, live: LIVE_LABELS.has(version.label) });
+        }
+      } catch (error) {
+        if (!isProvkeyError(error)) throw error;
+        problems.push({ key: key.name, store: key.storeName, message: error.message, exitCode: error.exitCode });
+      }
+    }),
+  );
+  return {
+    identify: (fingerprint) => byFingerprint.get(fingerprint) ?? { key: null, label: 'unknown', live: false },
+    problems,
+  };
+}
+
+/** The prefixes to look for: every token-format key's, plus any asked for, else provkey's default. */
+export function prefixesOf(config: Config, extra: readonly string[]): string[] {
+  const prefixes = new Set(extra);
+  for (const key of Object.values(config.keys)) if (key.policy.type === 'token') prefixes.add(key.policy.prefix);
+  if (prefixes.size === 0) prefixes.add('pk');
+  return [...prefixes];
+}
