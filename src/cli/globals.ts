@@ -11,6 +11,8 @@ export interface GlobalOptions {
   dryRun: boolean;
   verbose: boolean;
   color: boolean;
+  /** --metrics-file: Prometheus textfile to rewrite after the run (docs/observability.md). */
+  metricsFile?: string;
 }
 
 export async function loadConfigFor(globals: GlobalOptions, options: { mustExist: boolean }): Promise<Config> {

@@ -26,6 +26,7 @@ async function main(argv: string[]): Promise<number> {
       dryRun: Boolean(raw.dryRun),
       verbose: Boolean(raw.verbose),
       color: raw.color !== false,
+      ...(raw.metricsFile ? { metricsFile: String(raw.metricsFile) } : {}),
     };
     io = createIo({ json: globals.json, verbose: globals.verbose, color: globals.color });
     exitCode = await task(globals, io);

@@ -16,6 +16,7 @@ export function buildProgram(run: (task: (globals: GlobalOptions, io: Io) => Pro
     .option('-n, --dry-run', 'show what would happen; change nothing', false)
     .option('-v, --verbose', 'log each protocol step to stderr', false)
     .option('--no-color', 'no colour (also: NO_COLOR=1)')
+    .option('--metrics-file <path>', 'after rotate, revoke, drill, status or test: rewrite this Prometheus textfile (node_exporter) atomically')
     .showHelpAfterError('(run with --help for usage)')
     .configureHelp({ sortSubcommands: false })
     .addHelpText('after', `

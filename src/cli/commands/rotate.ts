@@ -3,6 +3,7 @@ import { batchExitCode, forEachKey } from '../../engine/batch.js';
 import { runDue } from '../../engine/due.js';
 import { rotateKey } from '../../engine/rotate.js';
 import { keyStatuses } from '../../engine/status.js';
+import { observeRun } from '../../observe/observer.js';
 import { selectKeys, withSession, type GlobalOptions } from '../globals.js';
 import type { Io } from '../io.js';
 import { printJson } from '../render/format.js';
@@ -41,9 +42,11 @@ export async function rotateCommand(options: RotateOptions, globals: GlobalOptio
       }
       return 0;
     }
+    const observer = await observeRun(session, globals, io, 'rotate');
     const results = await forEachKey(session, names, 'rotate', (ctx) => (options.due ? runDue(ctx) : rotateKey(ctx)));
     const exitCode = batchExitCode(results);
     renderResults(io, results, exitCode);
+    await observer.finish({ exitCode, results });
     return exitCode;
   });
 }
