@@ -12,9 +12,6 @@ export interface ScanCommandOptions {
   maxFileSize: string;
 }
 
-/** The JSON document's shape version: bumped only when a field changes meaning or goes away. */
-export const SCAN_SCHEMA_VERSION = 1;
-
 export async function scanCommand(options: ScanCommandOptions, globals: GlobalOptions, io: Io): Promise<number> {
   const maxFileBytes = parseSize(options.maxFileSize, '--max-file-size');
   const started = Date.now();
@@ -42,7 +39,6 @@ export function containCommand(finding: Finding, globals: GlobalOptions): string
 function renderScan(io: Io, report: ScanReport, globals: GlobalOptions, ms: number): void {
   if (io.json) {
     printJson(io.out, {
-      schemaVersion: SCAN_SCHEMA_VERSION,
       ok: report.exitCode === 0,
       exitCode: report.exitCode,
       scanned: report.scanned,
