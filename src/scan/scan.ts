@@ -1,6 +1,5 @@
 import { lstat } from 'node:fs/promises';
 import path from 'node:path';
-import pLimit from 'p-limit';
 import type { Config } from '../config/load.js';
 import { ExitCode, UsageError, mostSerious } from '../core/errors.js';
 import { fingerprint } from '../core/fingerprint.js';
@@ -9,7 +8,7 @@ import type { Session } from '../engine/session.js';
 import { TokenFinder, type TokenHit } from './find-tokens.js';
 import { scanGitHistory } from './git-history.js';
 import { indexFingerprints, prefixesOf, type Identity, type StoreProblem } from './match.js';
-import { readScannable } from './read-file.js';
+import { ScanReader } from './read-file.js';
 import { walkFiles, type SkippedPath } from './walk.js';
 
 export interface ScanOptions {
@@ -48,8 +47,6 @@ export interface ScanReport {
 
 type RawHit = TokenHit & { path: string; commit?: string };
 
-const READ_CONCURRENCY = 8;
-
 export async function scanPaths(session: Session, config: Config, options: ScanOptions, cwd: string): Promise<ScanReport> {
   if (options.paths.length === 0) throw new UsageError('scan: name one or more files or directories', 'usage.scan');
   const finder = new TokenFinder(prefixesOf(config, options.prefixes));
@@ -71,23 +68,17 @@ export async function scanPaths(session: Session, config: Config, options: ScanO
       scanned.bytes += stats.bytes;
       continue;
     }
-    const limit = pLimit(READ_CONCURRENCY);
-    const reads: Promise<void>[] = [];
-    for await (const file of walkFiles(root, (s) => skipped.push({ ...s, path: shown(s.path) }))) {
-      reads.push(
-        limit(async () => {
-          const read = await readScannable(file, options.maxFileBytes);
-          if (!read.ok) {
-            skipped.push({ ...read.skipped, path: shown(file) });
-            return;
-          }
-          scanned.files++;
-          scanned.bytes += read.bytes.length;
-          for (const hit of finder.findInBytes(read.bytes)) hits.push({ ...hit, path: shown(file) });
-        }),
-      );
+    const reader = new ScanReader(options.maxFileBytes);
+    for (const file of walkFiles(root, (s) => skipped.push({ ...s, path: shown(s.path) }))) {
+      const read = reader.read(file);
+      if (!read.ok) {
+        skipped.push({ ...read.skipped, path: shown(file) });
+        continue;
+      }
+      scanned.files++;
+      scanned.bytes += read.bytes.length;
+      for (const hit of finder.findInBytes(read.bytes)) hits.push({ ...hit, path: shown(file) });
     }
-    await Promise.all(reads);
   }
   if (scanned.bytes === 0 && scanned.files === 0 && scanned.commits === 0) {
     // Checking nothing is never success.
