@@ -132,14 +132,14 @@ async function finishRun(
     tasks.push(
       (async () => {
         const { sendWebhooks } = await import('./webhooks.js');
-        for (const hook of setup.webhooks) {
-          const events = eventsFor(command, results, end.drill, command === 'status' || command === 'rotate' ? (statuses ?? []) : [], hook.dueWithinMs, now);
-          for (const delivery of await sendWebhooks([hook], events)) {
-            // The origin only: a webhook URL's path is often itself a secret.
-            const where = new URL(delivery.url).origin;
-            if (delivery.ok) io.debug(`webhook ${delivery.type} ${delivery.id} delivered to ${where} (attempt ${delivery.attempts})`);
-            else io.err(`provkey: warning: webhook ${delivery.type} to ${where} not delivered after ${delivery.attempts} attempt(s): ${delivery.error}`);
-          }
+        const dueSource = command === 'status' || command === 'rotate' ? (statuses ?? []) : [];
+        // Every receiver at once: a dead one delays the others by nothing.
+        const deliveries = await Promise.all(setup.webhooks.map((hook) => sendWebhooks([hook], eventsFor(command, results, end.drill, dueSource, hook.dueWithinMs, now))));
+        for (const delivery of deliveries.flat()) {
+          // The origin only: a webhook URL's path is often itself a secret.
+          const where = new URL(delivery.url).origin;
+          if (delivery.ok) io.debug(`webhook ${delivery.type} ${delivery.id} delivered to ${where} (attempt ${delivery.attempts})`);
+          else io.err(`provkey: warning: webhook ${delivery.type} to ${where} not delivered after ${delivery.attempts} attempt(s): ${delivery.error}`);
         }
       })(),
     );

@@ -1,4 +1,4 @@
-import { lstat } from 'node:fs/promises';
+import { realpath } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from '../config/load.js';
 import { ExitCode, UsageError, mostSerious } from '../core/errors.js';
@@ -54,9 +54,11 @@ export async function scanPaths(session: Session, config: Config, options: ScanO
   const skipped: SkippedPath[] = [];
   const scanned = { files: 0, bytes: 0, commits: 0 };
   for (const given of options.paths) {
-    const root = path.resolve(cwd, given);
+    // A path named on the command line is followed if it is a symlink (the user chose it);
+    // the walk below it follows none.
+    let root: string;
     try {
-      await lstat(root);
+      root = await realpath(path.resolve(cwd, given));
     } catch {
       throw new UsageError(`scan: ${given}: no such file or directory`, 'usage.scan');
     }

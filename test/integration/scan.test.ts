@@ -138,6 +138,11 @@ describe('provkey scan', () => {
     ]);
     rmSync(repo, { recursive: true, force: true });
 
+    // A symlink named on the command line is followed (the walk below it follows none).
+    const named = await w.json<ScanJson>(['scan', join(tree, 'escape')]);
+    expect(named.result.code, describeRun(named.result)).toBe(3);
+    expect(named.data.findings.map((f) => [f.path, f.label])).toEqual([[join(tree, 'escape', 'secret.txt'), 'current']]);
+
     const notRepo = await w.run(['scan', '--git', outside]);
     expect(notRepo.code, describeRun(notRepo)).toBe(2);
     expect(notRepo.stderr.trim().split('\n')).toHaveLength(1);
