@@ -24,6 +24,11 @@ export interface FingerprintIndex {
   problems: StoreProblem[];
 }
 
+const UNKNOWN: Identity = { key: null, label: 'unknown', live: false };
+
+/** For a scan that found nothing: no store is opened. */
+export const EMPTY_INDEX: FingerprintIndex = { identify: () => UNKNOWN, problems: [] };
+
 /**
  * Reads the version metadata (fingerprints and labels, never values) of every configured key
  * and indexes it by fingerprint.
@@ -45,7 +50,7 @@ export async function indexFingerprints(session: Session, config: Config): Promi
     }),
   );
   return {
-    identify: (fingerprint) => byFingerprint.get(fingerprint) ?? { key: null, label: 'unknown', live: false },
+    identify: (fingerprint) => byFingerprint.get(fingerprint) ?? UNKNOWN,
     problems,
   };
 }

@@ -7,7 +7,7 @@ import { registerSecret } from '../core/redact.js';
 import type { Session } from '../engine/session.js';
 import { TokenFinder, type TokenHit } from './find-tokens.js';
 import { scanGitHistory } from './git-history.js';
-import { indexFingerprints, prefixesOf, type Identity, type StoreProblem } from './match.js';
+import { EMPTY_INDEX, indexFingerprints, prefixesOf, type Identity, type StoreProblem } from './match.js';
 import { ScanReader } from './read-file.js';
 import { walkFiles, type SkippedPath } from './walk.js';
 
@@ -89,7 +89,7 @@ export async function scanPaths(session: Session, config: Config, options: ScanO
   // Found values pass through redact from here on: a slip prints a fingerprint, never the value.
   for (const hit of hits) registerSecret(hit.token);
   // Stores are read only when there is something to identify, so a clean tree needs no store.
-  const index = hits.length > 0 ? await indexFingerprints(session, config) : { identify: () => ({ key: null, label: 'unknown', live: false }) as Identity, problems: [] };
+  const index = hits.length > 0 ? await indexFingerprints(session, config) : EMPTY_INDEX;
   const findings = hits.map((hit): Finding => {
     const fp = fingerprint(hit.token);
     const who = index.identify(fp);
