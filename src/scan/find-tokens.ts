@@ -45,6 +45,11 @@ export class TokenFinder {
     return this.find(bytes.toString('latin1'));
   }
 
+  /** Cheap test before `find`: false when no `<prefix>_` occurs in the text at all. */
+  mayContain(text: string): boolean {
+    return this.prefixes.some((prefix) => text.includes(`${prefix}_`));
+  }
+
   /** Every valid token in `text` (latin1 or ASCII-safe text: tokens are ASCII). */
   find(text: string, firstLine = 1): TokenHit[] {
     const hits: TokenHit[] = [];

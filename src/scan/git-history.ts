@@ -1,5 +1,4 @@
 import { spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import { UsageError } from '../core/errors.js';
 import type { TokenFinder, TokenHit } from './find-tokens.js';
 
@@ -36,51 +35,92 @@ export async function scanGitHistory(repo: string, finder: TokenFinder, onHit: (
     child.on('error', (error) => reject(new UsageError(`scan --git ${repo}: cannot run git: ${error.message}`, 'scan.git')));
     child.on('close', (code) => resolve(code ?? 1));
   });
-  const stats: GitScanStats = { commits: 0, bytes: 0 };
-  let commit = '';
-  let file: string | undefined;
-  let nextLine = 0;
-  // Lines still to come in the current hunk: a body line such as "++ x" is not a header.
-  let oldLeft = 0;
-  let newLeft = 0;
+  const parser = new PatchParser(finder, onHit, maxLineBytes);
   // latin1 keeps one character per byte: tokens are ASCII and nothing is mangled into U+FFFD.
-  const lines = createInterface({ input: child.stdout.setEncoding('latin1'), crlfDelay: Infinity });
-  for await (const line of lines) {
-    stats.bytes += line.length + 1;
-    if (oldLeft > 0 || newLeft > 0) {
+  // Split on "\n" only (as git writes lines): a bare "\r" inside a line is content.
+  // A line longer than the bound (minified code, a data blob) is not kept whole: its start
+  // still counts for the hunk, the rest is dropped up to the next newline.
+  let rest = '';
+  let dropping = false;
+  for await (const chunk of child.stdout.setEncoding('latin1') as AsyncIterable<string>) {
+    let text = rest + chunk;
+    if (dropping) {
+      const nl = text.indexOf('\n');
+      if (nl === -1) continue;
+      text = text.slice(nl + 1);
+      dropping = false;
+    }
+    let start = 0;
+    for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', start)) {
+      parser.line(text.slice(start, nl));
+      start = nl + 1;
+    }
+    rest = text.slice(start);
+    if (rest.length > maxLineBytes) {
+      parser.line(rest);
+      rest = '';
+      dropping = true;
+    }
+  }
+  if (rest) parser.line(rest);
+  const code = await exited;
+  if (code !== 0) throw new UsageError(`scan --git ${repo}: git log failed: ${firstLine(stderr)}`, 'scan.git');
+  return parser.stats;
+}
+
+/** `git log -p -U0 --format=%x00%H` output, one line at a time: tracks commit, file and new-side line number. */
+class PatchParser {
+  readonly stats: GitScanStats = { commits: 0, bytes: 0 };
+  private commit = '';
+  private file: string | undefined;
+  private nextLine = 0;
+  // Lines still to come in the current hunk: a body line such as "++ x" is not a header.
+  private oldLeft = 0;
+  private newLeft = 0;
+
+  private readonly finder: TokenFinder;
+  private readonly onHit: (hit: GitHit) => void;
+  private readonly maxLineBytes: number;
+
+  constructor(finder: TokenFinder, onHit: (hit: GitHit) => void, maxLineBytes: number) {
+    this.finder = finder;
+    this.onHit = onHit;
+    this.maxLineBytes = maxLineBytes;
+  }
+
+  line(line: string): void {
+    this.stats.bytes += line.length + 1;
+    if (this.oldLeft > 0 || this.newLeft > 0) {
       const kind = line[0];
-      if (kind === '-') oldLeft--;
+      if (kind === '-') this.oldLeft--;
       else if (kind === '+') {
-        newLeft--;
-        if (file !== undefined && line.length <= maxLineBytes && line.includes('_')) {
-          for (const hit of finder.find(line.slice(1), nextLine)) onHit({ ...hit, commit, path: file });
+        this.newLeft--;
+        if (this.file !== undefined && line.length <= this.maxLineBytes && this.finder.mayContain(line)) {
+          for (const hit of this.finder.find(line.slice(1), this.nextLine)) this.onHit({ ...hit, commit: this.commit, path: this.file });
         }
-        nextLine++;
+        this.nextLine++;
       } else if (kind === ' ') {
-        oldLeft--;
-        newLeft--;
-        nextLine++;
+        this.oldLeft--;
+        this.newLeft--;
+        this.nextLine++;
       }
-      continue;
+      return;
     }
     if (line.startsWith('\0')) {
-      commit = line.slice(1);
-      stats.commits++;
-      file = undefined;
+      this.commit = line.slice(1);
+      this.stats.commits++;
+      this.file = undefined;
     } else if (line.startsWith('+++ ')) {
-      file = line === '+++ /dev/null' ? undefined : gitPath(line.slice(4)).replace(/^b\//, '');
+      this.file = line === '+++ /dev/null' ? undefined : gitPath(line.slice(4)).replace(/^b\//, '');
     } else if (line.startsWith('@@ ')) {
       const hunk = /^@@ -\d+(?:,(\d+))? \+(\d+)(?:,(\d+))? @@/.exec(line);
       if (hunk) {
-        oldLeft = Number(hunk[1] ?? 1);
-        nextLine = Number(hunk[2]);
-        newLeft = Number(hunk[3] ?? 1);
+        this.oldLeft = Number(hunk[1] ?? 1);
+        this.nextLine = Number(hunk[2]);
+        this.newLeft = Number(hunk[3] ?? 1);
       }
     }
   }
-  const code = await exited;
-  if (code !== 0) throw new UsageError(`scan --git ${repo}: git log failed: ${firstLine(stderr)}`, 'scan.git');
-  return stats;
 }
 
 async function gitOrUsage(repo: string, args: string[]): Promise<void> {

@@ -4,7 +4,7 @@
  * candidates: no checksum, no store lookup). Runs are interleaved round by round so machine
  * noise hits both alike; each reports its median in MB/s. Not a test: numbers, not verdicts.
  *
- *   BENCH_MB=200 BENCH_ROUNDS=5 node test/bench/scan.ts
+ *   BENCH_MB=200 BENCH_ROUNDS=5 node test/bench/scan.ts     (BENCH_GIT=0 skips the history part)
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -67,5 +67,32 @@ console.log(`tree: ${files} files, ${(bytes / 1e6).toFixed(0)} MB (${fileKb} KiB
 for (const [name, xs] of samples) {
   const ms = median(xs);
   console.log(`  ${name.padEnd(34)} ${ms.toFixed(0).padStart(6)} ms  ${(bytes / 1e6 / (ms / 1000)).toFixed(0).padStart(5)} MB/s`);
+}
+
+// History: the same tree committed in 8 steps (each commit adds an eighth of the files), then
+// `provkey scan --git` against `git log -p --all | grep -cF pk_`, the candidate-only baseline.
+if (process.env.BENCH_GIT !== '0') {
+  const git = (...args: string[]) => {
+    const run = spawnSync('git', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, GIT_AUTHOR_NAME: 'b', GIT_AUTHOR_EMAIL: 'b@example.test', GIT_COMMITTER_NAME: 'b', GIT_COMMITTER_EMAIL: 'b@example.test' } });
+    if (run.status !== 0) throw new Error(`git ${args.join(' ')}: ${run.stderr}`);
+  };
+  git('init', '-q');
+  const dirs = Array.from({ length: 37 }, (_, i) => `d${i}`);
+  for (let step = 0; step < 8; step++) {
+    git('add', ...dirs.filter((_, i) => i % 8 === step));
+    git('commit', '-q', '-m', `step ${step}`);
+  }
+  const gitRuns = {
+    'provkey scan --git': () => time(process.execPath, [bin, 'scan', '--git', '.'], [1]),
+    'git log -p --all | grep -cF pk_': () => time('sh', ['-c', 'git log -p --all -U0 --no-color | grep -cF pk_'], [0]),
+  };
+  for (const run of Object.values(gitRuns)) run();
+  const gitSamples = new Map<string, number[]>(Object.keys(gitRuns).map((name) => [name, []]));
+  for (let r = 0; r < rounds; r++) for (const [name, run] of Object.entries(gitRuns)) gitSamples.get(name)!.push(run());
+  console.log(`history: 8 commits adding the same ${(bytes / 1e6).toFixed(0)} MB`);
+  for (const [name, xs] of gitSamples) {
+    const ms = median(xs);
+    console.log(`  ${name.padEnd(34)} ${ms.toFixed(0).padStart(6)} ms  ${(bytes / 1e6 / (ms / 1000)).toFixed(0).padStart(5)} MB/s`);
+  }
 }
 rmSync(dir, { recursive: true, force: true });

@@ -118,7 +118,8 @@ describe('provkey scan', () => {
     writeFileSync(join(repo, 'README'), 'hello\n');
     git(repo, 'add', '.');
     git(repo, 'commit', '-q', '-m', 'first');
-    writeFileSync(join(repo, 'config.yml'), `a: 1\n++ b: 2\ntoken: ${v.current}\n`);
+    // CRLF, a bare CR inside a line and a body line that looks like a header: line 4 all the same.
+    writeFileSync(join(repo, 'config.yml'), `a: 1\r\nold\rmac\r\n++ b: 2\r\ntoken: ${v.current}\r\n`);
     git(repo, 'add', '.');
     git(repo, 'commit', '-q', '-m', 'oops');
     const leaked = git(repo, 'rev-parse', 'HEAD');
@@ -133,9 +134,15 @@ describe('provkey scan', () => {
     expect(result.code, describeRun(result)).toBe(3);
     expect(data.scanned.commits).toBe(4);
     expect(data.findings.map((f) => [f.commit, f.path, f.line, f.label])).toEqual([
-      [leaked, 'config.yml', 3, 'current'],
+      [leaked, 'config.yml', 4, 'current'],
       [git(repo, 'rev-parse', 'side'), 'side.txt', 1, 'revoked'],
     ]);
+    // A line over the bound is dropped (bounded memory), the lines after it still counted right.
+    writeFileSync(join(repo, 'min.js'), `${'x'.repeat(300_000)} ${v.current}\nkey=${v.current}\n`);
+    git(repo, 'add', '.');
+    git(repo, 'commit', '-q', '-m', 'minified');
+    const bounded = await w.json<ScanJson>(['scan', '--git', repo, '--max-file-size', '1k']);
+    expect(bounded.data.findings.filter((f) => f.path === 'min.js').map((f) => [f.line, f.column])).toEqual([[2, 5]]);
     rmSync(repo, { recursive: true, force: true });
 
     // A symlink named on the command line is followed (the walk below it follows none).
