@@ -49,6 +49,9 @@ type RawHit = TokenHit & { path: string; commit?: string };
 
 export async function scanPaths(session: Session, config: Config, options: ScanOptions, cwd: string): Promise<ScanReport> {
   if (options.paths.length === 0) throw new UsageError('scan: name one or more files or directories', 'usage.scan');
+  for (const prefix of options.prefixes) {
+    if (!/^[A-Za-z][A-Za-z0-9]{0,15}$/.test(prefix)) throw new UsageError(`--prefix: "${prefix}" must be 1-16 letters/digits starting with a letter (a token prefix, without the "_")`, 'usage.scan');
+  }
   const finder = new TokenFinder(prefixesOf(config, options.prefixes));
   const hits: RawHit[] = [];
   const skipped: SkippedPath[] = [];

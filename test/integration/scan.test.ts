@@ -195,6 +195,12 @@ describe('provkey scan', () => {
       const missing = await w.run(['scan', join(clean, 'nope')]);
       expect(missing.code).toBe(2);
       expect(missing.stderr).toMatch(/^provkey: scan: .*nope: no such file or directory\n$/);
+      const badPrefix = await w.run(['scan', clean, '--prefix', 'pk_']);
+      expect(badPrefix.code).toBe(2);
+      expect(badPrefix.stderr).toMatch(/^provkey: --prefix: "pk_" must be 1-16 letters/);
+      const badSize = await w.run(['scan', clean, '--max-file-size', '10 MB']);
+      expect(badSize.code).toBe(2);
+      expect(badSize.stderr).toMatch(/^provkey: --max-file-size: "10 MB" is not a size/);
       const empty = mkdtempSync(join(clean, 'empty-'));
       expect((await w.run(['scan', empty])).code).toBe(2);
     } finally {
