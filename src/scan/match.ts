@@ -5,7 +5,7 @@ import type { Session } from '../engine/session.js';
 
 /** What a found token is, by its fingerprint: a version of a configured key, or unknown. */
 export type Identity =
-  | { key: string; versionId: string; label: VersionLabel; live: boolean }
+  | { key: string; inConfig: boolean; store: string; versionId: string; label: VersionLabel; live: boolean }
   | { key: null; label: 'unknown'; live: false };
 
 /** Labels whose value a target may still accept: a leak of one of these needs containing now. */
@@ -30,23 +30,43 @@ const UNKNOWN: Identity = { key: null, label: 'unknown', live: false };
 export const EMPTY_INDEX: FingerprintIndex = { identify: () => UNKNOWN, problems: [] };
 
 /**
- * Reads the version metadata (fingerprints and labels, never values) of every configured key
- * and indexes it by fingerprint.
+ * Reads the version metadata (fingerprints and labels, never values) of every key in every
+ * store a configured key uses, including keys the config no longer names (a leaked version of
+ * a forgotten key is still a leak), and indexes it by fingerprint.
  */
 export async function indexFingerprints(session: Session, config: Config): Promise<FingerprintIndex> {
   const byFingerprint = new Map<string, Identity>();
   const problems: StoreProblem[] = [];
+  const configured = Object.values(config.keys);
+  const storeNames = [...new Set(configured.map((key) => key.storeName))].sort();
+  const problem = (key: string, store: string, error: unknown) => {
+    if (!isProvkeyError(error)) throw error;
+    problems.push({ key, store, message: error.message, exitCode: error.exitCode });
+  };
   await Promise.all(
-    Object.values(config.keys).map(async (key) => {
+    storeNames.map(async (storeName) => {
+      const inConfig = new Set(configured.filter((key) => key.storeName === storeName).map((key) => key.name));
+      let store;
+      let names: string[];
       try {
-        const record = await (await session.storeFor(key)).read(key.name);
-        for (const version of record?.versions ?? []) {
-          byFingerprint.set(version.fingerprint, { key: key.name, versionId: version.id, label: version.label, live: LIVE_LABELS.has(version.label) });
-        }
+        store = await session.storeNamed(storeName);
+        names = [...new Set([...inConfig, ...(await store.listKeys())])];
       } catch (error) {
-        if (!isProvkeyError(error)) throw error;
-        problems.push({ key: key.name, store: key.storeName, message: error.message, exitCode: error.exitCode });
+        for (const key of inConfig) problem(key, storeName, error);
+        return;
       }
+      await Promise.all(
+        names.map(async (name) => {
+          try {
+            const record = await store.read(name);
+            for (const version of record?.versions ?? []) {
+              byFingerprint.set(version.fingerprint, { key: name, inConfig: inConfig.has(name), store: storeName, versionId: version.id, label: version.label, live: LIVE_LABELS.has(version.label) });
+            }
+          } catch (error) {
+            problem(name, storeName, error);
+          }
+        }),
+      );
     }),
   );
   return {

@@ -30,6 +30,10 @@ export interface Finding {
   prefix: string;
   fingerprint: string;
   key: string | null;
+  /** The store holding the key (null for unknown tokens). */
+  store: string | null;
+  /** False for a key its store still holds but the config no longer names. */
+  inConfig: boolean;
   versionId: string | null;
   label: Identity['label'];
   live: boolean;
@@ -104,6 +108,8 @@ export async function scanPaths(session: Session, config: Config, options: ScanO
       prefix: hit.prefix,
       fingerprint: fp,
       key: who.key,
+      store: who.key === null ? null : who.store,
+      inConfig: who.key !== null && who.inConfig,
       versionId: who.key === null ? null : who.versionId,
       label: who.label,
       live: who.live,

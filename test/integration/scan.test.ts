@@ -172,6 +172,24 @@ describe('provkey scan', () => {
     await w.reveal('app', 'app after the drill');
   });
 
+  it('a key its store still holds but the config no longer names is still identified, and still live', async () => {
+    w.writeConfig({ app: { grace: '1h', prefix: 'acme' }, forgotten: { prefix: 'acme' } });
+    await w.ok(['add', 'forgotten']);
+    const value = await w.reveal('forgotten', 'forgotten v1');
+    w.writeConfig({ app: { grace: '1h', prefix: 'acme' } });
+    const dir = mkdtempSync(join(tmpdir(), 'provkey-scan-forgotten-'));
+    try {
+      writeFileSync(join(dir, 'backup.sql'), `INSERT INTO creds VALUES ('${value}');\n`);
+      const { result, data } = await w.json<ScanJson & { findings: { inConfig: boolean; store: string | null }[] }>(['scan', dir]);
+      expect(result.code, describeRun(result)).toBe(3);
+      expect(data.findings.map((f) => [f.key, f.store, f.inConfig, f.label, f.live, f.contain])).toEqual([['forgotten', 'default', false, 'current', true, null]]);
+      const human = await w.run(['scan', dir]);
+      expect(human.stdout).toContain('forgotten current (version 1) in store "default", but not in the config');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('a tree without tokens exits 0 and reads no store; a token whose store is unreachable exits 5; no path or nothing scanned exits 2', async () => {
     const clean = mkdtempSync(join(tmpdir(), 'provkey-scan-clean-'));
     try {

@@ -44,7 +44,7 @@ describe('TokenFinder', () => {
 });
 
 describe('scan exit codes', () => {
-  const f = (label: Finding['label'], live: boolean): Finding => ({ path: 'a', line: 1, column: 1, prefix: 'pk', fingerprint: 'sha256:000000000000', key: label === 'unknown' ? null : 'k', versionId: label === 'unknown' ? null : '1', label, live });
+  const f = (label: Finding['label'], live: boolean): Finding => ({ path: 'a', line: 1, column: 1, prefix: 'pk', fingerprint: 'sha256:000000000000', key: label === 'unknown' ? null : 'k', store: label === 'unknown' ? null : 'default', inConfig: label !== 'unknown', versionId: label === 'unknown' ? null : '1', label, live });
   it('0 nothing, 1 only dead or unknown, 3 any live, a store code when a finding could not be identified', () => {
     expect(scanExitCode([], [])).toBe(0);
     expect(scanExitCode([f('revoked', false), f('unknown', false)], [])).toBe(1);

@@ -29,7 +29,8 @@ export async function scanCommand(options: ScanCommandOptions, globals: GlobalOp
 
 /** The command that contains a live finding: the compromise drill for a current version, a revoke for an older one. */
 export function containCommand(finding: Finding, globals: GlobalOptions): string | undefined {
-  if (!finding.live || finding.key === null) return undefined;
+  // A key the config no longer names cannot be drilled by name: the output says so instead.
+  if (!finding.live || finding.key === null || !finding.inConfig) return undefined;
   const config = globals.config !== undefined ? ` --config ${shellQuote(globals.config)}` : '';
   return finding.label === 'previous'
     ? `provkey${config} revoke ${finding.key} --fingerprint ${finding.fingerprint}`
@@ -52,7 +53,10 @@ function renderScan(io: Io, report: ScanReport, globals: GlobalOptions, ms: numb
   const { color } = io;
   for (const f of report.findings) {
     const where = `${f.commit ? `${f.commit.slice(0, 12)}:` : ''}${f.path}:${f.line}:${f.column}`;
-    const what = f.key === null ? color.dim('unknown (not a version of any configured key)') : `${f.key} ${f.label} (version ${f.versionId})`;
+    const what =
+      f.key === null
+        ? color.dim('unknown (not a version of any key in the configured stores)')
+        : `${f.key} ${f.label} (version ${f.versionId})${f.inConfig ? '' : color.yellow(` in store "${f.store}", but not in the config: add it back to contain it`)}`;
     const mark = f.live ? color.bgRed.white(' LIVE ') : f.key === null ? color.yellow(' ???  ') : color.dim(' dead ');
     io.out(`${mark} ${where}  ${f.fingerprint}  ${what}`);
     const contain = containCommand(f, globals);
