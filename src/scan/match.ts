@@ -47,16 +47,21 @@ export async function indexFingerprints(session: Session, config: Config): Promi
     storeNames.map(async (storeName) => {
       const inConfig = new Set(configured.filter((key) => key.storeName === storeName).map((key) => key.name));
       let store;
-      let names: string[];
       try {
         store = await session.storeNamed(storeName);
-        names = [...new Set([...inConfig, ...(await store.listKeys())])];
       } catch (error) {
         for (const key of inConfig) problem(key, storeName, error);
         return;
       }
+      // Listing may be refused where reading is not: the configured keys are still read.
+      const names = new Set(inConfig);
+      try {
+        for (const name of await store.listKeys()) names.add(name);
+      } catch (error) {
+        problem('(keys not in the config)', storeName, error);
+      }
       await Promise.all(
-        names.map(async (name) => {
+        [...names].map(async (name) => {
           try {
             const record = await store.read(name);
             for (const version of record?.versions ?? []) {
