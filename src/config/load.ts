@@ -16,6 +16,8 @@ export interface Config {
   stores: Record<string, StoreConfig>;
   keys: Record<string, ResolvedKey>;
   auditPath: string;
+  /** audit.anchor resolved, when configured. */
+  auditAnchor?: string;
   concurrency: number;
 }
 
@@ -114,6 +116,7 @@ function resolveConfig(raw: RawConfig, file: string | undefined, dir: string): C
     stores,
     keys,
     auditPath: path.resolve(dir, raw.audit.path),
+    ...(raw.audit.anchor ? { auditAnchor: path.resolve(dir, raw.audit.anchor) } : {}),
     concurrency: raw.defaults.concurrency,
   };
 }

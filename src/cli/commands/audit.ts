@@ -1,4 +1,5 @@
 import { findAuditGaps } from '../../audit/cross-check.js';
+import type { StoreGeneration } from '../../audit/generation.js';
 import { verifyAuditLog } from '../../audit/verify.js';
 import { isProvkeyError } from '../../core/errors.js';
 import type { KeyRecord } from '../../core/model.js';
@@ -16,9 +17,26 @@ export async function auditVerifyCommand(globals: GlobalOptions, io: Io): Promis
     io,
     async (session) => {
       const file = session.config.auditPath;
-      const chain = await verifyAuditLog(file);
       const records: KeyRecord[] = [];
       const skipped: string[] = [];
+      // The chain key and every embedded store's generation (replay detection, audit/generation.ts).
+      const key = await session.auditChainKey().catch(() => undefined);
+      const stores: StoreGeneration[] = [];
+      for (const [name, config] of Object.entries(session.config.stores)) {
+        if (config.type !== 'file') continue;
+        try {
+          const state = await (await session.storeNamed(name)).generationState?.();
+          if (state) stores.push(state);
+        } catch (error) {
+          if (!isProvkeyError(error)) throw error;
+          skipped.push(`store ${name} (${error.message})`);
+        }
+      }
+      const chain = await verifyAuditLog(file, {
+        ...(key ? { key } : { keyUnavailable: session.auditKeyUnavailable() ?? 'the default store cannot be opened' }),
+        stores,
+        ...(session.config.auditAnchor ? { anchor: session.config.auditAnchor } : {}),
+      });
       for (const key of Object.values(session.config.keys)) {
         if (session.config.stores[key.storeName]?.type !== 'file') continue;
         try {
@@ -32,15 +50,20 @@ export async function auditVerifyCommand(globals: GlobalOptions, io: Io): Promis
       const gaps = chain.ok ? findAuditGaps(await session.audit.readAll(), records) : [];
       const ok = chain.ok && gaps.length === 0;
       if (io.json) {
-        printJson(io.out, { file, ...chain, ok, gaps, checkedKeys: records.map((r) => r.key), skipped });
-      } else if (!chain.ok) {
+        printJson(io.out, { ...chain, ok, gaps, checkedKeys: records.map((r) => r.key), skipped });
+      } else if (chain.problem !== undefined) {
         io.err(`${io.color.red('✘')} ${file}: line ${chain.line}: ${chain.problem}`);
+      } else if (!chain.ok) {
+        for (const { problem } of chain.storeProblems) io.err(`${io.color.red('✘')} ${problem}`);
+        if (chain.anchor?.problem) io.err(`${io.color.red('✘')} ${file}: anchor ${chain.anchor.file}: ${chain.anchor.problem}`);
       } else if (gaps.length > 0) {
         for (const gap of gaps) io.err(`${io.color.red('✘')} ${file}: ${gap.problem}`);
       } else {
         io.out(`${io.color.green('✔')} ${file}: ${chain.entries} entries, chain intact${chain.head ? ` (head ${chain.head.slice(0, 16)})` : ''}; consistent with ${records.length} key(s) in the embedded store`);
       }
       for (const key of skipped) io.err(`${io.color.yellow('!')} not checked against the store: ${key}`);
+      for (const reason of chain.notChecked) io.err(`${io.color.yellow('!')} not checked: ${reason}`);
+      if (chain.legacyEntries > 0 && !io.json) io.err(`${io.color.yellow('!')} lines 1–${chain.legacyEntries} are legacy (unkeyed SHA-256 chain, written before the log was keyed)${chain.keyedEntries > 0 ? '; sealed by the keyed line after them' : ': anyone who can write the file could have rewritten them'}`);
       return ok ? 0 : 3;
     },
     { mustExist: false },
