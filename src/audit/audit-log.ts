@@ -51,8 +51,11 @@ export function hashEntry(entry: Omit<AuditEntry, 'hash'>): string {
 }
 
 export interface AuditLogOptions {
-  /** The chain key (from the embedded store's key); undefined or failing: lines stay legacy. */
-  key?: () => Promise<AuditKey | undefined>;
+  /**
+   * The chain key (from the embedded store's key); undefined or failing: lines stay legacy.
+   * `create`: about to append, so a store that has no key yet may create it now (the first line is then keyed too).
+   */
+  key?: (options: { create: boolean }) => Promise<AuditKey | undefined>;
   /** A second place holding the log's head: a file on another volume. */
   anchor?: string;
 }
@@ -87,7 +90,7 @@ function actor(): AuditEntry['actor'] {
 export class AuditLog implements StoreJournal {
   readonly file: string;
   readonly anchorFile: string | undefined;
-  private readonly keyProvider: (() => Promise<AuditKey | undefined>) | undefined;
+  private readonly keyProvider: AuditLogOptions['key'];
   private key: AuditKey | undefined;
 
   constructor(file: string, options: AuditLogOptions = {}) {
@@ -117,10 +120,10 @@ export class AuditLog implements StoreJournal {
   }
 
   /** The chain key, or undefined when this run has none (no embedded default store, or it cannot be opened). */
-  async chainKey(): Promise<AuditKey | undefined> {
+  async chainKey(options: { create: boolean } = { create: false }): Promise<AuditKey | undefined> {
     if (this.key || !this.keyProvider) return this.key;
     // Only a found key is kept: a store that did not exist yet may have one after `init`.
-    this.key = await this.keyProvider().catch(() => undefined);
+    this.key = await this.keyProvider(options).catch(() => undefined);
     return this.key;
   }
 
@@ -143,8 +146,8 @@ export class AuditLog implements StoreJournal {
     await mkdir(path.dirname(this.file), { recursive: true, mode: 0o700 });
     return withFileLock(`${this.file}.lock`, defaultLockOptions, async () => {
       await removeStaleTemps([this.file, `${this.file}.lock`], defaultLockOptions.staleAfterMs);
+      const key = await this.chainKey({ create: true });
       const tail = await this.checkedTail();
-      const key = await this.chainKey();
       if (!key && tail.keyed) {
         throw new NeedsHumanError(
           `audit log ${this.file} is keyed, but this run cannot open the embedded store its key comes from, so nothing was changed (set the store's passphrase, or restore its key file)`,
@@ -155,7 +158,9 @@ export class AuditLog implements StoreJournal {
       let { seq, link } = tail;
       const generations = tail.generations;
       const push = (body: Record<string, unknown>): Record<string, unknown> => {
-        const full = { seq: ++seq, at: new Date().toISOString(), actor: actor(), ...body, generations: generationsObject(generations), prev: link };
+        // Unkeyed lines carry generations only when there are some (see the forgery check in readTail).
+        const carried = key || generations.size > 0 ? { generations: generationsObject(generations) } : {};
+        const full = { seq: ++seq, at: new Date().toISOString(), actor: actor(), ...body, ...carried, prev: link };
         const sealed = sealLine(full, key);
         texts.push(sealed.text);
         link = sealed.link;
@@ -227,7 +232,11 @@ export class AuditLog implements StoreJournal {
       if (lineIsAuthentic(parsed, undefined) !== true) throw damaged('does not match its hash (edited)');
       // An unkeyed line after keyed ones is a forgery (anyone can compute a hash): it could
       // claim older store generations. Scanned only while the log's tail is unkeyed.
-      if ((await this.chainKey()) && (await this.hasKeyedLine())) throw damaged('is unkeyed although keyed lines come before it (forged)');
+      // Lines of the release before keys never carry generations; with a key, one that does is forged.
+      if (await this.chainKey()) {
+        if ('generations' in parsed.entry) throw damaged('carries store generations without a MAC although the log has a key (forged)');
+        if (await this.hasKeyedLine()) throw damaged('is unkeyed although keyed lines come before it (forged)');
+      }
     }
     return tailOf(parsed);
   }

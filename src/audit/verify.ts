@@ -118,6 +118,7 @@ function walk(text: string, options: AuditVerifyOptions, result: AuditVerificati
       }
     } else {
       if (keyedSeen) return fail(n, 'an unkeyed line after keyed lines (anyone can compute its hash: forged)');
+      if (options.key && 'generations' in entry) return fail(n, 'an unkeyed line carrying store generations although the log has a key (anyone can compute its hash: forged)');
       result.legacyEntries++;
       if (lineIsAuthentic(parsed, undefined) !== true) return fail(n, 'content does not match its hash (edited)');
     }

@@ -47,7 +47,7 @@ export class Session {
     // The log is keyed with a key derived from the default store's (audit/chain.ts), and is
     // the journal the embedded store announces its generations to (audit/generation.ts).
     this.audit = new AuditLog(options.config.auditPath, {
-      key: () => this.auditChainKey(),
+      key: (options) => this.auditChainKey(options),
       ...(options.config.auditAnchor ? { anchor: options.config.auditAnchor } : {}),
     });
     this.progress = options.progress ?? silentProgress;
@@ -107,10 +107,10 @@ export class Session {
   }
 
   /** The audit chain key: derived from the default store's key when that is an embedded file store. */
-  async auditChainKey(): Promise<AuditKey | undefined> {
+  async auditChainKey(options: { create: boolean } = { create: false }): Promise<AuditKey | undefined> {
     if (this.auditKeyUnavailable()) return undefined;
     const store = await this.storeNamed(this.config.raw.defaults.store);
-    return store.auditKey?.();
+    return store.auditKey?.(options);
   }
 
   storeFor(key: ResolvedKey): Promise<SecretStore> {

@@ -85,6 +85,8 @@ function kindOf(info: { isFIFO(): boolean; isDirectory(): boolean; isSocket(): b
 export async function assertNotWritableByOthers(file: string, what: string): Promise<void> {
   if (process.platform === 'win32') return;
   const info = await stat(file);
+  // Never read a FIFO or device as a config: the read would block, or never end.
+  if (!info.isFile()) throw new ConfigError(`${what} ${file} is not a regular file`, 'config.unsafe_permissions');
   refuseLoose(info, file, what);
 }
 

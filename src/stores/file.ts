@@ -223,12 +223,14 @@ class FileStore implements SecretStore {
    * The audit chain key: HKDF of this store's key (key file, or passphrase through scrypt).
    * Undefined while there is no key yet (no key file; a passphrase store not yet created).
    */
-  async auditKey(): Promise<AuditKey | undefined> {
+  async auditKey(options: { create: boolean } = { create: false }): Promise<AuditKey | undefined> {
     if (this.lastKey) return deriveAuditKey(this.lastKey);
     const envelope = await this.readEnvelope();
     if (envelope) return deriveAuditKey(await this.keyFor(envelope));
     const source = this.layout.key;
-    const key = source.mode === 'keyfile' ? await loadKeyFile(source.keyFile) : undefined;
+    if (source.mode !== 'keyfile') return undefined; // no salt before the store exists
+    // Before the first write of a new store: the key file its first write would create anyway.
+    const key = (await loadKeyFile(source.keyFile)) ?? (options.create ? await createKeyFile(source.keyFile) : undefined);
     return key && deriveAuditKey(key);
   }
 

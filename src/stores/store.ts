@@ -45,8 +45,8 @@ export interface SecretStore {
   /** Removes the key and all its versions (used by `migrate` once a copy is verified). */
   deleteKey(key: string): Promise<void>;
   close(): Promise<void>;
-  /** Embedded store only: the audit chain key, derived from this store's key (undefined while it has none). */
-  auditKey?(): Promise<AuditKey | undefined>;
+  /** Embedded store only: the audit chain key, derived from this store's key (undefined while it has none; `create`: make the key file now). */
+  auditKey?(options?: { create: boolean }): Promise<AuditKey | undefined>;
   /** Embedded store only: its generation and whether it exists, for `audit verify`'s cross-check. */
   generationState?(): Promise<StoreGeneration>;
 }
