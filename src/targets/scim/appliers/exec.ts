@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { access, constants } from 'node:fs/promises';
+import { access, constants, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { isProvkeyError } from '../../../core/errors.js';
 import { assertTrustedExecutable } from '../../../io/safe-file.js';
@@ -67,8 +67,14 @@ export function createExecApplier(options: ExecApplierOptions): TokenApplier {
  * receives every new token on its stdin. A bare name is looked up on PATH as spawn would.
  */
 export async function assertHookTrusted(options: Pick<ExecApplierOptions, 'command' | 'cwd' | 'env' | 'keyName'>): Promise<void> {
-  const file = await locateHook(options.command[0]!, options.cwd, options.env.PATH);
+  const [command, ...args] = options.command;
+  const file = await locateHook(command!, options.cwd, options.env.PATH);
   if (file) await assertTrustedExecutable(file, `exec hook of ${options.keyName}`);
+  // An interpreter's script ([python3, hook.py]) is the hook just as much.
+  for (const arg of args) {
+    const script = path.resolve(options.cwd, arg);
+    if (await stat(script).then((info) => info.isFile(), () => false)) await assertTrustedExecutable(script, `exec hook script of ${options.keyName}`);
+  }
 }
 
 async function locateHook(command: string, cwd: string, searchPath: string | undefined): Promise<string | undefined> {
