@@ -279,3 +279,77 @@ function rechainUnkeyed(all: string[]): string[] {
     return JSON.stringify({ ...body, hash });
   });
 }
+
+describe('no false alarm under concurrency', () => {
+  it('readers never see a rollback or a cut log while two other processes write', async () => {
+    const w = workspace();
+    await withSession(w.config, (s) => addKey(s, 'app', 'value-zero-0123456789'));
+    const dist = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../dist');
+    const script = path.join(w.dir, 'writer.mjs');
+    writeFileSync(
+      script,
+      `import { readFileSync } from 'node:fs';
+import { parseConfigText } from '${dist}/config/load.js';
+import { Session } from '${dist}/engine/session.js';
+const file = process.env.CONFIG;
+const session = new Session({ config: parseConfigText(readFileSync(file, 'utf8'), file) });
+const store = await session.storeNamed('default');
+process.stdout.write('ready\\n');
+await new Promise((resolve) => process.stdin.once('data', resolve));
+for (let i = 0; i < 30; i++) {
+  for (;;) {
+    const record = await store.read('app');
+    try {
+      await session.recordAudit({ event: 'key.tested', key: 'app', detail: { worker: process.env.WORKER, i } });
+      await store.update('app', record.revision, { versions: record.versions, state: { lastRotatedAt: process.env.WORKER + i } });
+      break;
+    } catch (error) {
+      if (error.kind !== 'conflict') throw error;
+    }
+  }
+}
+await session.close();
+`,
+    );
+    const { spawn } = await import('node:child_process');
+    const children: import('node:child_process').ChildProcess[] = [];
+    let ready = 0;
+    let allReady!: () => void;
+    const started = new Promise<void>((resolve) => (allReady = resolve));
+    const runs = ['a', 'b'].map(
+      (worker) =>
+        new Promise<{ code: number | null; stderr: string }>((resolve) => {
+          const child = spawn(process.execPath, ['--no-warnings', script], { env: { ...process.env, CONFIG: w.config, WORKER: worker } });
+          children.push(child);
+          let stderr = '';
+          child.stdout!.on('data', () => {
+            if (++ready === 2) {
+              for (const c of children) c.stdin!.end('go\n');
+              allReady();
+            }
+          });
+          child.stderr!.on('data', (d) => (stderr += d));
+          child.on('close', (code) => resolve({ code, stderr }));
+        }),
+    );
+    let done = false;
+    const finished = Promise.all(runs).then((results) => {
+      done = true;
+      return results;
+    });
+    await started;
+    let reads = 0;
+    await withSession(w.config, async (s) => {
+      const store = await s.storeNamed('default');
+      while (!done) {
+        await store.read('app'); // throws on a false rollback or cut-log verdict
+        reads++;
+      }
+    });
+    for (const result of await finished) expect(result, result.stderr).toMatchObject({ code: 0 });
+    expect(reads).toBeGreaterThan(0);
+    const result = await verify(w.config);
+    expect(result).toMatchObject({ ok: true, checked: true });
+    expect(result.generations.default).toBe(61);
+  }, 60_000);
+});
