@@ -36,15 +36,24 @@ export class UnsafeStateFileError extends NeedsHumanError {
  * Opens a state file. Returns undefined when it does not exist (mode "read"); throws
  * UnsafeStateFileError for a symlink or a non-regular file; other system errors pass through.
  */
-export async function openStateFile(file: string, mode: StateFileMode, what: string, createMode = 0o600): Promise<FileHandle | undefined> {
+export async function openStateFile(
+  file: string,
+  mode: StateFileMode,
+  what: string,
+  options: { createMode?: number; followLinks?: boolean } = {},
+): Promise<FileHandle | undefined> {
   let handle: FileHandle;
   try {
-    handle = await open(file, flagsFor[mode], createMode);
+    const flags = options.followLinks ? flagsFor[mode] & ~NOFOLLOW : flagsFor[mode];
+    handle = await open(file, flags, options.createMode ?? 0o600);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' && mode === 'read') return undefined;
     // Linux and macOS answer ELOOP for O_NOFOLLOW on a link; FreeBSD EMLINK.
     if (code === 'ELOOP' || code === 'EMLINK') throw new UnsafeStateFileError(what, file, 'it is a symbolic link (state files are never followed)');
+    // Opening a FIFO without a reader for writing with O_NONBLOCK; a directory for writing.
+    if (code === 'ENXIO') throw new UnsafeStateFileError(what, file, 'it is not a regular file (a FIFO or socket)');
+    if (code === 'EISDIR') throw new UnsafeStateFileError(what, file, 'it is not a regular file (a directory)');
     throw error;
   }
   try {

@@ -99,6 +99,29 @@ describe('state files: no symlink followed, no FIFO waited on', () => {
     expect(error.message).toMatch(/key file .*store\.key: it is not a regular file \(a FIFO\)/);
   });
 
+  it('a FIFO in place of audit.jsonl is refused at once, for reading and appending', async () => {
+    const dir = tempDir();
+    const file = path.join(dir, 'audit.jsonl');
+    mkfifo(file);
+    const log = new AuditLog(file);
+    expect((await rejection(log.checkWritable())).message).toMatch(/audit log .* it is not a regular file \(a FIFO\)/);
+    expect((await rejection(log.readAll())).message).toMatch(/audit log .* it is not a regular file/);
+  });
+
+  it('a symlinked key file is followed (a Kubernetes Secret volume mounts keys as links); its target must still be private', async () => {
+    const dir = tempDir();
+    const store = await openStore(dir);
+    await store.addVersion('app', undefined, 'value-one-0123456789', meta('value-one-0123456789'));
+    const keyFile = path.join(dir, 'state/store.key');
+    const mounted = path.join(dir, 'mounted-key');
+    writeFileSync(mounted, readFileSync(keyFile), { mode: 0o600 });
+    rmSync(keyFile);
+    symlinkSync(mounted, keyFile);
+    expect((await (await openStore(dir)).read('app'))?.versions).toHaveLength(1);
+    chmodSync(mounted, 0o644);
+    expect((await rejection((await openStore(dir)).read('app'))).message).toMatch(/key file .* is accessible by group or others/);
+  });
+
   it('a FIFO in place of the lock file does not stall a writer', async () => {
     const dir = tempDir();
     const store = await openStore(dir);

@@ -36,8 +36,10 @@ export function newScryptKdf(): ScryptKdf {
 export async function loadKeyFile(keyFile: string): Promise<Buffer | undefined> {
   let handle;
   try {
-    // No symlink followed, no FIFO waited on (see io/safe-file.ts).
-    handle = await openStateFile(keyFile, 'read', 'key file');
+    // No FIFO waited on (see io/safe-file.ts). A link is followed here, unlike for the files
+    // provkey writes: a Kubernetes Secret volume mounts every key as a symlink, and the key file
+    // is only read; the mode check below is on the file the link leads to.
+    handle = await openStateFile(keyFile, 'read', 'key file', { followLinks: true });
   } catch (error) {
     throw fsFailure('read key file', keyFile, error);
   }
