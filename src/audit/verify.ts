@@ -42,6 +42,12 @@ export interface AuditVerification {
   storeProblems: { store: string; problem: string }[];
   /** Stores compared with the log. */
   storesChecked: string[];
+  /**
+   * Writes the log announced that the store does not hold (store at the announced generation
+   * minus one): a crash between announcing and committing, or the newest write undone by
+   * putting back the copy before it; the two cannot be told apart (docs/security.md).
+   */
+  uncommittedWrites: { store: string; generation: number }[];
   anchor?: { file: string; seq: number | undefined; problem?: string };
 }
 
@@ -60,6 +66,7 @@ export async function verifyAuditLog(file: string, options: AuditVerifyOptions =
     generations: {},
     storeProblems: [],
     storesChecked: [],
+    uncommittedWrites: [],
   };
   const text = await readStateFile(file, 'audit log');
   const generations = new Map<string, number>();
@@ -75,8 +82,10 @@ export async function verifyAuditLog(file: string, options: AuditVerifyOptions =
     result.storesChecked.push(store.store);
     // A broken chain's generations cannot be trusted; the chain problem is reported instead.
     if (result.problem !== undefined) continue;
-    const problem = generationProblem(store, generations.get(store.store) ?? 0, file);
+    const announced = generations.get(store.store) ?? 0;
+    const problem = generationProblem(store, announced, file);
     if (problem) result.storeProblems.push({ store: store.store, problem });
+    else if (store.generation === announced - 1) result.uncommittedWrites.push({ store: store.store, generation: announced });
   }
   if (options.anchor) result.anchor = await checkAnchor(options.anchor, links);
   if (result.anchor && result.anchor.seq === undefined && result.exists) result.notChecked.push(`the anchor ${options.anchor} does not exist yet`);

@@ -38,7 +38,14 @@ const swept = new Set<string>();
  * another host sharing the directory may have made them. Never throws: cleaning is a courtesy.
  */
 export async function removeStaleTemps(files: readonly string[], legacyAfterMs: number): Promise<string[]> {
-  const dir = path.dirname(files[0]!);
+  const byDir = new Map<string, string[]>();
+  for (const file of files) byDir.set(path.dirname(file), [...(byDir.get(path.dirname(file)) ?? []), file]);
+  const removed: string[] = [];
+  for (const [dir, inDir] of byDir) removed.push(...(await sweepDirectory(dir, inDir, legacyAfterMs)));
+  return removed;
+}
+
+async function sweepDirectory(dir: string, files: readonly string[], legacyAfterMs: number): Promise<string[]> {
   const sweepKey = JSON.stringify(files);
   if (swept.has(sweepKey)) return [];
   swept.add(sweepKey);

@@ -297,7 +297,9 @@ class FileStore implements SecretStore {
     try {
       return await withFileLock(lockFile, this.lock, async () => {
         // Under the lock no writer of this store is at work: any temp file a dead one left is garbage.
-        await removeStaleTemps([storeFile, lockFile], this.lock.staleAfterMs);
+        // (A key file's temp holds a key: one left by a killed `init` is removed too.)
+        const keyFile = this.layout.key.mode === 'keyfile' ? [this.layout.key.keyFile] : [];
+        await removeStaleTemps([storeFile, lockFile, ...keyFile], this.lock.staleAfterMs);
         const envelope = await this.readEnvelope();
         const existingKey = envelope && (await this.keyFor(envelope));
         const document = envelope && this.decrypt(envelope, existingKey!);

@@ -133,6 +133,7 @@ describe('replay: the store generation is checked against the log', () => {
     await withSession(w.config, (s) => s.audit.announce('default', 2, w.store));
     const record = await withSession(w.config, async (s) => (await s.storeNamed('default')).read('app'));
     expect(record?.versions).toHaveLength(1);
+    expect(await verify(w.config)).toMatchObject({ ok: true, uncommittedWrites: [{ store: 'default', generation: 2 }] });
     await withSession(w.config, (s) => rotate(s, 'app', 'value-two-0123456789'));
     expect((await verify(w.config)).checked).toBe(true);
   });

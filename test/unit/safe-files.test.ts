@@ -250,3 +250,24 @@ describe('temp files a killed run left are cleaned by the next run', () => {
     expect(readdirSync(dir)).not.toContain(leftover);
   });
 });
+
+describe('a key left in a temp file by a killed init', () => {
+  it('is removed by the next write', async () => {
+    forgetSweeps();
+    const dir = tempDir();
+    const store = await openStore(dir);
+    await store.addVersion('app', undefined, 'value-one-0123456789', meta('value-one-0123456789'));
+    const dead = await (async () => {
+      const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGKILL');
+      await exited;
+      return child.pid!;
+    })();
+    const leftover = `.store.key.${hostname()}.${dead}.0123456789ab.tmp`;
+    writeFileSync(path.join(dir, 'state', leftover), 'a key\n', { mode: 0o600 });
+    forgetSweeps();
+    await (await openStore(dir)).addVersion('other', undefined, 'value-two-0123456789', meta('value-two-0123456789'));
+    expect(readdirSync(path.join(dir, 'state'))).not.toContain(leftover);
+  });
+});
