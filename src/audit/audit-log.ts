@@ -108,6 +108,15 @@ export class AuditLog implements StoreJournal {
     await this.appendLine({ event: 'store.write', detail: { store, generation, file: storeFile } }, { store, generation });
   }
 
+  /**
+   * A person accepts `store` as it is now (a backup restored on purpose, a log that was lost):
+   * one keyed `store.accepted` line resets the store's announced generation to what it holds.
+   * It is the only line `audit verify` lets take a generation back.
+   */
+  async acceptStore(store: string, generation: number, storeFile: string, announced: number): Promise<void> {
+    await this.appendLine({ event: 'store.accepted', outcome: 'ok', detail: { store, generation, announced, file: storeFile } }, { store, generation });
+  }
+
   /** StoreJournal: the generation the (checked) tail of the log announces for `store`. */
   async announced(store: string): Promise<number> {
     const tail = await this.checkedTail();

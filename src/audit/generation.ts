@@ -36,6 +36,11 @@ export interface StoreGeneration {
 
 /** The problem with a store/log pair, or undefined when they agree. One line, no secret. */
 export function generationProblem(state: StoreGeneration, announced: number, logFile: string): string | undefined {
+  const problem = describeProblem(state, announced, logFile);
+  return problem && `${problem} (if you restored it on purpose: provkey audit accept-store ${state.store})`;
+}
+
+function describeProblem(state: StoreGeneration, announced: number, logFile: string): string | undefined {
   const { store, file, generation, exists } = state;
   if (generation >= announced - 1 && generation <= announced) return undefined;
   if (generation > announced) {

@@ -131,9 +131,11 @@ function walk(text: string, options: AuditVerifyOptions, result: AuditVerificati
       result.legacyEntries++;
       if (lineIsAuthentic(parsed, undefined) !== true) return fail(n, 'content does not match its hash (edited)');
     }
+    // Only a person's `store.accepted` line (keyed, when there is a key) may take a generation back.
+    const accepted = entry.event === 'store.accepted' && (parsed.keyed || !options.key) ? (entry.detail as { store?: unknown } | undefined)?.store : undefined;
     for (const [store, generation] of generationsOf(entry)) {
       const before = generations.get(store) ?? 0;
-      if (generation < before) return fail(n, `store "${store}" goes back from generation ${before} to ${generation} (a spliced or forged line)`);
+      if (generation < before && store !== accepted) return fail(n, `store "${store}" goes back from generation ${before} to ${generation} (a spliced or forged line)`);
       generations.set(store, generation);
     }
     prev = parsed.link;

@@ -85,4 +85,23 @@ describe('a put-back store is refused', () => {
     const restored = await cli.run(['status']);
     expect(restored.code, describeRun(restored)).toBe(0);
   });
+
+  it('a backup restored on purpose is accepted only by a person (audit accept-store), and audited', async () => {
+    const backup = readFileSync(storeFile());
+    expect((await cli.run(['rotate', 'app'])).code).toBe(0);
+    expect((await cli.run(['rotate', 'app'])).code).toBe(0);
+    writeFileSync(storeFile(), backup);
+    expect((await cli.run(['status'])).code).toBe(3);
+    const unconfirmed = await cli.run(['audit', 'accept-store', 'default']);
+    expect(unconfirmed.code, describeRun(unconfirmed)).toBe(2);
+    const accepted = await cli.run(['audit', 'accept-store', 'default', '--yes']);
+    expect(accepted.code, describeRun(accepted)).toBe(0);
+    expect(accepted.stdout).toMatch(/accepted store "default" at generation \d+ \(the log said \d+\)/);
+    const lines = readFileSync(auditFile(), 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as { event: string; mac?: string });
+    expect(lines.at(-1)).toMatchObject({ event: 'store.accepted', mac: expect.any(String) });
+    for (const args of [['status'], ['audit', 'verify'], ['rotate', 'app']]) {
+      const run = await cli.run(args);
+      expect(run.code, describeRun(run)).toBe(0);
+    }
+  });
 });

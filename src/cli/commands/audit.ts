@@ -1,7 +1,8 @@
 import { findAuditGaps } from '../../audit/cross-check.js';
-import type { StoreGeneration } from '../../audit/generation.js';
+import { generationProblem, type StoreGeneration } from '../../audit/generation.js';
 import { verifyAuditLog } from '../../audit/verify.js';
-import { isProvkeyError } from '../../core/errors.js';
+import { isProvkeyError, UsageError } from '../../core/errors.js';
+import { confirmDestructive } from '../confirm.js';
 import type { KeyRecord } from '../../core/model.js';
 import { withSession, type GlobalOptions } from '../globals.js';
 import type { Io } from '../io.js';
@@ -68,4 +69,28 @@ export async function auditVerifyCommand(globals: GlobalOptions, io: Io): Promis
     },
     { mustExist: false },
   );
+}
+
+/**
+ * `audit accept-store STORE`: a person says the store as it is now is the one to keep (a backup
+ * restored on purpose after the newest copy was lost, or a log that was lost). Without it every
+ * command refuses such a store (exit 3). Audited as a keyed `store.accepted` line.
+ */
+export async function auditAcceptStoreCommand(storeName: string, globals: GlobalOptions, io: Io): Promise<number> {
+  return withSession(globals, io, async (session) => {
+    const config = session.config.stores[storeName];
+    if (config?.type !== 'file') throw new UsageError(`accept-store: "${storeName}" is not an embedded file store in the config`, 'usage.accept_store');
+    const state = await (await session.storeNamed(storeName)).generationState!();
+    const announced = await session.audit.announced(storeName);
+    const problem = generationProblem(state, announced, session.config.auditPath);
+    if (!problem) {
+      io.out(`${io.color.green('✔')} store "${storeName}" already agrees with the audit log (generation ${state.generation}); nothing to accept`);
+      return 0;
+    }
+    io.err(`${io.color.yellow('!')} ${problem}`);
+    await confirmDestructive(io, globals.yes, `Accept store "${storeName}" as it is now (generation ${state.generation}, the log says ${announced})?`, 'accept-store');
+    await session.audit.acceptStore(storeName, state.generation, state.file, announced);
+    io.out(`${io.color.green('✔')} accepted store "${storeName}" at generation ${state.generation} (the log said ${announced}); recorded in ${session.config.auditPath}`);
+    return 0;
+  });
 }
