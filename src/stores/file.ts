@@ -32,6 +32,8 @@ export interface FileStoreInternals {
   lockTimeoutMs?: number;
   /** Take over a lock older than this even if its holder seems alive (default 2 min). */
   staleLockAfterMs?: number;
+  /** Tests: runs between a lock-free read of the store and its generation check (a barrier for the reader/writer race). */
+  afterLockFreeRead?: () => Promise<void>;
 }
 
 interface Layout {
@@ -47,7 +49,7 @@ export async function createFileStore(
   context: AdapterContext,
   internals: FileStoreInternals = {},
 ): Promise<SecretStore> {
-  return new FileStore(name, resolveLayout(config, context), lockOptions(context.env, internals), context.journal);
+  return new FileStore(name, resolveLayout(config, context), lockOptions(context.env, internals), context.journal, internals.afterLockFreeRead);
 }
 
 /**
@@ -123,11 +125,14 @@ class FileStore implements SecretStore {
   /** The key of the last envelope opened or sealed, for the audit chain key. */
   private lastKey: Buffer | undefined;
 
-  constructor(name: string, layout: Layout, lock: LockOptions, journal: StoreJournal | undefined) {
+  private readonly afterLockFreeRead: (() => Promise<void>) | undefined;
+
+  constructor(name: string, layout: Layout, lock: LockOptions, journal: StoreJournal | undefined, afterLockFreeRead?: () => Promise<void>) {
     this.name = name;
     this.layout = layout;
     this.lock = lock;
     this.journal = journal;
+    this.afterLockFreeRead = afterLockFreeRead;
   }
 
   async listKeys(): Promise<string[]> {
@@ -250,34 +255,37 @@ class FileStore implements SecretStore {
   /** A missing store file is an empty store, so `status` works on a fresh machine without any key. */
   private async readDocument(): Promise<StoreDocument> {
     const text = await this.readStoreText();
-    if (text === undefined) {
-      await this.checkGeneration(undefined);
-      return emptyDocument();
-    }
     // The file is read every time (another process may have written it); only decrypting and
     // validating the very same bytes again is skipped. Readers never mutate the document.
-    if (this.lastRead?.text === text) return this.lastRead.document;
-    const envelope = parseEnvelope(text, this.layout.storeFile);
-    const document = this.decrypt(envelope, await this.keyFor(envelope));
-    await this.checkGeneration(document);
-    this.lastRead = { text, document };
-    return document;
+    if (text !== undefined && this.lastRead?.text === text) return this.lastRead.document;
+    const document = text === undefined ? undefined : await this.decryptText(text);
+    await this.afterLockFreeRead?.();
+    if (this.journal && (await this.generationProblemFor(document))) {
+      // A reader holds no lock, so a writer may have committed between our read of the store
+      // and of the log: read both again under the lock, where they are still, before refusing.
+      return withFileLock(this.layout.lockFile, this.lock, async () => {
+        const fresh = await this.readStoreText();
+        const freshDocument = fresh === undefined ? undefined : await this.decryptText(fresh);
+        await this.checkGeneration(freshDocument);
+        if (fresh !== undefined) this.lastRead = { text: fresh, document: freshDocument! };
+        return freshDocument ?? emptyDocument();
+      });
+    }
+    if (text === undefined) return emptyDocument();
+    this.lastRead = { text, document: document! };
+    return document!;
   }
 
-  /**
-   * Refuses (exit 3) a store the audit log says is older or newer than it should be. A reader
-   * holds no lock, so a writer may commit between our two reads: a disagreement is checked
-   * again under the lock, where store and log are still, before it is reported.
-   */
-  private async checkGeneration(document: StoreDocument | undefined, locked = false): Promise<void> {
+  private async decryptText(text: string): Promise<StoreDocument> {
+    const envelope = parseEnvelope(text, this.layout.storeFile);
+    return this.decrypt(envelope, await this.keyFor(envelope));
+  }
+
+  /** Refuses (exit 3) a store the audit log says is older or newer than it should be; callers hold the lock. */
+  private async checkGeneration(document: StoreDocument | undefined): Promise<void> {
     if (!this.journal) return;
     const problem = await this.generationProblemFor(document);
-    if (!problem) return;
-    if (locked) throw new NeedsHumanError(`[file] ${problem}`, 'store.rollback');
-    await withFileLock(this.layout.lockFile, this.lock, async () => {
-      const envelope = await this.readEnvelope();
-      await this.checkGeneration(envelope ? this.decrypt(envelope, await this.keyFor(envelope)) : undefined, true);
-    });
+    if (problem) throw new NeedsHumanError(`[file] ${problem}`, 'store.rollback');
   }
 
   private async generationProblemFor(document: StoreDocument | undefined): Promise<string | undefined> {
@@ -303,7 +311,7 @@ class FileStore implements SecretStore {
         const envelope = await this.readEnvelope();
         const existingKey = envelope && (await this.keyFor(envelope));
         const document = envelope && this.decrypt(envelope, existingKey!);
-        await this.checkGeneration(document, true);
+        await this.checkGeneration(document);
         const sealing = envelope ? { key: existingKey!, kdf: envelope.kdf } : await this.newSealing();
         this.lastKey = sealing.key;
         const current = document ?? emptyDocument();

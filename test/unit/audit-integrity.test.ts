@@ -354,3 +354,37 @@ await session.close();
     expect(result.generations.default).toBe(61);
   }, 60_000);
 });
+
+describe('a reader racing writers', () => {
+  it('a store read just before two writes commit is re-checked under the lock, not reported as a rollback', async () => {
+    const w = workspace();
+    await withSession(w.config, (s) => addKey(s, 'app', 'value-one-0123456789'));
+    const { createFileStore } = await import('../../src/stores/file.js');
+    const { AuditLog } = await import('../../src/audit/audit-log.js');
+    const storeConfig = { type: 'file' as const, path: '.provkey/store.enc', keyFile: '.provkey/store.key' };
+    // Barrier: the reader stops after reading the store and before comparing it with the log.
+    let readerPaused!: () => void;
+    const paused = new Promise<void>((resolve) => (readerPaused = resolve));
+    let resumeReader!: () => void;
+    const resume = new Promise<void>((resolve) => (resumeReader = resolve));
+    let pauseOnce = true;
+    const readerLog: InstanceType<typeof AuditLog> = new AuditLog(w.log, { key: (o) => reader.auditKey!(o) });
+    const reader = await createFileStore('default', storeConfig, { configDir: w.dir, env: {}, resolveSecret: async () => '', debug: () => {}, journal: readerLog }, {
+      afterLockFreeRead: async () => {
+        if (!pauseOnce) return;
+        pauseOnce = false;
+        readerPaused();
+        await resume;
+      },
+    });
+    const reading = reader.read('app');
+    await paused;
+    // Two writes land while the reader holds generation 1: the log now announces 3.
+    await withSession(w.config, async (s) => {
+      await rotate(s, 'app', 'value-two-0123456789');
+    });
+    resumeReader();
+    const record = await reading;
+    expect(record?.versions.map((v) => v.label)).toEqual(['revoked', 'current']);
+  });
+});
