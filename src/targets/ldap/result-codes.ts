@@ -1,6 +1,6 @@
 import type { ApplyResult } from '../target.js';
 import type { PasswordPolicyResponse } from './ppolicy.js';
-import { isUnreachableCode } from '../network-errors.js';
+import { isTlsErrorCode as isSharedTlsErrorCode, isUnreachableCode } from '../network-errors.js';
 
 /**
  * LDAP result codes (RFC 4511 §A.2), network and TLS failures, turned into one clear line and
@@ -98,7 +98,7 @@ const TLS_HINTS: Record<string, string> = {
 
 
 export function isTlsErrorCode(code: string): boolean {
-  return code in TLS_HINTS || code.startsWith('ERR_TLS_') || code.startsWith('ERR_SSL_') || /CERT|_SIGNATURE|ISSUER/.test(code);
+  return code in TLS_HINTS || isSharedTlsErrorCode(code);
 }
 
 /** A ppolicy response as words: "ppolicy: passwordInHistory". */

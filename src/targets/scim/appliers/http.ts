@@ -1,7 +1,8 @@
 import type { ApplyResult, SecretInUse } from '../../target.js';
 import type { HttpClient, HttpReply } from '../http-client.js';
 import { oneLine } from '../redact.js';
-import { scimErrorDetail } from '../scim-answers.js';
+import { RetryAfterBudget, sendHonouringRetryAfter } from '../retry-after.js';
+import { describeReply, isServiceUnavailable, scimErrorDetail } from '../scim-answers.js';
 import type { TokenApplier } from './applier.js';
 
 /**
@@ -33,14 +34,9 @@ export function createHttpApplier(options: HttpApplierOptions): TokenApplier {
     const body: Record<string, string> = { action: request.action, token: request.token.value };
     if (request.action === 'replace') body.replaces = request.replaces.value;
     const secrets = [request.token, request.action === 'replace' ? request.replaces : undefined];
-    const reply = await options.http.send({
-      method: 'POST',
-      url: options.url,
-      bearer: adminToken,
-      body,
-      timeoutMs: options.timeoutMs,
-      redact: secrets,
-    });
+    const post = { method: 'POST', url: options.url, bearer: adminToken, body, timeoutMs: options.timeoutMs, redact: secrets } as const;
+    // A 429 is "not now": every action is idempotent, so it is sent again after Retry-After.
+    const reply = await sendHonouringRetryAfter(options.http, post, new RetryAfterBudget());
     return applyResultOf(reply, `${request.action} ${request.token.fingerprint}`);
   }
 
@@ -58,14 +54,15 @@ export function createHttpApplier(options: HttpApplierOptions): TokenApplier {
 }
 
 /**
- * 2xx ok; 401/403 denied; other 4xx rejected; 5xx error; network unreachable.
- * The reply was already scrubbed of the tokens by the HTTP client.
+ * 2xx ok; 401/403 denied; other 4xx rejected; 429 (past Retry-After), 5xx, network and TLS
+ * unreachable: the app could not act now, which says nothing about the token, so the engine
+ * keeps its state and a later run resumes. The reply was already scrubbed of the tokens.
  */
 export function applyResultOf(reply: HttpReply, what: string): ApplyResult {
   // Room for the prefix plus a 200-character server detail.
   const clean = (text: string): string => oneLine(text, 320);
   if (reply.kind === 'unreachable') {
-    return { ok: false, reason: 'unreachable', detail: clean(`token endpoint unreachable (${what}): ${reply.message}`) };
+    return { ok: false, reason: 'unreachable', detail: clean(`token endpoint unreachable (${what}): ${describeReply(reply).replace(/^unreachable: /, '')}`) };
   }
   if (reply.kind === 'failed') {
     return { ok: false, reason: 'error', detail: clean(`token endpoint (${what}): ${reply.code}: ${reply.message}`) };
@@ -75,6 +72,10 @@ export function applyResultOf(reply: HttpReply, what: string): ApplyResult {
   const answer = scimErrorDetail(reply.body, reply.text);
   const detail = clean(`token endpoint answered ${status} to ${what}${answer ? `: ${answer}` : ''}`);
   if (status === 401 || status === 403) return { ok: false, reason: 'denied', detail };
+  if (isServiceUnavailable(reply)) {
+    const waited = reply.gaveUpWaitingMs === undefined ? '' : ` (Retry-After ${Math.ceil(reply.gaveUpWaitingMs / 1000)}s is past provkey's bound)`;
+    return { ok: false, reason: 'unreachable', detail: clean(`${detail}${waited}`) };
+  }
   if (status >= 400 && status < 500) return { ok: false, reason: 'rejected', detail };
   return { ok: false, reason: 'error', detail };
 }
