@@ -414,3 +414,16 @@ export function parseGeneralizedTime(text: string): Date | undefined {
   }
   return Number.isNaN(t) ? undefined : new Date(t);
 }
+
+/**
+ * Failed binds `identify` may spend per server in one run: one, and none when the policy locks
+ * at 3 failures or fewer, when the limit is not known (assume a strict one), or when the
+ * failures the directory already holds (the integration's own, pwdFailureTime) leave less than
+ * two binds of room below pwdMaxFailure.
+ */
+export function identifyBindBudget(policy: DirectoryPolicy, failuresHeld?: number): number {
+  if (policy.lockout === false || policy.maxFailure === 0) return 1;
+  if (policy.maxFailure === undefined || lowFailureLimit(policy)) return 0;
+  if (failuresHeld !== undefined && failuresHeld + 1 > policy.maxFailure - 2) return 0;
+  return 1;
+}
