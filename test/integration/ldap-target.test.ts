@@ -200,6 +200,10 @@ async function underTest(
       const codes = await Promise.all(servers.map(async (url) => (await bindAs(srv, secret.value, url)).code));
       return codes.every((c) => c === 0);
     },
+    async takeDown() {
+      await replica?.stop();
+      await srv.stop();
+    },
     async cleanup() {
       await replica?.stop();
       await srv.stop();

@@ -50,13 +50,15 @@ async function scimUnderTest(applier: ApplierKind, serverOptions: StartScimServe
   const applierConfig =
     applier === 'http'
       ? { type: 'http', url: server.adminUrl, authRef: 'env:SCIM_ADMIN_TOKEN' }
-      : { type: 'exec', command: server.hookCommand, timeout: '15s' };
+      : // The hook goes through the app's admin API, as a deployment script would: so it notices an app that is down.
+        { type: 'exec', command: [process.execPath, SCIM_ADMIN_TOKEN_HOOK_SCRIPT, '--admin-url', server.adminUrl], timeout: '15s', passEnv: ['SCIM_ADMIN_TOKEN'] };
   const target = await createScimTarget('entra-scim', scimConfig({ url: server.url, applier: applierConfig, propagationTimeout: '10s' }), contextFor(dir, { SCIM_ADMIN_TOKEN: adminToken }));
   return {
     target,
     initial,
     makeSecret,
     accepts: async (secret) => (await server.acceptedDigests()).includes(sha256Hex(secret.value)),
+    takeDown: () => server.stop(),
     async cleanup() {
       await server.stop();
       rmSync(dir, { recursive: true, force: true });
@@ -65,7 +67,7 @@ async function scimUnderTest(applier: ApplierKind, serverOptions: StartScimServe
 }
 
 describeTargetContract('scim, http applier (SCIMMY token endpoint)', () => scimUnderTest('http'));
-describeTargetContract('scim, exec applier (token hook)', () => scimUnderTest('exec'));
+describeTargetContract('scim, exec applier (token hook via the admin API)', () => scimUnderTest('exec'));
 describeTargetContract('scim, http applier, 400 ms propagation', () => scimUnderTest('http', { propagationMs: 400 }));
 describeTargetContract('scim, exec applier, 400 ms propagation', () => scimUnderTest('exec', { propagationMs: 400 }));
 
