@@ -627,23 +627,23 @@ describe('ldap target against slapd', () => {
     });
     afterAll(() => rmSync(wrongCaDir, { recursive: true, force: true }));
 
-    it('a wrong CA is never a pass: StartTLS and ldaps both end in "error" with what to fix', async () => {
+    it('a wrong CA is never a pass: StartTLS and ldaps both end in "unreachable" (never "rejected") with what to fix', async () => {
       const srv = await server();
       const wrong = await generateCa(wrongCaDir, 'not the server CA');
       for (const url of [srv.ldapUrl, srv.ldapsUrl]) {
         const t = await target(srv, { urls: [url], tls: { caFile: wrong.caFile } });
         const result = await t.test(asSecret(srv.servicePassword), { expect: 'accept' });
         expect(result.ok).toBe(false);
-        expect(result.verdict).toBe('error');
+        expect(result.verdict).toBe('unreachable');
         expect(result.probes[0]).toMatchObject({ name: 'connect', outcome: 'fail', status: 'SELF_SIGNED_CERT_IN_CHAIN' });
         expect(result.probes[0]!.detail).toMatch(/tls\.caFile/);
         expect(result.probes.slice(1).every((p) => p.outcome === 'skipped')).toBe(true);
         const applied = await t.set({ next: makeSecret(), current: asSecret(srv.servicePassword), replace: true });
-        expect(applied).toMatchObject({ ok: false, reason: 'error' });
+        expect(applied).toMatchObject({ ok: false, reason: 'unreachable' });
       }
       // No CA at all: the system trust store does not know a private CA either.
       const system = await target(srv, { tls: {} });
-      expect((await system.test(asSecret(srv.servicePassword), { expect: 'accept' })).verdict).toBe('error');
+      expect((await system.test(asSecret(srv.servicePassword), { expect: 'accept' })).verdict).toBe('unreachable');
       expect((await bindAs(srv, srv.servicePassword)).code).toBe(0);
     });
 
