@@ -169,7 +169,7 @@ describe('lockout guard', () => {
     expect(failedBindBudget({ maxFailure: 5 })).toBe(3);
     expect(failedBindBudget({ maxFailure: 3 })).toBe(1);
     expect(failedBindBudget({ maxFailure: 1 })).toBe(1);
-    expect(failedBindBudget({})).toBe(2);
+    expect(failedBindBudget({})).toBe(1);
     expect(failedBindBudget({ maxFailure: 5, lockout: false })).toBe(5);
     expect(failedBindBudget({ maxFailure: 0 })).toBe(5);
   });

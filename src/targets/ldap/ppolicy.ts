@@ -395,8 +395,8 @@ export function lowFailureLimit(policy: DirectoryPolicy): boolean {
 export function failedBindBudget(policy: DirectoryPolicy): number {
   // Failures lock nothing: still stay polite.
   if (policy.lockout === false || policy.maxFailure === 0) return 5;
-  // Unknown limit: assume a strict one.
-  if (policy.maxFailure === undefined) return 2;
+  // Unknown limit: assume a strict one (at pwdMaxFailure 3, two runs of two would lock it).
+  if (policy.maxFailure === undefined) return 1;
   return Math.max(1, policy.maxFailure - 2);
 }
 
