@@ -153,6 +153,21 @@ export function describeTargetContract(
       await expectEventually(t.initial, 'accept', 'current after rollback');
     }, timeout);
 
+    it('identify tells which version the target accepts, whatever the order it is asked in', async () => {
+      // Optional in the interface, but every target provkey ships has it.
+      expect(typeof t.target.identify, 'identify').toBe('function');
+      const random = t.makeSecret();
+      const before = await t.target.identify!([random, t.initial]);
+      expect(before.verdicts, before.detail).toEqual({ [random.fingerprint]: 'rejected', [t.initial.fingerprint]: 'accepted' });
+      const next = t.makeSecret();
+      expectApplied(await t.target.set({ next, current: t.initial, replace: true }), 'set replace');
+      await expectEventually(next, 'accept', 'next after replace');
+      await expectEventually(t.initial, 'reject', 'old after replace');
+      const after = await t.target.identify!([t.initial, next]);
+      expect(after.verdicts, after.detail).toEqual({ [t.initial.fingerprint]: 'rejected', [next.fingerprint]: 'accepted' });
+      for (const secret of [t.initial, next, random]) expect(after.detail + before.detail).not.toContain(secret.value);
+    }, timeout);
+
     it('a target that is down is "unreachable" for every operation, never "rejected"', async () => {
       const first = await t.target.test(t.initial, { expect: 'accept' });
       expect(first.ok, summary(first)).toBe(true);
@@ -170,10 +185,8 @@ export function describeTargetContract(
       // With a replacement, a target with one secret per account has nothing left to do.
       const retire = await t.target.retire({ old: t.initial, current: next });
       if (!retire.ok) expectUnreachable(retire, 'retire');
-      if (t.target.identify) {
-        const found = await t.target.identify([next, t.initial]);
-        expect(found.verdicts, found.detail).toEqual({ [next.fingerprint]: 'unreachable', [t.initial.fingerprint]: 'unreachable' });
-      }
+      const found = await t.target.identify!([next, t.initial]);
+      expect(found.verdicts, found.detail).toEqual({ [next.fingerprint]: 'unreachable', [t.initial.fingerprint]: 'unreachable' });
     }, timeout);
 
     it('never puts a secret value into a result', async () => {

@@ -2,7 +2,7 @@ import type { ScimTargetConfig } from '../../config/schema.js';
 import { parseDuration } from '../../core/duration.js';
 import { ConfigError } from '../../core/errors.js';
 import type { AdapterContext } from '../../stores/context.js';
-import type { ConnectionTest, Probe, SecretInUse, Target, TargetCapabilities, TestOptions, Verdict } from '../target.js';
+import type { CandidateVerdict, ConnectionTest, Identification, Probe, SecretInUse, Target, TargetCapabilities, TestOptions, Verdict } from '../target.js';
 import type { TokenApplier } from './appliers/applier.js';
 import { createExecApplier } from './appliers/exec.js';
 import { createHttpApplier } from './appliers/http.js';
@@ -145,6 +145,23 @@ class ScimTarget implements Target {
     probes.push(await probeWrongTokenRejected(scim));
     if (write) probes.push(...(await probeWriteUser(scim, secret.value)));
     return { probes, verdict: entra.verdict };
+  }
+
+  /**
+   * A wrong token costs nothing at a SCIM app, so every candidate is simply asked (Entra's
+   * query, once each). An app that cannot answer gives "unreachable", never "rejected"; an
+   * answer that says nothing about the token (404, 400) is "unknown".
+   */
+  async identify(candidates: SecretInUse[]): Promise<Identification> {
+    const verdicts: Record<string, CandidateVerdict> = {};
+    const notes: string[] = [];
+    for (const candidate of candidates) {
+      if (candidate.fingerprint in verdicts) continue;
+      const { probe, verdict } = await probeEntraUserQuery(this.#endpoint(new RetryAfterBudget()), candidate.value, 'accept');
+      verdicts[candidate.fingerprint] = verdict === 'error' ? 'unknown' : verdict;
+      notes.push(`${candidate.fingerprint}: ${verdict}${probe.status === undefined ? '' : ` (${probe.status})`}`);
+    }
+    return { verdicts, detail: scrubSecrets(`entra-user-query with each version: ${notes.join(', ')}`, candidates) };
   }
 
   set(change: Parameters<Target['set']>[0]) {
