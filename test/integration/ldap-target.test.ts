@@ -7,6 +7,7 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Attribute, Change, Client, Control } from 'ldapts';
@@ -674,6 +675,32 @@ describe('ldap target against slapd', () => {
       expect(result).toMatchObject({ verdict: 'unreachable', ok: false });
       expect(result.probes[0]).toMatchObject({ name: 'connect', outcome: 'fail', status: 'ECONNREFUSED' });
       expect(await t.set({ next: makeSecret(), current: asSecret(srv.servicePassword), replace: true })).toMatchObject({ ok: false, reason: 'unreachable' });
+    });
+
+    it('a server that accepts the connection and never answers (slow past the timeout) is "unreachable", never "rejected"', async () => {
+      const srv = await server({ policy: { pwdMaxFailure: '3' } });
+      // A listener that takes the TCP connection and says nothing: StartTLS and binds time out.
+      const held = new Set<net.Socket>();
+      const silent = net.createServer((socket) => {
+        held.add(socket);
+        socket.on('close', () => held.delete(socket));
+      });
+      await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+      cleanups.push(async () => {
+        for (const socket of held) socket.destroy();
+        await new Promise((resolve) => silent.close(resolve));
+      });
+      const port = (silent.address() as net.AddressInfo).port;
+      const t = await target(srv, { urls: [`ldap://127.0.0.1:${port}`], timeout: '1s', apply: ADMIN_APPLY('self', srv) });
+      const current = asSecret(srv.servicePassword);
+      const next = makeSecret();
+      const result = await t.test(current, { expect: 'accept' });
+      expect(result, summary(result)).toMatchObject({ verdict: 'unreachable', ok: false });
+      expect((await t.test(next, { expect: 'reject' })).verdict).toBe('unreachable');
+      expect(await t.set({ next, current, replace: true })).toMatchObject({ ok: false, reason: 'unreachable' });
+      expect(await t.rollback({ next, current })).toMatchObject({ ok: false, reason: 'unreachable' });
+      const found = await t.identify!([next, current]);
+      expect(found.verdicts, found.detail).toEqual({ [next.fingerprint]: 'unreachable', [current.fingerprint]: 'unreachable' });
     });
   });
 

@@ -302,7 +302,9 @@ describe.each(['http', 'exec', 'store'] as const)('scim target, %s applier, behi
       const set = await f.target.set({ next, current, replace: false });
       if (applier === 'store') expect(set).toMatchObject({ ok: true });
       else expect(set).toMatchObject({ ok: false, reason: 'unreachable' });
-      expect(JSON.stringify([accept, reject, set])).not.toContain(current.value);
+      const found = await f.target.identify!([next, current]);
+      expect(found.verdicts, found.detail).toEqual({ [next.fingerprint]: 'unreachable', [current.fingerprint]: 'unreachable' });
+      expect(JSON.stringify([accept, reject, set, found])).not.toContain(current.value);
 
       await f.proxy.fault({ kind: 'pass' });
       expect(await appAccepts(f.server, current)).toBe(true);
