@@ -34,6 +34,11 @@ export async function identifyPassword(state: LdapTargetState, candidates: Secre
   state.remember(...unique.map((c) => c.value));
   const run = new IdentifyRun(state, unique);
   if (unique.length === 0) return { verdicts: {}, detail: 'no candidate versions to identify' };
+  // An empty password binds anonymously, which "succeeds": never asked.
+  for (const c of unique.filter((c) => c.value === '')) {
+    run.verdicts[c.fingerprint] = 'unknown';
+    run.note(`${c.fingerprint} is empty: not bound (an LDAP bind without a password is anonymous)`);
+  }
   const server = state.setup.servers[WRITE_SERVER]!;
 
   const evidence = await run.readEvidence();
@@ -57,14 +62,14 @@ export async function identifyPassword(state: LdapTargetState, candidates: Secre
   }
   try {
     for (const candidate of ordered) {
-      if (run.decided(candidate)) continue;
+      if (run.decided(candidate) || candidate.value === '') continue;
       const safe = run.proven.has(candidate.fingerprint);
       if (!safe && room <= 0) {
         run.note(`${undecided.filter((c) => !run.decided(c)).map((c) => c.fingerprint).join(', ')} not tried: ${budgetReason(state, budget, evidence?.failures)}`);
         break;
       }
       const outcome = await bindOnce(state, connection.client, candidate);
-      if (outcome === 'reconnect') {
+      if (outcome === 'lost') {
         run.note(`the connection to ${server.url} was lost`);
         run.allUndecided('unreachable');
         break;
@@ -82,19 +87,19 @@ export async function identifyPassword(state: LdapTargetState, candidates: Secre
 
 type BindOutcome = { ok: true; detail?: string } | { ok: false; failure: LdapFailure; expired: boolean; locked: boolean };
 
-/** One bind as the account on a fresh connection (a failed bind leaves the connection anonymous, usable again). */
-async function bindOnce(state: LdapTargetState, client: Client, candidate: SecretInUse): Promise<(BindOutcome & { failure?: LdapFailure }) | 'reconnect'> {
+/** One bind as the account on the run's connection (a failed bind leaves it anonymous and usable for the next). */
+async function bindOnce(state: LdapTargetState, client: Client, candidate: SecretInUse): Promise<(BindOutcome & { failure?: LdapFailure }) | 'lost'> {
   const bind = await bindWithPolicy(client, state.config.bindDn, candidate.value, state.scrub);
   state.recordBind(WRITE_SERVER, candidate, bind.ok, bind.failure);
   if (bind.ok) return { ok: true, ...(bind.ppolicy?.errorName ? { detail: `ppolicy: ${bind.ppolicy.errorName}` } : {}) };
   const failure = bind.failure!;
-  if (failure.kind === 'unreachable' && (failure.status === 'closed' || failure.status === 'ECONNRESET')) return 'reconnect';
+  if (failure.kind === 'unreachable' && (failure.status === 'closed' || failure.status === 'ECONNRESET')) return 'lost';
   return { ok: false, failure, expired: bind.ppolicy?.errorName === 'passwordExpired', locked: bind.ppolicy?.errorName === 'accountLocked' };
 }
 
+/** No answer, or not the server we trust: "unreachable"; any other answer that is not a 49 says nothing: "unknown". */
 function verdictOfOutage(failure: LdapFailure): CandidateVerdict {
-  // No answer, or not the server we trust: never a verdict on a password.
-  return failure.kind === 'rejected' ? 'unknown' : 'unreachable';
+  return failure.kind === 'unreachable' || failure.kind === 'tls' ? 'unreachable' : 'unknown';
 }
 
 function budgetReason(state: LdapTargetState, budget: number, failuresHeld: number | undefined): string {
