@@ -338,6 +338,8 @@ describe.each(['http', 'exec', 'store'] as const)('scim target, %s applier, behi
       expect(await appAccepts(f.server, current)).toBe(true);
       expect((await f.target.test(next, { expect: 'accept' })).verdict).toBe('accepted');
       expect((await f.target.test(current, { expect: 'accept' })).verdict).toBe('accepted');
+      const text = JSON.stringify([nextTest, rollback, currentTest, retire]);
+      for (const secret of [current, next]) expect(text).not.toContain(secret.value);
     });
   });
 

@@ -25,7 +25,8 @@ type TokenAction =
 export function createHttpApplier(options: HttpApplierOptions): TokenApplier {
   let admin: Promise<string> | undefined;
 
-  async function post(request: TokenAction): Promise<ApplyResult> {
+  /** `budget`: the Retry-After waits of one applier step (a rollback's two requests share one). */
+  async function post(request: TokenAction, budget = new RetryAfterBudget()): Promise<ApplyResult> {
     // Cached once resolved; a failed resolution is not cached, so a fixed env var works on retry.
     const adminToken = await (admin ??= options.adminToken().catch((error: unknown) => {
       admin = undefined;
@@ -36,7 +37,7 @@ export function createHttpApplier(options: HttpApplierOptions): TokenApplier {
     const secrets = [request.token, request.action === 'replace' ? request.replaces : undefined];
     const post = { method: 'POST', url: options.url, bearer: adminToken, body, timeoutMs: options.timeoutMs, redact: secrets } as const;
     // A 429 is "not now": every action is idempotent, so it is sent again after Retry-After.
-    const reply = await sendHonouringRetryAfter(options.http, post, new RetryAfterBudget());
+    const reply = await sendHonouringRetryAfter(options.http, post, budget);
     return applyResultOf(reply, `${request.action} ${request.token.fingerprint}`);
   }
 
@@ -46,9 +47,10 @@ export function createHttpApplier(options: HttpApplierOptions): TokenApplier {
     retire: ({ old }) => post({ action: 'remove', token: old }),
     async rollback({ next, current }) {
       // Remove first, then add: each step is idempotent, so a resumed rollback can repeat both.
-      const removed = await post({ action: 'remove', token: next });
+      const budget = new RetryAfterBudget();
+      const removed = await post({ action: 'remove', token: next }, budget);
       if (!removed.ok || !current) return removed;
-      return post({ action: 'add', token: current });
+      return post({ action: 'add', token: current }, budget);
     },
   };
 }
