@@ -1,6 +1,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { GlobalOptions } from './globals.js';
 import type { Io } from './io.js';
+import { buildInfo } from './commands/version.js';
 
 /**
  * Every command and flag in one place. Actions import their command module lazily, so a
@@ -9,7 +10,7 @@ import type { Io } from './io.js';
 export function buildProgram(run: (task: (globals: GlobalOptions, io: Io) => Promise<number>) => Promise<void>): Command {
   const program = new Command('provkey')
     .description('Generate, store, rotate, revoke, test and drill provisioning keys: SCIM bearer tokens and LDAP service-account passwords.')
-    .version('0.1.0', '-V, --version')
+    .version(buildInfo().version, '-V, --version')
     .option('-c, --config <file>', 'config file (default: $PROVKEY_CONFIG, else ./provkey.yaml)')
     .option('--json', 'machine-readable output on stdout', false)
     .option('-y, --yes', 'answer yes to confirmations (required for destructive commands when not on a TTY)', false)
@@ -144,6 +145,11 @@ Docs: docs/README.md`);
       .requiredOption('--to <store>', 'destination store name from the config')
       .action((keys: string[], opts) => run(async (g, io) => (await import('./commands/migrate.js')).migrateCommand({ keys, to: opts.to }, g, io))),
     ['provkey migrate entra-scim-prod --to vault'],
+  );
+  examples(
+    program.command('version').description('provkey\'s version and build, and the Node.js it runs on')
+      .action(() => run(async (_g, io) => (await import('./commands/version.js')).versionCommand(io))),
+    ['provkey version', 'provkey version --json'],
   );
   return program;
 }
