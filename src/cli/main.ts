@@ -21,6 +21,7 @@ async function main(argv: string[]): Promise<number> {
     const raw = program.opts();
     const globals: GlobalOptions = {
       config: raw.config,
+      stateDir: raw.stateDir,
       json: Boolean(raw.json),
       yes: Boolean(raw.yes),
       dryRun: Boolean(raw.dryRun),

@@ -12,6 +12,7 @@ export function buildProgram(run: (task: (globals: GlobalOptions, io: Io) => Pro
     .description('Generate, store, rotate, revoke, test and drill provisioning keys: SCIM bearer tokens and LDAP service-account passwords.')
     .version(buildInfo().version, '-V, --version')
     .option('-c, --config <file>', 'config file (default: $PROVKEY_CONFIG, else ./provkey.yaml)')
+    .option('--state-dir <dir>', 'where the store, store key and audit log are written (default: $PROVKEY_STATE_DIR, else .provkey/ beside the config)')
     .option('--json', 'machine-readable output on stdout', false)
     .option('-y, --yes', 'answer yes to confirmations (required for destructive commands when not on a TTY)', false)
     .option('-n, --dry-run', 'show what would happen; change nothing', false)

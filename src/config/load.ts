@@ -6,12 +6,14 @@ import { ConfigError } from '../core/errors.js';
 import { parseDuration } from '../core/duration.js';
 import type { GenerationPolicy } from '../core/keygen.js';
 import type { RotationPolicy } from '../core/schedule.js';
-import { configSchema, type KeyConfig, type RawConfig, type StoreConfig } from './schema.js';
+import { configSchema, type FileStoreConfig, type KeyConfig, type RawConfig, type RawFileStoreConfig, type StoreConfig } from './schema.js';
 
 export interface Config {
   /** Absolute path of the config file, or undefined when running on built-in defaults. */
   file: string | undefined;
   dir: string;
+  /** Where written state lives by default: the store, its key, the audit log (and their locks). */
+  stateDir: string;
   raw: RawConfig;
   stores: Record<string, StoreConfig>;
   keys: Record<string, ResolvedKey>;
@@ -34,23 +36,41 @@ export function configPath(flag: string | undefined, env: NodeJS.ProcessEnv, cwd
   return path.resolve(cwd, flag ?? env.PROVKEY_CONFIG ?? 'provkey.yaml');
 }
 
-export async function loadConfig(file: string, options: { mustExist: boolean }): Promise<Config> {
+/**
+ * Where written state goes: --state-dir, else PROVKEY_STATE_DIR, else `.provkey/` beside the
+ * config file (so a config directory that is writable keeps today's layout). Undefined here
+ * means that default; config/load.ts resolves it against the config's directory.
+ */
+export function stateDirOption(flag: string | undefined, env: NodeJS.ProcessEnv, cwd: string): string | undefined {
+  const chosen = flag ?? (env.PROVKEY_STATE_DIR || undefined);
+  if (chosen === undefined) return undefined;
+  if (chosen.trim() === '') throw new ConfigError('--state-dir: must not be empty', 'usage.state_dir');
+  return path.resolve(cwd, chosen);
+}
+
+export interface LoadOptions {
+  mustExist: boolean;
+  /** Absolute state directory; default `.provkey/` in the config's directory. */
+  stateDir?: string | undefined;
+}
+
+export async function loadConfig(file: string, options: LoadOptions): Promise<Config> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT' && !options.mustExist) {
-      return resolveConfig(v.parse(configSchema, {}), undefined, path.dirname(file));
+      return resolveConfig(v.parse(configSchema, {}), undefined, path.dirname(file), options.stateDir);
     }
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
       throw new ConfigError(`config: ${file} does not exist (run "provkey init" or pass --config)`, 'config.missing');
     }
     throw new ConfigError(`config: cannot read ${file}: ${(error as Error).message}`, 'config.unreadable');
   }
-  return parseConfigText(text, file);
+  return parseConfigText(text, file, options.stateDir);
 }
 
-export function parseConfigText(text: string, file: string): Config {
+export function parseConfigText(text: string, file: string, stateDir?: string): Config {
   let data: unknown;
   try {
     data = parseYaml(text, { prettyErrors: false, uniqueKeys: true }) ?? {};
@@ -60,7 +80,7 @@ export function parseConfigText(text: string, file: string): Config {
   }
   const parsed = v.safeParse(configSchema, data, { abortEarly: true });
   if (!parsed.success) throw new ConfigError(describeIssue(parsed.issues[0]), 'config.invalid');
-  return resolveConfig(parsed.output, file, path.dirname(file));
+  return resolveConfig(parsed.output, file, path.dirname(file), stateDir);
 }
 
 /** One line naming the field: "keys.app.rotation.grace: must be a duration …". */
@@ -84,10 +104,13 @@ function describeIssue(issue: v.BaseIssue<unknown>): string {
   return `${where}: ${message}`;
 }
 
-function resolveConfig(raw: RawConfig, file: string | undefined, dir: string): Config {
-  const stores: Record<string, StoreConfig> = { ...raw.stores };
+function resolveConfig(raw: RawConfig, file: string | undefined, dir: string, stateDirFlag: string | undefined): Config {
+  const stateDir = stateDirFlag ?? path.join(dir, '.provkey');
+  // Paths the config names stay relative to the config; those it leaves out go to the state dir.
+  const fileStore = (store: RawFileStoreConfig): FileStoreConfig => ({ ...store, path: store.path ?? path.join(stateDir, 'store.enc'), keyFile: store.keyFile ?? path.join(stateDir, 'store.key') });
+  const stores: Record<string, StoreConfig> = Object.fromEntries(Object.entries(raw.stores).map(([name, store]) => [name, store.type === 'file' ? fileStore(store) : store]));
   // The embedded encrypted file store is there even when the config names no store.
-  stores[DEFAULT_STORE_NAME] ??= { type: 'file', path: '.provkey/store.enc', keyFile: '.provkey/store.key' };
+  stores[DEFAULT_STORE_NAME] ??= fileStore({ type: 'file' });
   if (!stores[raw.defaults.store]) {
     throw new ConfigError(`defaults.store: no store named "${raw.defaults.store}" under stores`, 'config.invalid');
   }
@@ -110,10 +133,11 @@ function resolveConfig(raw: RawConfig, file: string | undefined, dir: string): C
   return {
     file,
     dir,
+    stateDir,
     raw,
     stores,
     keys,
-    auditPath: path.resolve(dir, raw.audit.path),
+    auditPath: raw.audit.path ? path.resolve(dir, raw.audit.path) : path.join(stateDir, 'audit.jsonl'),
     concurrency: raw.defaults.concurrency,
   };
 }
