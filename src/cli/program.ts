@@ -88,8 +88,10 @@ Docs: docs/README.md`);
     program.command('rotate').argument('[keys...]', 'keys to rotate').description('rotate keys: claim, create, set, test, finish (rolls back on failure)')
       .option('--all', 'every key in the config', false)
       .option('--due', 'only what the schedule says is due (rotations and grace-period ends)', false)
-      .action((keys: string[], opts) => run(async (g, io) => (await import('./commands/rotate.js')).rotateCommand({ keys, all: opts.all, due: opts.due }, g, io))),
-    ['provkey rotate entra-scim-prod', 'provkey rotate --due --json     # from cron', 'provkey rotate --all --dry-run'],
+      .option('--jitter <duration>', 'with --due: first wait a random time up to this long (at most 1h), so a fleet of hosts does not start at once')
+      .option('--shard <i/n>', 'only the I-th of N stable slices of the keys, by a hash of their names (1 <= I <= N <= 1000)')
+      .action((keys: string[], opts) => run(async (g, io) => (await import('./commands/rotate.js')).rotateCommand({ keys, all: opts.all, due: opts.due, jitter: opts.jitter, shard: opts.shard }, g, io))),
+    ['provkey rotate entra-scim-prod', 'provkey rotate --due --json     # from cron', 'provkey rotate --due --jitter 10m --shard 2/4 --json   # host 2 of a fleet of 4', 'provkey rotate --all --dry-run'],
   );
 
   examples(
