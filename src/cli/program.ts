@@ -80,8 +80,9 @@ Docs: docs/README.md`);
   examples(
     program.command('import').argument('<key>', 'key name from the config').description('adopt an existing value from stdin (tested before it is stored)')
       .option('--apply', 'push the value to the target instead of expecting it to be in use already', false)
-      .action((key: string, opts) => run(async (g, io) => (await import('./commands/add.js')).importCommand({ key, apply: opts.apply }, g, io))),
-    ['vault kv get -field=token secret/app | provkey import entra-scim-prod'],
+      .option('--expires-at <date>', 'when the issuer expires this value (e.g. a vendor token: 2027-06-30); --due rotates before it')
+      .action((key: string, opts) => run(async (g, io) => (await import('./commands/add.js')).importCommand({ key, apply: opts.apply, expiresAt: opts.expiresAt }, g, io))),
+    ['vault kv get -field=token secret/app | provkey import entra-scim-prod', 'provkey import atlassian-scim --expires-at 2027-06-30 < token.txt'],
   );
 
   examples(

@@ -12,15 +12,52 @@ export interface RotationPolicy {
   graceMs: number;
 }
 
+/**
+ * When the issuer stops accepting the current version: the earlier of what the target says
+ * (LDAP pwdMaxAge) and what was recorded with the version (`import --expires-at`).
+ */
+export function currentExpiry(record: KeyRecord | undefined, externalExpiry?: Date): Date | undefined {
+  const current = record && versionByLabel(record, 'current');
+  const recorded = current?.expiresAt ? new Date(current.expiresAt) : undefined;
+  if (!recorded) return externalExpiry;
+  return externalExpiry && externalExpiry < recorded ? externalExpiry : recorded;
+}
+
+/** How long before an issuer's expiry a rotation is due: a tenth of the interval, at most a day. */
+export function expiryMarginMs(policy: RotationPolicy): number {
+  return Math.min(policy.intervalMs / 10, 86_400_000);
+}
+
+/** The one due rule: `status`, the dry-run plan and `rotate --due` all ask this. */
 export function nextRotationAt(record: KeyRecord | undefined, policy: RotationPolicy, externalExpiry?: Date): Date | undefined {
   const current = record && versionByLabel(record, 'current');
   if (!current) return undefined;
   const byPolicy = new Date(Date.parse(current.createdAt) + policy.intervalMs);
-  if (!externalExpiry) return byPolicy;
-  // A directory that expires the password itself wins: rotate a margin before it does.
-  const margin = Math.min(policy.intervalMs / 10, 86_400_000);
-  const beforeExpiry = new Date(externalExpiry.getTime() - margin);
+  const expiry = currentExpiry(record, externalExpiry);
+  if (!expiry) return byPolicy;
+  // An issuer that expires the key itself wins: rotate a margin before it does.
+  const beforeExpiry = new Date(expiry.getTime() - expiryMarginMs(policy));
   return beforeExpiry < byPolicy ? beforeExpiry : byPolicy;
+}
+
+/** `status` warns this long before the current version's expiry (and once it has passed). */
+export const EXPIRY_WARNING_MS = 14 * 86_400_000;
+
+export function expiryWarning(record: KeyRecord | undefined, now: Date, externalExpiry?: Date): string | undefined {
+  const expiry = currentExpiry(record, externalExpiry);
+  if (!expiry) return undefined;
+  if (expiry.getTime() <= now.getTime()) return `the current version expired at ${expiry.toISOString()} (issuer's expiry): rotate it now`;
+  if (expiry.getTime() - now.getTime() <= EXPIRY_WARNING_MS) return `the current version expires at ${expiry.toISOString()} (issuer's expiry); "rotate --due" rotates it before then`;
+  return undefined;
+}
+
+/** `import --expires-at`: an ISO 8601 date or date-time in the future (a date alone means its midnight UTC). */
+export function parseExpiresAt(text: string, now: Date): Date {
+  const trimmed = text.trim();
+  const ms = /^\d{4}-\d{2}-\d{2}([T ][\d:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(trimmed) ? Date.parse(trimmed.length === 10 ? `${trimmed}T00:00:00Z` : trimmed) : Number.NaN;
+  if (Number.isNaN(ms)) throw new UsageError(`--expires-at: "${text}" is not a date (use e.g. 2027-06-30 or 2027-06-30T12:00:00Z)`, 'usage.expires_at');
+  if (ms <= now.getTime()) throw new UsageError(`--expires-at: ${new Date(ms).toISOString()} has already passed; an expired value cannot be imported`, 'usage.expires_at');
+  return new Date(ms);
 }
 
 export interface DueWork {

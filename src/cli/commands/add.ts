@@ -1,3 +1,4 @@
+import { parseExpiresAt } from '../../core/schedule.js';
 import { addKey } from '../../engine/add.js';
 import { batchExitCode } from '../../engine/batch.js';
 import { openKey } from '../../engine/key-context.js';
@@ -19,7 +20,8 @@ export async function addCommand(options: { key: string }, globals: GlobalOption
   });
 }
 
-export async function importCommand(options: { key: string; apply: boolean }, globals: GlobalOptions, io: Io): Promise<number> {
+export async function importCommand(options: { key: string; apply: boolean; expiresAt?: string }, globals: GlobalOptions, io: Io): Promise<number> {
+  const expiresAt = options.expiresAt === undefined ? undefined : parseExpiresAt(options.expiresAt, new Date());
   return withSession(globals, io, async (session) => {
     const ctx = await openKey(session, options.key);
     const value = await readSecretInput(io, `value for ${options.key}`);
@@ -28,7 +30,7 @@ export async function importCommand(options: { key: string; apply: boolean }, gl
       io.out(`would ${options.apply ? 'apply' : 'test'} ${fingerprint(value)} against the ${ctx.key.config.target.type} target and, if it is accepted, store it as the current version of ${options.key}`);
       return 0;
     }
-    const result = await addKey(ctx, { value, apply: options.apply });
+    const result = await addKey(ctx, { value, apply: options.apply, ...(expiresAt ? { expiresAt } : {}) });
     renderResults(io, [result], result.exitCode);
     return result.exitCode;
   });
