@@ -13,6 +13,8 @@ export interface GlobalOptions {
   yes: boolean;
   dryRun: boolean;
   verbose: boolean;
+  /** --quiet: nothing on stdout but values and --json; errors and warnings still on stderr. */
+  quiet: boolean;
   color: boolean;
 }
 

@@ -26,9 +26,10 @@ async function main(argv: string[]): Promise<number> {
       yes: Boolean(raw.yes),
       dryRun: Boolean(raw.dryRun),
       verbose: Boolean(raw.verbose),
+      quiet: Boolean(raw.quiet),
       color: raw.color !== false,
     };
-    io = createIo({ json: globals.json, verbose: globals.verbose, color: globals.color });
+    io = createIo({ json: globals.json, verbose: globals.verbose, color: globals.color, quiet: globals.quiet });
     exitCode = await task(globals, io);
   });
   // Every command, not only the root: commander would otherwise exit(1) itself on a usage error.

@@ -17,9 +17,10 @@ export function buildProgram(run: (task: (globals: GlobalOptions, io: Io) => Pro
     .option('-y, --yes', 'answer yes to confirmations (required for destructive commands when not on a TTY)', false)
     .option('-n, --dry-run', 'show what would happen; change nothing', false)
     .option('-v, --verbose', 'log each protocol step to stderr', false)
+    .option('-q, --quiet', 'print nothing on stdout but requested values and --json (errors and warnings still go to stderr)', false)
     .option('--no-color', 'no colour (also: NO_COLOR=1)')
     .showHelpAfterError('(run with --help for usage)')
-    .configureHelp({ sortSubcommands: false })
+    .configureHelp({ sortSubcommands: false, showGlobalOptions: true })
     .addHelpText('after', `
 Exit codes:
   0  success

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
 import * as v from 'valibot';
 import { ConfigError } from '../core/errors.js';
 import { parseDuration } from '../core/duration.js';
@@ -71,16 +71,96 @@ export async function loadConfig(file: string, options: LoadOptions): Promise<Co
 }
 
 export function parseConfigText(text: string, file: string, stateDir?: string): Config {
-  let data: unknown;
-  try {
-    data = parseYaml(text, { prettyErrors: false, uniqueKeys: true }) ?? {};
-  } catch (error) {
-    const where = error instanceof YAMLParseError && error.linePos ? ` line ${error.linePos[0].line}` : '';
-    throw new ConfigError(`config${where}: invalid YAML: ${(error as Error).message.split('\n')[0]}`, 'config.yaml');
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true, lineCounter: lines });
+  const syntax = doc.errors[0];
+  if (syntax) {
+    const { line, col } = lines.linePos(syntax.pos[0]);
+    const where = ` line ${line}, column ${col}`;
+    throw new ConfigError(`config${where}: invalid YAML: ${syntax.message.split('\n')[0]}`, 'config.yaml');
   }
+  const data: unknown = doc.toJS() ?? {};
+  const at = (keys: string[], field?: string) => positionSuffix(doc, lines, path.basename(file), keys, field);
   const parsed = v.safeParse(configSchema, data, { abortEarly: true });
-  if (!parsed.success) throw new ConfigError(describeIssue(parsed.issues[0]), 'config.invalid');
-  return resolveConfig(parsed.output, file, path.dirname(file), stateDir);
+  if (!parsed.success) {
+    const issue = parsed.issues[0];
+    const keys = (issue.path ?? []).map((item) => String(item.key));
+    const unknown = issue.kind === 'schema' && issue.expected === 'never' && keys.length > 0;
+    const hint = unknown ? didYouMean(keys.at(-1)!, knownFields(configSchema as unknown as AnySchema, data, keys.slice(0, -1))) : '';
+    throw new ConfigError(`${describeIssue(issue)}${hint}${unknown ? at(keys.slice(0, -1), keys.at(-1)) : at(keys)}`, 'config.invalid');
+  }
+  try {
+    return resolveConfig(parsed.output, file, path.dirname(file), stateDir);
+  } catch (error) {
+    // Checks after the schema (durations, store names) name a field path: point at it too.
+    const field = error instanceof ConfigError || error instanceof Error ? /^([\w.-]+): /.exec(error.message)?.[1] : undefined;
+    if (!field || !(error instanceof Error) || !('exitCode' in error)) throw error;
+    const suffix = at(field.split('.'));
+    if (suffix) error.message = `${error.message}${suffix}`;
+    throw error;
+  }
+}
+
+/** " (provkey.yaml line 4, column 5)" for the node at `keys` (or that map's key `field`), or the nearest parent that exists. */
+function positionSuffix(doc: Document, lines: LineCounter, fileName: string, keys: string[], field?: string): string {
+  let node: unknown = doc.contents;
+  let found: unknown = node;
+  for (const key of keys) {
+    if (isMap(node)) node = node.get(key, true);
+    else if (isSeq(node)) node = node.get(Number(key), true);
+    else break;
+    if (!node) break;
+    found = node;
+  }
+  if (field !== undefined && isMap(found)) {
+    const pair = found.items.find((item) => isScalar(item.key) && String(item.key.value) === field);
+    if (pair) found = pair.key;
+  }
+  const range = (found as { range?: [number, number, number] } | undefined)?.range;
+  if (!range) return '';
+  const { line, col } = lines.linePos(range[0]);
+  return ` (${fileName} line ${line}, column ${col})`;
+}
+
+type AnySchema = { type: string; entries?: Record<string, AnySchema>; wrapped?: AnySchema; value?: AnySchema; options?: AnySchema[]; key?: string; literal?: unknown };
+
+/** The fields a strict object at `keys` allows, walking the schema along the data (variants pick their option by the data's tag). */
+function knownFields(schema: AnySchema, data: unknown, keys: string[]): string[] {
+  let node: AnySchema | undefined = schema;
+  let value: unknown = data;
+  const settle = (s: AnySchema | undefined, d: unknown): AnySchema | undefined => {
+    while (s?.wrapped) s = s.wrapped;
+    if (s?.type === 'variant' && s.key && s.options) {
+      const tag = (d as Record<string, unknown> | undefined)?.[s.key];
+      return settle(s.options.find((o) => settle(o, d)?.entries?.[s!.key!]?.literal === tag) ?? s.options[0], d);
+    }
+    return s;
+  };
+  for (const key of keys) {
+    node = settle(node, value);
+    node = node?.type === 'record' ? node.value : node?.entries?.[key];
+    value = (value as Record<string, unknown> | undefined)?.[key];
+  }
+  return Object.keys(settle(node, value)?.entries ?? {});
+}
+
+/** ' (did you mean "grace"?)' when a known field is a small typo away (Damerau-free Levenshtein, distance <= 2). */
+function didYouMean(field: string, known: string[]): string {
+  const distance = (a: string, b: string): number => {
+    const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+    for (let i = 1; i <= a.length; i++) {
+      let previous = row[0]!;
+      row[0] = i;
+      for (let j = 1; j <= b.length; j++) {
+        const kept = row[j]!;
+        row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, previous + (a[i - 1]!.toLowerCase() === b[j - 1]!.toLowerCase() ? 0 : 1));
+        previous = kept;
+      }
+    }
+    return row[b.length]!;
+  };
+  const best = known.map((name) => ({ name, d: distance(field, name) })).sort((x, y) => x.d - y.d)[0];
+  return best && best.d <= Math.max(1, Math.min(2, Math.floor(field.length / 3))) ? ` (did you mean "${best.name}"?)` : '';
 }
 
 /** One line naming the field: "keys.app.rotation.grace: must be a duration …". */
