@@ -1,4 +1,4 @@
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Argument, Command, InvalidArgumentError, Option } from 'commander';
 import type { GlobalOptions } from './globals.js';
 import type { Io } from './io.js';
 import { buildInfo } from './commands/version.js';
@@ -151,6 +151,12 @@ Docs: docs/README.md`);
       .action((keys: string[], opts) => run(async (g, io) => (await import('./commands/migrate.js')).migrateCommand({ keys, to: opts.to }, g, io))),
     ['provkey migrate entra-scim-prod --to vault'],
   );
+  examples(
+    program.command('completion').addArgument(new Argument('<shell>', 'bash | zsh | fish').choices(['bash', 'zsh', 'fish'])).description('print a shell completion script, generated from this command tree')
+      .action((shell: string) => run(async (_g, io) => (await import('./commands/completion.js')).completionCommand(shell, io))),
+    ['source <(provkey completion bash)', 'provkey completion zsh > "${fpath[1]}/_provkey"', 'provkey completion fish > ~/.config/fish/completions/provkey.fish'],
+  );
+
   examples(
     program.command('version').description('provkey\'s version and build, and the Node.js it runs on')
       .action(() => run(async (_g, io) => (await import('./commands/version.js')).versionCommand(io))),
