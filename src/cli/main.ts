@@ -84,4 +84,7 @@ for (const stream of [process.stdout, process.stderr]) {
   });
 }
 
-process.exitCode = await main(process.argv);
+// No top-level await: the single executable runs this module bundled as CommonJS (bin/build/sea.mjs).
+void main(process.argv).then((code) => {
+  process.exitCode = code;
+});
