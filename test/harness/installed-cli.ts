@@ -6,7 +6,7 @@
 //   const result = await cli.run(['--config', file, 'status']);
 //   cli.scanner.assertClean();
 
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SecretScanner, type RunResult } from './cli.ts';
@@ -16,6 +16,16 @@ export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const PROJECT_NODE = path.join(REPO_ROOT, 'node_modules/node/bin/node');
 /** Where a plain Debian/Ubuntu host keeps its tools (and its own, older, Node). */
 export const SYSTEM_PATH = ['/usr/local/bin', '/usr/bin', '/bin'];
+
+/**
+ * systemd-analyze, zsh and fish, installed from Debian packages when missing (like slapd is),
+ * so that `npm ci && npm test` works on a fresh machine. Throws with the installer's output.
+ */
+export function ensureTestTools(): void {
+  const script = path.join(REPO_ROOT, 'test/harness/install/tools.sh');
+  const run = spawnSync('bash', [script], { encoding: 'utf8', timeout: 600_000 });
+  if (run.status !== 0) throw new Error(`test/harness/install/tools.sh failed (exit ${String(run.status)}):\n${run.stdout}\n${run.stderr}`);
+}
 
 export interface InstalledRunOptions {
   cwd?: string;

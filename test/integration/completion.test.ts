@@ -8,13 +8,14 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeRun, runProvkey } from '../harness/cli.ts';
+import { ensureTestTools } from '../harness/installed-cli.ts';
 
 let dir: string;
 const scripts: Record<string, string> = {};
 
 function shell(command: string, args: string[]): string {
   const which = spawnSync('sh', ['-c', `command -v ${command}`]);
-  expect(which.status, `${command} is required (apt-get install -y ${command}; .ci/run installs it)`).toBe(0);
+  expect(which.status, `${command} is required (test/harness/install/tools.sh installs it)`).toBe(0);
   const run = spawnSync(command, args, { encoding: 'utf8', cwd: dir, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir } });
   expect(run.status, `${command} ${args.join(' ')}\n${run.stdout}\n${run.stderr}`).toBe(0);
   return run.stdout;
@@ -33,6 +34,7 @@ function fishCompletes(line: string): string[] {
 }
 
 beforeAll(async () => {
+  ensureTestTools();
   dir = mkdtempSync(path.join(tmpdir(), 'provkey-completion-'));
   for (const [shellName, file] of [['bash', 'provkey.bash'], ['zsh', '_provkey'], ['fish', 'provkey.fish']] as const) {
     const result = await runProvkey(['completion', shellName]);

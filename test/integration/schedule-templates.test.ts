@@ -12,7 +12,7 @@ import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bearerStatus, describeRun, PROVKEY_BIN, SecretScanner } from '../harness/cli.ts';
-import { PROJECT_NODE, REPO_ROOT, runCommand, SYSTEM_PATH } from '../harness/installed-cli.ts';
+import { ensureTestTools, PROJECT_NODE, REPO_ROOT, runCommand, SYSTEM_PATH } from '../harness/installed-cli.ts';
 import { startScimServer, type ScimServer } from '../harness/servers/scim.ts';
 
 const ADMIN_TOKEN = `scim-admin-${randomBytes(18).toString('base64url')}`;
@@ -64,6 +64,7 @@ describe('scheduling templates', () => {
   let dir: string;
 
   beforeAll(async () => {
+    ensureTestTools();
     server = await startScimServer({ adminToken: ADMIN_TOKEN, propagationMs: 50 });
     scanner.addSecret(ADMIN_TOKEN, 'SCIM admin token');
     dir = mkdtempSync(path.join(tmpdir(), 'provkey-templates-'));
@@ -76,7 +77,7 @@ describe('scheduling templates', () => {
 
   it('systemd: the service and timer pass systemd-analyze verify with no warning', () => {
     const which = spawnSync('sh', ['-c', 'command -v systemd-analyze'], { encoding: 'utf8' });
-    expect(which.status, 'systemd-analyze is required (apt-get install -y systemd; .ci/run installs it)').toBe(0);
+    expect(which.status, 'systemd-analyze is required (test/harness/install/tools.sh installs it)').toBe(0);
     // A root of its own: the system's units, the two files, and the ExecStart binary in place.
     const root = path.join(dir, 'systemd-root');
     mkdirSync(path.join(root, 'etc/systemd/system'), { recursive: true });
