@@ -15,7 +15,7 @@ const node = path.join(root, 'node_modules/node/bin/node');
 const sea = path.join(root, 'dist/sea/provkey');
 const rounds = Number(process.env.BENCH_ROUNDS ?? 15);
 const dir = mkdtempSync(path.join(tmpdir(), 'provkey-bench-sea-'));
-const env = { PATH: `${path.dirname(node)}:/usr/bin:/bin`, HOME: process.env.HOME ?? '/root', NO_COLOR: '1' };
+const env = { ...process.env, PATH: `${path.dirname(node)}:/usr/bin:/bin`, NO_COLOR: '1' };
 
 // The npm-installed CLI: pack (the checkout is built already), install into a prefix.
 const pack = spawnSync('npm', ['pack', '--ignore-scripts', '--pack-destination', dir], { cwd: root, env, encoding: 'utf8' });

@@ -27,6 +27,15 @@ export function ensureTestTools(): void {
   if (run.status !== 0) throw new Error(`test/harness/install/tools.sh failed (exit ${String(run.status)}):\n${run.stdout}\n${run.stderr}`);
 }
 
+/**
+ * How this host reaches the npm registry (a proxy, an extra CA): kept in every environment
+ * built here, so an `npm ci` or `npm install` run by a test works where the developer's does.
+ */
+export function registryEnv(): Record<string, string> {
+  const names = ['NODE_EXTRA_CA_CERTS', 'SSL_CERT_FILE', 'SSL_CERT_DIR', 'HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'http_proxy', 'https_proxy', 'no_proxy'];
+  return Object.fromEntries(names.filter((name) => process.env[name]).map((name) => [name, process.env[name]!]));
+}
+
 export interface InstalledRunOptions {
   cwd?: string;
   input?: string;
@@ -34,13 +43,13 @@ export interface InstalledRunOptions {
   timeoutMs?: number;
 }
 
-/** Runs `command args…` with exactly `env` (plus HOME, TMPDIR, NO_COLOR); never throws for a non-zero exit. */
+/** Runs `command args…` with exactly `env` (plus HOME, TMPDIR, NO_COLOR and registryEnv()); never throws for a non-zero exit. */
 export function runCommand(command: string, args: string[], env: Record<string, string>, opts: InstalledRunOptions = {}): Promise<RunResult> {
   const started = Date.now();
   return new Promise<RunResult>((resolve, reject) => {
     const child = spawn(command, args, {
       cwd: opts.cwd ?? process.cwd(),
-      env: { HOME: process.env.HOME ?? '/root', TMPDIR: process.env.TMPDIR ?? '/tmp', NO_COLOR: '1', ...env, ...opts.env },
+      env: { HOME: process.env.HOME ?? '/root', TMPDIR: process.env.TMPDIR ?? '/tmp', NO_COLOR: '1', ...registryEnv(), ...env, ...opts.env },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     let stdout = '';

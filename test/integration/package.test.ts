@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bearerStatus, describeRun, secretFingerprint } from '../harness/cli.ts';
-import { InstalledCli, PROJECT_NODE, REPO_ROOT, SYSTEM_PATH } from '../harness/installed-cli.ts';
+import { InstalledCli, PROJECT_NODE, REPO_ROOT, registryEnv, SYSTEM_PATH } from '../harness/installed-cli.ts';
 import { startScimServer, type ScimServer } from '../harness/servers/scim.ts';
 
 const ADMIN_TOKEN = `scim-admin-${randomBytes(18).toString('base64url')}`;
@@ -37,7 +37,7 @@ function copyCleanTree(into: string): void {
 }
 
 function npm(args: string[], cwd: string): string {
-  const run = spawnSync('npm', args, { cwd, encoding: 'utf8', env: { HOME: process.env.HOME ?? '/root', PATH: NODE_PATH.join(':'), NO_COLOR: '1' }, timeout: 180_000 });
+  const run = spawnSync('npm', args, { cwd, encoding: 'utf8', env: { HOME: process.env.HOME ?? '/root', PATH: NODE_PATH.join(':'), NO_COLOR: '1', ...registryEnv() }, timeout: 180_000 });
   expect(run.status, `npm ${args.join(' ')}\n${run.stdout}\n${run.stderr}`).toBe(0);
   return run.stdout;
 }
