@@ -66,12 +66,15 @@ export interface DueWork {
   revokeVersionIds: string[];
 }
 
+/** A previous version's grace period is over (one without an end date never had one). */
+export function graceEnded(graceUntil: string | null | undefined, now: Date): boolean {
+  return !graceUntil || Date.parse(graceUntil) <= now.getTime();
+}
+
 export function dueWork(record: KeyRecord | undefined, policy: RotationPolicy, now: Date, externalExpiry?: Date): DueWork {
   if (!record) return { rotate: false, revokeVersionIds: [] };
   const next = nextRotationAt(record, policy, externalExpiry);
-  const revokeVersionIds = record.versions
-    .filter((v) => v.label === 'previous' && (!v.graceUntil || Date.parse(v.graceUntil) <= now.getTime()))
-    .map((v) => v.id);
+  const revokeVersionIds = record.versions.filter((v) => v.label === 'previous' && graceEnded(v.graceUntil, now)).map((v) => v.id);
   return { rotate: next !== undefined && next.getTime() <= now.getTime(), revokeVersionIds };
 }
 

@@ -1,6 +1,6 @@
 import { UsageError } from '../../core/errors.js';
 import { batchExitCode, forEachKey } from '../../engine/batch.js';
-import { inShard, parseJitter, parseShard } from '../../core/schedule.js';
+import { graceEnded, inShard, parseJitter, parseShard } from '../../core/schedule.js';
 import { runDue, waitJitter } from '../../engine/due.js';
 import { rotateKey } from '../../engine/rotate.js';
 import { keyStatuses } from '../../engine/status.js';
@@ -31,12 +31,12 @@ export async function rotateCommand(options: RotateOptions, globals: GlobalOptio
     const names = selectKeys(session.config, options.keys).filter((name) => inShard(name, shard));
     if (globals.dryRun) {
       const statuses = await keyStatuses(session, names);
-      const now = Date.now();
+      const now = new Date();
       const plan = statuses.map((s) => ({
         key: s.name,
         wouldRotate: !options.due || s.due,
         // --due also ends grace periods: those previous versions would be revoked.
-        wouldRevoke: options.due ? s.previous.filter((p) => !p.graceUntil || Date.parse(p.graceUntil) <= now).map((p) => p.fingerprint) : [],
+        wouldRevoke: options.due ? s.previous.filter((p) => graceEnded(p.graceUntil, now)).map((p) => p.fingerprint) : [],
         current: s.current?.fingerprint ?? null,
         nextRotationAt: s.nextRotationAt,
       }));
