@@ -3,6 +3,7 @@ import { Attribute, Change, type Client } from 'ldapts';
 import { passwordModify, type PasswordModifyRequest } from './password-modify.js';
 import { firstValue, parseGeneralizedTime, PasswordPolicyControl, type DirectoryPolicy, type PasswordPolicyResponse } from './ppolicy.js';
 import { classifyLdapError, type LdapFailure } from './result-codes.js';
+import { resetsByModify, tokenProblem } from './dirsrv-policy.js';
 
 /**
  * What provkey does to the service account's entry, each on an already bound connection:
@@ -18,6 +19,11 @@ type Scrub = (text: string) => string;
 export async function changePassword(client: Client, request: PasswordModifyRequest, scrub: Scrub): Promise<Step> {
   const control = new PasswordPolicyControl();
   try {
+    // 389-DS holds even a password administrator's RFC 3062 reset to the history; its plain modify is not (dirsrv-policy.ts).
+    if (request.user !== undefined && request.oldPassword === undefined && (await resetsByModify(client))) {
+      await client.modify(request.user, [new Change({ operation: 'replace', modification: new Attribute({ type: 'userPassword', values: [request.newPassword] }) })], [control]);
+      return { ok: true, ...(control.response ? { ppolicy: control.response } : {}) };
+    }
     await passwordModify(client, request, [control]);
     return { ok: true, ...(control.response ? { ppolicy: control.response } : {}) };
   } catch (error) {
@@ -30,15 +36,33 @@ export async function changePassword(client: Client, request: PasswordModifyRequ
  * for the account to change: pwdReset would only keep it from working (pwdMustChange). A
  * missing pwdReset (16 noSuchAttribute: no pwdMustChange) is success.
  */
-export async function clearPasswordReset(client: Client, accountDn: string, scrub: Scrub): Promise<Step> {
+export async function clearPasswordReset(client: Client, accountDn: string, scrub: Scrub, maxAgeSeconds?: number): Promise<Step> {
   try {
     await client.modify(accountDn, [new Change({ operation: 'delete', modification: new Attribute({ type: 'pwdReset', values: [] }) })]);
     return { ok: true };
   } catch (error) {
     const failure = classifyLdapError(error, scrub);
+    if (failure.status === 53 && (await resetsByModify(client))) return clearDirsrvReset(client, accountDn, scrub, maxAgeSeconds);
     return failure.status === 16 ? { ok: true } : { ok: false, failure };
   }
 }
+
+/**
+ * 389-DS computes pwdReset; what ends "must change" there is a passwordExpirationTime in the
+ * future, which a change by the account itself would set to now + passwordMaxAge.
+ */
+async function clearDirsrvReset(client: Client, accountDn: string, scrub: Scrub, maxAgeSeconds = DIRSRV_DEFAULT_MAX_AGE): Promise<Step> {
+  const until = new Date(Date.now() + (maxAgeSeconds > 0 ? maxAgeSeconds : DIRSRV_DEFAULT_MAX_AGE) * 1000).toISOString().replace(/[-:T]/g, '').replace(/\.\d+Z$/, 'Z');
+  try {
+    await client.modify(accountDn, [new Change({ operation: 'replace', modification: new Attribute({ type: 'passwordExpirationTime', values: [until] }) })]);
+    return { ok: true };
+  } catch (error) {
+    return { ok: false, failure: classifyLdapError(error, scrub) };
+  }
+}
+
+/** 389-DS's default passwordMaxAge (100 days), when the policy could not be read. */
+const DIRSRV_DEFAULT_MAX_AGE = 8_640_000;
 
 /** ppolicy's "locked until an administrator unlocks it" value (draft-behera §5.3.3). */
 export const LOCKED_UNTIL_ADMIN = '000001010000Z';
@@ -69,6 +93,11 @@ export async function readPasswordChangedTime(client: Client, accountDn: string)
 export function throwAwayPassword(policy: DirectoryPolicy): string {
   let length = Math.max(40, policy.minLength ?? 0);
   if (policy.maxLength !== undefined && policy.maxLength > 0) length = Math.min(length, policy.maxLength);
-  const body = randomBytes(length).toString('base64url');
-  return `Aa1-${body}`.slice(0, Math.max(length, 8));
+  // Never one that passwordMinTokenLength (389-DS) would refuse: draw again.
+  let value = '';
+  for (let attempt = 0; attempt < 100; attempt++) {
+    value = `Aa1-${randomBytes(length).toString('base64url')}`.slice(0, Math.max(length, 8));
+    if (!tokenProblem(value, policy, '')) break;
+  }
+  return value;
 }

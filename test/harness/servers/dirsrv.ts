@@ -54,6 +54,12 @@ export interface StartDirsrvOptions {
   /** Overrides of the global policy (cn=config attributes). */
   policy?: Partial<Record<string, string>>;
   servicePassword?: string;
+  /**
+   * Make uid=provkey-admin a password administrator (cn=config passwordAdminDN; default true):
+   * its resets then bypass syntax and history checks, as OpenLDAP's "manage" does. Without it,
+   * its resets are held to the policy (a rollback to the previous password is passwordInHistory).
+   */
+  passwordAdmin?: boolean;
   startupTimeoutMs?: number;
 }
 
@@ -226,12 +232,9 @@ export async function startDirsrv(options: StartDirsrvOptions = {}): Promise<Dir
     const provkeyAdminDn = `uid=provkey-admin,${servicesDn}`;
     const servicePassword = options.servicePassword ?? password();
     const provkeyAdminPassword = password();
-    const policy = { ...DIRSRV_DEFAULT_POLICY, ...options.policy };
+    const policy: Record<string, string | undefined> = { ...DIRSRV_DEFAULT_POLICY, ...options.policy };
+    if (options.passwordAdmin !== false) policy.passwordAdminDN = provkeyAdminDn;
     await asDm(async (client) => {
-      await client.modify(
-        'cn=config',
-        Object.entries(policy).filter(([, v]) => v !== undefined).map(([type, value]) => new Change({ operation: 'replace', modification: new Attribute({ type, values: [value!] }) })),
-      );
       await client.modify(DIRSRV_BASE_DN, [
         new Change({
           operation: 'add',
@@ -261,6 +264,11 @@ export async function startDirsrv(options: StartDirsrvOptions = {}): Promise<Dir
         objectClass: ['top', 'person', 'organizationalPerson', 'inetOrgPerson'],
         uid: 'provkey-admin', cn: 'provkey-admin', sn: 'admin', userPassword: provkeyAdminPassword,
       });
+      // Last: under passwordMustChange, the passwords just set by Directory Manager would count as resets.
+      await client.modify(
+        'cn=config',
+        Object.entries(policy).filter(([, v]) => v !== undefined).map(([type, value]) => new Change({ operation: 'replace', modification: new Attribute({ type, values: [value!] }) })),
+      );
     });
 
     const running = proc;
