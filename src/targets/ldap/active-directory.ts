@@ -351,7 +351,8 @@ class ActiveDirectoryTarget implements Target {
       await this.#loadPolicy(client);
       const problem = adPasswordProblem(next.value, this.#effective(), this.#account);
       if (problem) return this.#refused(next, { ok: false, reason: 'policy', detail: `${next.fingerprint}: ${problem}` });
-      const twice = this.#windowMs > 0 && replaced !== undefined;
+      // Also without a known previous password (add): whoever knew it must lose it now.
+      const twice = this.#windowMs > 0;
       const via = twice ? this.#throwAway() : undefined;
       if (via) {
         const step = await resetPassword(client, bindDn, via.value, this.#scrub);
@@ -363,7 +364,7 @@ class ActiveDirectoryTarget implements Target {
         return twice ? { ...failed, detail: `${failed.detail}; the account is on an unknown temporary password: run the command again (an admin reset recovers it)` } : this.#refused(next, failed);
       }
       this.#changed(next, replaced, twice, via);
-      return { ok: true, detail: `admin reset (unicodePwd) by ${this.#setup.admin!.dn} on ${server.url}${twice ? `; ${replaced!.fingerprint} pushed two back, so AD refuses it now` : ''}` };
+      return { ok: true, detail: `admin reset (unicodePwd) by ${this.#setup.admin!.dn} on ${server.url}${twice ? `; ${replaced?.fingerprint ?? 'the previous password'} pushed two back, so AD refuses it now` : ''}` };
     });
   }
 

@@ -85,6 +85,8 @@ export interface DirsrvServer {
   read(dn: string, attributes: string[]): Promise<Record<string, string[]>>;
   /** Result code of a simple bind over LDAPS (0 accepted). */
   bindCode(dn: string, password: string): Promise<number>;
+  /** Binds as `dn` this server refused (49 or 19), from its own access log. */
+  failedBinds(dn: string): Promise<number>;
   logTail(): string;
   stop(): Promise<void>;
 }
@@ -185,6 +187,8 @@ export async function startDirsrv(options: StartDirsrvOptions = {}): Promise<Dir
       ['nsslapd-securePort', String(LDAPS_PORT)],
       ['nsslapd-ldapilisten', 'off'],
       ['nsslapd-localhost', host],
+      // Unbuffered, so failedBinds() reads every refused bind as soon as it is answered.
+      ['nsslapd-accesslog-logbuffering', 'off'],
     ] as const) ldif = setAttr(ldif, 'cn=config', attr, value);
     await writeFile(dse, ldif);
     await rm(path.join(instanceDir, 'dse.ldif.startOK'), { force: true });
@@ -309,6 +313,18 @@ export async function startDirsrv(options: StartDirsrvOptions = {}): Promise<Dir
         } finally {
           await client.unbind().catch(() => undefined);
         }
+      },
+      failedBinds: async (dn) => {
+        const log = await readFile(path.join(p, 'var/log/dirsrv', `slapd-${INSTANCE}`, 'access'), 'utf8').catch(() => '');
+        const dnOf = new Map<string, string>();
+        let failed = 0;
+        for (const line of log.split('\n')) {
+          const bind = /(conn=\d+ op=\d+) BIND dn="([^"]*)" method=128/.exec(line);
+          if (bind) dnOf.set(bind[1]!, bind[2]!.toLowerCase());
+          const refused = /(conn=\d+ op=\d+) RESULT err=(49|19) tag=97\b/.exec(line);
+          if (refused && dnOf.get(refused[1]!) === dn.toLowerCase()) failed += 1;
+        }
+        return failed;
       },
       logTail: () => running.logTail(),
       async stop() {
