@@ -64,18 +64,23 @@ export function claimLoopbackAddress(range: { first: number; last: number }, opt
     const host = `127.0.0.${n}`;
     const file = path.join(LOCK_DIR, host);
     if (!tryLock(file)) continue;
-    if (options.alias) ensureAlias(host);
+    const added = options.alias ? ensureAlias(host) : false;
     return {
       host,
-      release: () => rmSync(file, { force: true }),
+      release: () => {
+        // The alias goes with the lock: the address is ours until the lock file is removed.
+        if (added) spawnSync(process.getuid?.() === 0 ? 'ip' : 'sudo', [...(process.getuid?.() === 0 ? [] : ['-n', 'ip']), 'addr', 'del', `${host}/32`, 'dev', 'lo'], { stdio: 'ignore' });
+        rmSync(file, { force: true });
+      },
     };
   }
   throw new Error(`no free loopback address in 127.0.0.${range.first}-${range.last} (locks in ${LOCK_DIR})`);
 }
 
-function ensureAlias(host: string): void {
+/** Adds `host` to lo unless it is there; true when this call added it. */
+function ensureAlias(host: string): boolean {
   const shown = spawnSync('ip', ['-o', 'addr', 'show', 'dev', 'lo'], { encoding: 'utf8' });
-  if (shown.status === 0 && shown.stdout.includes(` ${host}/`)) return;
+  if (shown.status === 0 && shown.stdout.includes(` ${host}/`)) return false;
   const sudo = process.getuid?.() === 0 ? [] : ['sudo', '-n'];
   const cmd = [...sudo, 'ip', 'addr', 'add', `${host}/32`, 'dev', 'lo'];
   const added = spawnSync(cmd[0]!, cmd.slice(1), { encoding: 'utf8' });
@@ -83,4 +88,5 @@ function ensureAlias(host: string): void {
   if (added.status !== 0 && !/File exists/.test(added.stderr)) {
     throw new Error(`cannot add ${host} to lo (${cmd.join(' ')}): ${added.stderr.trim()}`);
   }
+  return added.status === 0;
 }
