@@ -167,6 +167,39 @@ describe('ldap activeDirectory against Samba AD DC', () => {
     await expect(t.checkGenerationPolicy!({ type: 'base64url', bytes: 32 }, initial)).resolves.toBeUndefined();
   });
 
+  it('a fine-grained policy (PSO) applying to the account wins over the domain where readable (the admin); the account is told it could not read it', async () => {
+    const { dn, initial } = await freshAccount(dc);
+    const pso = `CN=pk-pso-${accounts},CN=Password Settings Container,CN=System,${dc.baseDn}`;
+    await dc.add(pso, {
+      objectClass: ['msDS-PasswordSettings'],
+      'msDS-PasswordSettingsPrecedence': '1',
+      'msDS-PasswordReversibleEncryptionEnabled': 'FALSE',
+      'msDS-PasswordHistoryLength': '24',
+      'msDS-PasswordComplexityEnabled': 'TRUE',
+      'msDS-MinimumPasswordLength': '20',
+      'msDS-MinimumPasswordAge': '0',
+      'msDS-MaximumPasswordAge': '-25920000000000', // 30 days
+      'msDS-LockoutThreshold': '5',
+      'msDS-LockoutObservationWindow': '-18000000000',
+      'msDS-LockoutDuration': '-18000000000',
+      'msDS-PSOAppliesTo': dn,
+    });
+    const asAccount = await openAd(dc, dn, { apply: { mode: 'self' } });
+    // As in Windows, the account sees msDS-ResultantPSO but may not read the PSO: the domain's values are used, and said to be so.
+    await asAccount.checkGenerationPolicy!({ type: 'password', length: 16, lower: 1, upper: 1, digits: 1, symbols: 1, symbolSet: '-', exclude: '' }, initial);
+    expect((asAccount as unknown as { effectivePolicy: { minLength: number; source: string } }).effectivePolicy).toMatchObject({
+      minLength: 10,
+      source: `domain DC=pk,DC=test (the fine-grained policy ${pso} applies but is not readable)`,
+    });
+    const asAdmin = await openAd(dc, dn, { apply: { mode: 'admin', adminDn: dc.adminDn, adminPasswordRef: 'env:AD_ADMIN_PASSWORD' } });
+    await expect(asAdmin.checkGenerationPolicy!({ type: 'password', length: 16, lower: 1, upper: 1, digits: 1, symbols: 1, symbolSet: '-', exclude: '' })).rejects.toThrow(/minPwdLength 20 .*PSO/);
+    const short = makeSecret(); // 31 characters: fine for the PSO too
+    expect(await asAdmin.set({ next: short, current: initial, replace: true })).toMatchObject({ ok: true });
+    const expires = await asAdmin.expiresAt!(short);
+    expect((expires!.getTime() - Date.now()) / 86_400_000).toBeGreaterThan(29.9);
+    expect((expires!.getTime() - Date.now()) / 86_400_000).toBeLessThan(30.01);
+  });
+
   it('refuses plain ldap:// without StartTLS at config time', async () => {
     await expect(openAd(dc, `CN=x,${dc.usersDn}`, { urls: [dc.ldapUrl], startTls: false })).rejects.toThrow(/refuses password changes without TLS/);
   });

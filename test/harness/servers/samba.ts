@@ -64,6 +64,8 @@ export interface SambaServer {
   pid: number;
   /** Creates an enabled user under CN=Users with `password` (as Administrator over LDAPS); returns its DN. */
   createUser(name: string, password: string): Promise<string>;
+  /** Adds an entry as Administrator (e.g. a fine-grained password policy). */
+  add(dn: string, attributes: Record<string, string | string[]>): Promise<void>;
   /** Modifications as Administrator (e.g. the domain's password settings on baseDn, lockoutTime on a user). */
   modify(dn: string, changes: Change[]): Promise<void>;
   /** Attributes of one entry as Administrator (strings). */
@@ -211,6 +213,7 @@ export async function startSamba(options: StartSambaOptions = {}): Promise<Samba
           });
           return dn;
         }),
+      add: (dn, attributes) => asAdmin((client) => client.add(dn, attributes)),
       modify: (dn, changes) => asAdmin((client) => client.modify(dn, changes)),
       read: (dn, attributes) =>
         asAdmin(async (client) => {
