@@ -166,6 +166,8 @@ const ldapTarget = v.strictObject({
   ),
   /** Whether to prove the old password fails (costs one failed bind). */
   negativeProbe: v.optional(v.picklist(['auto', 'always', 'never']), 'auto'),
+  /** The provisioning write probe (`test --write`, drills): a staging OU the account may write to, and a group. */
+  writeProbe: v.optional(v.strictObject({ base: v.string(), group: v.optional(v.string()) })),
   propagationTimeout: v.optional(duration, '30s'),
   timeout: v.optional(duration, '10s'),
 });

@@ -14,6 +14,7 @@ import { closeQuietly, LdapConnector, type LdapServer } from './connection.js';
 import { failedBindBudget, negativeProbeFor } from './ppolicy.js';
 import { combineVerdicts, probeConnect, probeSearch, skipped, verdictOfFailure } from './probes.js';
 import { applyFailure, classifyLdapError, type LdapFailure } from './result-codes.js';
+import { probeWrites, writeProbeNotConfigured } from './write-probe.js';
 import type { LdapTargetSetup } from './target-state.js';
 
 /**
@@ -126,9 +127,7 @@ class ActiveDirectoryTarget implements Target {
     const results = await Promise.all(servers.map((server, index) => (options.expect === 'accept' ? this.#acceptOn(server, index, secret) : this.#rejectOn(server, index, secret))));
     const several = servers.length > 1;
     const probes = results.flatMap((r, index) => (several ? r.probes.map((p) => ({ ...p, name: `${p.name}-${index + 1}` })) : r.probes));
-    if (options.write && options.expect === 'accept') {
-      probes.push({ name: 'write', outcome: 'unsupported', ms: 0, detail: 'the ldap target has no write probe; bind, the account read and the search under searchBase are its proof' });
-    }
+    if (options.write && options.expect === 'accept') probes.push(...(await this.#writeProbe(secret, results[0]!.verdict)));
     const verdict = combineVerdicts(results.map((r) => r.verdict), options.expect);
     const expected: Verdict = options.expect === 'accept' ? 'accepted' : 'rejected';
     return {
@@ -171,6 +170,22 @@ class ActiveDirectoryTarget implements Target {
     } finally {
       await closeQuietly(client);
     }
+  }
+
+  /** The provisioning write probe (write-probe.ts) on the first server, once the account was accepted there. */
+  async #writeProbe(secret: SecretInUse, verdict: Verdict): Promise<Probe[]> {
+    const config = this.#setup.config.writeProbe;
+    if (!config) return [writeProbeNotConfigured()];
+    if (verdict !== 'accepted') return [skipped('write', 'not run: the account was not accepted')];
+    return this.#onWriteServer(
+      async (client) => {
+        const bind = await adBind(client, this.#setup.config.bindDn, secret.value, this.#scrub);
+        this.#recordBind(0, secret, bind.ok, bind.failure);
+        if (!bind.ok) return [{ name: 'write', outcome: 'fail', status: bind.failure!.status, ms: bind.ms, detail: bind.failure!.detail } as Probe];
+        return probeWrites(client, config, { activeDirectory: true, scrub: this.#scrub });
+      },
+      (failure) => [{ name: 'write', outcome: 'fail', status: failure.status, ms: 0, detail: failure.detail } as Probe],
+    );
   }
 
   /** AD has no Who am I?: the bound identity reads its own entry, which a mapped or anonymous bind could not. */

@@ -73,6 +73,9 @@ export interface DirsrvServer {
   peopleDn: string;
   adminDn: string;
   adminPassword: string;
+  /** ou=staging (the service account may add, modify and delete there) and cn=provisioned,ou=groups (it may write member). */
+  stagingDn: string;
+  groupDn: string;
   /** uid=provisioner,ou=services: cn "provisioner", sn "service" (passwordMinTokenLength looks at these). */
   serviceDn: string;
   servicePassword: string;
@@ -255,6 +258,19 @@ export async function startDirsrv(options: StartDirsrvOptions = {}): Promise<Dir
       for (const name of ['alice', 'bob']) {
         await client.add(`uid=${name},${peopleDn}`, { objectClass: ['top', 'person', 'organizationalPerson', 'inetOrgPerson'], uid: name, cn: name, sn: name });
       }
+      // The provisioning write probe's staging OU and group, writable by the service account.
+      await client.add(`ou=staging,${DIRSRV_BASE_DN}`, {
+        objectClass: ['top', 'organizationalUnit'],
+        ou: 'staging',
+        aci: `(targetattr="*")(version 3.0; acl "provisioner writes staging"; allow (add, delete, write, read, search, compare) userdn="ldap:///${serviceDn}";)`,
+      });
+      await client.add(`ou=groups,${DIRSRV_BASE_DN}`, { objectClass: ['top', 'organizationalUnit'], ou: 'groups' });
+      await client.add(`cn=provisioned,ou=groups,${DIRSRV_BASE_DN}`, {
+        objectClass: ['top', 'groupOfNames'],
+        cn: 'provisioned',
+        member: `uid=alice,${peopleDn}`,
+        aci: `(targetattr="member")(version 3.0; acl "provisioner manages members"; allow (write) userdn="ldap:///${serviceDn}";)`,
+      });
       await client.add(servicesDn, {
         objectClass: ['top', 'organizationalUnit'],
         ou: 'services',
@@ -287,6 +303,8 @@ export async function startDirsrv(options: StartDirsrvOptions = {}): Promise<Dir
       peopleDn,
       adminDn: DM_DN,
       adminPassword: DM_PASSWORD,
+      stagingDn: `ou=staging,${DIRSRV_BASE_DN}`,
+      groupDn: `cn=provisioned,ou=groups,${DIRSRV_BASE_DN}`,
       serviceDn,
       servicePassword,
       provkeyAdminDn,
