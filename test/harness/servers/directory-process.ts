@@ -135,14 +135,32 @@ export async function generateRunCerts(dir: string, host: string): Promise<RunCa
   return { caFile, caPem: await readFile(caFile, 'utf8'), certFile, keyFile };
 }
 
+/** Children still running and the temp dirs they use: killed and removed if the test process exits first. */
+const live = new Map<ChildProcess, string | undefined>();
+let exitHook = false;
+
+function installExitHook(): void {
+  if (exitHook) return;
+  exitHook = true;
+  process.on('exit', () => {
+    for (const [child, dir] of live) {
+      child.kill('SIGKILL');
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}
+
 /** A foreground server child: its output kept (last 64 KiB) for failure messages. */
 export class ForegroundProcess {
   readonly child: ChildProcess;
   #log = '';
   #exited: Promise<number | null>;
 
-  constructor(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env) {
-    this.child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  constructor(cmd: string, args: string[], options: { env?: NodeJS.ProcessEnv; dir?: string } = {}) {
+    this.child = spawn(cmd, args, { env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    installExitHook();
+    live.set(this.child, options.dir);
+    this.child.once('exit', () => live.delete(this.child));
     const keep = (d: Buffer) => {
       this.#log = (this.#log + d.toString('utf8')).slice(-65_536);
     };

@@ -208,7 +208,7 @@ export async function startDirsrv(options: StartDirsrvOptions = {}): Promise<Dir
     await runOk('chown', ['-R', 'dirsrv:dirsrv', p]);
 
     const pidFile = path.join(p, 'run/dirsrv', `slapd-${INSTANCE}.pid`);
-    proc = new ForegroundProcess('/usr/sbin/ns-slapd', ['-D', instanceDir, '-i', pidFile, '-d', '0']);
+    proc = new ForegroundProcess('/usr/sbin/ns-slapd', ['-D', instanceDir, '-i', pidFile, '-d', '0'], { dir });
     const errorsLog = path.join(p, 'var/log/dirsrv', `slapd-${INSTANCE}`, 'errors');
     const ready = async () => {
       const client = ldapsClient(host, certs.caPem);

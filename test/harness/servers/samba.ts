@@ -166,7 +166,7 @@ export async function startSamba(options: StartSambaOptions = {}): Promise<Samba
     const certs = await generateRunCerts(path.join(dir, 'tls'), host);
     const conf = path.join(runDir, 'etc/smb.conf');
     await writeFile(conf, runConfig(await readFile(conf, 'utf8'), await builtAt(templateDir), runDir, host, certs, options.oldPasswordAllowedPeriod ?? 0));
-    proc = new ForegroundProcess(SAMBA, ['-s', conf, '-i', '-M', 'single', '--debuglevel=1']);
+    proc = new ForegroundProcess(SAMBA, ['-s', conf, '-i', '-M', 'single', '--debuglevel=1'], { dir });
     const ready = async () => {
       const client = ldapsClient(host, certs.caPem);
       try {
