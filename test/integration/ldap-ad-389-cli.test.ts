@@ -96,21 +96,35 @@ describe('provkey CLI against Samba AD DC (directory: activeDirectory)', () => {
     // Not due: pwdLastSet + maxPwdAge (42 days) is far.
     const notDue = await cli.json<KeyResultJson>(['rotate', '--due']);
     expect(notDue.data.results[0]!.outcome, describeRun(notDue.result)).toBe('skipped');
+    // The domain's maxPwdAge drops to one day: the password now expires within the margin, so it is due.
+    await dc.modify(dc.baseDn, [replace('maxPwdAge', ['-864000000000'])]);
+    let dueRotated: string;
+    try {
+      const due = await cli.json<KeyResultJson>(['rotate', '--due']);
+      expect(due.result.code, describeRun(due.result)).toBe(0);
+      expect(due.data.results[0]!.outcome).toBe('rotated');
+      dueRotated = await cli.reveal(KEY, 'after rotate --due');
+    } finally {
+      await dc.modify(dc.baseDn, [replace('maxPwdAge', ['-36288000000000'])]);
+    }
+    expect((await dc.bindCode(dn, dueRotated)).code).toBe(0);
+    expect((await dc.bindCode(dn, second)).code).toBe(49);
 
     const drill = await cli.json<{ ok: boolean; leakedFingerprint: string; newFingerprint: string }>(['drill', 'compromise', KEY, '--yes']);
     expect(drill.result.code, describeRun(drill.result)).toBe(0);
-    expect(drill.data).toMatchObject({ ok: true, leakedFingerprint: fingerprint(second) });
+    expect(drill.data).toMatchObject({ ok: true, leakedFingerprint: fingerprint(dueRotated) });
     const third = await cli.reveal(KEY, 'after drill');
     expect((await dc.bindCode(dn, third)).code).toBe(0);
     // Contained at once, although AD accepts a previous password for 60 minutes.
-    expect((await dc.bindCode(dn, second)).code).toBe(49);
+    expect((await dc.bindCode(dn, dueRotated)).code).toBe(49);
 
     const revoked = await cli.run(['revoke', KEY, '--yes']);
     expect(revoked.code, describeRun(revoked)).toBe(0);
     // provkey's whole lifecycle, and the checks above (with the two passwords before the current one,
     // which AD does not count), left no failed bind on the DC.
     expect(await counted(dn)).toEqual({ badPwdCount: 0, everFailed: false });
-    for (const old of [initial, second, third]) expect((await dc.bindCode(dn, old)).code).toBe(49);
+    // Wrong passwords, not a lockout (the third counted failure is the one that reaches lockoutThreshold 3).
+    for (const old of [third, dueRotated, second, initial]) expect(await dc.bindCode(dn, old)).toEqual({ code: 49, data: '52e' });
     expect((await cli.run(['audit', 'verify'])).code).toBe(0);
   });
 
