@@ -70,6 +70,8 @@ class ActiveDirectoryTarget implements Target {
   #change: LastChange | undefined;
   /** The account's two previous passwords as far as this run knows: AD does not count failed binds with them. */
   #previous: string[] = [];
+  /** Passwords that got 49 since this run's last change: never bound again to learn the same thing. */
+  readonly #refusedSince = new Set<string>();
 
   constructor(setup: LdapTargetSetup, windowMs: number) {
     this.#setup = setup;
@@ -237,6 +239,7 @@ class ActiveDirectoryTarget implements Target {
   }
 
   #recordBind(index: number, secret: SecretInUse, ok: boolean, failure: LdapFailure | undefined): void {
+    if (failure?.kind === 'rejected' && index === 0) this.#refusedSince.add(secret.fingerprint);
     if (ok) this.#guard.succeeded(index);
     // AD's "n-2" rule: a bind with one of the two previous passwords does not count toward lockoutThreshold.
     else if (failure?.kind === 'rejected' && !this.#previous.includes(secret.fingerprint)) this.#guard.failed(index, secret.fingerprint);
@@ -428,8 +431,9 @@ class ActiveDirectoryTarget implements Target {
     const { bindDn } = this.#setup.config;
     return this.#onWriteServer(
       async (client): Promise<ApplyResult | undefined> => {
-        const withNext = await adBind(client, bindDn, next.value, this.#scrub);
-        this.#recordBind(0, next, withNext.ok, withNext.failure);
+        // A `next` this run already saw refused is not bound again: each failure counts toward lockoutThreshold.
+        const withNext = this.#refusedSince.has(next.fingerprint) ? { ok: false as const } : await adBind(client, bindDn, next.value, this.#scrub);
+        if ('ms' in withNext) this.#recordBind(0, next, withNext.ok, withNext.failure);
         if (withNext.ok && !this.#acceptedOnlyByWindow(next)) {
           return { ok: true, kept: 'next', detail: `kept ${next.fingerprint} (rollback: keep-new): it binds, and the domain would refuse ${current.fingerprint} back as a self change (password history)` };
         }
@@ -452,6 +456,7 @@ class ActiveDirectoryTarget implements Target {
     this.#change = { to: to.fingerprint, ...(from ? { from } : {}), at: Date.now(), contained: contained || this.#windowMs === 0 };
     const replaced = [via?.fingerprint, from?.fingerprint].filter((f): f is string => f !== undefined);
     this.#previous = [...replaced, ...this.#previous].filter((f) => f !== to.fingerprint).slice(0, 2);
+    this.#refusedSince.clear();
     this.#guard.succeeded(0);
   }
 
