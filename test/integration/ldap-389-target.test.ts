@@ -19,6 +19,7 @@ import { createLdapTarget } from '../../src/targets/ldap/ldap-target.js';
 import type { SecretInUse, Target } from '../../src/targets/target.js';
 import { describeTargetContract, summary, testUntil } from '../contract/target-contract.js';
 import { startDirsrv, type DirsrvServer, type StartDirsrvOptions } from '../harness/servers/dirsrv.ts';
+import { startTcpProxy } from '../harness/servers/tcp-proxy.ts';
 
 const ACCOUNT_TOKENS = { minTokenLength: 3, accountTokens: ['provisioner', 'service'] };
 
@@ -109,17 +110,33 @@ function contractOn(label: string, options: StartDirsrvOptions, fields: (ds: Dir
     describeTargetContract(label, async () => {
       const initial = makeSecret();
       await resetAccount(ds, initial.value);
-      const target = await open389(ds, fields(ds));
-      return { target, initial, makeSecret, accepts: async (secret) => (await ds.bindCode(ds.serviceDn, secret.value)) === 0 };
+      // Through a forwarder the test can take down (the instance serves the whole block).
+      const wanted = fields(ds);
+      const real = new URL(((wanted.urls as string[] | undefined) ?? [ds.ldapUrl])[0]!);
+      const proxy = await startTcpProxy({ host: real.hostname, port: Number(real.port) });
+      const target = await open389(ds, { ...wanted, urls: [`${real.protocol}//${proxy.host}:${proxy.port}`], tls: { caFile: ds.caFile, serverName: 'localhost' } });
+      return {
+        target,
+        initial,
+        makeSecret,
+        accepts: async (secret) => (await ds.bindCode(ds.serviceDn, secret.value)) === 0,
+        takeDown: () => proxy.close(),
+        cleanup: () => proxy.close(),
+      };
     });
   });
 }
 
-contractOn('ldap 389ds: StartTLS, self apply, admin-reset rollback', {}, () => ({ rollback: 'admin-reset' }));
-contractOn('ldap 389ds: ldaps, admin apply under passwordMustChange (two-step), admin-reset rollback', { policy: { passwordMustChange: 'on' } }, (ds) => ({
+// As in the OpenLDAP contract, passwordMaxFailure 5 (the limit of 3 has its own tests below), and
+// salted SHA-512 storage, which identify can check against the candidates without a bind
+// (389-DS's default PBKDF2 is not: identify then binds within its budget).
+const CONTRACT_POLICY = { passwordMaxFailure: '5', passwordStorageScheme: 'SSHA512' };
+contractOn('ldap 389ds: StartTLS, self apply, admin-reset rollback', { policy: CONTRACT_POLICY }, () => ({ rollback: 'admin-reset', passwordPolicy: { maxFailure: 5 } }));
+contractOn('ldap 389ds: ldaps, admin apply under passwordMustChange (two-step), admin-reset rollback', { policy: { ...CONTRACT_POLICY, passwordMustChange: 'on' } }, (ds) => ({
   urls: [ds.ldapsUrl],
   apply: { mode: 'admin', adminDn: ds.provkeyAdminDn, adminPasswordRef: 'env:DS_ADMIN_PASSWORD' },
   rollback: 'admin-reset',
+  passwordPolicy: { maxFailure: 5 },
 }));
 
 describe('ldap target against 389 Directory Server', () => {

@@ -16,6 +16,7 @@ import { createLdapTarget } from '../../src/targets/ldap/ldap-target.js';
 import type { SecretInUse, Target } from '../../src/targets/target.js';
 import { describeTargetContract, summary, testUntil } from '../contract/target-contract.js';
 import { replace, startSamba, type SambaServer } from '../harness/servers/samba.ts';
+import { startTcpProxy } from '../harness/servers/tcp-proxy.ts';
 
 /** Three categories (P, k, -) and long enough for minPwdLength 10; never contains an account name. */
 function makeSecret(): SecretInUse {
@@ -79,13 +80,17 @@ afterAll(async () => {
 for (const mode of ['self', 'admin'] as const) {
   describeTargetContract(`ldap activeDirectory (Samba AD DC): ${mode} apply, admin-reset rollback`, async () => {
     const { dn, initial } = await freshAccount(dc);
-    const url = mode === 'admin' ? dc.ldapUrl : dc.ldapsUrl; // admin over StartTLS, self over LDAPS
-    const target = await openAd(dc, dn, { urls: [url], startTls: true, apply: { mode, adminDn: dc.adminDn, adminPasswordRef: 'env:AD_ADMIN_PASSWORD' }, rollback: 'admin-reset' });
+    // Through a forwarder the test can take down (the DC itself serves the whole file): admin over StartTLS, self over LDAPS.
+    const proxy = await startTcpProxy({ host: dc.host, port: mode === 'admin' ? 389 : 636 });
+    const url = `${mode === 'admin' ? 'ldap' : 'ldaps'}://${proxy.host}:${proxy.port}`;
+    const target = await openAd(dc, dn, { urls: [url], startTls: true, tls: { caFile: dc.caFile, serverName: 'localhost' }, apply: { mode, adminDn: dc.adminDn, adminPasswordRef: 'env:AD_ADMIN_PASSWORD' }, rollback: 'admin-reset' });
     return {
       target,
       initial,
       makeSecret,
       accepts: async (secret) => (await dc.bindCode(dn, secret.value)).code === 0,
+      takeDown: () => proxy.close(),
+      cleanup: () => proxy.close(),
     };
   });
 }

@@ -5,10 +5,10 @@ import { ConfigError } from '../../core/errors.js';
 import { fingerprint } from '../../core/fingerprint.js';
 import type { GenerationPolicy } from '../../core/keygen.js';
 import { redact, registerSecret } from '../../core/redact.js';
-import type { ApplyResult, ConnectionTest, Probe, SecretInUse, Target, TargetCapabilities, TestOptions, Verdict } from '../target.js';
+import type { ApplyResult, CandidateVerdict, ConnectionTest, Identification, Probe, SecretInUse, Target, TargetCapabilities, TestOptions, Verdict } from '../target.js';
 import type { AdFailure } from './ad-errors.js';
 import { adBind, changeOwnPassword, resetPassword } from './ad-password.js';
-import { adExpiry, adPasswordProblem, readAdPolicy, validateAdGenerationPolicy, type AdAccount, type AdPolicy } from './ad-policy.js';
+import { adExpiry, adPasswordProblem, fileTimeToDate, readAdPolicy, validateAdGenerationPolicy, type AdAccount, type AdPolicy } from './ad-policy.js';
 import { FailedBindGuard } from './bind-guard.js';
 import { closeQuietly, LdapConnector, type LdapServer } from './connection.js';
 import { failedBindBudget, negativeProbeFor } from './ppolicy.js';
@@ -245,6 +245,110 @@ class ActiveDirectoryTarget implements Target {
     else if (failure?.kind === 'rejected' && !this.#previous.includes(secret.fingerprint)) this.#guard.failed(index, secret.fingerprint);
   }
 
+  // --- identify -------------------------------------------------------------------------------
+
+  /**
+   * Which candidate the account has, for a resumed run. Free evidence first, read as the admin
+   * when there is one: a lockout (lockoutTime) answers for every candidate; a candidate made
+   * after pwdLastSet was never set. Then binds, in the caller's order, until one is accepted.
+   * AD resets badPwdCount on a successful bind and does not count failures with the two
+   * previous passwords, so a failure costs something only when no candidate binds: at most
+   * one such failure per run (more only with lockoutThreshold above 3 or off).
+   */
+  async identify(candidates: SecretInUse[]): Promise<Identification> {
+    const unique = candidates.filter((c, i) => candidates.findIndex((o) => o.fingerprint === c.fingerprint) === i);
+    this.#remember(...unique.map((c) => c.value));
+    const verdicts: Record<string, CandidateVerdict> = Object.fromEntries(unique.map((c) => [c.fingerprint, 'unknown' as CandidateVerdict]));
+    const notes: string[] = [];
+    const result = (): Identification => ({ verdicts, detail: this.#scrub(notes.join('; ')) });
+    if (unique.length === 0) return { verdicts, detail: 'no candidate versions to identify' };
+    const undecided = () => unique.filter((c) => verdicts[c.fingerprint] === 'unknown' && c.value !== '');
+    const all = (verdict: CandidateVerdict) => {
+      for (const c of undecided()) verdicts[c.fingerprint] = verdict;
+    };
+    const server = this.#setup.servers[0]!;
+    const connection = await this.#connector.open(server);
+    if (!connection.ok) {
+      all(connection.failure.kind === 'unreachable' || connection.failure.kind === 'tls' ? 'unreachable' : 'unknown');
+      notes.push(`${server.url}: ${connection.failure.detail}`);
+      return result();
+    }
+    const client = connection.client;
+    try {
+      let badPwdCount: number | undefined;
+      if (this.#setup.admin && (await this.#bindAdmin(client)).ok) {
+        await this.#loadPolicy(client);
+        const entry = await client
+          .search(this.#setup.config.bindDn, { scope: 'base', filter: '(objectClass=*)', attributes: ['pwdLastSet', 'badPwdCount', 'lockoutTime'] })
+          .then((r) => r.searchEntries[0])
+          .catch(() => undefined);
+        if (entry) {
+          const lockedAt = fileTimeToDate(String(entry.lockoutTime ?? '0'));
+          if (lockedAt) {
+            all('rejected');
+            notes.push(`the account is locked out since ${lockedAt.toISOString()} (lockoutTime): an admin must set lockoutTime to 0`);
+            return result();
+          }
+          badPwdCount = Number(entry.badPwdCount ?? 0);
+          const lastSet = fileTimeToDate(String(entry.pwdLastSet ?? '0'));
+          for (const c of undecided()) {
+            const created = c.createdAt ? Date.parse(c.createdAt) : NaN;
+            if (lastSet && Number.isFinite(created) && created > lastSet.getTime() + 5 * 60_000) {
+              verdicts[c.fingerprint] = 'rejected';
+              notes.push(`${c.fingerprint} was generated after the password last changed (pwdLastSet ${lastSet.toISOString()}): never set`);
+            }
+          }
+        }
+      }
+      const threshold = this.#lockoutView().maxFailure;
+      // Counted failures this run may spend. At lockoutThreshold 3 (or unknown): two when the
+      // admin read badPwdCount 0 (a success then resets it), one when nothing was read.
+      let room =
+        threshold === 0
+          ? unique.length
+          : threshold !== undefined && threshold > 3
+            ? Math.max(0, threshold - 2 - (badPwdCount ?? 0))
+            : badPwdCount === undefined
+              ? 1
+              : Math.max(0, 2 - badPwdCount);
+      for (const candidate of undecided()) {
+        const free = this.#previous.includes(candidate.fingerprint);
+        if (!free && room <= 0) {
+          notes.push(`${undecided().map((c) => c.fingerprint).join(', ')} not tried: a failed bind could bring the account closer to lockoutThreshold ${threshold ?? '(unknown)'}`);
+          break;
+        }
+        const bind = await adBind(client, this.#setup.config.bindDn, candidate.value, this.#scrub);
+        this.#recordBind(0, candidate, bind.ok, bind.failure);
+        if (bind.ok) {
+          verdicts[candidate.fingerprint] = this.#acceptedOnlyByWindow(candidate) ? 'rejected' : 'accepted';
+          notes.push(`${candidate.fingerprint} binds`);
+          if (verdicts[candidate.fingerprint] === 'accepted') break;
+          continue;
+        }
+        const failure = bind.failure!;
+        if (failure.kind !== 'rejected') {
+          verdicts[candidate.fingerprint] = failure.kind === 'unreachable' || failure.kind === 'tls' ? 'unreachable' : 'unknown';
+          notes.push(`${candidate.fingerprint}: ${failure.detail}`);
+          if (failure.kind === 'unreachable' || failure.kind === 'tls') {
+            all('unreachable');
+            break;
+          }
+          continue;
+        }
+        verdicts[candidate.fingerprint] = 'rejected';
+        notes.push(`${candidate.fingerprint}: ${failure.detail}`);
+        if (bind.failure?.locked) {
+          all('rejected');
+          break;
+        }
+        if (!free) room -= 1;
+      }
+      return result();
+    } finally {
+      await closeQuietly(client);
+    }
+  }
+
   // --- policy ---------------------------------------------------------------------------------
 
   async #loadPolicy(client: Client): Promise<void> {
@@ -429,7 +533,7 @@ class ActiveDirectoryTarget implements Target {
 
   async #keepNewIfItBinds(next: SecretInUse, current: SecretInUse): Promise<ApplyResult | undefined> {
     const { bindDn } = this.#setup.config;
-    return this.#onWriteServer(
+    return this.#onWriteServer<ApplyResult | undefined>(
       async (client): Promise<ApplyResult | undefined> => {
         // A `next` this run already saw refused is not bound again: each failure counts toward lockoutThreshold.
         const withNext = this.#refusedSince.has(next.fingerprint) ? { ok: false as const } : await adBind(client, bindDn, next.value, this.#scrub);
@@ -442,7 +546,8 @@ class ActiveDirectoryTarget implements Target {
         if (withCurrent.ok && !this.#acceptedOnlyByWindow(current)) return { ok: true, detail: `${next.fingerprint} is not in effect and ${current.fingerprint} still binds: nothing to undo` };
         return undefined;
       },
-      () => undefined,
+      // A DC that does not answer is unreachable, never "neither binds".
+      (failure) => applyFailure(failure, `cannot connect to ${this.#setup.servers[0]!.url}`),
     );
   }
 
