@@ -43,12 +43,13 @@ export async function changePassword(client: Client, request: PasswordModifyRequ
  * missing pwdReset (16 noSuchAttribute: no pwdMustChange) is success.
  */
 export async function clearPasswordReset(client: Client, accountDn: string, scrub: Scrub, maxAgeSeconds?: number): Promise<Step> {
+  // 389-DS computes pwdReset (deleting it does nothing reliable): its own way, at once.
+  if (await resetsByModify(client)) return clearDirsrvReset(client, accountDn, scrub, maxAgeSeconds);
   try {
     await client.modify(accountDn, [new Change({ operation: 'delete', modification: new Attribute({ type: 'pwdReset', values: [] }) })]);
     return { ok: true };
   } catch (error) {
     const failure = classifyLdapError(error, scrub);
-    if (failure.status === 53 && (await resetsByModify(client))) return clearDirsrvReset(client, accountDn, scrub, maxAgeSeconds);
     return failure.status === 16 ? { ok: true } : { ok: false, failure };
   }
 }
@@ -59,9 +60,16 @@ export async function clearPasswordReset(client: Client, accountDn: string, scru
  */
 async function clearDirsrvReset(client: Client, accountDn: string, scrub: Scrub, maxAgeSeconds = DIRSRV_DEFAULT_MAX_AGE): Promise<Step> {
   const until = new Date(Date.now() + (maxAgeSeconds > 0 ? maxAgeSeconds : DIRSRV_DEFAULT_MAX_AGE) * 1000).toISOString().replace(/[-:T]/g, '').replace(/\.\d+Z$/, 'Z');
+  // 389-DS may still be finishing the reset's own update of passwordExpirationTime (seen: the
+  // value written here read back as 19700101000000Z now and then): written until it reads back.
   try {
-    await client.modify(accountDn, [new Change({ operation: 'replace', modification: new Attribute({ type: 'passwordExpirationTime', values: [until] }) })]);
-    return { ok: true };
+    for (let attempt = 0; attempt < 5; attempt++) {
+      await client.modify(accountDn, [new Change({ operation: 'replace', modification: new Attribute({ type: 'passwordExpirationTime', values: [until] }) })]);
+      const read = await client.search(accountDn, { scope: 'base', filter: '(objectClass=*)', attributes: ['passwordExpirationTime'] });
+      const now = read.searchEntries[0]?.passwordExpirationTime;
+      if (now === undefined || String(now) === until) return { ok: true };
+    }
+    return { ok: false, failure: { kind: 'error', status: 'passwordExpirationTime', detail: 'passwordExpirationTime does not keep the value written (389-DS)' } };
   } catch (error) {
     return { ok: false, failure: classifyLdapError(error, scrub) };
   }
