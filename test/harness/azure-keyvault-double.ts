@@ -67,6 +67,7 @@ interface Version {
   exp?: number;
   nbf?: number;
   order: number;
+  tieRank: number;
 }
 interface Secret {
   name: string;
@@ -218,18 +219,12 @@ export async function startKeyVaultDouble(): Promise<KeyVaultDouble> {
 
   const find = (name: string) => secrets.get(name.toLowerCase());
   const sortedVersions = (secret: Secret) => [...secret.versions].sort((a, b) => a.created - b.created || a.order - b.order);
-  /** Same-second versions come back in random order: Key Vault promises nothing finer than createdOn. */
-  const listedVersions = (secret: Secret) => {
-    const sorted = sortedVersions(secret);
-    const out: Version[] = [];
-    for (let i = 0; i < sorted.length; ) {
-      let j = i;
-      while (j < sorted.length && sorted[j]!.created === sorted[i]!.created) j++;
-      out.push(...sorted.slice(i, j).sort(() => (randomBytes(1)[0]! < 128 ? -1 : 1)));
-      i = j;
-    }
-    return out;
-  };
+  /**
+   * Same-second versions come back in an order unrelated to when they were written (a random
+   * rank fixed at creation, so pages of one listing stay consistent): Key Vault promises
+   * nothing finer than createdOn.
+   */
+  const listedVersions = (secret: Secret) => [...secret.versions].sort((a, b) => a.created - b.created || a.tieRank - b.tieRank);
   const latest = (secret: Secret) => sortedVersions(secret).at(-1)!;
   const idOf = (secret: Secret, version?: Version) => `${origin}/secrets/${secret.name}${version ? `/${version.id}` : ''}`;
   const attributes = (v: Version) => ({
@@ -298,6 +293,7 @@ export async function startKeyVaultDouble(): Promise<KeyVaultDouble> {
       ...(input.attributes?.exp === undefined ? {} : { exp: input.attributes.exp }),
       ...(input.attributes?.nbf === undefined ? {} : { nbf: input.attributes.nbf }),
       order: order++,
+      tieRank: randomBytes(4).readUInt32BE(0),
     };
     secret.versions.push(version);
     send(res, 200, bundle(secret, version, true));
