@@ -46,8 +46,8 @@ export interface KeyVaultDouble {
   setPermissions(map: Record<string, string[]>): void;
   throttleNext(n: number): void;
   failNext(n: number): void;
-  /** Every token issued so far expires now (the vault answers 401). */
-  expireTokens(): void;
+  /** Every token issued so far expires now, and (while `on`) new ones are issued already expired. */
+  expireTokens(on?: boolean): void;
   /** Issues a token for another audience (a Graph token), for negative tests. */
   tokenForAudience(clientId: string, audience: string): string;
   /** The raw state of one secret: its versions oldest first, for assertions. */
@@ -92,13 +92,14 @@ export async function startKeyVaultDouble(): Promise<KeyVaultDouble> {
   let throttle = 0;
   let fail = 0;
   let order = 0;
+  let expired = false;
   const identityHeader = randomBytes(16).toString('hex');
   const now = () => Math.floor(Date.now() / 1000);
   let origin = '';
 
   const issue = (sub: string, aud: string) => {
     const token = `dbl.${randomBytes(24).toString('base64url')}`;
-    tokens.set(token, { sub, aud, exp: now() + 3600 });
+    tokens.set(token, { sub, aud, exp: expired ? now() - 60 : now() + 3600 });
     return token;
   };
 
@@ -400,8 +401,9 @@ export async function startKeyVaultDouble(): Promise<KeyVaultDouble> {
     setPermissions: (map) => void (permissions = structuredClone(map)),
     throttleNext: (n) => void (throttle = n),
     failNext: (n) => void (fail = n),
-    expireTokens: () => {
-      for (const token of tokens.values()) token.exp = 0;
+    expireTokens: (on = true) => {
+      expired = on;
+      if (on) for (const token of tokens.values()) token.exp = 0;
     },
     tokenForAudience: (clientId, audience) => issue(clientId, audience),
     versionsOf: (name) => sortedVersions(find(name) ?? { name, versions: [] }).map((v) => ({ id: v.id, enabled: v.enabled, tags: { ...v.tags }, value: v.value, created: v.created })),
