@@ -99,6 +99,8 @@ const azureStore = v.strictObject({
   settle: v.optional(duration, '2s'),
   /** Sets expiresOn of each stored version this long after its creation (e.g. interval + grace). */
   valueExpiry: v.optional(duration),
+  /** Refused when true: Key Vault cannot purge a single version (revoke sets enabled=false). */
+  destroyOnRevoke: v.optional(v.boolean()),
   /** deleteKey (migrate's retire step) purges the soft-deleted secrets so the names can be reused. */
   purgeOnDelete: bool(true),
   /** Settings only a local Key Vault emulator needs; never defaults. */

@@ -54,6 +54,11 @@ export function resolveAzureSettings(name: string, config: AzureStoreConfig, con
     }
     if (authority.protocol !== 'https:') throw new ConfigError(`${field('authorityHost')}: must be https://`);
   }
+  if (config.destroyOnRevoke) {
+    throw new ConfigError(
+      `${field('destroyOnRevoke')}: Key Vault cannot purge a single version of a secret; revoke disables the version (enabled=false). To remove every value for good, delete and purge the whole key (docs/azure.md, soft delete)`,
+    );
+  }
   const auth = config.auth;
   if (auth.method === 'clientCertificate' && (auth.certificatePath === undefined) === (auth.certificateRef === undefined)) {
     throw new ConfigError(`${field('auth')}: give exactly one of certificatePath and certificateRef`);
