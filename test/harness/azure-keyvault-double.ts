@@ -44,8 +44,11 @@ export interface KeyVaultDouble {
   addClient(clientId: string, secret: string): void;
   /** Restricts principals (client ids) to operations like "secrets/get"; {} restores full access. */
   setPermissions(map: Record<string, string[]>): void;
-  throttleNext(n: number): void;
+  /** The next `n` Key Vault requests answer 429 with `Retry-After: retryAfter` (seconds). */
+  throttleNext(n: number, retryAfter?: number): void;
   failNext(n: number): void;
+  /** The next `n` Key Vault requests never get an answer (a hung server), until stop(). */
+  stallNext(n: number): void;
   /** Every token issued so far expires now, and (while `on`) new ones are issued already expired. */
   expireTokens(on?: boolean): void;
   /** Issues a token for another audience (a Graph token), for negative tests. */
@@ -90,7 +93,9 @@ export async function startKeyVaultDouble(): Promise<KeyVaultDouble> {
   const tokens = new Map<string, { sub: string; aud: string; exp: number }>();
   let permissions: Record<string, string[]> = {};
   let throttle = 0;
+  let throttleAfter = 1;
   let fail = 0;
+  let stall = 0;
   let order = 0;
   let expired = false;
   const identityHeader = randomBytes(16).toString('hex');
@@ -155,9 +160,13 @@ export async function startKeyVaultDouble(): Promise<KeyVaultDouble> {
     }
 
     // --- Key Vault side ---
+    if (stall > 0) {
+      stall--;
+      return; // no answer at all: the client's timeout must fire
+    }
     if (throttle > 0) {
       throttle--;
-      res.setHeader('Retry-After', '1');
+      res.setHeader('Retry-After', String(throttleAfter));
       return send(res, 429, { error: { code: 'Throttled', message: 'Request was not processed because too many requests were received.' } });
     }
     if (fail > 0) {
@@ -399,8 +408,12 @@ export async function startKeyVaultDouble(): Promise<KeyVaultDouble> {
     identityHeader,
     addClient: (clientId, secret) => void clients.set(clientId, secret),
     setPermissions: (map) => void (permissions = structuredClone(map)),
-    throttleNext: (n) => void (throttle = n),
+    throttleNext: (n, retryAfter = 1) => {
+      throttle = n;
+      throttleAfter = retryAfter;
+    },
     failNext: (n) => void (fail = n),
+    stallNext: (n) => void (stall = n),
     expireTokens: (on = true) => {
       expired = on;
       if (on) for (const token of tokens.values()) token.exp = 0;

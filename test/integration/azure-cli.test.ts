@@ -235,6 +235,22 @@ for (const kind of ['emulator', 'double'] as const) {
       }
     });
 
+    it.runIf(kind === 'double')('a Retry-After of an hour waits at most maxRetryDelay; a hung vault times out: exit 5', async () => {
+      const patient = writeConfig(path.join(dir, 'patient.yaml'), { maxRetryDelay: '1s', retries: 2, timeout: '1s' });
+      tier.double!.throttleNext(2, 3600);
+      const throttled = await cli.run(['status'], { config: patient, timeoutMs: 60_000 });
+      expect(throttled.code, describeRun(throttled)).toBe(0);
+
+      tier.double!.stallNext(100);
+      try {
+        const hung = await cli.run(['status'], { config: patient, timeoutMs: 60_000 });
+        expect(hung.code, describeRun(hung)).toBe(5);
+        expect(hung.stderr).toMatch(/\[azure\] secrets\/list of .* no answer within 1000 ms/);
+      } finally {
+        tier.double!.stallNext(0);
+      }
+    });
+
     it('limits Key Vault would refuse are refused by provkey first, naming the key', async () => {
       const store = await tier.openStore();
       try {

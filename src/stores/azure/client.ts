@@ -1,6 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import type { TokenCredential } from '@azure/identity';
-import type { SecretClient } from '@azure/keyvault-secrets';
+import type { SecretClient, SecretClientOptions } from '@azure/keyvault-secrets';
+
+type PipelinePolicy = NonNullable<SecretClientOptions['additionalPolicies']>[number]['policy'];
 import type { AdapterContext } from '../context.js';
 import { azureError } from './errors.js';
 import type { AzureSettings } from './settings.js';
@@ -154,6 +156,7 @@ export class AzureVaultClient {
     const transport = {
       ...(ca === undefined ? {} : { tlsOptions: { ca } }),
       retryOptions: { maxRetries: s.retries, retryDelayInMs: 500, maxRetryDelayInMs: s.maxRetryDelayMs },
+      additionalPolicies: [{ policy: retryAfterCap(s.maxRetryDelayMs), position: 'perRetry' as const }],
     };
     const identityOptions = {
       ...transport,
@@ -265,6 +268,34 @@ interface MissingError extends Error {
 }
 interface BeingDeletedMark {
   beingDeleted?: boolean;
+}
+
+/**
+ * The SDK waits as long as a 429/503 answer's Retry-After says, without a bound: a vault (or
+ * proxy) asking for an hour would hang a cron run. This per-attempt policy shortens any
+ * Retry-After to `maxMs` before the retry policy reads it; the number of retries stays bounded.
+ */
+function retryAfterCap(maxMs: number): PipelinePolicy {
+  return {
+    name: 'provkeyRetryAfterCap',
+    async sendRequest(request, next) {
+      const response = await next(request);
+      if (response.status !== 429 && response.status !== 503) return response;
+      for (const [header, unitMs] of [['retry-after-ms', 1], ['x-ms-retry-after-ms', 1], ['retry-after', 1000]] as const) {
+        const raw = response.headers.get(header);
+        if (raw === undefined) continue;
+        const asNumber = Number(raw);
+        const waitMs = Number.isFinite(asNumber) ? asNumber * unitMs : Date.parse(raw) - Date.now();
+        // The SDK obeys the first of these headers present, so only that one matters.
+        if (!(waitMs <= maxMs)) {
+          response.headers.delete(header);
+          response.headers.set('retry-after-ms', String(maxMs));
+        }
+        break;
+      }
+      return response;
+    },
+  };
 }
 
 async function readCaFile(file: string, storeName: string): Promise<string> {
