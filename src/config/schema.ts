@@ -109,6 +109,8 @@ const azureStore = v.strictObject({
       caFile: v.optional(v.string()),
       disableChallengeResourceVerification: bool(false),
       disableInstanceDiscovery: bool(false),
+      /** Host override: connect to this loopback IP whatever vaultUrl's host resolves to (DNS pin). */
+      connectTo: v.optional(v.string()),
     }),
   ),
 });

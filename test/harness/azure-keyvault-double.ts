@@ -85,7 +85,7 @@ export async function startKeyVaultDouble(): Promise<KeyVaultDouble> {
   const dir = mkdtempSync(join(tmpdir(), 'provkey-kv-double-'));
   const keyFile = join(dir, 'key.pem');
   const certFile = join(dir, 'cert.pem');
-  const made = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '2', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost'], { encoding: 'utf8' });
+  const made = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '2', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:*.vault.azure.net'], { encoding: 'utf8' });
   if (made.status !== 0) throw new Error(`openssl could not make the double's certificate: ${made.stderr}`);
 
   const secrets = new Map<string, Secret>();

@@ -235,6 +235,18 @@ for (const kind of ['emulator', 'double'] as const) {
       }
     });
 
+    it("the vault's own name with a host override: TLS and the SDK's challenge-resource check stay on", async () => {
+      // The emulator routes on the Host header: "emulator" is its default vault, which holds the keys.
+      const port = new URL(tier.storeSection().vaultUrl as string).port;
+      const pinned = writeConfig(path.join(dir, 'pinned.yaml'), {
+        vaultUrl: `https://emulator.vault.azure.net:${port}`,
+        emulator: { caFile: (tier.storeSection().emulator as { caFile: string }).caFile, disableInstanceDiscovery: true, connectTo: '127.0.0.1' },
+      });
+      const run = await cli.json<{ keys: { name: string; state: string; current: { versionId: string } | null }[] }>(['status', KEY], { config: pinned });
+      expect(run.result.code, describeRun(run.result)).toBe(0);
+      expect(run.data.keys[0]).toMatchObject({ name: KEY, state: 'ok', current: { versionId: '3' } });
+    });
+
     it.runIf(kind === 'double')('a Retry-After of an hour waits at most maxRetryDelay; a hung vault times out: exit 5', async () => {
       const patient = writeConfig(path.join(dir, 'patient.yaml'), { maxRetryDelay: '1s', retries: 2, timeout: '1s' });
       tier.double!.throttleNext(2, 3600);

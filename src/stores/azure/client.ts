@@ -1,4 +1,6 @@
 import { readFile } from 'node:fs/promises';
+import { Agent } from 'node:https';
+import type { LookupFunction } from 'node:net';
 import type { TokenCredential } from '@azure/identity';
 import type { SecretClient, SecretClientOptions } from '@azure/keyvault-secrets';
 
@@ -164,8 +166,22 @@ export class AzureVaultClient {
       ...(s.emulator?.disableInstanceDiscovery ? { disableInstanceDiscovery: true } : {}),
     };
     const credential = await this.credential(identity, identityOptions);
+    // Host override (emulator only): the vault's own name stays in the URL, so TLS checks its
+    // certificate and the SDK's challenge-resource check both see *.vault.azure.net.
+    const connectTo = s.emulator?.connectTo;
+    const pinned =
+      connectTo === undefined
+        ? {}
+        : {
+            agent: new Agent({
+              keepAlive: true,
+              ...(ca === undefined ? {} : { ca }),
+              lookup: pinnedLookup(connectTo),
+            }),
+          };
     return new Client(s.vaultUrl, credential, {
       ...transport,
+      ...pinned,
       ...(s.emulator?.disableChallengeResourceVerification ? { disableChallengeResourceVerification: true } : {}),
     });
   }
@@ -268,6 +284,15 @@ interface MissingError extends Error {
 }
 interface BeingDeletedMark {
   beingDeleted?: boolean;
+}
+
+/** A DNS lookup that answers every name with `address` (never asks a resolver). */
+function pinnedLookup(address: string): LookupFunction {
+  const family = address.includes(':') ? 6 : 4;
+  return (_host, options, callback) => {
+    if ((options as { all?: boolean }).all) (callback as unknown as (e: null, all: { address: string; family: number }[]) => void)(null, [{ address, family }]);
+    else callback(null, address, family);
+  };
 }
 
 /**

@@ -3,6 +3,8 @@ import path from 'node:path';
 import type { AzureStoreConfig } from '../../config/schema.js';
 import { parseDuration } from '../../core/duration.js';
 import { ConfigError } from '../../core/errors.js';
+import { isIP } from 'node:net';
+import { isLoopbackHost } from '../../core/loopback.js';
 import type { AdapterContext } from '../context.js';
 import { checkPrefix } from './names.js';
 
@@ -22,7 +24,15 @@ export interface AzureSettings {
   settleMs: number;
   valueExpiryMs: number | undefined;
   purgeOnDelete: boolean;
-  emulator: { caFile: string | undefined; disableChallengeResourceVerification: boolean; disableInstanceDiscovery: boolean } | undefined;
+  emulator:
+    | {
+        caFile: string | undefined;
+        disableChallengeResourceVerification: boolean;
+        disableInstanceDiscovery: boolean;
+        /** Loopback IP every connection to the vault goes to (the vault's name still drives TLS and the challenge check). */
+        connectTo: string | undefined;
+      }
+    | undefined;
 }
 
 /** A fork decision needs a listing that starts a full Key Vault second after the write. */
@@ -59,6 +69,10 @@ export function resolveAzureSettings(name: string, config: AzureStoreConfig, con
       `${field('destroyOnRevoke')}: Key Vault cannot purge a single version of a secret; revoke disables the version (enabled=false). To remove every value for good, delete and purge the whole key (docs/azure.md, soft delete)`,
     );
   }
+  const connectTo = config.emulator?.connectTo;
+  if (connectTo !== undefined && (isIP(connectTo) === 0 || !isLoopbackHost(connectTo))) {
+    throw new ConfigError(`${field('emulator.connectTo')}: "${connectTo}" must be a loopback IP address (127.0.0.1, ::1): the host override exists for a local emulator only`);
+  }
   const auth = config.auth;
   if (auth.method === 'clientCertificate' && (auth.certificatePath === undefined) === (auth.certificateRef === undefined)) {
     throw new ConfigError(`${field('auth')}: give exactly one of certificatePath and certificateRef`);
@@ -86,6 +100,7 @@ export function resolveAzureSettings(name: string, config: AzureStoreConfig, con
       caFile: config.emulator.caFile === undefined ? undefined : resolvePath(config.emulator.caFile),
       disableChallengeResourceVerification: config.emulator.disableChallengeResourceVerification,
       disableInstanceDiscovery: config.emulator.disableInstanceDiscovery,
+      connectTo,
     },
   };
 }
