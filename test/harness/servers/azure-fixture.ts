@@ -33,6 +33,8 @@ export interface AzureTier {
   openStore(fields?: Record<string, unknown>, internals?: AzureStoreInternals, env?: NodeJS.ProcessEnv): Promise<SecretStore>;
   /** What the store holds for `key`, read through a fresh store. */
   readState(key: string, fields?: Record<string, unknown>): Promise<KeyRecord | undefined>;
+  /** Every version of `key` with its value (null once disabled), for the secret scan. */
+  storedVersions(key: string): Promise<Array<{ id: string; label: string; fingerprint: string; value: string | null }>>;
   /** Limits the test principal to `operations` (emulator/Key Vault names); undefined restores full access. */
   restrict(operations: string[] | undefined): Promise<void>;
   throttleNext(n: number): Promise<void>;
@@ -129,6 +131,17 @@ export async function startAzureTier(kind: 'emulator' | 'double'): Promise<Azure
       const store = await openStore(fields);
       try {
         return await store.read(key);
+      } finally {
+        await store.close();
+      }
+    },
+    async storedVersions(key) {
+      const store = await openStore();
+      try {
+        const record = await store.read(key);
+        const out: Array<{ id: string; label: string; fingerprint: string; value: string | null }> = [];
+        for (const v of record?.versions ?? []) out.push({ id: v.id, label: v.label, fingerprint: v.fingerprint, value: await store.readSecret(key, v.id).catch(() => null) });
+        return out;
       } finally {
         await store.close();
       }
