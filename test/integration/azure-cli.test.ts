@@ -170,7 +170,14 @@ for (const kind of ['emulator', 'double'] as const) {
       const run = await cli.run(['status'], { env: { ...tier.env, PROVKEY_TEST_AZURE_CLIENT_SECRET: 'wrong-secret-value' } });
       expect(run.code, describeRun(run)).toBe(6);
       expect(run.stderr).toContain('the identity provider refused the credential');
-      expect(run.stderr).toContain('AADSTS7000215');
+      expect(run.stderr).toContain('(invalid_client, AADSTS7000215)');
+    });
+
+    it('an identity provider that cannot be reached is "unavailable" (exit 5), never "refused"', async () => {
+      const unreachable = writeConfig(path.join(dir, 'no-entra.yaml'), { authorityHost: 'https://127.0.0.1:9' });
+      const run = await cli.run(['status'], { config: unreachable });
+      expect(run.code, describeRun(run)).toBe(5);
+      expect(run.stderr).toContain('the identity provider (https://127.0.0.1:9) cannot be reached');
     });
 
     it('managed identity through IDENTITY_ENDPOINT / IDENTITY_HEADER', async () => {

@@ -222,23 +222,40 @@ export class AzureVaultClient {
     }
   }
 
+  /**
+   * A token could not be had. Unreachable identity endpoints are exit 5 (retry later), a
+   * refused credential or none configured exit 6; the STS error and AADSTS code are kept (they
+   * never contain the secret), its free-text description is not.
+   */
+  private credentialFailure(where: string, e: CredentialFailure): Error {
+    const failures = e.name === 'AggregateAuthenticationError' && Array.isArray(e.errors) ? e.errors : [e];
+    const text = failures.map((f) => `${f.errorResponse?.error ?? ''} ${f.errorResponse?.errorDescription ?? ''} ${f.message ?? ''}`).join(' ');
+    const method = this.settings.auth.method;
+    const authority = this.settings.authorityHost ?? 'https://login.microsoftonline.com';
+    const refused = failures.find((f) => f.name === 'AuthenticationError' || f.name === 'AuthenticationRequiredError');
+    if (!refused && /endpoints_resolution_error|ECONNREFUSED|ENOTFOUND|ETIMEDOUT|EAI_AGAIN|network|socket|timed? ?out/i.test(text)) {
+      return azureError('unreachable', `no token for ${where}: the identity provider (${authority}) cannot be reached or is not an Entra authority (${/endpoints_resolution_error/.test(text) ? 'endpoints_resolution_error' : 'network error'}); check authorityHost and the network, then retry`);
+    }
+    if (refused?.statusCode !== undefined && refused.statusCode >= 500) {
+      return azureError('unreachable', `no token for ${where}: the identity provider answered ${refused.statusCode}; retry later`);
+    }
+    if (!refused) return azureError('auth_failed', `no token for ${where} with auth method "${method}": no credential is available in this environment (see docs/azure.md, authentication)`);
+    const sts = refused.errorResponse?.error ?? /^([a-z_]+):/.exec(refused.message ?? '')?.[1];
+    const aadsts = /AADSTS\d+/.exec(text)?.[0];
+    const reason = [sts, aadsts].filter(Boolean).join(', ');
+    return azureError(
+      'auth_failed',
+      `no token for ${where} with auth method "${method}"${reason ? ` (${reason})` : ''}: the identity provider refused the credential (wrong client secret or certificate, unknown client id or tenant?)`,
+    );
+  }
+
   private classify(operation: Operation, name: string, error: unknown, options: { disabledIsMissing?: boolean }): Error {
     const e = error as { name?: string; statusCode?: number; code?: string; message?: string; errorResponse?: { error?: string; errorDescription?: string } };
     const where = `${operation} of ${name} on ${this.settings.vault}`;
     const serviceMessage = oneLine(e.message ?? '');
 
     if (e.name === 'AuthenticationError' || e.name === 'CredentialUnavailableError' || e.name === 'AggregateAuthenticationError' || e.name === 'AuthenticationRequiredError') {
-      const status = e.statusCode;
-      const sts = e.errorResponse?.error ?? '';
-      const aadsts = /AADSTS\d+/.exec(`${e.errorResponse?.errorDescription ?? ''} ${e.message ?? ''}`)?.[0];
-      const reason = [sts, aadsts].filter(Boolean).join(', ');
-      if (status !== undefined && (status === 0 || status >= 500)) {
-        return azureError('unreachable', `no token for ${where}: the identity endpoint is unavailable (${status || 'no answer'})`);
-      }
-      return azureError(
-        'auth_failed',
-        `no token for ${where} with auth method "${this.settings.auth.method}"${reason ? ` (${reason})` : ''}: ${e.name === 'CredentialUnavailableError' || e.name === 'AggregateAuthenticationError' ? 'no credential is available in this environment' : 'the identity provider refused the credential (wrong client secret or certificate, unknown client id or tenant?)'}`,
-      );
+      return this.credentialFailure(where, e);
     }
 
     const status = e.statusCode;
@@ -277,6 +294,14 @@ export class AzureVaultClient {
     if (status === 400) return azureError('invalid', `${where}: Key Vault refused the request (400${code ? ` ${code}` : ''}): ${serviceMessage.slice(0, 200)}`);
     return azureError('server_error', `${where}: unexpected answer ${status}${code ? ` ${code}` : ''}`);
   }
+}
+
+interface CredentialFailure {
+  name?: string;
+  statusCode?: number;
+  message?: string;
+  errorResponse?: { error?: string; errorDescription?: string };
+  errors?: CredentialFailure[];
 }
 
 interface MissingError extends Error {
