@@ -82,7 +82,7 @@ class AzureStore implements SecretStore {
     checkRevision(loaded, key, expectedRevision);
 
     const versionId = String(loaded.document?.nextId ?? 1);
-    const tags = { [TAG.managedBy]: 'provkey', [TAG.key]: key, [TAG.version]: versionId, [TAG.fingerprint]: meta.fingerprint };
+    const tags = valueTags(key, versionId, meta.fingerprint, meta.label);
     checkTags(key, tags);
     const expiresOn = this.settings.valueExpiryMs === undefined ? undefined : new Date(Date.parse(meta.createdAt) + this.settings.valueExpiryMs);
     const written = await this.client.whileBeingDeleted(`storing ${loaded.names.value}`, () =>
@@ -123,7 +123,9 @@ class AzureStore implements SecretStore {
       versions: applyRecordChange(key, current.versions, change.versions, (message) => azureError('invalid', message)),
       state: structuredClone(change.state),
     };
-    return this.appendState(key, loaded, document, expectedRevision);
+    const record = await this.appendState(key, loaded, document, expectedRevision);
+    await this.mirrorLabels(key, loaded.names, current.versions, document.versions);
+    return record;
   }
 
   async readSecret(key: string, versionId: string): Promise<string> {
@@ -175,6 +177,21 @@ class AzureStore implements SecretStore {
     this.client.close();
   }
 
+  /**
+   * Copies changed labels into the value versions' tags, for apps and people reading Key Vault
+   * directly. Informational only: the state secret is the truth, so a failure never fails the
+   * operation whose outcome is already stored. Only the claim holder changes labels, so the
+   * whole-map tag writes cannot race.
+   */
+  private async mirrorLabels(key: string, names: SecretNames, before: readonly StoredVersion[], after: readonly StoredVersion[]): Promise<void> {
+    for (const version of after) {
+      if (before.find((v) => v.id === version.id)?.label === version.label) continue;
+      await this.client
+        .setTags(names.value, version.azureVersion, valueTags(key, version.id, version.fingerprint, version.label))
+        .catch((e: unknown) => this.context.debug(`[azure] could not copy the label of version ${version.id} into the tags of ${names.value}: ${(e as Error).message}`));
+    }
+  }
+
   /** The key's chain head and the document it holds, or only the names for a key that does not exist. */
   private async load(key: string): Promise<LoadedKey> {
     const names = secretNames(this.settings.prefix, key);
@@ -219,6 +236,10 @@ class AzureStore implements SecretStore {
         : `${key} changed since revision ${expectedRevision} was read (another writer's state version won; now ${revisionOf(chain.at(-1)!)})`,
     );
   }
+}
+
+function valueTags(key: string, versionId: string, fingerprint: string, label: string): Record<string, string> {
+  return { [TAG.managedBy]: 'provkey', [TAG.key]: key, [TAG.version]: versionId, [TAG.fingerprint]: fingerprint, [TAG.label]: label };
 }
 
 function checkRevision(loaded: LoadedKey, key: string, expectedRevision: string | undefined): void {

@@ -125,6 +125,15 @@ for (const kind of ['emulator', 'double'] as const) {
       expect(drill.data.leakedFingerprint).toBe(fingerprint(v2));
       expect(await labels()).toEqual([['1', 'revoked'], ['2', 'revoked'], ['3', 'current']]);
       expect((await tier.readState(KEY))!.state.claim).toBeUndefined();
+      if (tier.double) {
+        // Apps reading Key Vault directly see the labels on the value versions (a copy; the state is the truth).
+        const valueSecret = `${tier.storeSection().secretPrefix as string}entra--scim`;
+        expect(tier.double.versionsOf(valueSecret).map((v) => [v.tags['provkey-version'], v.tags['provkey-label'], v.enabled])).toEqual([
+          ['1', 'revoked', false],
+          ['2', 'revoked', false],
+          ['3', 'current', true],
+        ]);
+      }
       const v3 = await storedValue('3');
       expect(drill.data.newFingerprint).toBe(fingerprint(v3));
       expect(await bearerStatus(scim.url, v3)).toBe(200);

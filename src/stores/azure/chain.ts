@@ -38,6 +38,8 @@ export const TAG = {
   parent: 'provkey-parent',
   version: 'provkey-version',
   fingerprint: 'provkey-fingerprint',
+  /** On value versions: a copy of the label, for apps reading Key Vault directly (the state is the truth). */
+  label: 'provkey-label',
 } as const;
 
 /** The chain from the first state to the head (empty when the key has no state). */

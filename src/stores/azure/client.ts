@@ -93,6 +93,12 @@ export class AzureVaultClient {
     await this.call('secrets/set', name, () => client.updateSecretProperties(name, version, { enabled: false, ...this.requestOptions() }));
   }
 
+  /** Replaces a version's whole tag map (Key Vault has no partial tag update). */
+  async setTags(name: string, version: string, tags: Record<string, string>): Promise<void> {
+    const client = await this.sdk();
+    await this.call('secrets/set', name, () => client.updateSecretProperties(name, version, { tags, ...this.requestOptions() }));
+  }
+
   /** Soft-deletes a secret and waits until Key Vault reports it deleted; an unknown secret is done. */
   async deleteSecret(name: string): Promise<'deleted' | 'absent'> {
     const client = await this.sdk();
