@@ -67,7 +67,7 @@ export async function auditVerifyCommand(globals: GlobalOptions, io: Io): Promis
       if (chain.legacyEntries > 0 && !io.json) io.err(`${io.color.yellow('!')} lines 1–${chain.legacyEntries} are legacy (unkeyed SHA-256 chain, written before the log was keyed)${chain.keyedEntries > 0 ? '; sealed by the keyed line after them' : ': anyone who can write the file could have rewritten them'}`);
       return ok ? 0 : 3;
     },
-    { mustExist: false },
+    { mustExist: false, writesState: false },
   );
 }
 
