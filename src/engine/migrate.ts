@@ -210,7 +210,7 @@ async function migrateKey(session: Session, name: string, options: MigrateOption
   // 4. switch: provkey.yaml now says the key lives in the destination.
   progress('switch-config');
   try {
-    await timer.run('switch-config', () => setKeyStore(session.config.file!, name, to), () => ({ ok: true, detail: `keys.${name}.store: ${to}` }));
+    await timer.run('switch-config', () => session.writeConfig(name, () => setKeyStore(session.config.file!, name, to)), () => ({ ok: true, detail: `keys.${name}.store: ${to}` }));
   } catch (error) {
     await undoCopy();
     return failed(error, versions, `the config was not changed, the copy was removed; the key stays in "${from}"`);

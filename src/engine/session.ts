@@ -13,6 +13,7 @@ import type { Target } from '../targets/target.js';
 import { readOnlyStore, testOnlyTarget } from './dry-run.js';
 import type { ProgressSink } from './progress.js';
 import { silentProgress } from './progress.js';
+import { EffectSeam, type FaultHook } from './seam.js';
 
 /**
  * Everything one provkey run shares: the config, stores and targets opened on first use
@@ -24,6 +25,8 @@ export class Session {
   readonly progress: ProgressSink;
   readonly dryRun: boolean;
   readonly debug: (message: string) => void;
+  /** Every side effect of this run passes through it (src/engine/seam.ts). */
+  readonly seam: EffectSeam;
   private readonly env: NodeJS.ProcessEnv;
   private readonly stores = new Map<string, Promise<SecretStore>>();
   private readonly targets = new Map<string, Promise<Target>>();
@@ -40,9 +43,12 @@ export class Session {
     promptSecret?: (message: string) => Promise<string>;
     /** Tests hand in their own target (a named double) instead of the configured one. */
     openTarget?: (key: ResolvedKey, context: AdapterContext) => Promise<Target>;
+    /** The fault harness drives the seam through this (or installFaultHook). */
+    faultHook?: FaultHook;
   }) {
     this.config = options.config;
     this.env = options.env ?? process.env;
+    this.seam = new EffectSeam({ ...(options.faultHook ? { hook: options.faultHook } : {}), env: this.env });
     this.audit = new AuditLog(options.config.auditPath);
     this.progress = options.progress ?? silentProgress;
     this.dryRun = options.dryRun ?? false;
@@ -87,7 +93,10 @@ export class Session {
     if (!store) {
       const config = this.config.stores[name];
       if (!config) throw new ConfigError(`stores.${name}: no such store`);
-      store = openStore(name, config, this.adapterContext()).then((opened) => (this.dryRun ? readOnlyStore(opened) : opened));
+      store = openStore(name, config, this.adapterContext()).then((opened) => {
+        const seen = this.seam.store(opened);
+        return this.dryRun ? readOnlyStore(seen) : seen;
+      });
       this.stores.set(name, store);
     }
     return store;
@@ -100,7 +109,10 @@ export class Session {
   targetFor(key: ResolvedKey): Promise<Target> {
     let target = this.targets.get(key.name);
     if (!target) {
-      target = this.openTarget(key, this.adapterContext()).then((opened) => (this.dryRun ? testOnlyTarget(opened) : opened));
+      target = this.openTarget(key, this.adapterContext()).then((opened) => {
+        const seen = this.seam.target(opened, key.name);
+        return this.dryRun ? testOnlyTarget(seen) : seen;
+      });
       this.targets.set(key.name, target);
     }
     return target;
@@ -128,7 +140,16 @@ export class Session {
 
   async recordAudit(event: AuditEvent): Promise<void> {
     if (this.dryRun) return;
-    await this.audit.append(event);
+    await this.seam.run({ boundary: 'audit', operation: 'append', adapter: 'audit', ...(event.key ? { key: event.key } : {}) }, () => this.audit.append(event), () => {
+      throw new Error('unreachable: the audit boundary only has crash faults');
+    });
+  }
+
+  /** A write to the config file (migrate), through the seam like every other side effect. */
+  writeConfig(what: string, write: () => Promise<void>): Promise<void> {
+    return this.seam.run({ boundary: 'config', operation: 'write', adapter: 'config', key: what }, write, () => {
+      throw new Error('unreachable: the config boundary only has crash faults');
+    });
   }
 
   async close(): Promise<void> {

@@ -11,7 +11,7 @@ export async function statusCommand(options: { keys: string[] }, globals: Global
     async (session) => {
       const statuses = await keyStatuses(session, selectKeys(session.config, options.keys));
       await renderStatus(io, statuses);
-      const codes = statuses.map((s): ExitCode => (s.state === 'lockout' || s.state === 'attention' ? ExitCode.needsHuman : s.state === 'error' ? ((s.errorExitCode ?? ExitCode.failed) as ExitCode) : ExitCode.ok));
+      const codes = statuses.map((s): ExitCode => (s.state === 'lockout' || s.state === 'attention' || s.state === 'interrupted' ? ExitCode.needsHuman : s.state === 'error' ? ((s.errorExitCode ?? ExitCode.failed) as ExitCode) : ExitCode.ok));
       return codes.reduce(mostSerious, ExitCode.ok);
     },
     { mustExist: false },
