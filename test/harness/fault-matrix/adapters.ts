@@ -154,7 +154,7 @@ export const TARGET_ADAPTERS: TargetAdapter[] = [
         unknownAccepted: async () => [],
         mark: () => failedBinds(),
         failedSince: async (mark) => (await failedBinds()) - (mark as number),
-        locked: async () => 'pwdAccountLockedTime' in (await adminSearch(['pwdAccountLockedTime'])),
+        locked: async () => ([] as unknown[]).concat((await adminSearch(['pwdAccountLockedTime'])).pwdAccountLockedTime ?? []).length > 0,
         // docs: at most one failed bind per server per run.
         failedBindBudgetPerRun: 1,
         stop: () => srv.stop(),
