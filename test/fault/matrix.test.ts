@@ -3,7 +3,8 @@
 // run must converge and the invariants hold against the real servers (see
 // test/harness/fault-matrix/matrix.ts). CI runs a seeded random sample; the full matrix runs
 // with PROVKEY_FAULT_FULL=1 (the scheduled workflow). Replay: PROVKEY_FAULT_SEED=<seed>, or one
-// case with PROVKEY_FAULT_ONLY="<operation>|<store>|<target>|<boundary>|<fault>".
+// case with PROVKEY_FAULT_ONLY="<operation>|<store>|<target>|<boundary>|<fault>". Narrow with
+// PROVKEY_FAULT_OPS / _STORES / _TARGETS (comma lists), size the sample with PROVKEY_FAULT_SAMPLE.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { STORE_ADAPTERS, TARGET_ADAPTERS, type StoreFixture, type TargetFixture } from '../harness/fault-matrix/adapters.ts';
@@ -35,7 +36,8 @@ afterAll(async () => {
   await Promise.all([...storeFixtures.values(), ...targetFixtures.values()].map((f) => f.stop()));
 });
 
-const combinations = OPERATIONS.flatMap((operation) => stores.flatMap((store) => targets.map((target) => ({ operation, store: store.name, target: target.name }))));
+const wantedOperations = process.env.PROVKEY_FAULT_OPS?.split(',');
+const combinations = OPERATIONS.filter((o) => !wantedOperations || wantedOperations.includes(o.name)).flatMap((operation) => stores.flatMap((store) => targets.map((target) => ({ operation, store: store.name, target: target.name }))));
 
 describe('fault matrix: every boundary × every fault converges, with no lockout and nothing left behind', () => {
   it.each(combinations.map((c, i) => ({ ...c, label: `${c.operation.name} × ${c.store} × ${c.target}`, i })))(
