@@ -106,8 +106,11 @@ export async function convergeStaleClaim(ctx: KeyContext, stale: KeyRecord): Pro
   const next = await secretOf(ctx, pending);
   const fromVersion = claim.fromVersionId ? versionById(record, claim.fromVersionId) : undefined;
   const old = fromVersion ? await secretOf(ctx, fromVersion).catch(() => undefined) : undefined;
-  // Most likely current first: once "set" was stored the target had the new version.
-  const candidates = claim.step === 'setting' && old ? [old, next] : old ? [next, old] : [next];
+  // Most likely current first: once "set" was stored the target had the new version. At
+  // "setting" a target with overlap may hold both (finishing forward is then the least work);
+  // one with a single secret per account more likely still holds the old one.
+  const oldFirst = claim.step === 'setting' && !ctx.target.capabilities.overlap;
+  const candidates = !old ? [next] : oldFirst ? [old, next] : [next, old];
   const identification = await timer.run('identify', () => identifyAccepted(ctx, candidates), (i) => ({ ok: true, detail: i.detail }));
   const decision = decide(identification, candidates);
   if (decision.kind === 'accepted' && decision.secret === next) {
