@@ -49,6 +49,8 @@ export interface Claim {
   outcomes?: Record<string, string>;
   /** Revoke: the versions it relabelled (when absent: those relabelled since the claim started). */
   versionIds?: string[];
+  /** Revoke: the last step of this finished no-overlap operation (its replaced version's proof). */
+  finishes?: Operation;
 }
 
 export interface TestSummary {

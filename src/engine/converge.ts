@@ -132,7 +132,7 @@ export async function convergeStaleClaim(ctx: KeyContext, stale: KeyRecord): Pro
     // Without overlap the old version must end up rejected: the finish keeps a revoke claim on
     // it until that is proven, so a crash or an outage in between is resumed like a revoke.
     const retiring = !claim.overlap && old && (finished.retiredId || !fromStillLive) ? old : undefined;
-    const state = retiring?.versionId ? { ...finished.state, claim: retireClaim(now, retiring.versionId) } : finished.state;
+    const state = retiring?.versionId ? { ...finished.state, claim: retireClaim(now, retiring.versionId, claim.operation) } : finished.state;
     const committed = await ctx.store.update(name, record.revision, { versions: finished.versions, state });
     if (retiring) {
       const proof = await proveRetiredAfterFinish(ctx, committed, retiring, next, timer);
@@ -163,8 +163,8 @@ export async function convergeStaleClaim(ctx: KeyContext, stale: KeyRecord): Pro
 }
 
 /** The claim a finished no-overlap rotation keeps until the replaced version is proven rejected. */
-export function retireClaim(now: Date, oldVersionId: string): Claim {
-  return newClaim('revoke', owner(), now, { versionIds: [oldVersionId] });
+export function retireClaim(now: Date, oldVersionId: string, finishes: Claim['operation']): Claim {
+  return newClaim('revoke', owner(), now, { versionIds: [oldVersionId], finishes });
 }
 
 /**
@@ -232,5 +232,11 @@ async function finishInterruptedRevoke(ctx: KeyContext, taken: KeyRecord): Promi
   const attention = problems.length ? { attention: { at: new Date().toISOString(), detail: problems.join('; ') } } : {};
   await ctx.store.update(name, latest.revision, { versions: latest.versions, state: { ...state, ...attention } });
   if (problems.length) return { outcome: 'lockout', message: problems.join('; ') };
+  if (claim.finishes) {
+    // The last step of a finished rotation: that rotation is now complete, and this run's own
+    // operation need not rotate again (nor spend another failed bind proving it).
+    const current = latest.versions.find((v) => v.label === 'current');
+    return { outcome: 'rolled_forward', message: `an interrupted ${claim.finishes} was finished: the replaced version is proven rejected${current ? `; ${current.fingerprint} is current` : ''}`, ...(current ? { fingerprint: current.fingerprint } : {}) };
+  }
   return { outcome: 'cleared', message: `an interrupted revoke was finished (${proven} version(s) retired and proven rejected)` };
 }

@@ -12,17 +12,22 @@ export async function identifyAccepted(ctx: KeyContext, candidates: SecretInUse[
   if (ctx.target.identify) return ctx.target.identify(candidates);
   const verdicts: Record<string, CandidateVerdict> = Object.fromEntries(candidates.map((c) => [c.fingerprint, 'unknown' as const]));
   const free = ctx.target.capabilities.negativeProbe === 'free';
-  const asked = free ? candidates : candidates.slice(0, 1);
+  // Where a refused bind counts toward lockout: the most likely candidate, once, and only while
+  // this run's failed-bind budget is unspent.
+  const asked = free ? candidates : ctx.session.failedBindSpent(ctx.key.name) ? [] : candidates.slice(0, 1);
   for (const [i, candidate] of asked.entries()) {
     // Only the first (most likely) candidate waits for a change to propagate: a test that
     // costs nothing can be repeated, and one that costs a failed bind is asked once only.
     const { test } = await waitForVerdict(ctx.target, candidate, 'accept', free && i === 0 ? {} : { timeoutMs: 0 });
     verdicts[candidate.fingerprint] = test.verdict === 'error' ? 'unknown' : test.verdict;
+    if (!free && test.verdict === 'rejected') ctx.session.spendFailedBind(ctx.key.name);
     if (test.verdict === 'accepted') break;
   }
   const detail = free
     ? `connection tests of ${asked.map((c) => c.fingerprint).join(', ')}`
-    : `one connection test of ${asked[0]?.fingerprint ?? 'nothing'} (a refused bind counts toward lockout: the others were not tried)`;
+    : asked.length
+      ? `one connection test of ${asked[0]!.fingerprint} (a refused bind counts toward lockout: the others were not tried)`
+      : "no test: this run's failed-bind budget is spent";
   return { verdicts, detail };
 }
 

@@ -33,7 +33,7 @@ export async function proveRetired(
     (r) => (r.ok ? { ok: true, ...(r.detail ? { detail: r.detail } : {}) } : { ok: false, detail: `${r.reason}: ${r.detail}` }),
   );
   faultPoint('after-retire');
-  const outcome = await proveRejection(ctx, old, timer, retired, options.probe ?? 'auto');
+  const outcome = await proveRejection(ctx, old, timer, retired, options.probe ?? 'auto', options.current);
   // The value is erased only once the proof is done: a run killed while proving, or one that
   // could not reach the target, leaves it for the next run to prove again. (Its label already
   // says revoked, so apps reading the store have stopped accepting it.)
@@ -47,6 +47,7 @@ async function proveRejection(
   timer: StepTimer,
   retired: ApplyResult,
   probe: 'auto' | 'always',
+  current?: SecretInUse,
 ): Promise<RetireProof> {
   const name = ctx.key.name;
   const guarded = ctx.target.capabilities.negativeProbe === 'forbidden' && probe !== 'always';
@@ -61,6 +62,9 @@ async function proveRejection(
   if (guarded) {
     timer.steps.push({ step: 'prove-rejected', ok: true, ms: 0, endedAtMs: timer.elapsed(), detail: 'not probed: a failed bind could lock the account (lockout guard)' });
     return { ok: true, skipped: true, message: `${old.fingerprint} retired (rejection not probed: lockout guard)` };
+  }
+  if (ctx.target.capabilities.negativeProbe === 'costly' && probe !== 'always' && !ctx.session.spendFailedBind(name)) {
+    return proveWithoutFailedBind(ctx, old, timer, retired, current);
   }
   const proof = await timer.run(
     'prove-rejected',
@@ -84,6 +88,32 @@ async function proveRejection(
     detail: { verdict: proof.test.verdict },
   });
   return { ok: false, message: `NEEDS A HUMAN: ${old.fingerprint} is revoked in the store but ${why}` };
+}
+
+/**
+ * This run already spent its one failed bind on the key's directory (e.g. converging an
+ * interrupted proof before its own rotation). A target with one secret per account proves the
+ * old one rejected by a successful bind of the one that replaced it; otherwise the rejection is
+ * not probed (reported as such: a drill then does not count it as contained).
+ */
+async function proveWithoutFailedBind(ctx: KeyContext, old: SecretInUse, timer: StepTimer, retired: ApplyResult, current: SecretInUse | undefined): Promise<RetireProof> {
+  if (ctx.target.capabilities.overlap || !current || current.value === old.value) {
+    if (!retired.ok) {
+      const unavailable = retired.reason === 'unreachable';
+      return { ok: false, ...(unavailable ? { unavailable: true } : {}), message: `${unavailable ? '' : 'NEEDS A HUMAN: '}retiring ${old.fingerprint} failed (${retired.reason}: ${retired.detail}), and this run's failed-bind budget is spent` };
+    }
+    timer.steps.push({ step: 'prove-rejected', ok: true, ms: 0, endedAtMs: timer.elapsed(), detail: "not probed: this run's failed-bind budget is spent" });
+    return { ok: true, skipped: true, message: `${old.fingerprint} retired (rejection not probed: failed-bind budget)` };
+  }
+  const check = await timer.run(
+    'prove-rejected',
+    () => waitForVerdict(ctx.target, current, 'accept', { timeoutMs: 0 }),
+    (w) => ({ ok: w.test.ok, detail: `${current.fingerprint} ${w.test.verdict}: one password per account, so ${old.fingerprint} is not (no failed bind spent)` }),
+  );
+  timer.tests.push(check.test);
+  if (check.test.ok) return { ok: true, message: `${old.fingerprint} is rejected: the account runs on ${current.fingerprint}` };
+  if (check.test.verdict === 'unreachable') return { ok: false, unavailable: true, message: `proving ${old.fingerprint} rejected could not reach the target; the next run proves it` };
+  return { ok: false, message: `NEEDS A HUMAN: ${old.fingerprint} is revoked in the store, but the account does not accept ${current.fingerprint} either; check it by hand` };
 }
 
 /**

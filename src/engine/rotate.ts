@@ -181,7 +181,7 @@ export async function completeRotation(
     now,
     test: { ok: true, at: now.toISOString(), versionId: next.versionId!, fingerprint: next.fingerprint },
   });
-  const state = retiring ? { ...finished.state, claim: retireClaim(now, retiring.versionId!) } : finished.state;
+  const state = retiring ? { ...finished.state, claim: retireClaim(now, retiring.versionId!, operation === 'drill' ? 'drill' : operation === 'add' ? 'add' : 'rotate') } : finished.state;
   const graceUntil = finished.versions.find((v) => v.id === finished.retiredId)?.graceUntil;
   // Audited before the store commits (the claim is still held): a crash in between resumes and
   // audits again, so the store never holds a change the audit log lacks.

@@ -129,6 +129,23 @@ export class Session {
     return store.readSecret(name, current.id);
   }
 
+  private readonly failedBinds = new Map<string, number>();
+
+  /**
+   * The failed-bind budget (docs/ldap.md): where a refused credential counts toward lockout, one
+   * run may spend at most one per key's directory. True (and counted) when one is still free.
+   */
+  spendFailedBind(key: string): boolean {
+    const spent = this.failedBinds.get(key) ?? 0;
+    if (spent >= 1) return false;
+    this.failedBinds.set(key, spent + 1);
+    return true;
+  }
+
+  failedBindSpent(key: string): boolean {
+    return (this.failedBinds.get(key) ?? 0) >= 1;
+  }
+
   private auditChecked: Promise<void> | undefined;
 
   /** Before the first change: a damaged audit log stops the command before it acts. */

@@ -226,6 +226,9 @@ export async function runCase(c: MatrixCase, operation: MatrixOperation, store: 
   }
 
   const again = await fixture.cli(operation.run);
+  if (process.env.PROVKEY_FAULT_DEBUG) {
+    console.log(`faulted run (${faulted.code}):\n${plan.calls.map((call) => `  #${call.index} ${describeCall(call)}${call.index === c.boundary ? `  <-- ${c.fault}` : ''}`).join('\n')}\n${faulted.stdout}\n${faulted.stderr}\nconverging run (${again.code}):\n${again.stdout}\n${again.stderr}`);
+  }
   const alreadyAdded = operation.name === 'add' && again.code === 2 && /already has a current version/.test(again.stderr);
   if (again.code !== 0 && !alreadyAdded) violations.push(`the converging run exited ${again.code}: ${oneLine(again.stderr || again.stdout)}`);
 
