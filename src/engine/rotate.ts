@@ -90,7 +90,7 @@ export async function rotateKey(ctx: KeyContext, options: RotateOptions = {}): P
     state: { ...created.record.state, claim: { ...claim, step: 'created', pendingVersionId: created.versionId } },
   });
   faultPoint('after-create');
-  const next: SecretInUse = { value, fingerprint: meta.fingerprint, versionId: created.versionId };
+  const next: SecretInUse = { value, fingerprint: meta.fingerprint, versionId: created.versionId, createdAt: meta.createdAt };
 
   return completeRotation(ctx, { record, next, old, overlap, timer, operation, ...(options.writeProbe ? { writeProbe: true } : {}), ...(options.reason ? { reason: options.reason } : {}) });
 }

@@ -42,16 +42,6 @@ export interface Target {
   close(): Promise<void>;
 }
 
-/** What a target showed about one candidate version while identifying which one it holds. */
-export type CandidateVerdict = 'accepted' | 'rejected' | 'unreachable' | 'unknown';
-
-export interface Identification {
-  /** fingerprint -> what the target showed; 'unknown' = not asked (failed-bind budget) or could not tell. */
-  verdicts: Record<string, CandidateVerdict>;
-  /** One line for people and the audit log: which evidence was used (never a secret). */
-  detail: string;
-}
-
 export type TargetType = 'scim' | 'ldap';
 
 export interface TargetCapabilities {
@@ -71,6 +61,11 @@ export interface SecretInUse {
   value: string;
   fingerprint: string;
   versionId?: string;
+  /**
+   * When the version was generated (ISO 8601), if known. `identify` compares it with the
+   * directory's pwdChangedTime: a version created after the password last changed was never set.
+   */
+  createdAt?: string;
 }
 
 export interface TestOptions {
@@ -115,3 +110,13 @@ export type ApplyResult =
       reason: 'rejected' | 'policy' | 'unreachable' | 'denied' | 'error';
       detail: string;
     };
+
+/** What a target showed about one candidate version while identifying which one it holds. */
+export type CandidateVerdict = 'accepted' | 'rejected' | 'unreachable' | 'unknown';
+
+export interface Identification {
+  /** fingerprint -> what the target showed; 'unknown' = not asked (failed-bind budget) or could not tell. */
+  verdicts: Record<string, CandidateVerdict>;
+  /** One line for people and the audit log: which evidence was used (never a secret). */
+  detail: string;
+}

@@ -31,6 +31,13 @@ export const BASE_ENV = ['PATH', 'HOME', 'LANG', 'LC_ALL', 'TZ', 'TMPDIR'] as co
 
 export type ExecAction = 'apply' | 'revoke' | 'rollback';
 
+/**
+ * sysexits.h EX_TEMPFAIL / EX_UNAVAILABLE: the hook's way to say "the app could not be reached
+ * or is failing right now" (connection refused, 5xx, 429), so the step is resumed later
+ * instead of counted as a refusal of the token.
+ */
+export const HOOK_EXIT_UNREACHABLE = [75, 69] as const;
+
 /** After the timeout, SIGTERM to the process group; SIGKILL if it is still there after this. */
 const KILL_GRACE_MS = 2000;
 const MAX_STDERR_BYTES = 64 * 1024;
@@ -111,9 +118,13 @@ export function runHook(options: ExecApplierOptions, action: ExecAction, token: 
 
     child.on('close', (code, signal) => {
       if (timedOut) {
-        finish({ ok: false, reason: 'error', detail: `${what} did not finish within ${options.timeoutMs}ms and was killed` });
+        // A hook that hangs is almost always waiting on a slow or dead app: not a refusal.
+        finish({ ok: false, reason: 'unreachable', detail: `${what} did not finish within ${options.timeoutMs}ms and was killed` });
       } else if (code === 0) {
         finish({ ok: true, detail: `${what} succeeded` });
+      } else if (code !== null && (HOOK_EXIT_UNREACHABLE as readonly number[]).includes(code)) {
+        const last = lastLine(stderr);
+        finish({ ok: false, reason: 'unreachable', detail: `${what} could not reach the app (exit ${code})${last ? `: ${clean(last)}` : ''}` });
       } else if (code !== null) {
         const last = lastLine(stderr);
         finish({ ok: false, reason: 'rejected', detail: `${what} exited with ${code}${last ? `: ${clean(last)}` : ''}` });
