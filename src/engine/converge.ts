@@ -135,7 +135,7 @@ export async function convergeStaleClaim(ctx: KeyContext, stale: KeyRecord): Pro
     const state = retiring?.versionId ? { ...finished.state, claim: retireClaim(now, retiring.versionId, claim.operation) } : finished.state;
     const committed = await ctx.store.update(name, record.revision, { versions: finished.versions, state });
     if (retiring) {
-      const proof = await proveRetiredAfterFinish(ctx, committed, retiring, next, timer);
+      const proof = await proveRetiredAfterFinish(ctx, committed, retiring, next, timer, { noFailedBind: true });
       if (proof.unavailable) return { outcome: 'unavailable', message: `${pending.fingerprint} is current; ${proof.message}`, fingerprint: pending.fingerprint };
       if (!proof.ok) return { outcome: 'lockout', message: proof.message, fingerprint: pending.fingerprint };
     }
@@ -171,8 +171,8 @@ export function retireClaim(now: Date, oldVersionId: string, finishes: Claim['op
  * After a no-overlap finish: retire and prove `old`, then release the revoke claim (or keep it
  * when the target could not be reached, for the next run to finish like an interrupted revoke).
  */
-export async function proveRetiredAfterFinish(ctx: KeyContext, record: KeyRecord, old: SecretInUse, next: SecretInUse, timer: StepTimer): Promise<RetireProof> {
-  const settled = await settleRetired(ctx, record, old, timer, next);
+export async function proveRetiredAfterFinish(ctx: KeyContext, record: KeyRecord, old: SecretInUse, next: SecretInUse, timer: StepTimer, options: { noFailedBind?: boolean } = {}): Promise<RetireProof> {
+  const settled = await settleRetired(ctx, record, old, timer, next, options);
   if (settled.proof.unavailable) return settled.proof;
   const latest = settled.record;
   const { claim: _released, attention: _previous, ...rest } = latest.state;
@@ -216,7 +216,9 @@ async function finishInterruptedRevoke(ctx: KeyContext, taken: KeyRecord): Promi
       problems.push(`NEEDS A HUMAN: an interrupted revoke left ${version.fingerprint} erased from the store before its outcome was recorded; check that the target rejects it`);
       continue;
     }
-    const settled = await settleRetired(ctx, record, old, timer, current);
+    // Converging: prove it without a failed bind where the account has one password, so the
+    // operation this run was started for still has its budget.
+    const settled = await settleRetired(ctx, record, old, timer, current, { noFailedBind: true });
     record = settled.record;
     if (settled.proof.unavailable) unavailable.push(settled.proof.message);
     else if (settled.proof.ok) proven++;

@@ -83,7 +83,7 @@ export async function drillCompromise(ctx: KeyContext, options: { rtoMs: number;
   for (const step of rotation.steps) steps.push({ ...step, ...(step.endedAtMs !== undefined ? { endedAtMs: step.endedAtMs + offset } : {}) });
   if (rotation.outcome !== 'rotated') {
     // Skipped (another run holds the key), resumed or rolled back: nothing was contained by this drill.
-    return { ...base, dryRun: false, ok: false, exitCode: rotation.exitCode || ExitCode.failed, steps: [...steps, ...rotation.steps], containmentProven: false, withinRto: false, message: `drill failed: the emergency rotation did not run (${rotation.outcome}: ${rotation.message})` };
+    return { ...base, dryRun: false, ok: false, exitCode: rotation.exitCode || ExitCode.failed, steps, containmentProven: false, withinRto: false, message: `drill failed: the emergency rotation did not run (${rotation.outcome}: ${rotation.message})` };
   }
   // Older versions still in their grace period must not outlive the drill: one key works afterwards.
   let previous: KeyResult | undefined;

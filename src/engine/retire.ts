@@ -23,7 +23,7 @@ export async function proveRetired(
   ctx: KeyContext,
   old: SecretInUse,
   timer: StepTimer,
-  options: { current?: SecretInUse; probe?: 'auto' | 'always'; disable?: boolean } = {},
+  options: { current?: SecretInUse; probe?: 'auto' | 'always'; disable?: boolean; noFailedBind?: boolean } = {},
 ): Promise<RetireProof> {
   const name = ctx.key.name;
   ctx.session.progress({ type: 'step', key: name, step: 'retire' });
@@ -33,7 +33,7 @@ export async function proveRetired(
     (r) => (r.ok ? { ok: true, ...(r.detail ? { detail: r.detail } : {}) } : { ok: false, detail: `${r.reason}: ${r.detail}` }),
   );
   faultPoint('after-retire');
-  const outcome = await proveRejection(ctx, old, timer, retired, options.probe ?? 'auto', options.current);
+  const outcome = await proveRejection(ctx, old, timer, retired, options.probe ?? 'auto', options.current, options.noFailedBind ?? false);
   // The value is erased only once the proof is done: a run killed while proving, or one that
   // could not reach the target, leaves it for the next run to prove again. (Its label already
   // says revoked, so apps reading the store have stopped accepting it.)
@@ -47,7 +47,8 @@ async function proveRejection(
   timer: StepTimer,
   retired: ApplyResult,
   probe: 'auto' | 'always',
-  current?: SecretInUse,
+  current: SecretInUse | undefined,
+  noFailedBind: boolean,
 ): Promise<RetireProof> {
   const name = ctx.key.name;
   const guarded = ctx.target.capabilities.negativeProbe === 'forbidden' && probe !== 'always';
@@ -63,7 +64,9 @@ async function proveRejection(
     timer.steps.push({ step: 'prove-rejected', ok: true, ms: 0, endedAtMs: timer.elapsed(), detail: 'not probed: a failed bind could lock the account (lockout guard)' });
     return { ok: true, skipped: true, message: `${old.fingerprint} retired (rejection not probed: lockout guard)` };
   }
-  if (ctx.target.capabilities.negativeProbe === 'costly' && probe !== 'always' && !ctx.session.spendFailedBind(name)) {
+  const costly = ctx.target.capabilities.negativeProbe === 'costly' && probe !== 'always';
+  const byCurrent = !ctx.target.capabilities.overlap && current !== undefined && current.value !== old.value;
+  if (costly && ((noFailedBind && byCurrent) || !ctx.session.spendFailedBind(name))) {
     return proveWithoutFailedBind(ctx, old, timer, retired, current);
   }
   const proof = await timer.run(
@@ -91,8 +94,9 @@ async function proveRejection(
 }
 
 /**
- * This run already spent its one failed bind on the key's directory (e.g. converging an
- * interrupted proof before its own rotation). A target with one secret per account proves the
+ * This run already spent its one failed bind on the key's directory, or it is converging an
+ * interrupted proof and its own operation still needs binds (a failed bind would hold back the
+ * directory's lockout guard for the rest of the run). A target with one secret per account proves the
  * old one rejected by a successful bind of the one that replaced it; otherwise the rejection is
  * not probed (reported as such: a drill then does not count it as contained).
  */
@@ -127,8 +131,9 @@ export async function settleRetired(
   old: SecretInUse,
   timer: StepTimer,
   current: SecretInUse | undefined,
+  options: { noFailedBind?: boolean } = {},
 ): Promise<{ proof: RetireProof; record: KeyRecord }> {
-  const proof = await proveRetired(ctx, old, timer, { ...(current ? { current } : {}), disable: false });
+  const proof = await proveRetired(ctx, old, timer, { ...(current ? { current } : {}), disable: false, ...options });
   if (proof.unavailable || !old.versionId) return { proof, record };
   const claim = record.state.claim!;
   const outcomes = { ...claim.outcomes, [old.versionId]: proof.ok ? 'proven' : proof.message };
