@@ -12,7 +12,7 @@ import { describeCase, enumerateCases, OPERATIONS, runCase, seededRandom, type M
 
 const full = process.env.PROVKEY_FAULT_FULL === '1';
 const seed = process.env.PROVKEY_FAULT_SEED ?? String(Math.floor(Math.random() * 2 ** 31));
-const perCombination = Number(process.env.PROVKEY_FAULT_SAMPLE ?? 3);
+const perCombination = Number(process.env.PROVKEY_FAULT_SAMPLE ?? 5);
 const only = process.env.PROVKEY_FAULT_ONLY?.split('|');
 const wantedStores = process.env.PROVKEY_FAULT_STORES?.split(',');
 const wantedTargets = process.env.PROVKEY_FAULT_TARGETS?.split(',');
