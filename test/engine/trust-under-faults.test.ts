@@ -100,6 +100,28 @@ describe('item 1: an outage is never a lockout', () => {
     expect(target.accepted.size).toBe(live.length);
   });
 
+  it('the proof that a replaced version is rejected cannot reach the app: exit 5, its value and a claim are kept, and the next run proves it', async () => {
+    const ctx = await addedKey(session({ grace: '0' }));
+    const old = versionByLabel(await record(ctx), 'current')!;
+    const test = target.test.bind(target);
+    target.test = async (secret, options) => (options.expect === 'reject' ? { ...(await test(secret, options)), verdict: 'unreachable', ok: false } : test(secret, options));
+    const result = await rotateKey(ctx);
+    expect(result.exitCode, result.message).toBe(5);
+    const after = await record(ctx);
+    expect(after.state.attention, 'no evidence is not "needs a human"').toBeUndefined();
+    expect(after.versions.find((v) => v.id === old.id)!.label).toBe('revoked');
+    expect(await ctx.store.readSecret('k', old.id), 'the value stays until its rejection is proven').toBeTruthy();
+    expect(after.state.claim?.operation).toBe('revoke');
+
+    target.test = test;
+    const resumed = await rotateKey(await openKey(session({ grace: '0' }), 'k'));
+    expect(resumed.exitCode, resumed.message).toBe(0);
+    expect(resumed.outcome).toBe('resumed');
+    const done = await record(ctx);
+    expect(done.state.claim).toBeUndefined();
+    await expect(ctx.store.readSecret('k', old.id)).rejects.toThrow();
+  });
+
   it('converging an interrupted LDAP-like change without identify tests one candidate once (no failed binds beyond the budget)', async () => {
     const ctx = await addedKey(session({ grace: '0' }));
     target.capabilities = { overlap: false, negativeProbe: 'costly', propagationTimeoutMs: 1000 };
