@@ -22,10 +22,10 @@ const int = (min: number, max: number) => v.pipe(v.number(), v.integer(), v.minV
 
 const fileStore = v.strictObject({
   type: v.literal('file'),
-  /** Encrypted store file, relative to the config file. */
-  path: v.optional(v.string(), '.provkey/store.enc'),
-  /** 32-byte key file (mode 0600), created by `provkey init`. Ignored when passphraseEnv is set. */
-  keyFile: v.optional(v.string(), '.provkey/store.key'),
+  /** Encrypted store file, relative to the config file; default: store.enc in the state dir (config/load.ts). */
+  path: v.optional(v.string()),
+  /** 32-byte key file (mode 0600), created by `provkey init`; default: store.key in the state dir. Ignored when passphraseEnv is set. */
+  keyFile: v.optional(v.string()),
   /** Name of the environment variable holding a passphrase (scrypt-derived key) instead of a key file. */
   passphraseEnv: v.optional(v.string()),
 });
@@ -180,13 +180,24 @@ export const configSchema = v.strictObject({
   version: v.optional(v.literal(1), 1),
   defaults: v.optional(v.strictObject({ store: v.optional(name, 'default'), concurrency: v.optional(int(1, 64), 4) }), {}),
   stores: v.optional(v.record(name, storeSchema), {}),
-  audit: v.optional(v.strictObject({ path: v.optional(v.string(), '.provkey/audit.jsonl') }), {}),
+  audit: v.optional(
+    v.strictObject({
+      /** Default: audit.jsonl in the state dir (config/load.ts). */
+      path: v.optional(v.string()),
+      /** A second place (another volume) holding the log's head: a cut or put-back log is found (docs/security.md). */
+      anchor: v.optional(v.pipe(v.string(), v.minLength(1))),
+    }),
+    {},
+  ),
   keys: v.optional(v.record(name, keySchema), {}),
 });
 
 export type RawConfig = v.InferOutput<typeof configSchema>;
-export type StoreConfig = v.InferOutput<typeof storeSchema>;
-export type FileStoreConfig = v.InferOutput<typeof fileStore>;
+/** A file store as the config states it: paths may be left to the state dir. */
+export type RawFileStoreConfig = v.InferOutput<typeof fileStore>;
+/** A file store after config/load.ts: both paths resolved (absolute, or relative to the config dir). */
+export type FileStoreConfig = RawFileStoreConfig & { path: string; keyFile: string };
+export type StoreConfig = FileStoreConfig | VaultStoreConfig | AzureStoreConfig;
 export type VaultStoreConfig = v.InferOutput<typeof vaultStore>;
 export type AzureStoreConfig = v.InferOutput<typeof azureStore>;
 export type TargetConfig = v.InferOutput<typeof targetSchema>;

@@ -156,6 +156,9 @@ export class EffectSeam {
       disableVersion: (key, versionId, options) => via('disableVersion', key, () => store.disableVersion(key, versionId, options)),
       deleteKey: (key) => via('deleteKey', key, () => store.deleteKey(key)),
       close: () => store.close(),
+      // The audit log's own keying and generation cross-check: read with the audit boundary (append).
+      ...(store.auditKey ? { auditKey: (options?: { create: boolean }) => store.auditKey!(options) } : {}),
+      ...(store.generationState ? { generationState: () => store.generationState!() } : {}),
     };
   }
 

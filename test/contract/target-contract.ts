@@ -202,6 +202,7 @@ export function describeTargetContract(
         await testUntil(t.target, t.initial, 'reject'),
         await t.target.test(t.initial, { expect: 'accept' }),
         await t.target.rollback({ next, current: t.initial }),
+        await t.target.identify!([next, t.initial, random]),
       ];
       const text = JSON.stringify(results);
       for (const secret of [t.initial, next, random]) {

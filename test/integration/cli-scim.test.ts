@@ -507,19 +507,22 @@ describe('provkey CLI end to end: file store + SCIMMY', () => {
     await w.ok(['rotate', 'app']);
     await w.ok(['test', 'app']);
     const verified = await w.ok(['audit', 'verify']);
-    expect(verified.stdout).toContain('3 entries, chain intact');
+    // Three events, and a store.write line announcing each store write (replay detection).
+    const written = readFileSync(w.auditFile, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(written.filter((e) => e.event !== 'store.write').map((e) => e.event)).toHaveLength(3);
+    expect(verified.stdout).toContain(`${written.length} entries, chain intact`);
 
     const lines = readFileSync(w.auditFile, 'utf8').split('\n');
-    const entry = JSON.parse(lines[1]!) as Record<string, unknown>;
-    expect(entry.event).toBe('rotate.finished');
-    lines[1] = JSON.stringify({ ...entry, outcome: 'failed' });
+    const index = written.findIndex((e) => e.event === 'rotate.finished');
+    const entry = JSON.parse(lines[index]!) as Record<string, unknown>;
+    lines[index] = JSON.stringify({ ...entry, outcome: 'failed' });
     writeFileSync(w.auditFile, lines.join('\n'));
 
     const broken = await w.run(['audit', 'verify']);
-    expectOneLineError(broken, 3, 'line 2');
+    expectOneLineError(broken, 3, `line ${index + 1}`);
     const { result, data } = await w.json<{ ok: boolean; line: number }>(['audit', 'verify']);
     expect(result.code).toBe(3);
-    expect(data).toMatchObject({ ok: false, line: 2 });
+    expect(data).toMatchObject({ ok: false, line: index + 1 });
   });
 });
 

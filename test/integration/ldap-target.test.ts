@@ -386,6 +386,17 @@ describe('ldap target against slapd', () => {
       expect((await bindAs(srv, initial.value)).code).toBe(0);
     });
 
+    it('keep-new with the directory down: "unreachable", never "neither binds"', async () => {
+      const srv = await server();
+      const t = await target(srv, { rollback: 'keep-new' });
+      const initial = asSecret(srv.servicePassword);
+      // (One good test first: the target reads its CA file once, and stop() removes it.)
+      expect((await t.test(initial, { expect: 'accept' })).ok).toBe(true);
+      await srv.stop();
+      const undone = await t.rollback({ next: makeSecret(), current: initial });
+      expect(undone, JSON.stringify(undone)).toMatchObject({ ok: false, reason: 'unreachable' });
+    });
+
     it('keep-new with an admin credential: when neither binds, the admin puts the old one back', async () => {
       const srv = await server();
       const t = await target(srv, { rollback: 'keep-new', apply: ADMIN_APPLY('self', srv) });

@@ -1,6 +1,8 @@
 import { findAuditGaps } from '../../audit/cross-check.js';
+import { generationProblem, type StoreGeneration } from '../../audit/generation.js';
 import { verifyAuditLog } from '../../audit/verify.js';
-import { isProvkeyError } from '../../core/errors.js';
+import { isProvkeyError, UsageError } from '../../core/errors.js';
+import { confirmDestructive } from '../confirm.js';
 import type { KeyRecord } from '../../core/model.js';
 import { withSession, type GlobalOptions } from '../globals.js';
 import type { Io } from '../io.js';
@@ -16,9 +18,26 @@ export async function auditVerifyCommand(globals: GlobalOptions, io: Io): Promis
     io,
     async (session) => {
       const file = session.config.auditPath;
-      const chain = await verifyAuditLog(file);
       const records: KeyRecord[] = [];
       const skipped: string[] = [];
+      // The chain key and every embedded store's generation (replay detection, audit/generation.ts).
+      const key = await session.auditChainKey().catch(() => undefined);
+      const stores: StoreGeneration[] = [];
+      for (const [name, config] of Object.entries(session.config.stores)) {
+        if (config.type !== 'file') continue;
+        try {
+          const state = await (await session.storeNamed(name)).generationState?.();
+          if (state) stores.push(state);
+        } catch (error) {
+          if (!isProvkeyError(error)) throw error;
+          skipped.push(`store ${name} (${error.message})`);
+        }
+      }
+      const chain = await verifyAuditLog(file, {
+        ...(key ? { key } : { keyUnavailable: session.auditKeyUnavailable() ?? 'the default store cannot be opened' }),
+        stores,
+        ...(session.config.auditAnchor ? { anchor: session.config.auditAnchor } : {}),
+      });
       for (const key of Object.values(session.config.keys)) {
         if (session.config.stores[key.storeName]?.type !== 'file') continue;
         try {
@@ -32,17 +51,46 @@ export async function auditVerifyCommand(globals: GlobalOptions, io: Io): Promis
       const gaps = chain.ok ? findAuditGaps(await session.audit.readAll(), records) : [];
       const ok = chain.ok && gaps.length === 0;
       if (io.json) {
-        printJson(io.out, { file, ...chain, ok, gaps, checkedKeys: records.map((r) => r.key), skipped });
-      } else if (!chain.ok) {
+        printJson(io.out, { ...chain, ok, gaps, checkedKeys: records.map((r) => r.key), skipped });
+      } else if (chain.problem !== undefined) {
         io.err(`${io.color.red('✘')} ${file}: line ${chain.line}: ${chain.problem}`);
+      } else if (!chain.ok) {
+        for (const { problem } of chain.storeProblems) io.err(`${io.color.red('✘')} ${problem}`);
+        if (chain.anchor?.problem) io.err(`${io.color.red('✘')} ${file}: anchor ${chain.anchor.file}: ${chain.anchor.problem}`);
       } else if (gaps.length > 0) {
         for (const gap of gaps) io.err(`${io.color.red('✘')} ${file}: ${gap.problem}`);
       } else {
         io.out(`${io.color.green('✔')} ${file}: ${chain.entries} entries, chain intact${chain.head ? ` (head ${chain.head.slice(0, 16)})` : ''}; consistent with ${records.length} key(s) in the embedded store`);
       }
       for (const key of skipped) io.err(`${io.color.yellow('!')} not checked against the store: ${key}`);
+      for (const reason of chain.notChecked) io.err(`${io.color.yellow('!')} not checked: ${reason}`);
+      if (chain.legacyEntries > 0 && !io.json) io.err(`${io.color.yellow('!')} lines 1–${chain.legacyEntries} are legacy (unkeyed SHA-256 chain, written before the log was keyed)${chain.keyedEntries > 0 ? '; sealed by the keyed line after them' : ': anyone who can write the file could have rewritten them'}`);
       return ok ? 0 : 3;
     },
-    { mustExist: false },
+    { mustExist: false, writesState: false },
   );
+}
+
+/**
+ * `audit accept-store STORE`: a person says the store as it is now is the one to keep (a backup
+ * restored on purpose after the newest copy was lost, or a log that was lost). Without it every
+ * command refuses such a store (exit 3). Audited as a keyed `store.accepted` line.
+ */
+export async function auditAcceptStoreCommand(storeName: string, globals: GlobalOptions, io: Io): Promise<number> {
+  return withSession(globals, io, async (session) => {
+    const config = session.config.stores[storeName];
+    if (config?.type !== 'file') throw new UsageError(`accept-store: "${storeName}" is not an embedded file store in the config`, 'usage.accept_store');
+    const state = await (await session.storeNamed(storeName)).generationState!();
+    const announced = await session.audit.announced(storeName);
+    const problem = generationProblem(state, announced, session.config.auditPath);
+    if (!problem) {
+      io.out(`${io.color.green('✔')} store "${storeName}" already agrees with the audit log (generation ${state.generation}); nothing to accept`);
+      return 0;
+    }
+    io.err(`${io.color.yellow('!')} ${problem}`);
+    await confirmDestructive(io, globals.yes, `Accept store "${storeName}" as it is now (generation ${state.generation}, the log says ${announced})?`, 'accept-store');
+    await session.audit.acceptStore(storeName, state.generation, state.file, announced);
+    io.out(`${io.color.green('✔')} accepted store "${storeName}" at generation ${state.generation} (the log said ${announced}); recorded in ${session.config.auditPath}`);
+    return 0;
+  });
 }

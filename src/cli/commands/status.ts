@@ -14,6 +14,6 @@ export async function statusCommand(options: { keys: string[] }, globals: Global
       const codes = statuses.map((s): ExitCode => (s.state === 'lockout' || s.state === 'attention' || s.state === 'interrupted' ? ExitCode.needsHuman : s.state === 'error' ? ((s.errorExitCode ?? ExitCode.failed) as ExitCode) : ExitCode.ok));
       return codes.reduce(mostSerious, ExitCode.ok);
     },
-    { mustExist: false },
+    { mustExist: false, writesState: false },
   );
 }

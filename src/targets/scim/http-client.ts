@@ -100,10 +100,12 @@ export function createHttpClient(tls: HttpTlsOptions, context: { configDir: stri
         ? { module: https, agent: await httpsAgent() }
         : { module: http, agent: plainAgent };
       const serverName = secure ? tls.serverName : undefined;
-      const first = await sendOnce(request, transport.module, transport.agent, serverName);
-      // A kept-alive connection the server closed while idle: the request never reached it.
-      if (first.kind === 'unreachable' && first.stale) return sendOnce(request, transport.module, transport.agent, serverName);
-      return first;
+      const { stale, ...first } = await sendOnce(request, transport.module, transport.agent, serverName);
+      // A kept-alive connection the server had closed while idle: sent again on a new one once
+      // (every request provkey sends is idempotent: probes are reads, applier actions repeatable).
+      if (!stale) return first;
+      const { stale: _again, ...second } = await sendOnce(request, transport.module, transport.agent, serverName);
+      return second;
     },
     close() {
       plainAgent.destroy();

@@ -4,7 +4,7 @@ import { ConfigError } from '../../core/errors.js';
 import type { AdapterContext } from '../../stores/context.js';
 import type { CandidateVerdict, ConnectionTest, Identification, Probe, SecretInUse, Target, TargetCapabilities, TestOptions, Verdict } from '../target.js';
 import type { TokenApplier } from './appliers/applier.js';
-import { createExecApplier } from './appliers/exec.js';
+import { assertHookTrusted, createExecApplier } from './appliers/exec.js';
 import { createHttpApplier } from './appliers/http.js';
 import { createStoreApplier } from './appliers/store.js';
 import { parseEndpointUrl } from './endpoint-url.js';
@@ -37,6 +37,8 @@ export async function createScimTarget(keyName: string, config: ScimTargetConfig
   // The target's tls settings apply to the token endpoint too: it is normally the same app.
   const http = createHttpClient(config.tls, context, `${field}.tls.caFile`);
   const applier = createApplier(keyName, config, context, http);
+  // An exec hook others can write is refused at open (exit 2), before any change is made.
+  if (config.applier.type === 'exec') await assertHookTrusted({ keyName, command: config.applier.command, cwd: context.configDir, env: context.env });
   const endpoint = (budget: RetryAfterBudget) => scimEndpoint(baseUrl, http, requestTimeoutMs, budget);
   return new ScimTarget(endpoint, applier, http, capabilities, config.writeProbe);
 }

@@ -1,4 +1,8 @@
 import { spawn } from 'node:child_process';
+import { access, constants, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { isProvkeyError } from '../../../core/errors.js';
+import { assertTrustedExecutable } from '../../../io/safe-file.js';
 import type { ApplyResult, SecretInUse } from '../../target.js';
 import { oneLine, scrubSecrets } from '../redact.js';
 import type { TokenApplier } from './applier.js';
@@ -64,7 +68,41 @@ export function createExecApplier(options: ExecApplierOptions): TokenApplier {
   };
 }
 
-export function runHook(options: ExecApplierOptions, action: ExecAction, token: SecretInUse, replaces?: SecretInUse): Promise<ApplyResult> {
+/**
+ * Refuses (exit 2, naming the file) a hook that group or others can write, or one in a
+ * directory they can write, as ssh refuses such a config: anyone who can change the hook
+ * receives every new token on its stdin. A bare name is looked up on PATH as spawn would.
+ */
+export async function assertHookTrusted(options: Pick<ExecApplierOptions, 'command' | 'cwd' | 'env' | 'keyName'>): Promise<void> {
+  const [command, ...args] = options.command;
+  const file = await locateHook(command!, options.cwd, options.env.PATH);
+  if (file) await assertTrustedExecutable(file, `exec hook of ${options.keyName}`);
+  // An interpreter's script ([python3, hook.py]) is the hook just as much.
+  for (const arg of args) {
+    const script = path.resolve(options.cwd, arg);
+    if (await stat(script).then((info) => info.isFile(), () => false)) await assertTrustedExecutable(script, `exec hook script of ${options.keyName}`);
+  }
+}
+
+async function locateHook(command: string, cwd: string, searchPath: string | undefined): Promise<string | undefined> {
+  const candidates = command.includes('/') ? [path.resolve(cwd, command)] : (searchPath ?? '').split(path.delimiter).filter(Boolean).map((dir) => path.resolve(cwd, dir, command));
+  for (const candidate of candidates) {
+    if (await access(candidate, constants.X_OK).then(() => true, () => false)) return candidate;
+  }
+  return undefined;
+}
+
+export async function runHook(options: ExecApplierOptions, action: ExecAction, token: SecretInUse, replaces?: SecretInUse): Promise<ApplyResult> {
+  try {
+    await assertHookTrusted(options);
+  } catch (error) {
+    if (!isProvkeyError(error)) throw error;
+    return { ok: false, reason: 'error', detail: error.message };
+  }
+  return spawnHook(options, action, token, replaces);
+}
+
+function spawnHook(options: ExecApplierOptions, action: ExecAction, token: SecretInUse, replaces?: SecretInUse): Promise<ApplyResult> {
   const [file, ...args] = options.command;
   const env = hookEnvironment(options, action, token, replaces);
   const what = `${file} (${action} ${token.fingerprint})`;
