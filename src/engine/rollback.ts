@@ -32,11 +32,13 @@ export async function rollback(
   faultPoint('after-rollback');
   if (undone.ok && undone.kept === 'next') return keepNext(ctx, next, old, timer, reason, undone.detail ?? '', result);
   if (!undone.ok) {
-    // The target did not go back: the new version may still work there, so nothing is erased.
-    // Unreachable: try again later (5); refused: the rollback failed (1). Either way the next
-    // run finds out which version the target holds and finishes from there.
+    // The target did not go back. Erase nothing unless it is proven that the new version does
+    // not work there (e.g. the set itself was refused); otherwise keep it for the next run,
+    // which finds out which version the target holds and finishes from there.
+    const back = undone.reason === 'unreachable' ? 'unavailable' : await provenBack(ctx, old, next, timer);
+    if (back === 'back') return abandon(ctx, record, next, old, reason, undefined, result);
     const why = `the rollback ${undone.reason === 'unreachable' ? 'could not reach the target' : 'was refused'} (${undone.reason}: ${undone.detail})`;
-    return keepForRetry(ctx, next, reason, why, result, undone.reason === 'unreachable' ? ExitCode.unavailable : ExitCode.failed);
+    return keepForRetry(ctx, next, reason, why, result, back === 'unavailable' ? ExitCode.unavailable : ExitCode.failed);
   }
   if (old) {
     const check = await timer.run('verify-current', () => waitForVerdict(ctx.target, old, 'accept'), (w) => ({ ok: w.test.ok, detail: w.test.verdict }));
@@ -56,6 +58,26 @@ export async function rollback(
     }
   }
   return abandon(ctx, record, next, old, reason, undefined, result);
+}
+
+/**
+ * After a rollback that failed: is the target as it was anyway? The current version must work,
+ * and the new one must not (implied where an account has one secret; otherwise one free
+ * negative probe). One test each, no waiting: this only decides whether anything may be erased.
+ */
+async function provenBack(ctx: KeyContext, old: SecretInUse | undefined, next: SecretInUse, timer: StepTimer): Promise<'back' | 'unavailable' | 'unknown'> {
+  if (old) {
+    const check = await timer.run('verify-current', () => waitForVerdict(ctx.target, old, 'accept', { timeoutMs: 0 }), (w) => ({ ok: w.test.ok, detail: w.test.verdict }));
+    timer.tests.push(check.test);
+    if (check.test.verdict === 'unreachable') return 'unavailable';
+    if (!check.test.ok) return 'unknown';
+    if (!ctx.target.capabilities.overlap) return 'back';
+  }
+  if (ctx.target.capabilities.negativeProbe !== 'free') return 'unknown';
+  const gone = await timer.run('verify-new-rejected', () => waitForVerdict(ctx.target, next, 'reject', { timeoutMs: 0 }), (w) => ({ ok: w.test.ok, detail: w.test.verdict }));
+  timer.tests.push(gone.test);
+  if (gone.test.ok) return 'back';
+  return gone.test.verdict === 'unreachable' ? 'unavailable' : 'unknown';
 }
 
 /** The rollback is proven (or a lockout is): the pending version is marked failed and erased, the claim released. */
