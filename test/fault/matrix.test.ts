@@ -74,7 +74,8 @@ describe('fault matrix: every boundary × every fault converges, with no lockout
           failures.push(`${describeCase(c, seed)}\n    - ${violations.join('\n    - ')}`);
         }
       }
-      console.log(`${operation.name} × ${store} × ${target}: ${all.length} case(s) enumerated, ${chosen.length} run, ${failures.length} failing`);
+      const boundaries = new Set(all.map((c) => c.boundary)).size;
+      console.log(`${operation.name} × ${store} × ${target}: ${boundaries} boundaries, ${all.length} case(s) enumerated (boundary × applicable fault), ${chosen.length} run, ${failures.length} failing`);
       expect(failures, failures.join('\n')).toEqual([]);
     },
     full ? 3_600_000 : 600_000,
