@@ -217,6 +217,9 @@ export async function runCase(c: MatrixCase, operation: MatrixOperation, store: 
   if (!plan.killed && !allowedFaultedCodes(c.fault).includes(faulted.code ?? -1)) {
     violations.push(`the faulted run exited ${faulted.code} (allowed: ${allowedFaultedCodes(c.fault).join(', ')}): ${oneLine(faulted.stderr || faulted.stdout)}`);
   }
+  const failedInFault = await target.failedSince(mark);
+  if (failedInFault > target.failedBindBudgetPerRun) violations.push(`${failedInFault} failed binds in the faulted run (budget ${target.failedBindBudgetPerRun} per run)`);
+  const markBetween = await target.mark();
   const afterFault = await fixture.record();
   if (afterFault.record?.state.lockout) violations.push(`a lockout was recorded without positive evidence: ${afterFault.record.state.lockout.detail}`);
   if (afterFault.record?.state.claim && !afterFault.record.versions.some((v) => v.label === 'current')) {
@@ -252,8 +255,8 @@ export async function runCase(c: MatrixCase, operation: MatrixOperation, store: 
   const unknown = await target.unknownAccepted(before, live);
   if (unknown.length) violations.push(`the target accepts ${unknown.length} credential(s) the store does not know as live`);
   if (await target.locked()) violations.push('the account is locked by the directory');
-  const failed = await target.failedSince(mark);
-  if (failed > 2 * target.failedBindBudgetPerRun) violations.push(`${failed} failed binds over two runs (budget ${target.failedBindBudgetPerRun} per run)`);
+  const failed = await target.failedSince(markBetween);
+  if (failed > target.failedBindBudgetPerRun) violations.push(`${failed} failed binds in the converging run (budget ${target.failedBindBudgetPerRun} per run)`);
 
   const status = await fixture.cli(['--json', 'status', KEY]);
   const tested = await fixture.cli(['test', KEY]);
