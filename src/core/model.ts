@@ -43,6 +43,16 @@ export interface Claim {
   pendingVersionId?: string;
   /** Whether the old version should stop working when this operation finishes. */
   overlap: boolean;
+  /**
+   * Revoke: how each relabelled version's retirement ended ("proven", or the problem a human
+   * must look at), stored before its value is erased, so a run killed after the erase still
+   * knows what the proof showed.
+   */
+  outcomes?: Record<string, string>;
+  /** Revoke: the versions it relabelled (when absent: those relabelled since the claim started). */
+  versionIds?: string[];
+  /** Revoke: the last step of this finished no-overlap operation (its replaced version's proof). */
+  finishes?: Operation;
 }
 
 export interface TestSummary {

@@ -86,5 +86,5 @@ export async function addKey(ctx: KeyContext, options: { value?: string; apply?:
     versions: created.record.versions,
     state: { ...created.record.state, claim: newClaim('add', owner(), new Date(), { step: 'created', pendingVersionId: created.versionId, overlap: false }) },
   });
-  return completeRotation(ctx, { record, next: { ...secret, versionId: created.versionId }, old: undefined, overlap: false, timer, operation: 'add' });
+  return completeRotation(ctx, { record, next: { ...secret, versionId: created.versionId, createdAt: meta.createdAt }, old: undefined, overlap: false, timer, operation: 'add' });
 }

@@ -2,6 +2,7 @@ import pLimit from 'p-limit';
 import { ExitCode, isProvkeyError, mostSerious } from '../core/errors.js';
 import { openKey, type KeyContext } from './key-context.js';
 import type { KeyResult } from './result.js';
+import { SessionAborted } from './seam.js';
 import type { Session } from './session.js';
 
 /**
@@ -25,6 +26,8 @@ export async function forEachKey(
         try {
           result = await run(await openKey(session, name));
         } catch (error) {
+          // A simulated crash ends the whole run, as a real one would.
+          if (error instanceof SessionAborted) throw error;
           // Every key gets a result: one key's failure, even a bug, never stops the others.
           const known = isProvkeyError(error);
           const message = known ? error.message : `internal error: ${error instanceof Error ? error.message : String(error)} (please report this)`;

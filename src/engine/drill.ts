@@ -1,7 +1,9 @@
 import { ExitCode } from '../core/errors.js';
+import { versionByLabel } from '../core/model.js';
 import { readExisting, secretOf, type KeyContext } from './key-context.js';
 import { waitForVerdict } from './propagation.js';
-import type { StepRecord } from './result.js';
+import { convergeFirst } from './converge.js';
+import { StepTimer, type KeyResult, type StepRecord } from './result.js';
 import { revokeKey } from './revoke.js';
 import { rotateKey } from './rotate.js';
 
@@ -33,6 +35,15 @@ export interface DrillReport {
  */
 export async function drillCompromise(ctx: KeyContext, options: { rtoMs: number; dryRun: boolean }): Promise<DrillReport> {
   const name = ctx.key.name;
+  if (!options.dryRun) {
+    // A crashed run first: until it is converged the key may have no current version to "leak".
+    const converging = new StepTimer();
+    const ended = await convergeFirst(ctx, converging);
+    if (ended && ended.outcome !== 'resumed') {
+      const leakedFingerprint = (await ctx.store.read(name).then((r) => r && versionByLabel(r, 'current')))?.fingerprint ?? 'unknown';
+      return { key: name, scenario: 'compromise', leakedFingerprint, rtoMs: options.rtoMs, dryRun: false, ok: false, exitCode: ended.exitCode || ExitCode.failed, steps: converging.steps, containmentProven: false, withinRto: false, message: `drill not started: ${ended.message}` };
+    }
+  }
   const { current } = await readExisting(ctx);
   const base = { key: name, scenario: 'compromise' as const, leakedFingerprint: current.fingerprint, rtoMs: options.rtoMs };
   if (options.dryRun) {
@@ -63,7 +74,8 @@ export async function drillCompromise(ctx: KeyContext, options: { rtoMs: number;
   const baseline = await waitForVerdict(ctx.target, leaked, 'accept', { timeoutMs: 0 });
   steps.push({ step: 'baseline', ok: baseline.test.ok, ms: baseline.ms, endedAtMs: Date.now() - declared, detail: `leaked version ${baseline.test.verdict}` });
   if (!baseline.test.ok) {
-    return { ...base, dryRun: false, ok: false, exitCode: ExitCode.failed, steps, message: `drill aborted: the target does not accept the current version before the drill (${baseline.test.verdict}); run "provkey test ${name}"` };
+    const exitCode = baseline.test.verdict === 'unreachable' ? ExitCode.unavailable : ExitCode.failed;
+    return { ...base, dryRun: false, ok: false, exitCode, steps, containmentProven: false, withinRto: false, message: `drill aborted: the target does not accept the current version before the drill (${baseline.test.verdict}); run "provkey test ${name}"` };
   }
 
   const offset = Date.now() - declared;
@@ -71,37 +83,51 @@ export async function drillCompromise(ctx: KeyContext, options: { rtoMs: number;
   for (const step of rotation.steps) steps.push({ ...step, ...(step.endedAtMs !== undefined ? { endedAtMs: step.endedAtMs + offset } : {}) });
   if (rotation.outcome !== 'rotated') {
     // Skipped (another run holds the key), resumed or rolled back: nothing was contained by this drill.
-    return { ...base, dryRun: false, ok: false, exitCode: rotation.exitCode || ExitCode.failed, steps: [...steps, ...rotation.steps], containmentProven: false, withinRto: false, message: `drill failed: the emergency rotation did not run (${rotation.outcome}: ${rotation.message})` };
+    return { ...base, dryRun: false, ok: false, exitCode: rotation.exitCode || ExitCode.failed, steps, containmentProven: false, withinRto: false, message: `drill failed: the emergency rotation did not run (${rotation.outcome}: ${rotation.message})` };
   }
   // Older versions still in their grace period must not outlive the drill: one key works afterwards.
-  let previousOk = true;
+  let previous: KeyResult | undefined;
   if (rotation.ok) {
     const after = await ctx.store.read(name);
     if (after?.versions.some((v) => v.label === 'previous')) {
-      const revoked = await revokeKey(ctx, { which: 'previous' }, 'drill');
-      previousOk = revoked.ok;
-      const shift = Date.now() - declared - revoked.ms;
-      for (const step of revoked.steps) steps.push({ ...step, step: `previous:${step.step}`, ...(step.endedAtMs !== undefined ? { endedAtMs: step.endedAtMs + shift } : {}) });
+      previous = await revokeKey(ctx, { which: 'previous' }, 'drill');
+      const shift = Date.now() - declared - previous.ms;
+      for (const step of previous.steps) steps.push({ ...step, step: `previous:${step.step}`, ...(step.endedAtMs !== undefined ? { endedAtMs: step.endedAtMs + shift } : {}) });
     }
   }
+  const previousOk = previous?.ok ?? true;
   const at = (name: string) => steps.find((s) => s.step === name && s.ok)?.endedAtMs;
   const timeToRecoverMs = rotation.ok ? at('test') : undefined;
-  const timeToContainMs = rotation.ok ? at('prove-rejected') : undefined;
-  const containmentProven = rotation.ok && !steps.some((s) => s.step === 'prove-rejected' && s.detail?.startsWith('not probed'));
+  // Contained once EVERY version that could still be used is proven rejected: the leaked one and each grace version.
+  const proofs = steps.filter((s) => s.step === 'prove-rejected' || s.step === 'previous:prove-rejected');
+  const unprobed = proofs.some((s) => s.detail?.startsWith('not probed'));
+  const containmentProven = rotation.ok && previousOk && proofs.length > 0 && proofs.every((s) => s.ok) && !unprobed;
+  const timeToContainMs = containmentProven ? Math.max(...proofs.map((s) => s.endedAtMs ?? Infinity)) : undefined;
   const worst = Math.max(timeToContainMs ?? Infinity, timeToRecoverMs ?? Infinity);
-  const withinRto = rotation.ok && worst <= options.rtoMs;
+  const withinRto = containmentProven && worst <= options.rtoMs;
+  const exitCode = !rotation.ok
+    ? rotation.exitCode
+    : !previousOk
+      ? previous!.exitCode
+      : !containmentProven
+        ? ExitCode.needsHuman
+        : withinRto
+          ? ExitCode.ok
+          : ExitCode.failed;
   const report: DrillReport = {
     ...base,
     dryRun: false,
-    ok: rotation.ok && withinRto && previousOk,
-    exitCode: !rotation.ok ? rotation.exitCode : !previousOk ? ExitCode.needsHuman : withinRto ? ExitCode.ok : ExitCode.failed,
-    message: !previousOk
-      ? 'the leaked version was contained, but an older version still in its grace period could not be proven revoked'
-      : rotation.ok
-      ? withinRto
-        ? `contained and recovered within the ${Math.round(options.rtoMs / 1000)}s objective`
-        : `contained and recovered, but slower than the ${Math.round(options.rtoMs / 1000)}s objective`
-      : `drill failed: ${rotation.message}`,
+    ok: exitCode === ExitCode.ok,
+    exitCode,
+    message: !rotation.ok
+      ? `drill failed: ${rotation.message}`
+      : !previousOk
+        ? `the leaked version was retired, but an older version still in its grace period could not be proven revoked: ${previous!.message}`
+        : !containmentProven
+          ? 'NOT CONTAINED: the leaked version was retired, but its rejection was not proven (the lockout guard forbids the failed bind that would prove it); check it by hand'
+          : withinRto
+            ? `contained and recovered within the ${Math.round(options.rtoMs / 1000)}s objective`
+            : `contained and recovered, but slower than the ${Math.round(options.rtoMs / 1000)}s objective`,
     ...(rotation.fingerprint ? { newFingerprint: rotation.fingerprint } : {}),
     ...(timeToContainMs !== undefined ? { timeToContainMs } : {}),
     ...(timeToRecoverMs !== undefined ? { timeToRecoverMs } : {}),

@@ -44,6 +44,7 @@ export function testOnlyTarget(target: Target): Target {
     retire: async () => refuse(where),
     rollback: async () => refuse(where),
     ...(target.checkGenerationPolicy ? { checkGenerationPolicy: (policy, current) => target.checkGenerationPolicy!(policy, current) } : {}),
+    ...(target.identify ? { identify: (candidates) => target.identify!(candidates) } : {}),
     ...(target.expiresAt ? { expiresAt: (current) => target.expiresAt!(current) } : {}),
   };
 }

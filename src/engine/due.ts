@@ -2,8 +2,9 @@ import { randomInt } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { ExitCode, mostSerious } from '../core/errors.js';
 import { dueWork } from '../core/schedule.js';
+import { convergeFirst } from './converge.js';
 import { readExisting, secretOf, type KeyContext } from './key-context.js';
-import type { KeyResult } from './result.js';
+import { resultsFor, StepTimer, type KeyResult } from './result.js';
 import { revokeKey } from './revoke.js';
 import { rotateKey } from './rotate.js';
 
@@ -19,15 +20,22 @@ export async function waitJitter(maxMs: number, debug: (message: string) => void
 /**
  * `rotate --due`: what the schedule says is due for one key: end expired grace periods
  * (revoke those previous versions), then rotate if the current version is older than the
- * interval or the target itself (LDAP pwdMaxAge) is about to expire it.
+ * interval or the target itself (LDAP pwdMaxAge) is about to expire it. Due-ness is decided
+ * again once the key is claimed: another cron host may have rotated it in between.
  */
 export async function runDue(ctx: KeyContext): Promise<KeyResult> {
+  const timer = new StepTimer();
+  // A crashed run first: the key may have no current version until it is converged.
+  const ended = await convergeFirst(ctx, timer);
+  if (ended) return resultsFor(ctx.key.name, 'rotate', timer)(ended);
   const { record, current } = await readExisting(ctx);
   const expiry = ctx.target.expiresAt ? await ctx.target.expiresAt(await secretOf(ctx, current)) : undefined;
   const work = dueWork(record, ctx.key.rotation, new Date(), expiry);
-  const results: KeyResult[] = [];
+  const results: KeyResult[] = timer.steps.length ? [resultsFor(ctx.key.name, 'rotate', timer)({ outcome: 'resumed', ok: true, exitCode: ExitCode.ok, message: 'an interrupted run was converged' })] : [];
   for (const id of work.revokeVersionIds) results.push(await revokeKey(ctx, { version: id }, 'grace-end'));
-  if (work.rotate) results.push(await rotateKey(ctx));
+  if (work.rotate) {
+    results.push(await rotateKey(ctx, { stillDue: (claimed) => dueWork(claimed, ctx.key.rotation, new Date(), expiry).rotate }));
+  }
   if (results.length === 0) {
     return { key: ctx.key.name, operation: 'rotate', outcome: 'skipped', ok: true, exitCode: ExitCode.ok, message: 'not due', steps: [], tests: [], ms: 0 };
   }

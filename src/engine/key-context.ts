@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import type { ResolvedKey } from '../config/load.js';
-import { UsageError } from '../core/errors.js';
+import { NeedsHumanError, UsageError } from '../core/errors.js';
 import type { Claim, KeyRecord, VersionMeta } from '../core/model.js';
 import { versionByLabel } from '../core/model.js';
 import { registerSecret } from '../core/redact.js';
@@ -52,6 +52,13 @@ export async function secretOf(ctx: KeyContext, version: VersionMeta): Promise<S
 export async function readExisting(ctx: Pick<KeyContext, 'key' | 'store'>): Promise<{ record: KeyRecord; current: VersionMeta }> {
   const record = await ctx.store.read(ctx.key.name);
   const current = record && versionByLabel(record, 'current');
+  if (record && !current && record.state.claim) {
+    // Not "run add": an interrupted change holds the key's next version (issue 7, item 3).
+    throw new NeedsHumanError(
+      `key ${ctx.key.name} has no current version while an interrupted ${record.state.claim.operation} (stopped at "${record.state.claim.step}") waits to be converged; run "provkey rotate ${ctx.key.name}"`,
+      'key.interrupted',
+    );
+  }
   if (!record || !current) {
     throw new UsageError(`key ${ctx.key.name} has no current version in store "${ctx.key.storeName}" (run "provkey add ${ctx.key.name}")`, 'key.empty');
   }

@@ -103,6 +103,10 @@ async function migrateKey(session: Session, name: string, options: MigrateOption
   const progress = (step: string, detail?: string) => session.progress({ type: 'step', key: name, step, ...(detail ? { detail } : {}) });
 
   if (from === to) {
+    // An earlier migrate may have switched the config and died (or lost its store) before it
+    // deleted the source: finish that now instead of leaving a claimed copy behind.
+    const finished = await retireLeftoverSources(session, name, to, timer);
+    if (finished) return result(finished);
     return result({ outcome: 'skipped', ok: true, exitCode: ExitCode.ok, message: `already on store "${to}" (keys.${name}.store)` });
   }
   let source: SecretStore;
@@ -210,7 +214,7 @@ async function migrateKey(session: Session, name: string, options: MigrateOption
   // 4. switch: provkey.yaml now says the key lives in the destination.
   progress('switch-config');
   try {
-    await timer.run('switch-config', () => setKeyStore(session.config.file!, name, to), () => ({ ok: true, detail: `keys.${name}.store: ${to}` }));
+    await timer.run('switch-config', () => session.writeConfig(name, () => setKeyStore(session.config.file!, name, to)), () => ({ ok: true, detail: `keys.${name}.store: ${to}` }));
   } catch (error) {
     await undoCopy();
     return failed(error, versions, `the config was not changed, the copy was removed; the key stays in "${from}"`);
@@ -233,15 +237,18 @@ async function migrateKey(session: Session, name: string, options: MigrateOption
       if (await source.read(name)) throw new AdapterError(from, 'server_error', `${name} is still there after deleting it`);
     });
   } catch (error) {
-    const why = isProvkeyError(error) ? error.message : String(error);
+    if (!isProvkeyError(error)) throw error;
+    // The key already works from the destination; the old copy stays claimed (no rotation
+    // touches it) and the next `migrate` finishes deleting it.
+    const retry = error.exitCode === ExitCode.unavailable || error.exitCode === ExitCode.denied || error.exitCode === ExitCode.sealed ? error.exitCode : ExitCode.failed;
     return result({
       outcome: 'migrated',
       ok: false,
-      exitCode: ExitCode.needsHuman,
+      exitCode: retry,
       fingerprint: current.fingerprint,
       versions,
       configRewritten: true,
-      message: `moved to "${to}" and provkey.yaml updated, but the old copy in "${from}" could not be deleted (${why}); delete it there by hand`,
+      message: `moved to "${to}" and provkey.yaml updated, but the old copy in "${from}" could not be deleted yet (${error.message}); run "provkey migrate ${name} --to ${to}" again to finish`,
     });
   }
   return result({
@@ -265,6 +272,48 @@ async function migrateKey(session: Session, name: string, options: MigrateOption
       message: after ? `${error.message}; ${after}` : error.message,
     });
   }
+}
+
+/**
+ * The last step of an interrupted migrate: the config names `to`, and another store still
+ * holds a copy under a stale migrate claim with the same history. The copy is deleted once the
+ * destination is proven to hold the same current version.
+ */
+async function retireLeftoverSources(session: Session, name: string, to: string, timer: StepTimer): Promise<Pick<MigrationResult, 'outcome' | 'ok' | 'exitCode' | 'message'> & Partial<MigrationResult> | undefined> {
+  const destination = await (await session.storeNamed(to)).read(name);
+  const current = destination && versionByLabel(destination, 'current');
+  if (!destination || !current) return undefined;
+  const retired: string[] = [];
+  for (const storeName of Object.keys(session.config.stores).sort()) {
+    if (storeName === to) continue;
+    let source: SecretStore;
+    let copy: KeyRecord | undefined;
+    try {
+      source = await session.storeNamed(storeName);
+      copy = await source.read(name);
+    } catch {
+      continue; // a store this key never used may be unreachable or unconfigured here
+    }
+    const claim = copy?.state.claim;
+    if (!copy || !claim || claim.operation !== MIGRATE_OPERATION || !isClaimStale(claim, new Date(), thisRun())) continue;
+    if (!isLeftoverCopy(copy, destination) && !isLeftoverCopy(destination, copy)) continue;
+    await session.recordAudit({ event: 'key.migrated', key: name, outcome: 'resumed', fingerprint: current.fingerprint, versionId: current.id, detail: { from: storeName, to, finished: 'retire-source' } });
+    await timer.run('retire-source', async () => {
+      await source.deleteKey(name);
+      if (await source.read(name)) throw new AdapterError(storeName, 'server_error', `${name} is still there after deleting it`);
+    });
+    retired.push(storeName);
+  }
+  if (retired.length === 0) return undefined;
+  return {
+    outcome: 'migrated',
+    ok: true,
+    exitCode: ExitCode.ok,
+    fingerprint: current.fingerprint,
+    configRewritten: true,
+    sourceRetired: true,
+    message: `finished an interrupted migrate: the old copy in ${retired.map((s) => `"${s}"`).join(', ')} is deleted; ${current.fingerprint} is current in "${to}"`,
+  };
 }
 
 /**

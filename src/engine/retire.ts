@@ -1,3 +1,4 @@
+import type { KeyRecord } from '../core/model.js';
 import type { ApplyResult, SecretInUse } from '../targets/target.js';
 import type { KeyContext } from './key-context.js';
 import { faultPoint } from './fault.js';
@@ -5,16 +6,25 @@ import { waitForVerdict } from './propagation.js';
 import type { StepTimer } from './result.js';
 
 /**
- * Makes the target reject `old`, disables it in the store, and proves the rejection.
- * A rejection that cannot be proven is never reported as success: the caller turns it into
- * exit code 3, because a revoked key the target still accepts needs a human now.
+ * What proving a retirement found. `unavailable`: the target could not be reached, so nothing
+ * is known: the value is kept and the caller leaves a claim the next run resumes (exit 5).
+ * Otherwise a failed proof is positive evidence (the target still accepts it, or refused to
+ * retire it): exit 3, because a revoked key the target still accepts needs a human now.
  */
+export interface RetireProof {
+  ok: boolean;
+  message: string;
+  skipped?: boolean;
+  unavailable?: boolean;
+}
+
+/** Makes the target reject `old`, proves the rejection, and (once proven) disables it in the store. */
 export async function proveRetired(
   ctx: KeyContext,
   old: SecretInUse,
   timer: StepTimer,
-  options: { current?: SecretInUse; probe?: 'auto' | 'always'; disable?: boolean } = {},
-): Promise<{ ok: boolean; message: string; skipped?: boolean }> {
+  options: { current?: SecretInUse; probe?: 'auto' | 'always'; disable?: boolean; noFailedBind?: boolean } = {},
+): Promise<RetireProof> {
   const name = ctx.key.name;
   ctx.session.progress({ type: 'step', key: name, step: 'retire' });
   const retired = await timer.run(
@@ -23,11 +33,11 @@ export async function proveRetired(
     (r) => (r.ok ? { ok: true, ...(r.detail ? { detail: r.detail } : {}) } : { ok: false, detail: `${r.reason}: ${r.detail}` }),
   );
   faultPoint('after-retire');
-  const outcome = await proveRejection(ctx, old, timer, retired, options.probe ?? 'auto');
-  // The value is erased only once the proof is done: a run killed while proving leaves it for
-  // the next run to prove again. (Its label already says revoked, so apps reading the store
-  // have stopped accepting it.)
-  if (old.versionId && options.disable !== false) await ctx.store.disableVersion(name, old.versionId);
+  const outcome = await proveRejection(ctx, old, timer, retired, options.probe ?? 'auto', options.current, options.noFailedBind ?? false);
+  // The value is erased only once the proof is done: a run killed while proving, or one that
+  // could not reach the target, leaves it for the next run to prove again. (Its label already
+  // says revoked, so apps reading the store have stopped accepting it.)
+  if (old.versionId && options.disable !== false && !outcome.unavailable) await ctx.store.disableVersion(name, old.versionId);
   return outcome;
 }
 
@@ -37,9 +47,14 @@ async function proveRejection(
   timer: StepTimer,
   retired: ApplyResult,
   probe: 'auto' | 'always',
-): Promise<{ ok: boolean; message: string; skipped?: boolean }> {
+  current: SecretInUse | undefined,
+  noFailedBind: boolean,
+): Promise<RetireProof> {
   const name = ctx.key.name;
   const guarded = ctx.target.capabilities.negativeProbe === 'forbidden' && probe !== 'always';
+  if (guarded && !retired.ok && retired.reason === 'unreachable') {
+    return { ok: false, unavailable: true, message: `retiring ${old.fingerprint} could not reach the target (${retired.detail}); the next run retires and proves it` };
+  }
   if (guarded && !retired.ok) {
     // Without a probe, a failed retire is all we know: never call that a revoke.
     await ctx.session.recordAudit({ event: 'retire.unproven', key: name, outcome: 'failed', fingerprint: old.fingerprint, ...(old.versionId ? { versionId: old.versionId } : {}), detail: { reason: retired.reason } });
@@ -49,6 +64,11 @@ async function proveRejection(
     timer.steps.push({ step: 'prove-rejected', ok: true, ms: 0, endedAtMs: timer.elapsed(), detail: 'not probed: a failed bind could lock the account (lockout guard)' });
     return { ok: true, skipped: true, message: `${old.fingerprint} retired (rejection not probed: lockout guard)` };
   }
+  const costly = ctx.target.capabilities.negativeProbe === 'costly' && probe !== 'always';
+  const byCurrent = !ctx.target.capabilities.overlap && current !== undefined && current.value !== old.value;
+  if (costly && ((noFailedBind && byCurrent) || !ctx.session.spendFailedBind(name))) {
+    return proveWithoutFailedBind(ctx, old, timer, retired, current);
+  }
   const proof = await timer.run(
     'prove-rejected',
     () => waitForVerdict(ctx.target, old, 'reject'),
@@ -56,6 +76,11 @@ async function proveRejection(
   );
   timer.tests.push(proof.test);
   if (proof.test.ok) return { ok: true, message: `${old.fingerprint} is rejected by the target` };
+  if (proof.test.verdict === 'unreachable') {
+    // No answer is no evidence either way: never "needs a human", never a success.
+    await ctx.session.recordAudit({ event: 'retire.unavailable', key: name, outcome: 'failed', fingerprint: old.fingerprint, ...(old.versionId ? { versionId: old.versionId } : {}), detail: { verdict: proof.test.verdict } });
+    return { ok: false, unavailable: true, message: `proving ${old.fingerprint} rejected could not reach the target; the next run proves it` };
+  }
   const why = retired.ok ? `the target still ${proof.test.verdict === 'accepted' ? 'accepts' : 'cannot be shown to reject'} it` : `retiring it failed (${retired.ok ? '' : `${retired.reason}: ${retired.detail}`})`;
   await ctx.session.recordAudit({
     event: 'retire.unproven',
@@ -66,4 +91,53 @@ async function proveRejection(
     detail: { verdict: proof.test.verdict },
   });
   return { ok: false, message: `NEEDS A HUMAN: ${old.fingerprint} is revoked in the store but ${why}` };
+}
+
+/**
+ * This run already spent its one failed bind on the key's directory, or it is converging an
+ * interrupted proof and its own operation still needs binds (a failed bind would hold back the
+ * directory's lockout guard for the rest of the run). A target with one secret per account proves the
+ * old one rejected by a successful bind of the one that replaced it; otherwise the rejection is
+ * not probed (reported as such: a drill then does not count it as contained).
+ */
+async function proveWithoutFailedBind(ctx: KeyContext, old: SecretInUse, timer: StepTimer, retired: ApplyResult, current: SecretInUse | undefined): Promise<RetireProof> {
+  if (ctx.target.capabilities.overlap || !current || current.value === old.value) {
+    if (!retired.ok) {
+      const unavailable = retired.reason === 'unreachable';
+      return { ok: false, ...(unavailable ? { unavailable: true } : {}), message: `${unavailable ? '' : 'NEEDS A HUMAN: '}retiring ${old.fingerprint} failed (${retired.reason}: ${retired.detail}), and this run's failed-bind budget is spent` };
+    }
+    timer.steps.push({ step: 'prove-rejected', ok: true, ms: 0, endedAtMs: timer.elapsed(), detail: "not probed: this run's failed-bind budget is spent" });
+    return { ok: true, skipped: true, message: `${old.fingerprint} retired (rejection not probed: failed-bind budget)` };
+  }
+  const check = await timer.run(
+    'prove-rejected',
+    () => waitForVerdict(ctx.target, current, 'accept', { timeoutMs: 0 }),
+    (w) => ({ ok: w.test.ok, detail: `${current.fingerprint} ${w.test.verdict}: one password per account, so ${old.fingerprint} is not (no failed bind spent)` }),
+  );
+  timer.tests.push(check.test);
+  if (check.test.ok) return { ok: true, message: `${old.fingerprint} is rejected: the account runs on ${current.fingerprint}` };
+  if (check.test.verdict === 'unreachable') return { ok: false, unavailable: true, message: `proving ${old.fingerprint} rejected could not reach the target; the next run proves it` };
+  return { ok: false, message: `NEEDS A HUMAN: ${old.fingerprint} is revoked in the store, but the account does not accept ${current.fingerprint} either; check it by hand` };
+}
+
+/**
+ * One version of a revoke (relabelled `revoked`, claim held): retire and prove it, store how
+ * that ended in the claim, and only then erase its value. Unreachable leaves the value and the
+ * claim for the next run.
+ */
+export async function settleRetired(
+  ctx: KeyContext,
+  record: KeyRecord,
+  old: SecretInUse,
+  timer: StepTimer,
+  current: SecretInUse | undefined,
+  options: { noFailedBind?: boolean } = {},
+): Promise<{ proof: RetireProof; record: KeyRecord }> {
+  const proof = await proveRetired(ctx, old, timer, { ...(current ? { current } : {}), disable: false, ...options });
+  if (proof.unavailable || !old.versionId) return { proof, record };
+  const claim = record.state.claim!;
+  const outcomes = { ...claim.outcomes, [old.versionId]: proof.ok ? 'proven' : proof.message };
+  const updated = await ctx.store.update(ctx.key.name, record.revision, { versions: record.versions, state: { ...record.state, claim: { ...claim, outcomes } } });
+  await ctx.store.disableVersion(ctx.key.name, old.versionId);
+  return { proof, record: (await ctx.store.read(ctx.key.name)) ?? updated };
 }

@@ -4,10 +4,10 @@ import type { SecretInUse } from '../targets/target.js';
 import type { VersionMeta } from '../core/model.js';
 import { versionByLabel } from '../core/model.js';
 import { revokeVersions } from '../core/transitions.js';
-import { convergeStaleClaim } from './converge.js';
+import { convergeStaleClaim, convergenceEndsOperation } from './converge.js';
 import { owner, secretOf, type KeyContext , thisRun } from './key-context.js';
 import { StepTimer, type KeyResult } from './result.js';
-import { proveRetired } from './retire.js';
+import { settleRetired } from './retire.js';
 
 export type RevokeSelection = { which: 'all' | 'previous' | 'current' } | { version: string };
 
@@ -52,10 +52,15 @@ export async function revokeKey(ctx: KeyContext, selection: RevokeSelection, ope
     const convergence = await timer.run('converge', () => convergeStaleClaim(ctx, record!));
     if (convergence.outcome === 'busy') return { ...base, outcome: 'skipped', ok: false, exitCode: ExitCode.failed, message: convergence.message, ms: timer.elapsed() };
     if (convergence.outcome === 'lockout') return { ...base, outcome: 'lockout', ok: false, exitCode: ExitCode.needsHuman, message: convergence.message, ms: timer.elapsed() };
+    if (convergence.outcome === 'unavailable' || convergence.outcome === 'needs_human') {
+      const ended = convergenceEndsOperation(convergence)!;
+      return { ...base, ...ended, ms: timer.elapsed() };
+    }
     converged = convergence.message;
     record = (await ctx.store.read(name))!;
   }
-  const alreadyDone = converged !== undefined && 'version' in selection && record.versions.some((v) => v.label === 'revoked' && matchesVersion(v, selection.version));
+  // A grace end another run (or the converged one) already carried out is done, not an error.
+  const alreadyDone = (converged !== undefined || operation === 'grace-end') && 'version' in selection && record.versions.some((v) => v.label === 'revoked' && matchesVersion(v, selection.version));
   const chosen = alreadyDone ? [] : selectVersions(record.versions, selection).sort((a, b) => (a.label === 'current' ? 1 : 0) - (b.label === 'current' ? 1 : 0));
   if (chosen.length === 0) {
     return { ...base, outcome: 'revoked', ok: true, exitCode: ExitCode.ok, message: converged ?? 'nothing to revoke', ms: timer.elapsed() };
@@ -72,6 +77,7 @@ export async function revokeKey(ctx: KeyContext, selection: RevokeSelection, ope
     throw error;
   }
   const problems: string[] = [];
+  const unavailable: string[] = [];
   let finished = false;
   try {
     const currentMeta = versionByLabel(record, 'current');
@@ -93,11 +99,15 @@ export async function revokeKey(ctx: KeyContext, selection: RevokeSelection, ope
         problems.push(`NEEDS A HUMAN: the value of ${version.fingerprint} is gone from the store, so provkey can neither retire it at the target nor prove it is rejected`);
         continue;
       }
-      const proof = await proveRetired(ctx, old, timer, current ? { current } : {});
-      await ctx.session.recordAudit({ event: `${operation}.version`, key: name, outcome: proof.ok ? 'ok' : 'failed', fingerprint: version.fingerprint, versionId: version.id, detail: { label: version.label, proven: proof.ok && !proof.skipped } });
-      if (!proof.ok) problems.push(proof.message);
+      const settled = await settleRetired(ctx, record, old, timer, current);
+      record = settled.record;
+      const proof = settled.proof;
+      await ctx.session.recordAudit({ event: `${operation}.version`, key: name, outcome: proof.ok ? 'ok' : 'failed', fingerprint: version.fingerprint, versionId: version.id, detail: { label: version.label, proven: proof.ok && !proof.skipped, ...(proof.unavailable ? { unavailable: true } : {}) } });
+      if (proof.unavailable) unavailable.push(proof.message);
+      else if (!proof.ok) problems.push(proof.message);
     }
-    finished = true;
+    // Could not reach the target for some version: the claim stays, the next run proves it.
+    finished = unavailable.length === 0;
   } finally {
     // On an error the claim stays: the next run finds it stale and finishes this revoke
     // (retire and prove every version it relabelled). Otherwise it is released here.
@@ -112,6 +122,9 @@ export async function revokeKey(ctx: KeyContext, selection: RevokeSelection, ope
     }
   }
   const fingerprints = chosen.map((v) => v.fingerprint).join(', ');
+  if (unavailable.length) {
+    return { ...base, outcome: 'failed', ok: false, exitCode: ExitCode.unavailable, message: [...problems, ...unavailable].join('; '), ms: timer.elapsed() };
+  }
   if (problems.length) {
     return { ...base, outcome: 'lockout', ok: false, exitCode: ExitCode.needsHuman, message: problems.join('; '), ms: timer.elapsed() };
   }

@@ -4,6 +4,7 @@ import { abandonPending, finishRotation } from '../core/transitions.js';
 import type { SecretInUse } from '../targets/target.js';
 import type { KeyContext } from './key-context.js';
 import { faultPoint } from './fault.js';
+import { decide, identifyAccepted } from './identify.js';
 import { waitForVerdict } from './propagation.js';
 import type { KeyResult, ResultFields, StepTimer } from './result.js';
 
@@ -30,18 +31,66 @@ export async function rollback(
   );
   faultPoint('after-rollback');
   if (undone.ok && undone.kept === 'next') return keepNext(ctx, next, old, timer, reason, undone.detail ?? '', result);
-  let lockout: string | undefined;
+  if (!undone.ok) {
+    // The target did not go back. Erase nothing unless it is proven that the new version does
+    // not work there (e.g. the set itself was refused); otherwise keep it for the next run,
+    // which finds out which version the target holds and finishes from there.
+    const back = undone.reason === 'unreachable' ? 'unavailable' : await provenBack(ctx, old, next, timer);
+    if (back === 'back') return abandon(ctx, record, next, old, reason, undefined, result);
+    const why = `the rollback ${undone.reason === 'unreachable' ? 'could not reach the target' : 'was refused'} (${undone.reason}: ${undone.detail})`;
+    return keepForRetry(ctx, next, reason, why, result, back === 'unavailable' ? ExitCode.unavailable : ExitCode.failed);
+  }
   if (old) {
-    const check = await timer.run(
-      'verify-current',
-      () => waitForVerdict(ctx.target, old, 'accept'),
-      (w) => ({ ok: w.test.ok, detail: w.test.verdict }),
-    );
+    const check = await timer.run('verify-current', () => waitForVerdict(ctx.target, old, 'accept'), (w) => ({ ok: w.test.ok, detail: w.test.verdict }));
     timer.tests.push(check.test);
     if (!check.test.ok) {
-      lockout = `neither version works: ${reason}; then the rollback to ${old.fingerprint} ${undone.ok ? 'was not accepted' : `failed (${undone.ok ? '' : undone.detail})`}`;
+      // Not proven back: ask which version the target holds, without spending binds beyond the budget.
+      const candidates = [old, next];
+      const identification = await timer.run('identify', () => identifyAccepted(ctx, candidates), (i) => ({ ok: true, detail: i.detail }));
+      const decision = decide(identification, candidates);
+      const why = `the rollback to ${old.fingerprint} was not accepted`;
+      if (decision.kind === 'unavailable') return keepForRetry(ctx, next, reason, `${why}, and the target could not be reached to tell which version it holds`, result);
+      if (decision.kind === 'unknown') {
+        return keepForRetry(ctx, next, reason, `${why}; telling which version the target holds would spend failed binds beyond the lockout budget`, result, ExitCode.needsHuman);
+      }
+      if (decision.kind === 'accepted' && decision.secret === next) return keepNext(ctx, next, old, timer, reason, `${why}, but ${next.fingerprint} works`, result);
+      if (decision.kind === 'lockout') return abandon(ctx, record, next, old, reason, `neither version works: ${reason}; then ${why}`, result);
     }
   }
+  return abandon(ctx, record, next, old, reason, undefined, result);
+}
+
+/**
+ * After a rollback that failed: is the target as it was anyway? The current version must work,
+ * and the new one must not (implied where an account has one secret; otherwise one free
+ * negative probe). One test each, no waiting: this only decides whether anything may be erased.
+ */
+async function provenBack(ctx: KeyContext, old: SecretInUse | undefined, next: SecretInUse, timer: StepTimer): Promise<'back' | 'unavailable' | 'unknown'> {
+  if (old) {
+    const check = await timer.run('verify-current', () => waitForVerdict(ctx.target, old, 'accept', { timeoutMs: 0 }), (w) => ({ ok: w.test.ok, detail: w.test.verdict }));
+    timer.tests.push(check.test);
+    if (check.test.verdict === 'unreachable') return 'unavailable';
+    if (!check.test.ok) return 'unknown';
+    if (!ctx.target.capabilities.overlap) return 'back';
+  }
+  if (ctx.target.capabilities.negativeProbe !== 'free') return 'unknown';
+  const gone = await timer.run('verify-new-rejected', () => waitForVerdict(ctx.target, next, 'reject', { timeoutMs: 0 }), (w) => ({ ok: w.test.ok, detail: w.test.verdict }));
+  timer.tests.push(gone.test);
+  if (gone.test.ok) return 'back';
+  return gone.test.verdict === 'unreachable' ? 'unavailable' : 'unknown';
+}
+
+/** The rollback is proven (or a lockout is): the pending version is marked failed and erased, the claim released. */
+async function abandon(
+  ctx: KeyContext,
+  record: KeyRecord,
+  next: SecretInUse,
+  old: SecretInUse | undefined,
+  reason: string,
+  lockout: string | undefined,
+  result: (fields: ResultFields) => KeyResult,
+): Promise<KeyResult> {
+  const name = ctx.key.name;
   const now = new Date();
   const fresh = (await ctx.store.read(name)) ?? record;
   const abandoned = abandonPending(fresh, next.versionId, now, { ok: false, at: now.toISOString(), ...(next.versionId ? { versionId: next.versionId } : {}), fingerprint: next.fingerprint });
@@ -65,6 +114,28 @@ export async function rollback(
   });
 }
 
+/**
+ * A rollback that could not be proven: the pending version keeps its value and the claim
+ * stays, so the next run finds out which version the
+ * target accepts and finishes the rollback, or the rotation. Exit 5: try again later.
+ */
+async function keepForRetry(
+  ctx: KeyContext,
+  next: SecretInUse,
+  reason: string,
+  why: string,
+  result: (fields: ResultFields) => KeyResult,
+  exitCode: ExitCode = ExitCode.unavailable,
+): Promise<KeyResult> {
+  const name = ctx.key.name;
+  await ctx.session.recordAudit({ event: 'rotate.rollback_unproven', key: name, outcome: 'failed', fingerprint: next.fingerprint, ...(next.versionId ? { versionId: next.versionId } : {}), detail: { reason, why } });
+  return result({
+    outcome: 'failed',
+    ok: false,
+    exitCode,
+    message: `${exitCode === ExitCode.needsHuman ? 'NEEDS A HUMAN: ' : ''}${reason}; ${why}. ${next.fingerprint} is kept pending (with its value) until the next run proves which version the target holds`,
+  });
+}
 
 /**
  * The target could not go back but the new version works (LDAP `rollback: keep-new`): the new

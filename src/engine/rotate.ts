@@ -1,18 +1,17 @@
-import { CLAIM_TTL_MS, isClaimStale, newClaim } from '../core/claim.js';
-import { ConflictError, ExitCode } from '../core/errors.js';
+import { CLAIM_TTL_MS, newClaim } from '../core/claim.js';
+import { AdapterError, ConflictError, ExitCode } from '../core/errors.js';
 import { fingerprint } from '../core/fingerprint.js';
 import { generateSecret } from '../core/keygen.js';
 import type { Claim, KeyRecord, VersionMeta } from '../core/model.js';
 import { registerSecret } from '../core/redact.js';
 import { finishRotation, revokeVersions } from '../core/transitions.js';
 import type { SecretInUse } from '../targets/target.js';
-import { owner, thisRun, readExisting, secretOf, type KeyContext } from './key-context.js';
+import { owner, readExisting, secretOf, type KeyContext } from './key-context.js';
 import { faultPoint } from './fault.js';
 import { waitForVerdict } from './propagation.js';
 import { StepTimer, resultsFor, type KeyResult } from './result.js';
-import { convergeStaleClaim, convergenceEndsOperation } from './converge.js';
+import { convergeFirst, proveRetiredAfterFinish, retireClaim } from './converge.js';
 import { rollback } from './rollback.js';
-import { proveRetired } from './retire.js';
 
 export interface RotateOptions {
   /** Force no overlap (drills): the old version stops working as part of the rotation. */
@@ -21,6 +20,11 @@ export interface RotateOptions {
   /** Run the write probe on the new version (drills). */
   writeProbe?: boolean;
   reason?: string;
+  /**
+   * `rotate --due`: decided again on the record the claim was won against, so two runs that both
+   * saw the key due rotate it once (issue 7, item 5).
+   */
+  stillDue?: (record: KeyRecord) => boolean;
 }
 
 /**
@@ -35,24 +39,9 @@ export async function rotateKey(ctx: KeyContext, options: RotateOptions = {}): P
   const progress = (step: string, detail?: string) => ctx.session.progress({ type: 'step', key: name, step, ...(detail ? { detail } : {}) });
   const result = resultsFor(name, operation, timer);
 
+  const ended = await convergeFirst(ctx, timer);
+  if (ended) return result(ended);
   let { record, current } = await readExisting(ctx);
-
-  if (record.state.claim) {
-    if (!isClaimStale(record.state.claim, new Date(), thisRun())) {
-      const c = record.state.claim;
-      return result({
-        outcome: 'skipped',
-        ok: true,
-        exitCode: ExitCode.ok,
-        message: `${c.operation} already in progress on ${c.owner.host} (pid ${c.owner.pid}) since ${c.startedAt}`,
-      });
-    }
-    progress('converge', 'a previous run stopped part-way');
-    const converged = await timer.run('converge', () => convergeStaleClaim(ctx, record));
-    const ended = convergenceEndsOperation(converged);
-    if (ended) return result(ended);
-    ({ record, current } = await readExisting(ctx));
-  }
   if (record.state.lockout) {
     return result({
       outcome: 'lockout',
@@ -68,6 +57,7 @@ export async function rotateKey(ctx: KeyContext, options: RotateOptions = {}): P
 
   // 1. claim: compare-and-set; a second rotator loses here and skips the key.
   progress('claim');
+  const claimedFrom = record;
   try {
     record = await timer.run('claim', () =>
       ctx.store.update(name, record.revision, {
@@ -76,12 +66,17 @@ export async function rotateKey(ctx: KeyContext, options: RotateOptions = {}): P
       }),
     );
   } catch (error) {
-    if (error instanceof ConflictError) {
-      return result({ outcome: 'skipped', ok: true, exitCode: ExitCode.ok, message: 'another run claimed this key first' });
+    if (isContention(error)) {
+      return result({ outcome: 'skipped', ok: true, exitCode: ExitCode.ok, message: `another run holds this key (${(error as Error).message}); skipped, nothing changed` });
     }
     throw error;
   }
   const claim = record.state.claim!;
+  if (options.stillDue && !options.stillDue(claimedFrom)) {
+    const { claim: _mine, ...state } = record.state;
+    await ctx.store.update(name, record.revision, { versions: record.versions, state });
+    return result({ outcome: 'skipped', ok: true, exitCode: ExitCode.ok, message: 'not due any more (another run rotated it)' });
+  }
   faultPoint('after-claim');
 
   // 2. create: a fresh value, stored as `pending` before the target ever sees it.
@@ -95,9 +90,14 @@ export async function rotateKey(ctx: KeyContext, options: RotateOptions = {}): P
     state: { ...created.record.state, claim: { ...claim, step: 'created', pendingVersionId: created.versionId } },
   });
   faultPoint('after-create');
-  const next: SecretInUse = { value, fingerprint: meta.fingerprint, versionId: created.versionId };
+  const next: SecretInUse = { value, fingerprint: meta.fingerprint, versionId: created.versionId, createdAt: meta.createdAt };
 
   return completeRotation(ctx, { record, next, old, overlap, timer, operation, ...(options.writeProbe ? { writeProbe: true } : {}), ...(options.reason ? { reason: options.reason } : {}) });
+}
+
+/** A key claimed or locked by another run: not a failure, the key is simply skipped (item 6). */
+export function isContention(error: unknown): boolean {
+  return error instanceof ConflictError || (error instanceof AdapterError && error.kind === 'locked');
 }
 
 export function newVersionMeta(value: string, origin: VersionMeta['origin']): Omit<VersionMeta, 'id'> {
@@ -164,18 +164,15 @@ export async function completeRotation(
   record = await advance(ctx, record, 'tested');
   faultPoint('after-test');
 
-  // Without overlap the old version is revoked before finish (so an app reading the store
-  // drops it too), and the target must be proven to reject it. The claim is still held: a
-  // crash in here resumes at "tested" and simply finishes.
-  let retiredProof: { ok: boolean; message: string } | undefined;
-  if (!overlap && old?.versionId) {
-    record = await ctx.store.update(name, record.revision, { versions: revokeVersions(record, [old.versionId], new Date()), state: record.state });
-    // Its value is erased after finish: a crash before that resumes here and proves it again.
-    retiredProof = await proveRetired(ctx, old, timer, { current: next, disable: false });
-    record = (await ctx.store.read(name)) ?? record;
+  // Without overlap the old version is relabelled revoked before finish (so an app reading the
+  // store drops it too); finish then keeps a revoke claim on it until the target is proven to
+  // reject it, so a crash or an outage from here on is resumed like an interrupted revoke.
+  const retiring = !overlap && old?.versionId ? old : undefined;
+  if (retiring) {
+    record = await ctx.store.update(name, record.revision, { versions: revokeVersions(record, [retiring.versionId!], new Date()), state: record.state });
   }
 
-  // 5. finish: labels move in one compare-and-set write; the claim is released with it.
+  // 5. finish: labels move in one compare-and-set write; the rotation claim is released with it.
   progress('finish');
   const now = new Date();
   const finished = finishRotation(record, next.versionId!, {
@@ -184,29 +181,26 @@ export async function completeRotation(
     now,
     test: { ok: true, at: now.toISOString(), versionId: next.versionId!, fingerprint: next.fingerprint },
   });
-  // A failed proof stays in the state (status shows it) until a later revoke proves it.
-  const { attention: _cleared, ...withoutAttention } = finished.state;
-  const state = !retiredProof
-    ? finished.state
-    : retiredProof.ok
-      ? withoutAttention
-      : { ...withoutAttention, attention: { at: now.toISOString(), detail: retiredProof.message } };
+  const state = retiring ? { ...finished.state, claim: retireClaim(now, retiring.versionId!, operation === 'drill' ? 'drill' : operation === 'add' ? 'add' : 'rotate') } : finished.state;
   const graceUntil = finished.versions.find((v) => v.id === finished.retiredId)?.graceUntil;
   // Audited before the store commits (the claim is still held): a crash in between resumes and
   // audits again, so the store never holds a change the audit log lacks.
   await ctx.session.recordAudit({
     event: operation === 'add' ? 'key.added' : `${operation}.finished`,
     key: name,
-    outcome: retiredProof && !retiredProof.ok ? 'failed' : 'ok',
+    outcome: 'ok',
     fingerprint: next.fingerprint,
     versionId: next.versionId!,
-    detail: { previous: old?.fingerprint ?? null, overlap, graceUntil: graceUntil ?? null, previousRejected: retiredProof ? retiredProof.ok : null, reason: run.reason ?? null },
+    detail: { previous: old?.fingerprint ?? null, overlap, graceUntil: graceUntil ?? null, reason: run.reason ?? null },
   });
   record = await timer.run('finish', () => ctx.store.update(name, record.revision, { versions: finished.versions, state }));
   faultPoint('after-finish');
-  if (!overlap && old?.versionId) await ctx.store.disableVersion(name, old.versionId);
-  if (retiredProof && !retiredProof.ok) {
-    return result({ outcome: 'lockout', ok: false, exitCode: ExitCode.needsHuman, message: retiredProof.message });
+  if (retiring) {
+    const proof = await proveRetiredAfterFinish(ctx, record, retiring, next, timer);
+    if (proof.unavailable) {
+      return result({ outcome: 'failed', ok: false, exitCode: ExitCode.unavailable, message: `rotated: ${next.fingerprint} is current; ${proof.message}` });
+    }
+    if (!proof.ok) return result({ outcome: 'lockout', ok: false, exitCode: ExitCode.needsHuman, message: proof.message });
   }
   const message = overlap && old
     ? `rotated: ${next.fingerprint} is current; ${old.fingerprint} is accepted until ${graceUntil}`

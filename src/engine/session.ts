@@ -14,6 +14,7 @@ import type { Target } from '../targets/target.js';
 import { readOnlyStore, testOnlyTarget } from './dry-run.js';
 import type { ProgressSink } from './progress.js';
 import { silentProgress } from './progress.js';
+import { EffectSeam, type FaultHook } from './seam.js';
 
 /**
  * Everything one provkey run shares: the config, stores and targets opened on first use
@@ -25,6 +26,8 @@ export class Session {
   readonly progress: ProgressSink;
   readonly dryRun: boolean;
   readonly debug: (message: string) => void;
+  /** Every side effect of this run passes through it (src/engine/seam.ts). */
+  readonly seam: EffectSeam;
   private readonly env: NodeJS.ProcessEnv;
   private readonly stores = new Map<string, Promise<SecretStore>>();
   private readonly targets = new Map<string, Promise<Target>>();
@@ -41,9 +44,12 @@ export class Session {
     promptSecret?: (message: string) => Promise<string>;
     /** Tests hand in their own target (a named double) instead of the configured one. */
     openTarget?: (key: ResolvedKey, context: AdapterContext) => Promise<Target>;
+    /** The fault harness drives the seam through this (or installFaultHook). */
+    faultHook?: FaultHook;
   }) {
     this.config = options.config;
     this.env = options.env ?? process.env;
+    this.seam = new EffectSeam({ ...(options.faultHook ? { hook: options.faultHook } : {}), env: this.env });
     // The log is keyed with a key derived from the default store's (audit/chain.ts), and is
     // the journal the embedded store announces its generations to (audit/generation.ts).
     this.audit = new AuditLog(options.config.auditPath, {
@@ -94,7 +100,10 @@ export class Session {
     if (!store) {
       const config = this.config.stores[name];
       if (!config) throw new ConfigError(`stores.${name}: no such store`);
-      store = openStore(name, config, this.adapterContext()).then((opened) => (this.dryRun ? readOnlyStore(opened) : opened));
+      store = openStore(name, config, this.adapterContext()).then((opened) => {
+        const seen = this.seam.store(opened);
+        return this.dryRun ? readOnlyStore(seen) : seen;
+      });
       this.stores.set(name, store);
     }
     return store;
@@ -120,7 +129,10 @@ export class Session {
   targetFor(key: ResolvedKey): Promise<Target> {
     let target = this.targets.get(key.name);
     if (!target) {
-      target = this.openTarget(key, this.adapterContext()).then((opened) => (this.dryRun ? testOnlyTarget(opened) : opened));
+      target = this.openTarget(key, this.adapterContext()).then((opened) => {
+        const seen = this.seam.target(opened, key.name);
+        return this.dryRun ? testOnlyTarget(seen) : seen;
+      });
       this.targets.set(key.name, target);
     }
     return target;
@@ -137,6 +149,23 @@ export class Session {
     return store.readSecret(name, current.id);
   }
 
+  private readonly failedBinds = new Map<string, number>();
+
+  /**
+   * The failed-bind budget (docs/ldap.md): where a refused credential counts toward lockout, one
+   * run may spend at most one per key's directory. True (and counted) when one is still free.
+   */
+  spendFailedBind(key: string): boolean {
+    const spent = this.failedBinds.get(key) ?? 0;
+    if (spent >= 1) return false;
+    this.failedBinds.set(key, spent + 1);
+    return true;
+  }
+
+  failedBindSpent(key: string): boolean {
+    return (this.failedBinds.get(key) ?? 0) >= 1;
+  }
+
   private auditChecked: Promise<void> | undefined;
 
   /** Before the first change: a damaged audit log stops the command before it acts. */
@@ -148,7 +177,16 @@ export class Session {
 
   async recordAudit(event: AuditEvent): Promise<void> {
     if (this.dryRun) return;
-    await this.audit.append(event);
+    await this.seam.run({ boundary: 'audit', operation: 'append', adapter: 'audit', ...(event.key ? { key: event.key } : {}) }, () => this.audit.append(event), () => {
+      throw new Error('unreachable: the audit boundary only has crash faults');
+    });
+  }
+
+  /** A write to the config file (migrate), through the seam like every other side effect. */
+  writeConfig(what: string, write: () => Promise<void>): Promise<void> {
+    return this.seam.run({ boundary: 'config', operation: 'write', adapter: 'config', key: what }, write, () => {
+      throw new Error('unreachable: the config boundary only has crash faults');
+    });
   }
 
   async close(): Promise<void> {

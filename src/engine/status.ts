@@ -8,8 +8,12 @@ export interface KeyStatus {
   name: string;
   store: string;
   target: string;
-  state: 'ok' | 'empty' | 'rotating' | 'lockout' | 'attention' | 'error';
-  /** What needs a human, for `lockout` and `attention`. */
+  /**
+   * `interrupted`: a run stopped part-way and left the key without a current version; the next
+   * `rotate` converges it, and until then nothing works from the store: it needs attention now.
+   */
+  state: 'ok' | 'empty' | 'rotating' | 'interrupted' | 'lockout' | 'attention' | 'error';
+  /** What needs a human, for `lockout`, `attention` and `interrupted`. */
   problem?: string;
   current: { fingerprint: string; createdAt: string; versionId: string } | null;
   ageMs: number | null;
@@ -40,8 +44,10 @@ export async function keyStatuses(session: Session, names: string[]): Promise<Ke
         const next = nextRotationAt(record, key.rotation);
         const expiry = currentExpiry(record);
         const warning = expiryWarning(record, new Date(now));
-        const state = record?.state.lockout ? 'lockout' : record?.state.attention ? 'attention' : !current ? 'empty' : record.state.claim ? 'rotating' : 'ok';
-        const problem = record?.state.lockout?.detail ?? record?.state.attention?.detail;
+        const claim = record?.state.claim;
+        const state = record?.state.lockout ? 'lockout' : record?.state.attention ? 'attention' : !current ? (claim ? 'interrupted' : 'empty') : claim ? 'rotating' : 'ok';
+        const interrupted = state === 'interrupted' && claim ? `no current version: an interrupted ${claim.operation} (stopped at "${claim.step}") waits; run "provkey rotate ${name}" to converge it` : undefined;
+        const problem = record?.state.lockout?.detail ?? record?.state.attention?.detail ?? interrupted;
         return {
           ...base,
           state,

@@ -50,7 +50,7 @@ describe('the engine never calls an unproven revoke a success', () => {
     await rotateKey(ctx);
     const target = targets.get('a')!;
     target.capabilities = { ...target.capabilities, negativeProbe: 'forbidden' };
-    target.failRetire = { ok: false, reason: 'unreachable', detail: 'ECONNREFUSED' };
+    target.failRetire = { ok: false, reason: 'denied', detail: 'insufficient access' };
     const result = await revokeKey(ctx, { which: 'previous' });
     expect(result.exitCode).toBe(3);
     expect(result.message).toMatch(/retiring it at the target failed/);
@@ -108,7 +108,7 @@ describe('drills and rollbacks', () => {
     expect(report.ok).toBe(false);
     expect(report.exitCode).not.toBe(0);
     expect(report.containmentProven).toBe(false);
-    expect(report.message).toMatch(/did not run \(skipped/);
+    expect(report.message).toMatch(/not started: rotate already in progress/);
   });
 
   it('keep-new: a target that cannot go back but accepts the new version keeps it, exit 1', async () => {
@@ -128,13 +128,13 @@ describe('drills and rollbacks', () => {
     expect(record.state.claim).toBeUndefined();
   });
 
-  it('a rollback that cannot bring the current version back is a recorded lockout', async () => {
+  it('a rollback after which both versions answer and are refused is a recorded lockout', async () => {
     const s = session();
     const ctx = await added(s, 'a');
     const target = targets.get('a')!;
     target.deaf = true; // the new version never arrives…
-    target.rollbackResult = { ok: false, reason: 'unreachable', detail: 'gone' };
-    target.accepted.clear(); // …and the current one stopped working too
+    target.rollbackResult = { ok: true }; // …the rollback says it went back…
+    target.accepted.clear(); // …but the current one stopped working too: positive evidence
     const result = await rotateKey(ctx);
     expect(result.outcome).toBe('lockout');
     expect(result.exitCode).toBe(3);

@@ -24,7 +24,8 @@ describe('two rotations of the same key at once', () => {
     expect(outcomes).toEqual(['rotated', 'skipped']);
     const skipped = runs.map(({ data }) => data.results[0]!).find((r) => r.outcome === 'skipped')!;
     expect(skipped.ok).toBe(true);
-    expect(skipped.message).toMatch(/in progress|claimed this key first/);
+    // Lost the claim, or found the file store locked by the winner past the lock timeout: contention, not failure.
+    expect(skipped.message).toMatch(/in progress|another run holds this key/);
 
     const { history } = await expectConverged(cli, suite.server, baseline, mode.overlap ? { accepted: [old] } : { rejected: [old] });
     expect(history.versions).toHaveLength(2);

@@ -309,17 +309,17 @@ describe('provkey CLI with an LDAP key in the vault store (OpenBao + OpenLDAP sl
     expect(verified.code, describeRun(verified)).toBe(0);
   });
 
-  it('lockout guard (pwdMaxFailure 3): drill compromise contains without a failed bind and says containment is not proven', async () => {
+  it('lockout guard (pwdMaxFailure 3): drill compromise retires without a failed bind, says containment is not proven and exits 3', async () => {
     const initial = guarded.servicePassword;
     const imported = await cli.run(['import', GUARDED], { input: `${initial}\n` });
     expect(imported.code, describeRun(imported)).toBe(0);
     expect((await vaultCurrent(GUARDED)).value).toBe(initial);
 
     const drill = await cli.json<DrillJson>(['drill', 'compromise', GUARDED, '--yes']);
-    expect(drill.result.code, describeRun(drill.result)).toBe(0);
-    expect(drill.data).toMatchObject({ ok: true, exitCode: 0, leakedFingerprint: fingerprint(initial), containmentProven: false });
-    expect(drill.data.timeToContainMs).toEqual(expect.any(Number));
-    expect(drill.data.timeToContainMs).toBeGreaterThan(0);
+    // Issue 7 item 4: a drill that did not prove containment never exits 0, and has no time to contain.
+    expect(drill.result.code, describeRun(drill.result)).toBe(3);
+    expect(drill.data).toMatchObject({ ok: false, exitCode: 3, leakedFingerprint: fingerprint(initial), containmentProven: false });
+    expect(drill.data.timeToContainMs).toBeUndefined();
     expect(drill.data.steps.find((s) => s.step === 'prove-rejected')).toMatchObject({ ok: true, detail: expect.stringMatching(/lockout guard/) });
 
     // Vault: the leaked version is revoked and soft-deleted, the new one is current.
