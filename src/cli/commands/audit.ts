@@ -1,6 +1,6 @@
 import { findAuditGaps } from '../../audit/cross-check.js';
 import { verifyAuditLog } from '../../audit/verify.js';
-import { isProvkeyError } from '../../core/errors.js';
+import { ExitCode, isProvkeyError, mostSerious } from '../../core/errors.js';
 import type { KeyRecord } from '../../core/model.js';
 import { withSession, type GlobalOptions } from '../globals.js';
 import type { Io } from '../io.js';
@@ -18,7 +18,7 @@ export async function auditVerifyCommand(globals: GlobalOptions, io: Io): Promis
       const file = session.config.auditPath;
       const chain = await verifyAuditLog(file);
       const records: KeyRecord[] = [];
-      const skipped: string[] = [];
+      const skipped: { key: string; message: string; exitCode: ExitCode }[] = [];
       for (const key of Object.values(session.config.keys)) {
         if (session.config.stores[key.storeName]?.type !== 'file') continue;
         try {
@@ -26,23 +26,30 @@ export async function auditVerifyCommand(globals: GlobalOptions, io: Io): Promis
           if (record) records.push(record);
         } catch (error) {
           if (!isProvkeyError(error)) throw error;
-          skipped.push(`${key.name} (${error.message})`);
+          skipped.push({ key: key.name, message: error.message, exitCode: error.exitCode });
         }
       }
       const gaps = chain.ok ? findAuditGaps(await session.audit.readAll(), records) : [];
-      const ok = chain.ok && gaps.length === 0;
+      // Checking nothing is never success: an empty or missing log with nothing in the store to
+      // hold it against proves nothing, and a key the store would not open was not checked.
+      const nothingChecked = chain.ok && chain.entries === 0 && records.length === 0;
+      const ok = chain.ok && gaps.length === 0 && skipped.length === 0 && !nothingChecked;
+      const exitCode = !chain.ok || gaps.length > 0 ? ExitCode.needsHuman : skipped.length > 0 ? skipped.map((s) => s.exitCode).reduce(mostSerious, ExitCode.ok) || ExitCode.failed : nothingChecked ? ExitCode.failed : ExitCode.ok;
       if (io.json) {
-        printJson(io.out, { file, ...chain, ok, gaps, checkedKeys: records.map((r) => r.key), skipped });
+        printJson(io.out, { file, ...chain, ok, exitCode, gaps, checkedKeys: records.map((r) => r.key), skipped: skipped.map((s) => `${s.key} (${s.message})`), nothingChecked });
       } else if (!chain.ok) {
         io.err(`${io.color.red('✘')} ${file}: line ${chain.line}: ${chain.problem}`);
       } else if (gaps.length > 0) {
         for (const gap of gaps) io.err(`${io.color.red('✘')} ${file}: ${gap.problem}`);
+      } else if (nothingChecked) {
+        io.err(`${io.color.red('✘')} ${file}: no audit entries and no key in the embedded store: nothing was verified`);
+      } else if (skipped.length > 0) {
+        io.err(`${io.color.red('✘')} ${file}: the chain of ${chain.entries} entries holds, but it could not be checked against the store for ${skipped.length} key(s)`);
       } else {
         io.out(`${io.color.green('✔')} ${file}: ${chain.entries} entries, chain intact${chain.head ? ` (head ${chain.head.slice(0, 16)})` : ''}; consistent with ${records.length} key(s) in the embedded store`);
       }
-      for (const key of skipped) io.err(`${io.color.yellow('!')} not checked against the store: ${key}`);
-      return ok ? 0 : 3;
+      if (!io.json) for (const s of skipped) io.err(`${io.color.red('✘')} not checked against the store: ${s.key} (${s.message})`);
+      return exitCode;
     },
-    { mustExist: false },
   );
 }

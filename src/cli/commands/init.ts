@@ -1,7 +1,7 @@
 import { access, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { stringify } from 'yaml';
-import { configPath, parseConfigText } from '../../config/load.js';
+import { configPath, loadConfig, parseConfigText, type Config } from '../../config/load.js';
 import { UsageError } from '../../core/errors.js';
 import type { GlobalOptions } from '../globals.js';
 import type { Io } from '../io.js';
@@ -30,6 +30,7 @@ export async function initCommand(options: InitOptions, globals: GlobalOptions, 
   const file = configPath(globals.config, process.env, process.cwd());
   const exists = await access(file).then(() => true, () => false);
   if (exists && !options.force) throw new UsageError(`init: ${file} already exists (pass --force to overwrite)`, 'usage.init');
+  if (exists) await refuseToDropKeys(file);
   const answers = options.key || !io.interactive ? options : await askInteractively(options);
 
   const doc: Record<string, unknown> = { version: 1 };
@@ -73,10 +74,29 @@ export async function initCommand(options: InitOptions, globals: GlobalOptions, 
   if (io.json) printJson(io.out, { config: file, store: store });
   else {
     io.out(`${io.color.green('✔')} wrote ${file}`);
-    if (store.keyFile) io.out(`${io.color.green('✔')} created the store key ${store.keyFile} (mode 0600): back it up; without it the store cannot be read`);
+    if (store.keyFile && store.created) io.out(`${io.color.green('✔')} created the store key ${store.keyFile} (mode 0600): back it up; without it the store cannot be read`);
+    else if (store.keyFile) io.out(`${io.color.green('✔')} kept the existing store and its key ${store.keyFile} (nothing in it was changed)`);
+    else if (!store.created) io.out(`${io.color.green('✔')} kept the existing store (nothing in it was changed)`);
     io.out(answers.key ? `next: provkey add ${answers.key}` : 'next: add a key to provkey.yaml, then provkey add KEY');
   }
   return 0;
+}
+
+/**
+ * --force rewrites the config, but never silently forgets keys: their versions stay in the
+ * store, and a config without them would leave those secrets unmanaged (and unrevocable).
+ */
+async function refuseToDropKeys(file: string): Promise<void> {
+  let existing: Config;
+  try {
+    existing = await loadConfig(file, { mustExist: true });
+  } catch {
+    return; // an unreadable or invalid config is what --force is for
+  }
+  const keys = Object.keys(existing.keys);
+  if (keys.length > 0) {
+    throw new UsageError(`init --force: ${file} defines ${keys.length} key(s) (${keys.join(', ')}) that a new config would drop while their versions stay in the store; edit provkey.yaml instead, or move it away first`, 'usage.init');
+  }
 }
 
 /** The store's passphrase: from its environment variable, or typed twice at a terminal. */
