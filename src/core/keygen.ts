@@ -73,11 +73,6 @@ export const POLICY_BOUNDS = { length: { min: 8, max: 256 }, bytes: { min: 8, ma
 
 /** Throws a UsageError naming the field when a policy cannot produce a value or is too weak. */
 export function checkPolicy(policy: GenerationPolicy, field = 'format'): void {
-  const size = policy.type === 'password' ? policy.length : policy.type === 'token' ? policy.randomLength : policy.bytes;
-  const bounds = policy.type === 'password' || policy.type === 'token' ? POLICY_BOUNDS.length : POLICY_BOUNDS.bytes;
-  if (!Number.isSafeInteger(size) || size < bounds.min || size > bounds.max) {
-    throw new UsageError(`${field}: must be a whole number from ${bounds.min} to ${bounds.max}`, 'policy.bounds');
-  }
   if (policy.type === 'password') {
     for (const cls of ['lower', 'upper', 'digits', 'symbols'] as const) {
       if (policy[cls] > 0 && passwordClasses(policy).every((c) => c.name !== cls)) {
@@ -91,6 +86,13 @@ export function checkPolicy(policy: GenerationPolicy, field = 'format'): void {
     if (passwordClasses(policy).length === 0) {
       throw new UsageError(`${field}: every character class is excluded`, 'policy.impossible');
     }
+  }
+  const sizeField = policy.type === 'password' ? 'length' : policy.type === 'token' ? 'randomLength' : 'bytes';
+  const size = policy.type === 'password' ? policy.length : policy.type === 'token' ? policy.randomLength : policy.bytes;
+  const bounds = policy.type === 'password' || policy.type === 'token' ? POLICY_BOUNDS.length : POLICY_BOUNDS.bytes;
+  if (!Number.isSafeInteger(size) || size < bounds.min || size > bounds.max) {
+    // A flag names itself (--length); a config field gets the policy's own field appended.
+    throw new UsageError(`${field.startsWith('--') ? field : `${field}.${sizeField}`}: must be a whole number from ${bounds.min} to ${bounds.max}`, 'policy.bounds');
   }
   const bits = entropyBits(policy);
   if (bits < MIN_ENTROPY_BITS && !policy.allowWeak) {

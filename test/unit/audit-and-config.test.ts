@@ -68,7 +68,7 @@ describe('config errors name the field', () => {
     expect(parse(`keys:\n  app:\n    ${scim}\n    colour: blue\n`)).toThrow(/^keys\.app: unknown field "colour"$/);
   });
   it('bad durations', () => {
-    expect(parse(`keys:\n  app:\n    ${scim}\n    rotation: { interval: 2 days }\n`)).toThrow(/keys\.app\.rotation\.interval: "2 days" is not a duration/);
+    expect(parse(`keys:\n  app:\n    ${scim}\n    rotation: { interval: 2 days }\n`)).toThrow(/keys\.app\.rotation\.interval: is not a duration/);
   });
   it('unknown store, bad names, invalid YAML, wrong types', () => {
     expect(parse(`keys:\n  app:\n    store: nope\n    ${scim}\n`)).toThrow(/keys\.app\.store: no store named "nope"/);
@@ -76,5 +76,29 @@ describe('config errors name the field', () => {
     expect(parse('keys: [\n')).toThrow(/invalid YAML/);
     expect(parse(`keys:\n  app:\n    target: { type: smtp }\n`)).toThrow(/keys\.app\.target/);
     expect(parse(`keys:\n  app:\n    target: { type: scim, url: "x", applier: { type: http, url: "y", authRef: "plaintext" } }\n`)).toThrow(/authRef: must be a reference/);
+  });
+});
+
+describe('config errors never quote the file (issue 7, item 8)', () => {
+  const secret = `Sx${'9f3a'.repeat(10)}`;
+  const parse = (text: string) => () => parseConfigText(text, path.join(dir, 'provkey.yaml'));
+  it.each([
+    ['a bare value', secret, /^config: expected Object, got a string$/],
+    ['an unterminated quote', `keys:\n  app: "${secret}\n`, /^config line \d+, column \d+: invalid YAML: /],
+    ['a duplicate key', `audit: {}\naudit: ${secret}\n`, /^config line 2, column 1: invalid YAML: a key appears twice in one mapping$/],
+    ['a wrong type', `defaults: { concurrency: "${secret}" }\n`, /^defaults\.concurrency: expected number, got a string$/],
+    ['a wrong literal', `version: "${secret}"\n`, /^version: expected 1, got a string$/],
+    ['a number out of range', `defaults: { concurrency: 123456789 }\n`, /^defaults\.concurrency: max value must be <=64$/],
+    ['a long field name', `${secret}: 1\n`, /^config: unknown field \(its name is not shown/],
+  ])('%s', (_name, text, message) => {
+    let error: Error | undefined;
+    try {
+      parse(text)();
+    } catch (e) {
+      error = e as Error;
+    }
+    expect(error?.message).toMatch(message);
+    expect(error?.message).not.toContain(secret.slice(0, 12));
+    expect(error?.message).not.toContain('123456789');
   });
 });
