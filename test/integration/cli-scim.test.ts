@@ -485,7 +485,7 @@ describe('provkey CLI end to end: file store + SCIMMY', () => {
     expect(JSON.parse(asJson.stderr)).toMatchObject({ error: { code: 'config.invalid', exitCode: 2 } });
 
     writeFileSync(w.config, good.replace('interval: 30d', 'interval: 30x'));
-    expectOneLineError(await w.run(['rotate', 'app']), 2, 'keys.app.rotation.interval', '30x');
+    expectOneLineError(await w.run(['rotate', 'app']), 2, 'keys.app.rotation.interval', 'is not a duration');
 
     writeFileSync(w.config, good.replace('grace: 1h', 'grace: soon'));
     expectOneLineError(await w.run(['test']), 2, 'keys.app.rotation.grace');
