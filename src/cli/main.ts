@@ -59,19 +59,24 @@ function renderError(error: unknown, io: Io): number {
   if (isProvkeyError(error)) {
     if (io.json) io.err(JSON.stringify({ error: { code: error.code, message: error.message, exitCode: error.exitCode } }));
     else io.err(`${io.color.red('provkey:')} ${error.message}`);
-    if (io.verbose && error.cause) io.err(io.color.dim(`  cause: ${redact(String((error.cause as Error).message ?? error.cause))}`));
+    if (io.verbose && error.cause) io.err(io.color.dim(`  cause: ${redact(withoutQuotedInput(String((error.cause as Error).message ?? error.cause)))}`));
     return error.exitCode;
   }
   if ((error as { name?: string })?.name === 'ExitPromptError') {
     io.err('provkey: cancelled');
     return ExitCode.cancelled;
   }
-  // Anything else is a bug in provkey: one line, and the stack only with --verbose.
-  const message = error instanceof Error ? error.message : String(error);
+  // Anything else is a bug in provkey: one line, and the stack only with --verbose. A library's
+  // message may quote the input it choked on (JSON.parse does): quoted text is left out.
+  const message = withoutQuotedInput(error instanceof Error ? error.message : String(error));
   if (io.json) io.err(JSON.stringify({ error: { code: 'internal', message, exitCode: ExitCode.failed } }));
   else io.err(`provkey: internal error: ${message} (please report this at https://github.com/provkey/provkey/issues; --verbose shows the stack)`);
-  if (io.verbose && error instanceof Error && error.stack) io.err(io.color.dim(error.stack));
+  if (io.verbose && error instanceof Error && error.stack) io.err(io.color.dim([message, ...error.stack.split('\n').filter((line) => /^\s+at /.test(line))].join('\n')));
   return ExitCode.failed;
+}
+
+function withoutQuotedInput(message: string): string {
+  return message.split('\n')[0]!.replace(/"[^"]*"|'[^']*'|`[^`]*`/g, '"…"').slice(0, 200);
 }
 
 // `provkey status | head` closes the pipe early: that is not an error worth a stack trace.

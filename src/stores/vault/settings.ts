@@ -56,7 +56,7 @@ export function resolveVaultSettings(name: string, config: VaultStoreConfig, con
   try {
     url = new URL(rawAddress);
   } catch {
-    throw new ConfigError(`${field('address')}: "${rawAddress}" is not a URL (e.g. https://vault.example.com:8200)`);
+    throw new ConfigError(`${field('address')}: not a URL (e.g. https://vault.example.com:8200)`);
   }
   if (url.protocol !== 'https:' && url.protocol !== 'http:') {
     throw new ConfigError(`${field('address')}: use https:// (or http:// to loopback), not ${url.protocol}`);
@@ -217,7 +217,7 @@ function checkPathField(value: string, field: string, mayBeEmpty: boolean): void
   }
   for (const segment of value.split('/')) {
     if (!SEGMENT.test(segment) || segment === '.' || segment === '..') {
-      throw new ConfigError(`${field}: "${value}" must be path segments of letters, digits, ".", "_", "-" separated by "/"`);
+      throw new ConfigError(`${field}: must be path segments of letters, digits, ".", "_", "-" separated by "/"`);
     }
   }
 }
