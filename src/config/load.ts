@@ -32,6 +32,9 @@ export const DEFAULT_STORE_NAME = 'default';
 
 /** Which config file a run uses: --config, else PROVKEY_CONFIG, else ./provkey.yaml. */
 export function configPath(flag: string | undefined, env: NodeJS.ProcessEnv, cwd: string): string {
+  // An empty name would resolve to the working directory itself.
+  if (flag === '') throw new ConfigError('--config: must not be empty', 'config.missing');
+  if (flag === undefined && env.PROVKEY_CONFIG === '') throw new ConfigError('PROVKEY_CONFIG: is set but empty (unset it, or name a file)', 'config.missing');
   return path.resolve(cwd, flag ?? env.PROVKEY_CONFIG ?? 'provkey.yaml');
 }
 

@@ -130,6 +130,12 @@ describe('bad input: one line naming the field, exit 2, nothing quoted', () => {
     expect(existsSync(path.join(dir, '.provkey', 'store.enc')), 'nothing was stored').toBe(false);
   });
 
+  it('an empty --config or PROVKEY_CONFIG names itself instead of reading the working directory', async () => {
+    workspace();
+    expectUsage(await cli.run(['status'], { config: '' }), /^provkey: --config: must not be empty$/m);
+    expectUsage(await cli.run(['status'], { env: { PROVKEY_CONFIG: '' } }), /^provkey: PROVKEY_CONFIG: is set but empty/m);
+  });
+
   it('stdin: import of binary (not UTF-8) data', () => {
     const { config } = workspace(`${scimKey().join('\n')}\n`);
     const run = spawnSync(process.execPath, [PROVKEY_BIN, '--config', config, 'import', 'app'], { cwd: dir, input: Buffer.from([0xff, 0xfe, 0x00, 0x41, 0x80, 0x0a]), env: { ...process.env, NO_COLOR: '1' }, encoding: 'utf8' });
