@@ -15,6 +15,12 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`provkey: Node.js ${process.versions.node} is too old; provkey needs Node.js 22.12 or newer\n`);
     return ExitCode.usage;
   }
+  // Every argument has a bound: nothing provkey takes on its command line is longer.
+  const tooLong = argv.slice(2).findIndex((arg) => arg.length > MAX_ARGUMENT_LENGTH);
+  if (tooLong >= 0) {
+    process.stderr.write(`provkey: argument ${tooLong + 1} is longer than ${MAX_ARGUMENT_LENGTH} characters\n`);
+    return ExitCode.usage;
+  }
   let exitCode: number = ExitCode.ok;
   let io: Io | undefined;
   const program = buildProgram(async (task) => {
@@ -44,6 +50,8 @@ async function main(argv: string[]): Promise<number> {
     return renderError(error, io ?? createIo({ json: argv.includes('--json'), verbose: argv.includes('--verbose') || argv.includes('-v'), color: !argv.includes('--no-color') }));
   }
 }
+
+const MAX_ARGUMENT_LENGTH = 4096;
 
 function allSubcommands(command: Command): Command[] {
   return command.commands.flatMap((sub) => [sub, ...allSubcommands(sub)]);

@@ -175,7 +175,9 @@ function resolveConfig(raw: RawConfig, file: string | undefined, dir: string): C
 }
 
 export function keyOrThrow(config: Config, name: string): ResolvedKey {
-  const key = config.keys[name];
+  // Only a name that could be one is quoted back (argv may hold anything, even a pasted secret).
+  if (!/^[a-z0-9][a-z0-9._-]{0,62}$/.test(name)) throw new ConfigError('key: not a key name (1-63 chars of a-z, 0-9, ".", "_", "-")', 'config.unknown_key');
+  const key = Object.hasOwn(config.keys, name) ? config.keys[name] : undefined;
   if (!key) {
     const known = Object.keys(config.keys);
     const hint = known.length ? ` (known: ${known.join(', ')})` : ' (the config defines no keys)';

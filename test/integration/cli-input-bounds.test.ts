@@ -97,6 +97,9 @@ const flagRows: Row[] = [
   { name: 'generate --length with 20 digits (hung at 3.7 GB)', args: ['generate', '--length', '99999999999999999999'], field: /--length: not a positive whole number of at most 9 digits/ },
   { name: 'generate --length past the policy bound', args: ['generate', '--length', '100000'], field: /--length: must be a whole number from 8 to 256/ },
   { name: 'generate --bytes past the policy bound', args: ['generate', '--format', 'hex', '--bytes', '5000'], field: /--bytes: must be a whole number from 8 to 1024/ },
+  { name: 'a key name that cannot be one', args: ['get', `x${SECRET_IN_FILE} y`], field: /^provkey: key: not a key name/m },
+  { name: 'an argument of 5000 characters', args: ['rotate', 'a'.repeat(5000)], field: /^provkey: argument \d+ is longer than 4096 characters$/m },
+  { name: 'generate --exclude of 300 characters', args: ['generate', '--format', 'password', '--exclude', '!'.repeat(300)], field: /--exclude: at most 256 characters/ },
   { name: 'drill --rto with 20 digits', args: ['drill', 'compromise', 'app', '--rto', '99999999999999999999s'], field: /--rto: is not a duration/ },
 ];
 
