@@ -102,3 +102,28 @@ describe('config errors never quote the file (issue 7, item 8)', () => {
     expect(error?.message).not.toContain('123456789');
   });
 });
+
+describe('config bounds (issue 7, items 12 and 13)', () => {
+  const parse = (text: string) => () => parseConfigText(text, path.join(dir, 'provkey.yaml'));
+  const key = (extra = '', target = '') => `keys:\n  app:\n    ${extra}\n    target: { type: scim, url: "https://app.example.com/scim/v2", applier: { type: store }${target} }\n`;
+  it.each([
+    ['a NUL in a path', 'audit: { path: "a\\0b" }\n', /^audit\.path: contains a NUL character$/],
+    ['an empty path', 'stores:\n  s: { type: file, path: "" }\n', /^stores\.s\.path: must not be empty$/],
+    ['__proto__ as a store', 'stores:\n  __proto__: { type: file }\n', /^stores: "__proto__" is a reserved name/],
+    ['prototype as a key', 'keys:\n  prototype: {}\n', /^keys: "prototype" is a reserved name/],
+    ['a 5000-character string', `audit: { path: "${'x'.repeat(5000)}" }\n`, /^audit\.path: longer than 4096 characters$/],
+    ['an interval of 20 digits', key('rotation: { interval: 99999999999999999999d }'), /^keys\.app\.rotation\.interval: is not a duration/],
+    ['a grace of 11 years', key('rotation: { grace: 4015d }'), /^keys\.app\.rotation\.grace: longer than the maximum of 3650d$/],
+    ['a request timeout of 2 days', key('', ', requestTimeout: 2d'), /^keys\.app\.target\.requestTimeout: longer than the maximum of 1d$/],
+    ['plain http to a non-loopback host', 'keys:\n  app: { target: { type: scim, url: "http://app.example.com/scim", applier: { type: store } } }\n', /^keys\.app\.target\.url: http:\/\/app\.example\.com is plain http to a non-loopback host/],
+    ['plain LDAP to a non-loopback host', 'keys:\n  app: { target: { type: ldap, urls: ["ldap://ldap.example.com"], startTls: false, bindDn: "cn=a", searchBase: "dc=x" } }\n', /^keys\.app\.target\.urls\.0: ldap:\/\/ldap\.example\.com without StartTLS/],
+    ['a file over 1 MiB', `# ${'x'.repeat(1024 * 1024)}\n`, /larger than 1048576 bytes/],
+  ])('%s', (_name, text, message) => {
+    expect(parse(text)).toThrow(message);
+  });
+
+  it('plain http to loopback, and with the explicit opt-out, loads', () => {
+    expect(parse('keys:\n  app: { target: { type: scim, url: "http://127.0.0.1:8080/scim", applier: { type: store } } }\n')).not.toThrow();
+    expect(parse('keys:\n  app: { target: { type: scim, url: "http://app.example.com/scim", allowInsecureHttp: true, applier: { type: store } } }\n')).not.toThrow();
+  });
+});
