@@ -157,7 +157,7 @@ describe('vault store behind proxies', () => {
       path.join(work, 'provkey.yaml'),
       ['stores:', `  bao: { type: vault, address: "${bao.addr}", mount: proxykv, prefix: cli }`, 'defaults: { store: bao }', 'keys:', '  app:', '    target: { type: scim, url: "http://127.0.0.1:9/scim/v2", applier: { type: store } }'].join('\n'),
     );
-    const cli = new ProvkeyCli({ cwd: work, config: path.join(work, 'provkey.yaml'), env: { VAULT_TOKEN: bao.rootToken, ...allProxies() } });
+    const cli = new ProvkeyCli({ cwd: work, config: path.join(work, 'provkey.yaml'), env: { VAULT_TOKEN: bao.rootToken, NODE_USE_ENV_PROXY: '1', ...allProxies() } });
     cli.scanner.addSecret(bao.rootToken, 'Vault root token');
     const status = await cli.run(['--json', 'status']);
     expect(status.code, describeRun(status)).toBe(0);
