@@ -34,7 +34,7 @@ export async function auditVerifyCommand(globals: GlobalOptions, io: Io): Promis
       // hold it against proves nothing, and a key the store would not open was not checked.
       const nothingChecked = chain.ok && chain.entries === 0 && records.length === 0;
       const ok = chain.ok && gaps.length === 0 && skipped.length === 0 && !nothingChecked;
-      const exitCode = !chain.ok || gaps.length > 0 ? ExitCode.needsHuman : skipped.length > 0 ? skipped.map((s) => s.exitCode).reduce(mostSerious, ExitCode.ok) || ExitCode.failed : nothingChecked ? ExitCode.failed : ExitCode.ok;
+      const exitCode = verifyExitCode({ broken: !chain.ok || gaps.length > 0, skipped: skipped.map((s) => s.exitCode), nothingChecked });
       if (io.json) {
         printJson(io.out, { file, ...chain, ok, exitCode, gaps, checkedKeys: records.map((r) => r.key), skipped: skipped.map((s) => `${s.key} (${s.message})`), nothingChecked });
       } else if (!chain.ok) {
@@ -52,4 +52,14 @@ export async function auditVerifyCommand(globals: GlobalOptions, io: Io): Promis
       return exitCode;
     },
   );
+}
+
+/**
+ * A broken chain or a gap needs a human (3); a key the store would not open ends with that
+ * store's own code (a wrong passphrase: 6), never a ✔; nothing checked at all is a failure (1).
+ */
+function verifyExitCode(found: { broken: boolean; skipped: ExitCode[]; nothingChecked: boolean }): ExitCode {
+  if (found.broken) return ExitCode.needsHuman;
+  if (found.skipped.length > 0) return found.skipped.reduce(mostSerious, ExitCode.ok) || ExitCode.failed;
+  return found.nothingChecked ? ExitCode.failed : ExitCode.ok;
 }
