@@ -222,6 +222,18 @@ describe('checking nothing is never success', () => {
     expect(forced.stderr).toMatch(/init --force: .* defines 1 key\(s\) \(app\)/);
     expect(readFileSync(config, 'utf8')).toBe(before);
 
+    // A config that no longer loads still names its keys; a file that is no config is not overwritten.
+    writeFileSync(config, `${before}    colour: blue\n`);
+    const invalid = await cli.run(['init', '--force'], { config });
+    expect(invalid.code, describeRun(invalid)).toBe(2);
+    expect(invalid.stderr).toMatch(/defines 2 key\(s\) \(app, fresh\)|defines 1 key\(s\) \(app\)/);
+    const keyLike = path.join(dir, 'not-a-config.key');
+    writeFileSync(keyLike, `${SECRET_IN_FILE}\n`);
+    const notConfig = await cli.run(['init', '--force'], { config: keyLike });
+    expect(notConfig.code, describeRun(notConfig)).toBe(2);
+    expect(notConfig.stderr).toMatch(/is not a YAML mapping, so not a provkey config; it is not overwritten/);
+    expect(readFileSync(keyLike, 'utf8')).toBe(`${SECRET_IN_FILE}\n`);
+
     writeFileSync(config, 'keys: {}\n');
     const first = await cli.run(['init', '--force'], { config });
     expect(first.code, describeRun(first)).toBe(0);

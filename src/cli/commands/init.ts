@@ -1,7 +1,7 @@
 import { access, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { stringify } from 'yaml';
-import { configPath, loadConfig, parseConfigText, type Config } from '../../config/load.js';
+import { configPath, loadConfig, parseConfigText } from '../../config/load.js';
 import { UsageError } from '../../core/errors.js';
 import type { GlobalOptions } from '../globals.js';
 import type { Io } from '../io.js';
@@ -87,15 +87,25 @@ export async function initCommand(options: InitOptions, globals: GlobalOptions, 
  * store, and a config without them would leave those secrets unmanaged (and unrevocable).
  */
 async function refuseToDropKeys(file: string): Promise<void> {
-  let existing: Config;
+  let keys: string[];
   try {
-    existing = await loadConfig(file, { mustExist: true });
+    keys = Object.keys((await loadConfig(file, { mustExist: true })).keys);
   } catch {
-    return; // an unreadable or invalid config is what --force is for
+    // An invalid config is what --force is for, unless it still names keys (read just those),
+    // or is not a config at all (--config pointed at the store key must never overwrite it).
+    const { parseDocument } = await import('yaml');
+    const { readFile } = await import('node:fs/promises');
+    const data = await readFile(file, 'utf8').then((text) => parseDocument(text, { logLevel: 'silent' }).toJS() as unknown, () => undefined);
+    if (!data || typeof data !== 'object' || Array.isArray(data)) {
+      throw new UsageError(`init --force: ${file} is not a YAML mapping, so not a provkey config; it is not overwritten`, 'usage.init');
+    }
+    const named = (data as { keys?: unknown }).keys;
+    keys = named && typeof named === 'object' && !Array.isArray(named) ? Object.keys(named) : [];
   }
-  const keys = Object.keys(existing.keys);
   if (keys.length > 0) {
-    throw new UsageError(`init --force: ${file} defines ${keys.length} key(s) (${keys.join(', ')}) that a new config would drop while their versions stay in the store; edit provkey.yaml instead, or move it away first`, 'usage.init');
+    // Names from a file that did not load are shown only when they are key names.
+    const shown = keys.filter((k) => /^[a-z0-9][a-z0-9._-]{0,62}$/.test(k)).slice(0, 5);
+    throw new UsageError(`init --force: ${file} defines ${keys.length} key(s)${shown.length ? ` (${shown.join(', ')}${keys.length > shown.length ? ', …' : ''})` : ''} that a new config would drop while their versions stay in the store; edit provkey.yaml instead, or move it away first`, 'usage.init');
   }
 }
 
