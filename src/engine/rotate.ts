@@ -1,5 +1,5 @@
 import { CLAIM_TTL_MS, isClaimStale, newClaim } from '../core/claim.js';
-import { ConflictError, ExitCode, exitCodeForTargetAnswer } from '../core/errors.js';
+import { ConflictError, ExitCode } from '../core/errors.js';
 import { fingerprint } from '../core/fingerprint.js';
 import { generateSecret } from '../core/keygen.js';
 import type { Claim, KeyRecord, VersionMeta } from '../core/model.js';
@@ -13,6 +13,7 @@ import { StepTimer, resultsFor, type KeyResult } from './result.js';
 import { convergeStaleClaim, convergenceEndsOperation } from './converge.js';
 import { rollback } from './rollback.js';
 import { proveRetired } from './retire.js';
+import { exitCodeForTargetAnswer } from '../core/errors.js';
 
 export interface RotateOptions {
   /** Force no overlap (drills): the old version stops working as part of the rotation. */
