@@ -3,6 +3,7 @@ import { ConflictError, ExitCode } from '../core/errors.js';
 import { fingerprint } from '../core/fingerprint.js';
 import { generateSecret } from '../core/keygen.js';
 import type { Claim, KeyRecord, VersionMeta } from '../core/model.js';
+import { exitCodeForTargetAnswer } from '../core/errors.js';
 import { registerSecret } from '../core/redact.js';
 import { finishRotation, revokeVersions } from '../core/transitions.js';
 import type { SecretInUse } from '../targets/target.js';
@@ -13,7 +14,6 @@ import { StepTimer, resultsFor, type KeyResult } from './result.js';
 import { convergeStaleClaim, convergenceEndsOperation } from './converge.js';
 import { rollback } from './rollback.js';
 import { proveRetired } from './retire.js';
-import { exitCodeForTargetAnswer } from '../core/errors.js';
 
 export interface RotateOptions {
   /** Force no overlap (drills): the old version stops working as part of the rotation. */
