@@ -44,6 +44,7 @@ function checkLdapUrl(raw: string, field: string, startTls: boolean, allowPlain:
   const url = URL.canParse(raw) ? new URL(raw) : undefined;
   if (!url) throw new ConfigError(`${field}: not an LDAP URL (e.g. ldaps://ldap.example.com or ldap://ldap.example.com with startTls)`);
   if (url.protocol !== 'ldap:' && url.protocol !== 'ldaps:') throw new ConfigError(`${field}: scheme ${url.protocol} is not supported (use ldaps:// or ldap:// with StartTLS)`);
+  if (!url.hostname) throw new ConfigError(`${field}: has no host (e.g. ldaps://ldap.example.com)`);
   if (url.protocol === 'ldap:' && !startTls && !allowPlain && !isLoopbackHost(url.hostname)) {
     throw new ConfigError(`${field}: ${url.protocol}//${url.host} without StartTLS sends the bind password in plain text to a non-loopback host; use ldaps://, set startTls: true, or set allowPlain: true`, 'config.insecure');
   }
