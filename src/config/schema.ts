@@ -146,11 +146,11 @@ const ldapTarget = v.strictObject({
   passwordPolicy: v.optional(
     v.strictObject({
       dn: v.optional(v.string()),
-      minLength: v.optional(v.pipe(v.number(), v.integer())),
-      checkQuality: v.optional(v.pipe(v.number(), v.integer())),
-      inHistory: v.optional(v.pipe(v.number(), v.integer())),
+      minLength: v.optional(int(0, 256)),
+      checkQuality: v.optional(int(0, 2)),
+      inHistory: v.optional(int(0, 1000)),
       maxAge: v.optional(duration),
-      maxFailure: v.optional(v.pipe(v.number(), v.integer())),
+      maxFailure: v.optional(int(0, 1000)),
       /** pwdMustChange: an admin reset must be followed by the account's own change (admin apply runs two steps). */
       mustChange: v.optional(v.boolean()),
     }),
