@@ -26,11 +26,12 @@ function docsTable(): Map<number, string> {
   return new Map(rows.map((m) => [Number(m[1]), m[2]!]));
 }
 
-type ErrorClass = 'usage' | 'config' | 'unavailable' | 'denied' | 'sealed' | 'needs-human';
+type ErrorClass = 'usage' | 'config' | 'rejected' | 'unavailable' | 'denied' | 'sealed' | 'needs-human';
 /** Which code each class must give, and a word its docs row must contain. */
 const CLASS_CODE: Record<ErrorClass, { code: number; docsWord: RegExp }> = {
   usage: { code: ExitCode.usage, docsWord: /usage/ },
   config: { code: ExitCode.usage, docsWord: /config/ },
+  rejected: { code: ExitCode.failed, docsWord: /connection test failed \(the target answered and refused\)/ },
   unavailable: { code: ExitCode.unavailable, docsWord: /unreachable/ },
   denied: { code: ExitCode.denied, docsWord: /refused provkey's credentials/ },
   sealed: { code: ExitCode.sealed, docsWord: /sealed/ },
@@ -255,6 +256,28 @@ describe('the vault store (OpenBao)', () => {
     it.each(STORE_COMMANDS)('sealed: %s with OpenBao sealed', async (command) => {
       await expectClass(w, config, command, 'sealed');
     });
+  });
+});
+
+describe('rejected: an app that answers and refuses the token', () => {
+  let w: World;
+  let elsewhere: string;
+  let other: ScimServer;
+  beforeAll(async () => {
+    w = world();
+    const added = await w.cli.run(['add', 'app'], { config: w.write('provkey.yaml', keysYaml()) });
+    expect(added.code, describeRun(added)).toBe(0);
+    // A second, real SCIM app that never heard of the key's token: it answers, and refuses it.
+    other = await startScimServer({ adminToken });
+    elsewhere = w.write('elsewhere.yaml', keysYaml({ url: other.url, adminUrl: other.adminUrl }));
+  });
+  afterAll(async () => {
+    await other?.stop();
+    w.cli.scanner.assertClean();
+  });
+
+  it.each(['test', 'import'])('rejected: %s', async (command) => {
+    await expectClass(w, elsewhere, command, 'rejected');
   });
 });
 
