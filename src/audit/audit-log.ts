@@ -1,18 +1,26 @@
-import { createHash } from 'node:crypto';
-import { mkdir, open, readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { hostname, userInfo } from 'node:os';
 import path from 'node:path';
-import { NeedsHumanError } from '../core/errors.js';
+import { ExitCode, isProvkeyError, NeedsHumanError } from '../core/errors.js';
 import { redact } from '../core/redact.js';
-import { defaultLockOptions, withFileLock } from '../stores/file/lock.js';
+import { writeFileAtomic } from '../io/atomic-write.js';
+import { defaultLockOptions, withFileLock } from '../io/file-lock.js';
+import { openStateFile, readStateFile } from '../io/safe-file.js';
+import { removeStaleTemps } from '../io/stale-temp.js';
+import { GENESIS_HASH, generationsObject, generationsOf, legacyHash, lineIsAuthentic, parseLine, sealLine, type AuditKey, type ParsedLine } from './chain.js';
+import type { StoreJournal } from './generation.js';
 
 /**
- * Append-only, hash-chained audit log (JSON Lines). Each entry carries the hash of the one
- * before it, so any edit, insertion, deletion or reordering breaks the chain and
- * `provkey audit verify` finds the first line where it breaks. Entries hold fingerprints only.
+ * Append-only, chained audit log (JSON Lines). Each line carries the link (MAC, or legacy
+ * hash) of the one before it, so any edit, insertion, deletion or reordering breaks the chain
+ * and `provkey audit verify` finds the first line where it breaks; lines are keyed with a MAC
+ * derived from the embedded store's key (see chain.ts), and carry the store generations the
+ * log has announced (see generation.ts), which is how a cut log or a put-back store is found.
+ * An optional anchor (a file on another volume) holds the head, so cutting the log AND
+ * putting back an older store together is found too. Entries hold fingerprints only.
  */
 
-export const GENESIS_HASH = '0'.repeat(64);
+export { GENESIS_HASH } from './chain.js';
 
 export interface AuditEvent {
   event: string;
@@ -27,13 +35,47 @@ export interface AuditEntry extends AuditEvent {
   seq: number;
   at: string;
   actor: { user: string; host: string; pid: number };
+  /** Generation announced per store, as of this line (absent on lines written before generations). */
+  generations?: Record<string, number>;
   prev: string;
-  hash: string;
+  /** Legacy lines. */
+  hash?: string;
+  /** Keyed lines: the chain key's id and the line's MAC. */
+  kid?: string;
+  mac?: string;
 }
 
+/** The legacy (unkeyed) hash of a line; kept for tests and tools that check old logs. */
 export function hashEntry(entry: Omit<AuditEntry, 'hash'>): string {
-  return createHash('sha256').update(`${entry.prev}\n${JSON.stringify(entry)}`).digest('hex');
+  return legacyHash(entry);
 }
+
+export interface AuditLogOptions {
+  /**
+   * The chain key (from the embedded store's key); undefined or failing: lines stay legacy.
+   * `create`: about to append, so a store that has no key yet may create it now (the first line is then keyed too).
+   */
+  key?: (options: { create: boolean }) => Promise<AuditKey | undefined>;
+  /** A second place holding the log's head: a file on another volume. */
+  anchor?: string;
+}
+
+/** The last line, as the next append and the store's generation check need it. */
+interface Tail {
+  seq: number;
+  link: string;
+  keyed: boolean;
+  kid?: string;
+  generations: Map<string, number>;
+}
+
+interface Anchor {
+  seq: number;
+  link: string;
+}
+
+const emptyTail = (): Tail => ({ seq: 0, link: GENESIS_HASH, keyed: false, generations: new Map() });
+const anchorFormat = 'provkey-audit-anchor';
 
 function actor(): AuditEntry['actor'] {
   let user = 'unknown';
@@ -45,101 +87,229 @@ function actor(): AuditEntry['actor'] {
   return { user, host: hostname(), pid: process.pid };
 }
 
-async function lastEntry(file: string): Promise<{ seq: number; hash: string }> {
-  let handle;
-  try {
-    handle = await open(file, 'r');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { seq: 0, hash: GENESIS_HASH };
-    throw error;
-  }
-  try {
-    // Only the tail is needed: read backwards in 64 KiB steps until a whole last line is seen.
-    const { size } = await handle.stat();
-    let chunk = 65536;
-    for (;;) {
-      const start = Math.max(0, size - chunk);
-      const buffer = Buffer.alloc(size - start);
-      await handle.read(buffer, 0, buffer.length, start);
-      const text = buffer.toString('utf8');
-      const lines = text.split('\n').filter((l) => l.trim() !== '');
-      if (lines.length >= 2 || start === 0) {
-        const last = lines.at(-1);
-        if (!last) return { seq: 0, hash: GENESIS_HASH };
-        return parseTail(last, text.endsWith('\n'), file);
-      }
-      chunk *= 4;
-    }
-  } finally {
-    await handle.close();
-  }
-}
-
-/** The last entry, or a refusal: appending to a damaged log would hide the damage. */
-function parseTail(line: string, complete: boolean, file: string): { seq: number; hash: string } {
-  const damaged = () =>
-    new NeedsHumanError(`audit log ${file}: its last line is damaged, so nothing was changed; run "provkey audit verify" and repair or move the log`, 'audit.damaged');
-  if (!complete) throw damaged();
-  let parsed: Partial<AuditEntry>;
-  try {
-    parsed = JSON.parse(line) as Partial<AuditEntry>;
-  } catch {
-    throw damaged();
-  }
-  if (typeof parsed.seq !== 'number' || typeof parsed.hash !== 'string') throw damaged();
-  return { seq: parsed.seq, hash: parsed.hash };
-}
-
-export class AuditLog {
+export class AuditLog implements StoreJournal {
   readonly file: string;
-  constructor(file: string) {
+  readonly anchorFile: string | undefined;
+  private readonly keyProvider: AuditLogOptions['key'];
+  private key: AuditKey | undefined;
+
+  constructor(file: string, options: AuditLogOptions = {}) {
     this.file = file;
+    this.anchorFile = options.anchor;
+    this.keyProvider = options.key;
   }
 
   async append(event: AuditEvent): Promise<AuditEntry> {
-    await mkdir(path.dirname(this.file), { recursive: true, mode: 0o700 });
-    return withFileLock(`${this.file}.lock`, defaultLockOptions, async () => {
-      const last = await lastEntry(this.file);
-      const body: Omit<AuditEntry, 'hash'> = {
-        seq: last.seq + 1,
-        at: new Date().toISOString(),
-        actor: actor(),
-        ...JSON.parse(redact(JSON.stringify(event))),
-        prev: last.hash,
-      };
-      const entry: AuditEntry = { ...body, hash: hashEntry(body) };
-      const handle = await open(this.file, 'a', 0o600);
-      try {
-        await handle.write(`${JSON.stringify(entry)}\n`);
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      return entry;
-    });
+    return this.appendLine(event);
+  }
+
+  /** StoreJournal: called by a store under its own lock, before it commits `generation`. */
+  async announce(store: string, generation: number, storeFile: string): Promise<void> {
+    await this.appendLine({ event: 'store.write', detail: { store, generation, file: storeFile } }, { store, generation });
+  }
+
+  /**
+   * A person accepts `store` as it is now (a backup restored on purpose, a log that was lost):
+   * one keyed `store.accepted` line resets the store's announced generation to what it holds.
+   * It is the only line `audit verify` lets take a generation back.
+   */
+  async acceptStore(store: string, generation: number, storeFile: string, announced: number): Promise<void> {
+    await this.appendLine({ event: 'store.accepted', outcome: 'ok', detail: { store, generation, announced, file: storeFile } }, { store, generation });
+  }
+
+  /** StoreJournal: the generation the (checked) tail of the log announces for `store`. */
+  async announced(store: string): Promise<number> {
+    const tail = await this.checkedTail();
+    return tail.generations.get(store) ?? 0;
   }
 
   /** Throws (exit 3) when the log cannot be appended to; called before a command changes anything. */
   async checkWritable(): Promise<void> {
-    await lastEntry(this.file);
+    await this.checkedTail();
+  }
+
+  /** The chain key, or undefined when this run has none (no embedded default store, or it cannot be opened). */
+  async chainKey(options: { create: boolean } = { create: false }): Promise<AuditKey | undefined> {
+    if (this.key || !this.keyProvider) return this.key;
+    // Only a found key is kept: a store that did not exist yet may have one after `init`.
+    // A refused credential (a wrong passphrase) is that error, exit 6, not "no key" (which would read as a forged log).
+    this.key = await this.keyProvider(options).catch((error: unknown) => {
+      if (isProvkeyError(error) && error.exitCode === ExitCode.denied) throw error;
+      return undefined;
+    });
+    return this.key;
   }
 
   async readAll(): Promise<AuditEntry[]> {
-    try {
-      const text = await readFile(this.file, 'utf8');
-      const entries: AuditEntry[] = [];
-      for (const line of text.split('\n')) {
-        if (line.trim() === '') continue;
-        try {
-          entries.push(JSON.parse(line) as AuditEntry);
-        } catch {
-          // `history` shows what it can read; `audit verify` reports the damage.
-        }
+    const text = await readStateFile(this.file, 'audit log');
+    if (text === undefined) return [];
+    const entries: AuditEntry[] = [];
+    for (const line of text.split('\n')) {
+      if (line.trim() === '') continue;
+      try {
+        entries.push(JSON.parse(line) as AuditEntry);
+      } catch {
+        // `history` shows what it can read; `audit verify` reports the damage.
       }
-      return entries;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw error;
+    }
+    return entries;
+  }
+
+  private async appendLine(event: AuditEvent, write?: { store: string; generation: number }): Promise<AuditEntry> {
+    await mkdir(path.dirname(this.file), { recursive: true, mode: 0o700 });
+    return withFileLock(`${this.file}.lock`, defaultLockOptions, async () => {
+      await removeStaleTemps([this.file, `${this.file}.lock`], defaultLockOptions.staleAfterMs);
+      const key = await this.chainKey({ create: true });
+      const tail = await this.checkedTail();
+      if (!key && tail.keyed) {
+        throw new NeedsHumanError(
+          `audit log ${this.file} is keyed, but this run cannot open the embedded store its key comes from, so nothing was changed (set the store's passphrase, or restore its key file)`,
+          'audit.no_key',
+        );
+      }
+      const texts: string[] = [];
+      let { seq, link } = tail;
+      const generations = tail.generations;
+      const push = (body: Record<string, unknown>): Record<string, unknown> => {
+        // Unkeyed lines carry generations only when there are some (see the forgery check in readTail).
+        const carried = key || generations.size > 0 ? { generations: generationsObject(generations) } : {};
+        const full = { seq: ++seq, at: new Date().toISOString(), actor: actor(), ...body, ...carried, prev: link };
+        const sealed = sealLine(full, key);
+        texts.push(sealed.text);
+        link = sealed.link;
+        return full;
+      };
+      // First keyed line of a log written before keys: says where the legacy part ends, and its
+      // prev (the last legacy hash) seals every legacy line, which is unkeyed up to here.
+      if (key && !tail.keyed && tail.seq > 0) push({ event: 'audit.upgraded', detail: { legacyLines: tail.seq, keyId: key.id } });
+      if (write) generations.set(write.store, write.generation);
+      const entry = push(JSON.parse(redact(JSON.stringify(event))) as Record<string, unknown>);
+      const handle = (await openStateFile(this.file, 'append', 'audit log'))!;
+      try {
+        await handle.write(texts.map((text) => `${text}\n`).join(''));
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      if (this.anchorFile) await this.writeAnchor({ seq, link });
+      return entry as unknown as AuditEntry;
+    });
+  }
+
+  /**
+   * The last line, refused when it is damaged, not authentic (keyed, and this run has the
+   * key), made with another key, or behind the anchor: appending to (or trusting the
+   * generations of) a damaged log would hide the damage.
+   */
+  private async checkedTail(): Promise<Tail> {
+    const tail = await this.readTail();
+    if (this.anchorFile) await this.checkAnchor(tail);
+    return tail;
+  }
+
+  private async readTail(): Promise<Tail> {
+    const handle = await openStateFile(this.file, 'read', 'audit log');
+    if (!handle) return emptyTail();
+    let last: string | undefined;
+    let complete = true;
+    try {
+      // Only the tail is needed: read backwards in 64 KiB steps until a whole last line is seen.
+      const { size } = await handle.stat();
+      let chunk = 65536;
+      for (;;) {
+        const start = Math.max(0, size - chunk);
+        const buffer = Buffer.alloc(size - start);
+        await handle.read(buffer, 0, buffer.length, start);
+        const text = buffer.toString('utf8');
+        const lines = text.split('\n').filter((l) => l.trim() !== '');
+        if (lines.length >= 2 || start === 0) {
+          last = lines.at(-1);
+          complete = text.endsWith('\n');
+          break;
+        }
+        chunk *= 4;
+      }
+    } finally {
+      await handle.close();
+    }
+    if (last === undefined) return emptyTail();
+    const damaged = (why: string) =>
+      new NeedsHumanError(`audit log ${this.file}: its last line ${why}, so nothing was changed; run "provkey audit verify" and repair or move the log`, 'audit.damaged');
+    const parsed = complete ? parseLine(last) : undefined;
+    if (!parsed) throw damaged('is damaged');
+    if (parsed.keyed) {
+      const key = await this.chainKey();
+      if (key && key.id !== parsed.entry.kid) throw damaged('was written with a different store key');
+      if (key && lineIsAuthentic(parsed, key) !== true) throw damaged('fails its MAC (edited or forged)');
+    } else {
+      if (lineIsAuthentic(parsed, undefined) !== true) throw damaged('does not match its hash (edited)');
+      // An unkeyed line after keyed ones is a forgery (anyone can compute a hash): it could
+      // claim older store generations. Scanned only while the log's tail is unkeyed.
+      // Lines of the release before keys never carry generations; with a key, one that does is forged.
+      if (await this.chainKey()) {
+        if ('generations' in parsed.entry) throw damaged('carries store generations without a MAC although the log has a key (forged)');
+        if (await this.hasKeyedLine()) throw damaged('is unkeyed although keyed lines come before it (forged)');
+      }
+    }
+    return tailOf(parsed);
+  }
+
+  private async checkAnchor(tail: Tail): Promise<void> {
+    const anchorFile = this.anchorFile!;
+    const anchor = await readAnchor(anchorFile);
+    if (!anchor) return;
+    if (anchor.seq > tail.seq) {
+      throw new NeedsHumanError(
+        `audit log ${this.file} ends at line ${tail.seq}, but its anchor ${anchorFile} records line ${anchor.seq}: lines were cut from the end of the log, or an older log was put back`,
+        'audit.behind_anchor',
+      );
+    }
+    const link = anchor.seq === tail.seq ? tail.link : await this.linkAt(anchor.seq);
+    if (link !== anchor.link) {
+      throw new NeedsHumanError(`audit log ${this.file} line ${anchor.seq} is not the line its anchor ${anchorFile} recorded: the log was replaced or rewritten`, 'audit.anchor_mismatch');
     }
   }
+
+  private async hasKeyedLine(): Promise<boolean> {
+    const text = (await readStateFile(this.file, 'audit log')) ?? '';
+    return text.split('\n').some((line) => parseLine(line)?.keyed === true);
+  }
+
+  /** The link of line `seq` (the anchor lags the log by a line after a crash between the two writes). */
+  private async linkAt(seq: number): Promise<string | undefined> {
+    const text = (await readStateFile(this.file, 'audit log')) ?? '';
+    const line = text.split('\n').filter((l) => l.trim() !== '')[seq - 1];
+    const parsed = line === undefined ? undefined : parseLine(line);
+    return parsed && parsed.entry.seq === seq ? parsed.link : undefined;
+  }
+
+  private async writeAnchor(anchor: Anchor): Promise<void> {
+    const anchorFile = this.anchorFile!;
+    await mkdir(path.dirname(anchorFile), { recursive: true, mode: 0o700 });
+    await removeStaleTemps([anchorFile], defaultLockOptions.staleAfterMs);
+    await writeFileAtomic(anchorFile, `${JSON.stringify({ format: anchorFormat, log: this.file, ...anchor })}\n`);
+  }
+}
+
+function tailOf(parsed: ParsedLine): Tail {
+  return {
+    seq: parsed.entry.seq as number,
+    link: parsed.link,
+    keyed: parsed.keyed,
+    ...(parsed.keyed ? { kid: parsed.entry.kid as string } : {}),
+    generations: generationsOf(parsed.entry),
+  };
+}
+
+/** The anchor's head, undefined when there is none yet; a damaged anchor is refused. */
+export async function readAnchor(anchorFile: string): Promise<Anchor | undefined> {
+  const text = await readStateFile(anchorFile, 'audit anchor');
+  if (text === undefined) return undefined;
+  try {
+    const value = JSON.parse(text) as Partial<Anchor> & { format?: string };
+    if (value.format === anchorFormat && Number.isSafeInteger(value.seq) && typeof value.link === 'string') return { seq: value.seq!, link: value.link };
+  } catch {
+    // Reported below.
+  }
+  throw new NeedsHumanError(`audit anchor ${anchorFile} is damaged: it is not an anchor provkey wrote`, 'audit.anchor_damaged');
 }

@@ -138,6 +138,11 @@ Docs: docs/README.md`);
       .action(() => run(async (g, io) => (await import('./commands/audit.js')).auditVerifyCommand(g, io))),
     ['provkey audit verify'],
   );
+  examples(
+    audit.command('accept-store').argument('<store>', 'embedded file store name').description('accept a store the audit log disagrees with (a backup restored on purpose), audited')
+      .action((store: string) => run(async (g, io) => (await import('./commands/audit.js')).auditAcceptStoreCommand(store, g, io))),
+    ['provkey audit accept-store default --yes'],
+  );
 
   examples(
     program.command('migrate').argument('<keys...>', 'keys to move').description('move keys with their history to another store, verify, then retire the source')

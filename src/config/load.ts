@@ -3,6 +3,7 @@ import path from 'node:path';
 import { parseDocument, type YAMLError } from 'yaml';
 import * as v from 'valibot';
 import { ConfigError } from '../core/errors.js';
+import { assertNotWritableByOthers } from '../io/safe-file.js';
 import { parseDuration } from '../core/duration.js';
 import type { GenerationPolicy } from '../core/keygen.js';
 import type { RotationPolicy } from '../core/schedule.js';
@@ -17,6 +18,8 @@ export interface Config {
   stores: Record<string, StoreConfig>;
   keys: Record<string, ResolvedKey>;
   auditPath: string;
+  /** audit.anchor resolved, when configured. */
+  auditAnchor?: string;
   concurrency: number;
 }
 
@@ -41,8 +44,11 @@ export function configPath(flag: string | undefined, env: NodeJS.ProcessEnv, cwd
 export async function loadConfig(file: string, options: { mustExist: boolean }): Promise<Config> {
   let text: string;
   try {
+    // A config others can edit can point keys anywhere and name any hook (refused like ssh does).
+    await assertNotWritableByOthers(file, 'config file');
     text = await readFile(file, 'utf8');
   } catch (error) {
+    if (error instanceof ConfigError) throw error;
     if ((error as NodeJS.ErrnoException).code === 'ENOENT' && !options.mustExist) {
       return resolveConfig(v.parse(configSchema, {}), undefined, path.dirname(file));
     }
@@ -170,6 +176,7 @@ function resolveConfig(raw: RawConfig, file: string | undefined, dir: string): C
     stores,
     keys,
     auditPath: path.resolve(dir, raw.audit.path),
+    ...(raw.audit.anchor ? { auditAnchor: path.resolve(dir, raw.audit.anchor) } : {}),
     concurrency: raw.defaults.concurrency,
   };
 }

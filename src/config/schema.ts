@@ -182,7 +182,14 @@ export const configSchema = v.strictObject({
   version: v.optional(v.literal(1), 1),
   defaults: v.optional(v.strictObject({ store: v.optional(name, 'default'), concurrency: v.optional(int(1, 64), 4) }), {}),
   stores: v.optional(v.record(name, storeSchema), {}),
-  audit: v.optional(v.strictObject({ path: v.optional(filePath, '.provkey/audit.jsonl') }), {}),
+  audit: v.optional(
+    v.strictObject({
+      path: v.optional(filePath, '.provkey/audit.jsonl'),
+      /** A second place (another volume) holding the log's head: a cut or put-back log is found (docs/security.md). */
+      anchor: v.optional(filePath),
+    }),
+    {},
+  ),
   keys: v.optional(v.record(name, keySchema), {}),
 });
 

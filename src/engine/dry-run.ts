@@ -25,6 +25,9 @@ export function readOnlyStore(store: SecretStore): SecretStore {
     update: async () => refuse(where),
     disableVersion: async () => refuse(where),
     deleteKey: async () => refuse(where),
+    // Reading, not changing: the audit chain key and the generation (audit verify, replay checks).
+    ...(store.auditKey ? { auditKey: () => store.auditKey!({ create: false }) } : {}),
+    ...(store.generationState ? { generationState: () => store.generationState!() } : {}),
   };
 }
 

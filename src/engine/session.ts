@@ -1,4 +1,5 @@
 import { AuditLog, type AuditEvent } from '../audit/audit-log.js';
+import type { AuditKey } from '../audit/chain.js';
 import type { Config, ResolvedKey } from '../config/load.js';
 import { keyOrThrow } from '../config/load.js';
 import { resolveSecretRef } from '../config/secret-ref.js';
@@ -43,7 +44,12 @@ export class Session {
   }) {
     this.config = options.config;
     this.env = options.env ?? process.env;
-    this.audit = new AuditLog(options.config.auditPath);
+    // The log is keyed with a key derived from the default store's (audit/chain.ts), and is
+    // the journal the embedded store announces its generations to (audit/generation.ts).
+    this.audit = new AuditLog(options.config.auditPath, {
+      key: (options) => this.auditChainKey(options),
+      ...(options.config.auditAnchor ? { anchor: options.config.auditAnchor } : {}),
+    });
     this.progress = options.progress ?? silentProgress;
     this.dryRun = options.dryRun ?? false;
     this.debug = options.debug ?? (() => {});
@@ -61,6 +67,7 @@ export class Session {
       configDir: this.config.dir,
       env: this.env,
       debug: this.debug,
+      journal: this.audit,
       ...(prompt
         ? {
             promptSecret: async (message: string) => {
@@ -91,6 +98,19 @@ export class Session {
       this.stores.set(name, store);
     }
     return store;
+  }
+
+  /** Why the audit log cannot be keyed in this config, or undefined when it can. */
+  auditKeyUnavailable(): string | undefined {
+    const name = this.config.raw.defaults.store;
+    return this.config.stores[name]?.type === 'file' ? undefined : `the default store "${name}" is not an embedded file store`;
+  }
+
+  /** The audit chain key: derived from the default store's key when that is an embedded file store. */
+  async auditChainKey(options: { create: boolean } = { create: false }): Promise<AuditKey | undefined> {
+    if (this.auditKeyUnavailable()) return undefined;
+    const store = await this.storeNamed(this.config.raw.defaults.store);
+    return store.auditKey?.(options);
   }
 
   storeFor(key: ResolvedKey): Promise<SecretStore> {

@@ -1,3 +1,5 @@
+import type { StoreJournal } from '../audit/generation.js';
+
 /** What every store and target adapter gets from the engine besides its own config. */
 export interface AdapterContext {
   /** Directory of the config file: relative paths in adapter options are resolved against it. */
@@ -9,4 +11,10 @@ export interface AdapterContext {
   debug(message: string): void;
   /** Asks a person for a secret (hidden input); absent when nobody can be asked (cron, --json, no TTY). */
   promptSecret?: (message: string) => Promise<string>;
+  /**
+   * The run's audit log as a store sees it: the embedded store announces each write's
+   * generation there before committing it, and checks its generation against it on open
+   * (replay detection). Absent in tests that open a store on its own.
+   */
+  journal?: StoreJournal;
 }

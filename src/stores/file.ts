@@ -1,7 +1,11 @@
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
+import { deriveAuditKey, type AuditKey } from '../audit/chain.js';
+import { generationProblem, type StoreGeneration, type StoreJournal } from '../audit/generation.js';
 import type { FileStoreConfig } from '../config/schema.js';
-import { ConflictError } from '../core/errors.js';
+import { ConflictError, NeedsHumanError } from '../core/errors.js';
+import { readStateFile } from '../io/safe-file.js';
+import { removeStaleTemps } from '../io/stale-temp.js';
 import type { KeyRecord, LifecycleState } from '../core/model.js';
 import type { AdapterContext } from './context.js';
 import { writeFileAtomic } from './file/atomic-write.js';
@@ -28,6 +32,8 @@ export interface FileStoreInternals {
   lockTimeoutMs?: number;
   /** Take over a lock older than this even if its holder seems alive (default 2 min). */
   staleLockAfterMs?: number;
+  /** Tests: runs between a lock-free read of the store and its generation check (a barrier for the reader/writer race). */
+  afterLockFreeRead?: () => Promise<void>;
 }
 
 interface Layout {
@@ -43,7 +49,7 @@ export async function createFileStore(
   context: AdapterContext,
   internals: FileStoreInternals = {},
 ): Promise<SecretStore> {
-  return new FileStore(name, resolveLayout(config, context), lockOptions(context.env, internals));
+  return new FileStore(name, resolveLayout(config, context), lockOptions(context.env, internals), context.journal, internals.afterLockFreeRead);
 }
 
 /**
@@ -54,11 +60,11 @@ export async function createFileStore(
 export async function initFileStore(
   config: FileStoreConfig,
   context: AdapterContext,
-  options: { passphrase?: string },
+  options: { passphrase?: string; storeName?: string },
 ): Promise<{ created: boolean; keyFile?: string }> {
   const layout = resolveLayout(config, context, options.passphrase);
   const keyFile = layout.key.mode === 'keyfile' ? layout.key.keyFile : undefined;
-  const store = new FileStore('init', layout, lockOptions(context.env, {}));
+  const store = new FileStore(options.storeName ?? 'default', layout, lockOptions(context.env, {}), context.journal);
   const created = await store.initialise();
   return keyFile === undefined ? { created } : { created, keyFile };
 }
@@ -103,6 +109,8 @@ interface Sealing {
 interface Mutation<T> {
   result: T;
   write: boolean;
+  /** false: creating the empty store, which holds nothing to roll back, stays at generation 0. */
+  counts?: boolean;
 }
 
 class FileStore implements SecretStore {
@@ -113,11 +121,18 @@ class FileStore implements SecretStore {
   private readonly lock: LockOptions;
   /** The last bytes read and what they decrypted to (see readDocument). */
   private lastRead: { text: string; document: StoreDocument } | undefined;
+  private readonly journal: StoreJournal | undefined;
+  /** The key of the last envelope opened or sealed, for the audit chain key. */
+  private lastKey: Buffer | undefined;
 
-  constructor(name: string, layout: Layout, lock: LockOptions) {
+  private readonly afterLockFreeRead: (() => Promise<void>) | undefined;
+
+  constructor(name: string, layout: Layout, lock: LockOptions, journal: StoreJournal | undefined, afterLockFreeRead?: () => Promise<void>) {
     this.name = name;
     this.layout = layout;
     this.lock = lock;
+    this.journal = journal;
+    this.afterLockFreeRead = afterLockFreeRead;
   }
 
   async listKeys(): Promise<string[]> {
@@ -209,22 +224,80 @@ class FileStore implements SecretStore {
     // Nothing is held open between calls.
   }
 
+  /**
+   * The audit chain key: HKDF of this store's key (key file, or passphrase through scrypt).
+   * Undefined while there is no key yet (no key file; a passphrase store not yet created).
+   */
+  async auditKey(options: { create: boolean } = { create: false }): Promise<AuditKey | undefined> {
+    if (this.lastKey) return deriveAuditKey(this.lastKey);
+    const envelope = await this.readEnvelope();
+    if (envelope) {
+      // Proven first (a wrong passphrase is refused, exit 6): a key that only looks right would
+      // make every keyed line look forged.
+      const key = await this.keyFor(envelope);
+      this.decrypt(envelope, key);
+      return deriveAuditKey(key);
+    }
+    const source = this.layout.key;
+    if (source.mode !== 'keyfile') return undefined; // no salt before the store exists
+    // Before the first write of a new store: the key file its first write would create anyway.
+    const key = (await loadKeyFile(source.keyFile)) ?? (options.create ? await createKeyFile(source.keyFile) : undefined);
+    return key && deriveAuditKey(key);
+  }
+
+  async generationState(): Promise<StoreGeneration> {
+    const text = await this.readStoreText();
+    if (text === undefined) return { store: this.name, file: this.layout.storeFile, generation: 0, exists: false };
+    const envelope = parseEnvelope(text, this.layout.storeFile);
+    const document = this.decrypt(envelope, await this.keyFor(envelope));
+    return { store: this.name, file: this.layout.storeFile, generation: document.generation ?? 0, exists: true };
+  }
+
   /** For initFileStore: true when a new store was written, false when one already existed (and opened). */
   async initialise(): Promise<boolean> {
-    return this.mutate((_document, existed) => ({ result: !existed, write: !existed }));
+    return this.mutate((_document, existed) => ({ result: !existed, write: !existed, counts: false }));
   }
 
   /** A missing store file is an empty store, so `status` works on a fresh machine without any key. */
   private async readDocument(): Promise<StoreDocument> {
     const text = await this.readStoreText();
-    if (text === undefined) return emptyDocument();
     // The file is read every time (another process may have written it); only decrypting and
     // validating the very same bytes again is skipped. Readers never mutate the document.
-    if (this.lastRead?.text === text) return this.lastRead.document;
+    if (text !== undefined && this.lastRead?.text === text) return this.lastRead.document;
+    const document = text === undefined ? undefined : await this.decryptText(text);
+    await this.afterLockFreeRead?.();
+    if (this.journal && (await this.generationProblemFor(document))) {
+      // A reader holds no lock, so a writer may have committed between our read of the store
+      // and of the log: read both again under the lock, where they are still, before refusing.
+      return withFileLock(this.layout.lockFile, this.lock, async () => {
+        const fresh = await this.readStoreText();
+        const freshDocument = fresh === undefined ? undefined : await this.decryptText(fresh);
+        await this.checkGeneration(freshDocument);
+        if (fresh !== undefined) this.lastRead = { text: fresh, document: freshDocument! };
+        return freshDocument ?? emptyDocument();
+      });
+    }
+    if (text === undefined) return emptyDocument();
+    this.lastRead = { text, document: document! };
+    return document!;
+  }
+
+  private async decryptText(text: string): Promise<StoreDocument> {
     const envelope = parseEnvelope(text, this.layout.storeFile);
-    const document = this.decrypt(envelope, await this.keyFor(envelope));
-    this.lastRead = { text, document };
-    return document;
+    return this.decrypt(envelope, await this.keyFor(envelope));
+  }
+
+  /** Refuses (exit 3) a store the audit log says is older or newer than it should be; callers hold the lock. */
+  private async checkGeneration(document: StoreDocument | undefined): Promise<void> {
+    if (!this.journal) return;
+    const problem = await this.generationProblemFor(document);
+    if (problem) throw new NeedsHumanError(`[file] ${problem}`, 'store.rollback');
+  }
+
+  private async generationProblemFor(document: StoreDocument | undefined): Promise<string | undefined> {
+    const journal = this.journal!;
+    const state = { store: this.name, file: this.layout.storeFile, generation: document?.generation ?? 0, exists: document !== undefined };
+    return generationProblem(state, await journal.announced(this.name), journal.file);
   }
 
   /** Read, change and rewrite the whole store under the lock. `existed`: the store file was there. */
@@ -237,12 +310,25 @@ class FileStore implements SecretStore {
     }
     try {
       return await withFileLock(lockFile, this.lock, async () => {
+        // Under the lock no writer of this store is at work: any temp file a dead one left is garbage.
+        // (A key file's temp holds a key: one left by a killed `init` is removed too.)
+        const keyFile = this.layout.key.mode === 'keyfile' ? [this.layout.key.keyFile] : [];
+        await removeStaleTemps([storeFile, lockFile, ...keyFile], this.lock.staleAfterMs);
         const envelope = await this.readEnvelope();
-        const sealing = envelope ? { key: await this.keyFor(envelope), kdf: envelope.kdf } : await this.newSealing();
-        const document = envelope ? this.decrypt(envelope, sealing.key) : emptyDocument();
-        const { result, write } = change(document, envelope !== undefined);
+        const existingKey = envelope && (await this.keyFor(envelope));
+        const document = envelope && this.decrypt(envelope, existingKey!);
+        await this.checkGeneration(document);
+        const sealing = envelope ? { key: existingKey!, kdf: envelope.kdf } : await this.newSealing();
+        this.lastKey = sealing.key;
+        const current = document ?? emptyDocument();
+        const { result, write, counts = true } = change(current, envelope !== undefined);
         if (write) {
-          const text = sealEnvelope(serializeDocument(document), sealing.key, sealing.kdf);
+          if (counts) {
+            current.generation = (current.generation ?? 0) + 1;
+            // Announced before the commit: a store ahead of its log is then always a cut log.
+            await this.journal?.announce(this.name, current.generation, storeFile);
+          }
+          const text = sealEnvelope(serializeDocument(current), sealing.key, sealing.kdf);
           try {
             await writeFileAtomic(storeFile, text);
           } catch (error) {
@@ -264,9 +350,9 @@ class FileStore implements SecretStore {
   private async readStoreText(): Promise<string | undefined> {
     const { storeFile } = this.layout;
     try {
-      return await readFile(storeFile, 'utf8');
+      // No symlink followed, no FIFO waited on (see io/safe-file.ts).
+      return await readStateFile(storeFile, 'store file');
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw fsFailure('read store file', storeFile, error);
     }
   }

@@ -1,3 +1,5 @@
+import type { AuditKey } from '../audit/chain.js';
+import type { StoreGeneration } from '../audit/generation.js';
 import type { KeyRecord, LifecycleState, VersionMeta } from '../core/model.js';
 
 /**
@@ -43,6 +45,10 @@ export interface SecretStore {
   /** Removes the key and all its versions (used by `migrate` once a copy is verified). */
   deleteKey(key: string): Promise<void>;
   close(): Promise<void>;
+  /** Embedded store only: the audit chain key, derived from this store's key (undefined while it has none; `create`: make the key file now). */
+  auditKey?(options?: { create: boolean }): Promise<AuditKey | undefined>;
+  /** Embedded store only: its generation and whether it exists, for `audit verify`'s cross-check. */
+  generationState?(): Promise<StoreGeneration>;
 }
 
 export type StoreType = 'file' | 'vault' | 'azure';

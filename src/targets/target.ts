@@ -24,6 +24,13 @@ export interface Target {
   retire(change: { old: SecretInUse; current?: SecretInUse }): Promise<ApplyResult>;
   /** Undo a `set`: the target accepts `current` again and rejects `next`. */
   rollback(change: { next: SecretInUse; current?: SecretInUse }): Promise<ApplyResult>;
+  /**
+   * Which of `candidates` the target accepts now, to converge an interrupted change. Candidates
+   * come most-likely-current first. Uses evidence that costs no failed bind first (LDAP:
+   * pwdChangedTime, entryCSN, the ppolicy control), then binds only within the failed-bind
+   * budget, stopping before it. Never throws for an outage: unreachable is a verdict.
+   */
+  identify?(candidates: SecretInUse[]): Promise<Identification>;
 
   /**
    * Refuse, with a clear message, a generation policy the target would reject (LDAP ppolicy).
@@ -54,6 +61,11 @@ export interface SecretInUse {
   value: string;
   fingerprint: string;
   versionId?: string;
+  /**
+   * When the version was generated (ISO 8601), if known. `identify` compares it with the
+   * directory's pwdChangedTime: a version created after the password last changed was never set.
+   */
+  createdAt?: string;
 }
 
 export interface TestOptions {
@@ -98,3 +110,13 @@ export type ApplyResult =
       reason: 'rejected' | 'policy' | 'unreachable' | 'denied' | 'error';
       detail: string;
     };
+
+/** What a target showed about one candidate version while identifying which one it holds. */
+export type CandidateVerdict = 'accepted' | 'rejected' | 'unreachable' | 'unknown';
+
+export interface Identification {
+  /** fingerprint -> what the target showed; 'unknown' = not asked (failed-bind budget) or could not tell. */
+  verdicts: Record<string, CandidateVerdict>;
+  /** One line for people and the audit log: which evidence was used (never a secret). */
+  detail: string;
+}

@@ -5,6 +5,11 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ApplyResult, ConnectionTest, SecretInUse, Target } from '../../src/targets/target.js';
 
+/** A step that could not reach the target: it failed, and said "unreachable", never a refusal. */
+function expectUnreachable(result: ApplyResult, what: string): void {
+  expect(result, what).toMatchObject({ ok: false, reason: 'unreachable' });
+}
+
 export interface TargetUnderTest {
   target: Target;
   /** A secret the target accepts when setup returns. */
@@ -14,6 +19,8 @@ export interface TargetUnderTest {
   cleanup?(): Promise<void>;
   /** The server's own view (e.g. the SCIM harness's accepted digests): cross-checks the target's tests. */
   accepts?(secret: SecretInUse): Promise<boolean>;
+  /** Stops the real server (every one the target talks to): the target must then say "unreachable". */
+  takeDown(): Promise<void>;
 }
 
 export interface TargetContractOptions {
@@ -146,6 +153,42 @@ export function describeTargetContract(
       await expectEventually(t.initial, 'accept', 'current after rollback');
     }, timeout);
 
+    it('identify tells which version the target accepts, whatever the order it is asked in', async () => {
+      // Optional in the interface, but every target provkey ships has it.
+      expect(typeof t.target.identify, 'identify').toBe('function');
+      const random = t.makeSecret();
+      const before = await t.target.identify!([random, t.initial]);
+      expect(before.verdicts, before.detail).toEqual({ [random.fingerprint]: 'rejected', [t.initial.fingerprint]: 'accepted' });
+      const next = t.makeSecret();
+      expectApplied(await t.target.set({ next, current: t.initial, replace: true }), 'set replace');
+      await expectEventually(next, 'accept', 'next after replace');
+      await expectEventually(t.initial, 'reject', 'old after replace');
+      const after = await t.target.identify!([t.initial, next]);
+      expect(after.verdicts, after.detail).toEqual({ [t.initial.fingerprint]: 'rejected', [next.fingerprint]: 'accepted' });
+      for (const secret of [t.initial, next, random]) expect(after.detail + before.detail).not.toContain(secret.value);
+    }, timeout);
+
+    it('a target that is down is "unreachable" for every operation, never "rejected"', async () => {
+      const first = await t.target.test(t.initial, { expect: 'accept' });
+      expect(first.ok, summary(first)).toBe(true);
+      await t.takeDown();
+      const next = t.makeSecret();
+
+      const accept = await t.target.test(t.initial, { expect: 'accept' });
+      expect(accept, summary(accept)).toMatchObject({ ok: false, verdict: 'unreachable' });
+      const reject = await t.target.test(t.makeSecret(), { expect: 'reject' });
+      expect(reject, summary(reject)).toMatchObject({ ok: false, verdict: 'unreachable' });
+      expectUnreachable(await t.target.set({ next, current: t.initial, replace: false }), 'set');
+      expectUnreachable(await t.target.set({ next, current: t.initial, replace: true }), 'set with replace');
+      expectUnreachable(await t.target.rollback({ next, current: t.initial }), 'rollback');
+      expectUnreachable(await t.target.retire({ old: t.initial }), 'retire (revoke)');
+      // With a replacement, a target with one secret per account has nothing left to do.
+      const retire = await t.target.retire({ old: t.initial, current: next });
+      if (!retire.ok) expectUnreachable(retire, 'retire');
+      const found = await t.target.identify!([next, t.initial]);
+      expect(found.verdicts, found.detail).toEqual({ [next.fingerprint]: 'unreachable', [t.initial.fingerprint]: 'unreachable' });
+    }, timeout);
+
     it('never puts a secret value into a result', async () => {
       const next = t.makeSecret();
       const random = t.makeSecret();
@@ -159,6 +202,7 @@ export function describeTargetContract(
         await testUntil(t.target, t.initial, 'reject'),
         await t.target.test(t.initial, { expect: 'accept' }),
         await t.target.rollback({ next, current: t.initial }),
+        await t.target.identify!([next, t.initial, random]),
       ];
       const text = JSON.stringify(results);
       for (const secret of [t.initial, next, random]) {

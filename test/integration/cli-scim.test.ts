@@ -427,18 +427,18 @@ describe('provkey CLI end to end: file store + SCIMMY', () => {
     expect((await w.history('app')).versions.map((v) => v.label)).toEqual(['revoked', 'current']);
   });
 
-  it('an applier that fails (wrong admin token) rolls back: exit 1, current still accepted, pending marked failed', async () => {
+  it('an applier that fails (wrong admin token) rolls back: exit 6 (a refused credential, docs/cli.md), current still accepted, pending marked failed', async () => {
     const w = workspace().writeKeys({ app: {} });
     await w.ok(['add', 'app']);
     const current = await w.reveal('app');
     const wrongAdmin = w.cli.scanner.addSecret(`scim-admin-${randomBytes(18).toString('base64url')}`, 'wrong admin token');
 
     const { result, data } = await w.json<ResultsJson>(['rotate', 'app'], { env: { SCIM_ADMIN_TOKEN: wrongAdmin } });
-    expect(result.code, describeRun(result)).toBe(1);
-    expect(data.results[0]).toMatchObject({ outcome: 'rolled_back', ok: false, exitCode: 1 });
+    expect(result.code, describeRun(result)).toBe(6);
+    expect(data.results[0]).toMatchObject({ outcome: 'rolled_back', ok: false, exitCode: 6 });
     expect(data.results[0]!.message).toContain('denied');
     const human = await w.run(['rotate', 'app'], { env: { SCIM_ADMIN_TOKEN: wrongAdmin } });
-    expect(human.code).toBe(1);
+    expect(human.code).toBe(6);
     expect(human.stderr).toContain('rolled back');
 
     expect(await w.reveal('app')).toBe(current);
@@ -507,19 +507,22 @@ describe('provkey CLI end to end: file store + SCIMMY', () => {
     await w.ok(['rotate', 'app']);
     await w.ok(['test', 'app']);
     const verified = await w.ok(['audit', 'verify']);
-    expect(verified.stdout).toContain('3 entries, chain intact');
+    // Three events, and a store.write line announcing each store write (replay detection).
+    const written = readFileSync(w.auditFile, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(written.filter((e) => e.event !== 'store.write').map((e) => e.event)).toHaveLength(3);
+    expect(verified.stdout).toContain(`${written.length} entries, chain intact`);
 
     const lines = readFileSync(w.auditFile, 'utf8').split('\n');
-    const entry = JSON.parse(lines[1]!) as Record<string, unknown>;
-    expect(entry.event).toBe('rotate.finished');
-    lines[1] = JSON.stringify({ ...entry, outcome: 'failed' });
+    const index = written.findIndex((e) => e.event === 'rotate.finished');
+    const entry = JSON.parse(lines[index]!) as Record<string, unknown>;
+    lines[index] = JSON.stringify({ ...entry, outcome: 'failed' });
     writeFileSync(w.auditFile, lines.join('\n'));
 
     const broken = await w.run(['audit', 'verify']);
-    expectOneLineError(broken, 3, 'line 2');
+    expectOneLineError(broken, 3, `line ${index + 1}`);
     const { result, data } = await w.json<{ ok: boolean; line: number }>(['audit', 'verify']);
     expect(result.code).toBe(3);
-    expect(data).toMatchObject({ ok: false, line: 2 });
+    expect(data).toMatchObject({ ok: false, line: index + 1 });
   });
 });
 

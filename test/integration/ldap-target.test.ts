@@ -3,9 +3,11 @@
 // then what a directory does that a token endpoint does not: password history, rollback per
 // mode, the lockout guard, revoke (+ lock), TLS verification, replicas, policy and expiry.
 
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Attribute, Change, Client, Control } from 'ldapts';
@@ -23,6 +25,14 @@ import { describeTargetContract, summary, testUntil, type TargetUnderTest } from
 import { generateCa, startSlapd, startSlapdReplica, waitForReplication, type SlapdServer, type StartSlapdOptions } from '../harness/servers/slapd.ts';
 
 // --- helpers -----------------------------------------------------------------------------
+
+/** A SHA-512 crypt(3) hash ({CRYPT} in slapd), made by openssl from stdin (never argv). */
+function cryptHash(password: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = execFile('openssl', ['passwd', '-6', '-stdin'], { encoding: 'utf8' }, (error, stdout) => (error ? reject(error) : resolve(stdout.trim())));
+    child.stdin!.end(`${password}\n`);
+  });
+}
 
 /** A password the harness policy (pwdMinLength 12) accepts; fresh every call. */
 function makeSecret(): SecretInUse {
@@ -190,6 +200,10 @@ async function underTest(
       if (replica) await waitForReplication(srv, replica, 10_000);
       const codes = await Promise.all(servers.map(async (url) => (await bindAs(srv, secret.value, url)).code));
       return codes.every((c) => c === 0);
+    },
+    async takeDown() {
+      await replica?.stop();
+      await srv.stop();
     },
     async cleanup() {
       await replica?.stop();
@@ -372,6 +386,17 @@ describe('ldap target against slapd', () => {
       expect((await bindAs(srv, initial.value)).code).toBe(0);
     });
 
+    it('keep-new with the directory down: "unreachable", never "neither binds"', async () => {
+      const srv = await server();
+      const t = await target(srv, { rollback: 'keep-new' });
+      const initial = asSecret(srv.servicePassword);
+      // (One good test first: the target reads its CA file once, and stop() removes it.)
+      expect((await t.test(initial, { expect: 'accept' })).ok).toBe(true);
+      await srv.stop();
+      const undone = await t.rollback({ next: makeSecret(), current: initial });
+      expect(undone, JSON.stringify(undone)).toMatchObject({ ok: false, reason: 'unreachable' });
+    });
+
     it('keep-new with an admin credential: when neither binds, the admin puts the old one back', async () => {
       const srv = await server();
       const t = await target(srv, { rollback: 'keep-new', apply: ADMIN_APPLY('self', srv) });
@@ -382,6 +407,156 @@ describe('ldap target against slapd', () => {
       const undone = await t.rollback({ next: makeSecret(), current: initial });
       expect(undone, JSON.stringify(undone)).toMatchObject({ ok: true, detail: expect.stringMatching(/admin reset back to/) });
       expect((await bindAs(srv, initial.value)).code).toBe(0);
+    });
+  });
+
+  describe('identify: which password an interrupted set left on the account (pwdMaxFailure 3, failed binds counted by slapd)', () => {
+    /** A version as the store hands it to identify: value, fingerprint and when it was generated. */
+    function version(value: string, createdAt: Date): SecretInUse {
+      return { ...asSecret(value), createdAt: createdAt.toISOString() };
+    }
+    const minutesAgo = (n: number) => new Date(Date.now() - n * 60_000);
+
+    /**
+     * "Killed after set started": `arrived` false = before the password modify reached the
+     * directory (it still holds the current password), true = after (it holds the new one). The
+     * new run is a fresh target, which knows nothing of the dead run.
+     */
+    async function interruptedSet(srv: SlapdServer, arrived: boolean): Promise<{ current: SecretInUse; next: SecretInUse }> {
+      const current = version(srv.servicePassword, minutesAgo(60 * 24 * 30));
+      const next = version(makeSecret().value, new Date());
+      if (arrived) {
+        const dying = await openTarget(srv, {});
+        expect(await dying.set({ next, current, replace: true })).toMatchObject({ ok: true });
+        await dying.close();
+      }
+      return { current, next };
+    }
+
+    async function expectNoFailedBind(srv: SlapdServer): Promise<void> {
+      expect((await accountState(srv, ['pwdFailureTime', 'pwdAccountLockedTime']))).toEqual({ pwdFailureTime: [], pwdAccountLockedTime: [] });
+      expect(await failedBinds(srv)).toBe(0);
+    }
+
+    for (const arrived of [false, true]) {
+      const when = arrived ? 'after the modify reached the directory' : 'before the modify reached the directory';
+
+      it(`${when}, with an admin credential: the stored userPassword tells, one bind that cannot fail confirms it, no failed bind`, async () => {
+        const srv = await server({ policy: { pwdMaxFailure: '3' }, debugLevel: 'stats' });
+        const { current, next } = await interruptedSet(srv, arrived);
+        const t = await target(srv, { apply: ADMIN_APPLY('self', srv) });
+        const held = arrived ? next : current;
+        const other = arrived ? current : next;
+        // Both orders: the evidence decides, not the guess.
+        for (const candidates of [[next, current], [current, next]]) {
+          const found = await t.identify!(candidates);
+          expect(found.verdicts, found.detail).toEqual({ [held.fingerprint]: 'accepted', [other.fingerprint]: 'rejected' });
+          expect(found.detail).toContain(`userPassword matches ${held.fingerprint}`);
+          expect(found.detail).toContain('0 failed bind(s)');
+          expect(found.detail).not.toContain(held.value);
+        }
+        await expectNoFailedBind(srv);
+        expect((await bindAs(srv, held.value)).code).toBe(0);
+      });
+
+      it(`${when}, without an admin credential: no bind at all, every version "unknown"`, async () => {
+        const srv = await server({ policy: { pwdMaxFailure: '3' }, debugLevel: 'stats' });
+        const { current, next } = await interruptedSet(srv, arrived);
+        for (const fields of [{}, { passwordPolicy: { maxFailure: 3 } }]) {
+          const t = await target(srv, fields);
+          const found = await t.identify!([next, current]);
+          expect(found.verdicts, found.detail).toEqual({ [next.fingerprint]: 'unknown', [current.fingerprint]: 'unknown' });
+          expect(found.detail).toMatch(fields.passwordPolicy ? /pwdMaxFailure 3 leaves no failed bind/ : /pwdMaxFailure is not known/);
+        }
+        await expectNoFailedBind(srv);
+      });
+    }
+
+    it('pwdMaxFailure 5 (from the config), no admin: at most one failed bind per run; the right guess costs none', async () => {
+      const srv = await server({ debugLevel: 'stats' });
+      const { current, next } = await interruptedSet(srv, false);
+      const wrongFirst = await target(srv, { passwordPolicy: { maxFailure: 5 } });
+      const guessed = await wrongFirst.identify!([next, current]);
+      expect(guessed.verdicts, guessed.detail).toEqual({ [next.fingerprint]: 'rejected', [current.fingerprint]: 'unknown' });
+      expect(guessed.detail).toMatch(/not tried: the failed-bind budget of 1 per server per run is spent/);
+      expect((await accountState(srv, ['pwdFailureTime'])).pwdFailureTime).toHaveLength(1);
+      expect(await failedBinds(srv)).toBe(1);
+      // The same run asking again spends nothing more.
+      expect((await wrongFirst.identify!([next, current])).verdicts[current.fingerprint]).toBe('unknown');
+      expect(await failedBinds(srv)).toBe(1);
+
+      const rightFirst = await target(srv, { passwordPolicy: { maxFailure: 5 } });
+      const found = await rightFirst.identify!([current, next]);
+      expect(found.verdicts[current.fingerprint], found.detail).toBe('accepted');
+      expect(await failedBinds(srv)).toBe(1);
+    });
+
+    it('a stored scheme provkey cannot check ({CRYPT}): pwdChangedTime rules out the version generated after it, at no failed bind', async () => {
+      const srv = await server({ policy: { pwdMaxFailure: '5' }, debugLevel: 'stats' });
+      const current = version(srv.servicePassword, minutesAgo(120));
+      const crypt = await cryptHash(current.value);
+      await srv.modify(srv.serviceDn, `replace: userPassword\nuserPassword: {CRYPT}${crypt}\n`);
+      await relaxModify(srv, [new Change({ operation: 'replace', modification: new Attribute({ type: 'pwdChangedTime', values: [generalizedTime(minutesAgo(90))] }) })]);
+      const next = version(makeSecret().value, new Date());
+      const t = await target(srv, { apply: ADMIN_APPLY('self', srv) });
+      // The guess says "next"; the directory's own clock says it was never set, so "current" is bound first.
+      const found = await t.identify!([next, current]);
+      expect(found.verdicts, found.detail).toEqual({ [next.fingerprint]: 'rejected', [current.fingerprint]: 'accepted' });
+      expect(found.detail).toMatch(/userPassword uses a scheme provkey cannot check/);
+      expect(found.detail).toMatch(new RegExp(`${next.fingerprint} was generated after the password last changed`));
+      expect(await failedBinds(srv)).toBe(0);
+    });
+
+    it('a locked account: every version "rejected" from pwdAccountLockedTime, without a bind', async () => {
+      const srv = await server({ policy: { pwdMaxFailure: '3' }, debugLevel: 'stats' });
+      const { current, next } = await interruptedSet(srv, false);
+      await srv.modify(srv.serviceDn, 'replace: pwdAccountLockedTime\npwdAccountLockedTime: 000001010000Z\n');
+      const t = await target(srv, { apply: ADMIN_APPLY('self', srv) });
+      const found = await t.identify!([next, current]);
+      expect(found.verdicts, found.detail).toEqual({ [next.fingerprint]: 'rejected', [current.fingerprint]: 'rejected' });
+      expect(found.detail).toMatch(/the account is locked/);
+      expect(await failedBinds(srv)).toBe(0);
+    });
+
+    it('a directory that is down: every version "unreachable", never "rejected"', async () => {
+      const srv = await server({ policy: { pwdMaxFailure: '3' } });
+      const { current, next } = await interruptedSet(srv, false);
+      const t = await target(srv, { apply: ADMIN_APPLY('self', srv) });
+      // (One good test first: the target reads its CA file once, and stop() removes it.)
+      expect((await t.test(current, { expect: 'accept' })).ok).toBe(true);
+      await srv.stop();
+      const found = await t.identify!([next, current]);
+      expect(found.verdicts, found.detail).toEqual({ [next.fingerprint]: 'unreachable', [current.fingerprint]: 'unreachable' });
+      expect(found.detail).toMatch(/ECONNREFUSED/);
+    });
+
+    it('"Password is not being changed from existing value" is the directory holding it, not a history violation', async () => {
+      // An admin with only "write" is held to the policy, so slapd checks the value against the current one.
+      const srv = await server({ provkeyAdminAccess: 'write', policy: { pwdMaxFailure: '3' }, debugLevel: 'stats' });
+      const { current, next } = await interruptedSet(srv, false);
+      // The resumed run rolls back a set that never arrived: putting `current` back is a no-op.
+      const t = await target(srv, { apply: ADMIN_APPLY('self', srv), rollback: 'admin-reset' });
+      const undone = await t.rollback({ next, current });
+      expect(undone, JSON.stringify(undone)).toMatchObject({ ok: true, detail: expect.stringMatching(/already holds .*nothing to undo/) });
+      expect(JSON.stringify(undone)).not.toMatch(/passwordInHistory|pwdInHistory/);
+      expect((await bindAs(srv, current.value)).code).toBe(0);
+      expect(await failedBinds(srv)).toBe(0);
+    });
+
+    it('a resumed admin set whose change had arrived is not applied twice', async () => {
+      const srv = await server({ policy: { pwdMaxFailure: '3', pwdMustChange: 'TRUE' }, debugLevel: 'stats' });
+      const current = asSecret(srv.servicePassword);
+      const next = makeSecret();
+      const dying = await openTarget(srv, { apply: ADMIN_APPLY('admin', srv) });
+      expect(await dying.set({ next, current, replace: true })).toMatchObject({ ok: true });
+      await dying.close();
+      const before = (await accountState(srv, ['pwdHistory'])).pwdHistory!.length;
+      const resumed = await target(srv, { apply: ADMIN_APPLY('admin', srv) });
+      expect(await resumed.set({ next, current, replace: true })).toMatchObject({ ok: true, detail: expect.stringMatching(/already holds/) });
+      expect((await accountState(srv, ['pwdHistory'])).pwdHistory).toHaveLength(before);
+      const check = await resumed.test(next, { expect: 'accept' });
+      expect(check.ok, summary(check)).toBe(true);
+      expect(await failedBinds(srv)).toBe(0);
     });
   });
 
@@ -464,23 +639,23 @@ describe('ldap target against slapd', () => {
     });
     afterAll(() => rmSync(wrongCaDir, { recursive: true, force: true }));
 
-    it('a wrong CA is never a pass: StartTLS and ldaps both end in "error" with what to fix', async () => {
+    it('a wrong CA is never a pass: StartTLS and ldaps both end in "unreachable" (never "rejected") with what to fix', async () => {
       const srv = await server();
       const wrong = await generateCa(wrongCaDir, 'not the server CA');
       for (const url of [srv.ldapUrl, srv.ldapsUrl]) {
         const t = await target(srv, { urls: [url], tls: { caFile: wrong.caFile } });
         const result = await t.test(asSecret(srv.servicePassword), { expect: 'accept' });
         expect(result.ok).toBe(false);
-        expect(result.verdict).toBe('error');
+        expect(result.verdict).toBe('unreachable');
         expect(result.probes[0]).toMatchObject({ name: 'connect', outcome: 'fail', status: 'SELF_SIGNED_CERT_IN_CHAIN' });
         expect(result.probes[0]!.detail).toMatch(/tls\.caFile/);
         expect(result.probes.slice(1).every((p) => p.outcome === 'skipped')).toBe(true);
         const applied = await t.set({ next: makeSecret(), current: asSecret(srv.servicePassword), replace: true });
-        expect(applied).toMatchObject({ ok: false, reason: 'error' });
+        expect(applied).toMatchObject({ ok: false, reason: 'unreachable' });
       }
       // No CA at all: the system trust store does not know a private CA either.
       const system = await target(srv, { tls: {} });
-      expect((await system.test(asSecret(srv.servicePassword), { expect: 'accept' })).verdict).toBe('error');
+      expect((await system.test(asSecret(srv.servicePassword), { expect: 'accept' })).verdict).toBe('unreachable');
       expect((await bindAs(srv, srv.servicePassword)).code).toBe(0);
     });
 
@@ -511,6 +686,32 @@ describe('ldap target against slapd', () => {
       expect(result).toMatchObject({ verdict: 'unreachable', ok: false });
       expect(result.probes[0]).toMatchObject({ name: 'connect', outcome: 'fail', status: 'ECONNREFUSED' });
       expect(await t.set({ next: makeSecret(), current: asSecret(srv.servicePassword), replace: true })).toMatchObject({ ok: false, reason: 'unreachable' });
+    });
+
+    it('a server that accepts the connection and never answers (slow past the timeout) is "unreachable", never "rejected"', async () => {
+      const srv = await server({ policy: { pwdMaxFailure: '3' } });
+      // A listener that takes the TCP connection and says nothing: StartTLS and binds time out.
+      const held = new Set<net.Socket>();
+      const silent = net.createServer((socket) => {
+        held.add(socket);
+        socket.on('close', () => held.delete(socket));
+      });
+      await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+      cleanups.push(async () => {
+        for (const socket of held) socket.destroy();
+        await new Promise((resolve) => silent.close(resolve));
+      });
+      const port = (silent.address() as net.AddressInfo).port;
+      const t = await target(srv, { urls: [`ldap://127.0.0.1:${port}`], timeout: '1s', apply: ADMIN_APPLY('self', srv) });
+      const current = asSecret(srv.servicePassword);
+      const next = makeSecret();
+      const result = await t.test(current, { expect: 'accept' });
+      expect(result, summary(result)).toMatchObject({ verdict: 'unreachable', ok: false });
+      expect((await t.test(next, { expect: 'reject' })).verdict).toBe('unreachable');
+      expect(await t.set({ next, current, replace: true })).toMatchObject({ ok: false, reason: 'unreachable' });
+      expect(await t.rollback({ next, current })).toMatchObject({ ok: false, reason: 'unreachable' });
+      const found = await t.identify!([next, current]);
+      expect(found.verdicts, found.detail).toEqual({ [next.fingerprint]: 'unreachable', [current.fingerprint]: 'unreachable' });
     });
   });
 

@@ -9,6 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { AuditLog } from '../../src/audit/audit-log.js';
 import { fingerprint } from '../../src/core/fingerprint.js';
 import type { KeyRecord } from '../../src/core/model.js';
 import { createFileStore } from '../../src/stores/file.js';
@@ -89,11 +90,15 @@ beforeAll(async () => {
   cli.scanner.addSecret(readonlyToken, 'read-only Vault token');
   cli.scanner.addSecret(bao.rootToken, 'Vault root token');
   cli.scanner.addSecret(adminToken, 'SCIM admin token');
+  // The test's own writes go through the audit log like provkey's (the store announces each
+  // generation there), or every later run would rightly refuse a store ahead of its log.
+  const journal = new AuditLog(path.join(dir, '.provkey/audit.jsonl'), { key: (options) => fileStore.auditKey!(options) });
   fileStore = await createFileStore('default', { type: 'file', path: '.provkey/store.enc', keyFile: '.provkey/store.key' }, {
     configDir: dir,
     env: {},
     resolveSecret: async () => '',
     debug: () => undefined,
+    journal,
   });
 });
 

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { targetSchema, type ScimTargetConfig } from '../../src/config/schema.js';
 import { resolveSecretRef } from '../../src/config/secret-ref.js';
 import { fingerprint } from '../../src/core/fingerprint.js';
@@ -15,7 +15,8 @@ import type { AdapterContext } from '../../src/stores/context.js';
 import { createScimTarget } from '../../src/targets/scim/scim-target.js';
 import type { SecretInUse, Target } from '../../src/targets/target.js';
 import { describeTargetContract, summary, testUntil, type TargetUnderTest } from '../contract/target-contract.js';
-import { sha256Hex, startScimServer, type ScimServer, type StartScimServerOptions } from '../harness/servers/scim.ts';
+import { startFaultProxy, type Fault, type FaultProxy } from '../harness/scim/fault-proxy.ts';
+import { SCIM_ADMIN_TOKEN_HOOK_SCRIPT, sha256Hex, startScimServer, type ScimServer, type StartScimServerOptions } from '../harness/servers/scim.ts';
 
 function makeSecret(): SecretInUse {
   const value = `pk_${randomBytes(24).toString('base64url')}`;
@@ -49,13 +50,15 @@ async function scimUnderTest(applier: ApplierKind, serverOptions: StartScimServe
   const applierConfig =
     applier === 'http'
       ? { type: 'http', url: server.adminUrl, authRef: 'env:SCIM_ADMIN_TOKEN' }
-      : { type: 'exec', command: server.hookCommand, timeout: '15s' };
+      : // The hook goes through the app's admin API, as a deployment script would: so it notices an app that is down.
+        { type: 'exec', command: [process.execPath, SCIM_ADMIN_TOKEN_HOOK_SCRIPT, '--admin-url', server.adminUrl], timeout: '15s', passEnv: ['SCIM_ADMIN_TOKEN'] };
   const target = await createScimTarget('entra-scim', scimConfig({ url: server.url, applier: applierConfig, propagationTimeout: '10s' }), contextFor(dir, { SCIM_ADMIN_TOKEN: adminToken }));
   return {
     target,
     initial,
     makeSecret,
     accepts: async (secret) => (await server.acceptedDigests()).includes(sha256Hex(secret.value)),
+    takeDown: () => server.stop(),
     async cleanup() {
       await server.stop();
       rmSync(dir, { recursive: true, force: true });
@@ -64,7 +67,7 @@ async function scimUnderTest(applier: ApplierKind, serverOptions: StartScimServe
 }
 
 describeTargetContract('scim, http applier (SCIMMY token endpoint)', () => scimUnderTest('http'));
-describeTargetContract('scim, exec applier (token hook)', () => scimUnderTest('exec'));
+describeTargetContract('scim, exec applier (token hook via the admin API)', () => scimUnderTest('exec'));
 describeTargetContract('scim, http applier, 400 ms propagation', () => scimUnderTest('http', { propagationMs: 400 }));
 describeTargetContract('scim, exec applier, 400 ms propagation', () => scimUnderTest('exec', { propagationMs: 400 }));
 
@@ -205,4 +208,186 @@ describe('scim target against the SCIMMY server', () => {
     if (!result.ok) expect(result.detail).toContain("'replaces' must differ from 'token'");
     expect(JSON.stringify(result)).not.toContain(token.value);
   });
+});
+
+// --- faults: an app that is down, slow, failing or not the one we trust is never "rejected" ---
+//
+// The real SCIMMY server behind a loopback fault proxy (test/harness/scim/fault-proxy.ts), once
+// per applier. Before a rotation (the current token is tested, the new one set) and during one
+// (the new token was set, then the app fails: its test, the rollback, the current token's test),
+// every fault must give "unreachable" and leave the app exactly as it was, and once the fault is
+// gone both tokens must answer as they really are: an outage says nothing about a token.
+
+const FAULTS: Array<{ name: string; fault: Fault }> = [
+  { name: 'down (connection refused)', fault: { kind: 'down' } },
+  { name: 'slow (past the request timeout)', fault: { kind: 'hang' } },
+  { name: 'answering 500', fault: { kind: 'status', status: 500 } },
+  { name: 'answering 429 with Retry-After past the bound', fault: { kind: 'status', status: 429, retryAfter: '3600' } },
+  { name: 'presenting an untrusted certificate', fault: { kind: 'untrusted-cert' } },
+];
+
+type FaultApplier = 'http' | 'exec' | 'store';
+
+interface FaultFixture {
+  server: ScimServer;
+  proxy: FaultProxy;
+  target: Target;
+  /** Makes the app accept exactly these tokens (file + admin overrides are per test fresh tokens). */
+  accepting(tokens: SecretInUse[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+async function faultFixture(applier: FaultApplier): Promise<FaultFixture> {
+  const adminToken = makeSecret().value;
+  const server = await startScimServer({ adminToken });
+  const proxy = await startFaultProxy(new URL(server.url).origin);
+  const dir = mkdtempSync(join(tmpdir(), 'provkey-scim-fault-'));
+  const applierConfig = {
+    http: { type: 'http', url: proxy.url('/admin/tokens'), authRef: 'env:SCIM_ADMIN_TOKEN', timeout: '1s' },
+    exec: {
+      type: 'exec',
+      command: [process.execPath, SCIM_ADMIN_TOKEN_HOOK_SCRIPT, '--admin-url', proxy.url('/admin/tokens'), '--ca-file', proxy.caFile],
+      timeout: '2s',
+      passEnv: ['SCIM_ADMIN_TOKEN'],
+    },
+    store: { type: 'store' },
+  }[applier];
+  const config = scimConfig({ url: proxy.url('/scim/v2'), tls: { caFile: proxy.caFile }, requestTimeout: '1s', propagationTimeout: '5s', applier: applierConfig });
+  const target = await createScimTarget('app', config, contextFor(dir, { SCIM_ADMIN_TOKEN: adminToken }));
+  return {
+    server,
+    proxy,
+    target,
+    async accepting(tokens) {
+      await server.setTokens(tokens.map((t) => t.value));
+      for (const token of tokens) expect((await testUntil(target, token, 'accept')).ok, 'fixture: the app accepts the token').toBe(true);
+    },
+    async close() {
+      await target.close();
+      await proxy.stop();
+      await server.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** What the app itself holds, asked past the proxy (the server's own state). */
+async function appAccepts(server: ScimServer, token: SecretInUse): Promise<boolean> {
+  return (await server.acceptedDigests()).includes(sha256Hex(token.value));
+}
+
+describe.each(['http', 'exec', 'store'] as const)('scim target, %s applier, behind a fault proxy', (applier) => {
+  let f: FaultFixture;
+  beforeAll(async () => {
+    f = await faultFixture(applier);
+  });
+  afterAll(async () => {
+    await f?.close();
+  });
+  beforeEach(async () => {
+    await f.proxy.fault({ kind: 'pass' });
+  });
+
+  describe.each(FAULTS)('an app $name', ({ fault }) => {
+    it('before a rotation: the current token and the set are "unreachable", nothing changes', async () => {
+      const current = makeSecret();
+      const next = makeSecret();
+      await f.accepting([current]);
+      await f.proxy.fault(fault);
+
+      const accept = await f.target.test(current, { expect: 'accept' });
+      expect(accept, summary(accept)).toMatchObject({ ok: false, verdict: 'unreachable' });
+      const reject = await f.target.test(current, { expect: 'reject' });
+      expect(reject, summary(reject)).toMatchObject({ ok: false, verdict: 'unreachable' });
+      const set = await f.target.set({ next, current, replace: false });
+      if (applier === 'store') expect(set).toMatchObject({ ok: true });
+      else expect(set).toMatchObject({ ok: false, reason: 'unreachable' });
+      const found = await f.target.identify!([next, current]);
+      expect(found.verdicts, found.detail).toEqual({ [next.fingerprint]: 'unreachable', [current.fingerprint]: 'unreachable' });
+      expect(JSON.stringify([accept, reject, set, found])).not.toContain(current.value);
+
+      await f.proxy.fault({ kind: 'pass' });
+      expect(await appAccepts(f.server, current)).toBe(true);
+      expect(await appAccepts(f.server, next)).toBe(false);
+      const after = await f.target.test(current, { expect: 'accept' });
+      expect(after.ok, summary(after)).toBe(true);
+    });
+
+    it('during a rotation: the new token\'s test, the rollback and the current token\'s test are "unreachable"; the app keeps both', async () => {
+      const current = makeSecret();
+      const next = makeSecret();
+      await f.accepting([current]);
+      if (applier === 'store') await f.server.setTokens([current.value, next.value]);
+      expect(await f.target.set({ next, current, replace: false })).toMatchObject({ ok: true });
+      expect((await testUntil(f.target, next, 'accept')).ok).toBe(true);
+      await f.proxy.fault(fault);
+
+      const nextTest = await f.target.test(next, { expect: 'accept' });
+      expect(nextTest, summary(nextTest)).toMatchObject({ ok: false, verdict: 'unreachable' });
+      const rollback = await f.target.rollback({ next, current });
+      if (applier === 'store') expect(rollback).toMatchObject({ ok: true });
+      else expect(rollback).toMatchObject({ ok: false, reason: 'unreachable' });
+      const currentTest = await f.target.test(current, { expect: 'accept' });
+      expect(currentTest, summary(currentTest)).toMatchObject({ ok: false, verdict: 'unreachable' });
+      const retire = await f.target.retire({ old: current, current: next });
+      if (applier !== 'store') expect(retire).toMatchObject({ ok: false, reason: 'unreachable' });
+
+      // The fault gone, the truth: the rollback never happened, so both still work.
+      await f.proxy.fault({ kind: 'pass' });
+      expect(await appAccepts(f.server, next)).toBe(true);
+      expect(await appAccepts(f.server, current)).toBe(true);
+      expect((await f.target.test(next, { expect: 'accept' })).verdict).toBe('accepted');
+      expect((await f.target.test(current, { expect: 'accept' })).verdict).toBe('accepted');
+      const text = JSON.stringify([nextTest, rollback, currentTest, retire]);
+      for (const secret of [current, next]) expect(text).not.toContain(secret.value);
+    });
+  });
+
+  it('a 429 with a short Retry-After is waited for and then answered: accepted, never "rejected"', async () => {
+    const current = makeSecret();
+    await f.accepting([current]);
+    await f.proxy.fault({ kind: 'status', status: 429, retryAfter: '1', times: 1 });
+    const result = await f.target.test(current, { expect: 'accept' });
+    expect(result.ok, summary(result)).toBe(true);
+    expect(f.proxy.seen().slice(0, 2).map((r) => r.answer)).toEqual([429, 'proxied']);
+  });
+
+  it('a 503 with Retry-After is waited for too', async () => {
+    const current = makeSecret();
+    await f.accepting([current]);
+    await f.proxy.fault({ kind: 'status', status: 503, retryAfter: '1', times: 1 });
+    const result = await f.target.test(current, { expect: 'accept' });
+    expect(result.ok, summary(result)).toBe(true);
+    expect(f.proxy.seen()[0]?.answer).toBe(503);
+  });
+
+  it('a wrong token through the proxy is still "rejected" (401 passes through untouched)', async () => {
+    const current = makeSecret();
+    await f.accepting([current]);
+    const result = await f.target.test(makeSecret(), { expect: 'reject' });
+    expect(result, summary(result)).toMatchObject({ ok: true, verdict: 'rejected' });
+  });
+
+  if (applier === 'http') {
+    it('http applier: a 429 from the token endpoint with a short Retry-After is sent again and succeeds', async () => {
+      const current = makeSecret();
+      const next = makeSecret();
+      await f.accepting([current]);
+      await f.proxy.fault({ kind: 'status', status: 429, retryAfter: '1', times: 1 }, { only: '/admin' });
+      expect(await f.target.set({ next, current, replace: false })).toMatchObject({ ok: true });
+      expect(f.proxy.seen().filter((r) => r.path.startsWith('/admin')).map((r) => r.answer)).toEqual([429, 'proxied']);
+      expect((await testUntil(f.target, next, 'accept')).ok).toBe(true);
+    });
+
+    it('keeps connections alive: a whole connection test reuses one TLS connection', async () => {
+      const current = makeSecret();
+      await f.accepting([current]);
+      // A fault change drops every connection: what follows opens them afresh.
+      await f.proxy.fault({ kind: 'pass' });
+      const result = await f.target.test(current, { expect: 'accept' });
+      expect(result.ok, summary(result)).toBe(true);
+      expect(f.proxy.seen().length).toBe(4);
+      expect(f.proxy.connections()).toBe(1);
+    });
+  }
 });

@@ -169,7 +169,7 @@ describe('lockout guard', () => {
     expect(failedBindBudget({ maxFailure: 5 })).toBe(3);
     expect(failedBindBudget({ maxFailure: 3 })).toBe(1);
     expect(failedBindBudget({ maxFailure: 1 })).toBe(1);
-    expect(failedBindBudget({})).toBe(2);
+    expect(failedBindBudget({})).toBe(1);
     expect(failedBindBudget({ maxFailure: 5, lockout: false })).toBe(5);
     expect(failedBindBudget({ maxFailure: 0 })).toBe(5);
   });
@@ -186,5 +186,43 @@ describe('small parsers', () => {
 
   it('DNs compare without case or spaces', () => {
     expect(normalizeDn('CN=Provisioner, OU=Services,dc=Example , dc=com')).toBe('cn=provisioner,ou=services,dc=example,dc=com');
+  });
+});
+
+describe('identify: what the directory lets provkey learn without a failed bind', () => {
+  it('checks a candidate against stored userPassword values (slapd {SSHA} recorded), and says when it cannot', async () => {
+    const { storedPasswordMatches, storedValueMatches } = await import('../../src/targets/ldap/password-hash.js');
+    const { createHash } = await import('node:crypto');
+    const salted = (algorithm: string, scheme: string, password: string, salt: Buffer) =>
+      `{${scheme}}${Buffer.concat([createHash(algorithm).update(password).update(salt).digest(), salt]).toString('base64')}`;
+    const salt = Buffer.from('a1b2c3d4', 'hex');
+    expect(storedValueMatches('Pk-right-password', salted('sha1', 'SSHA', 'Pk-right-password', salt))).toBe(true);
+    expect(storedValueMatches('Pk-wrong-password', salted('sha1', 'SSHA', 'Pk-right-password', salt))).toBe(false);
+    expect(storedValueMatches('Pk-right-password', salted('sha512', 'SSHA512', 'Pk-right-password', salt))).toBe(true);
+    expect(storedValueMatches('Pk-right-password', `{SHA256}${createHash('sha256').update('Pk-right-password').digest('base64')}`)).toBe(true);
+    expect(storedValueMatches('Pk-right-password', '{ssha}' + salted('sha1', 'SSHA', 'Pk-right-password', salt).slice(6))).toBe(true);
+    expect(storedValueMatches('plain', 'plain')).toBe(true);
+    expect(storedValueMatches('plain', '{CLEARTEXT}plain')).toBe(true);
+    expect(storedValueMatches('x', '{CRYPT}$6$salt$hash')).toBeUndefined();
+    expect(storedValueMatches('x', '{PBKDF2_SHA256}AAAA')).toBeUndefined();
+    expect(storedValueMatches('x', '{SSHA}AAAA')).toBeUndefined(); // too short to be a SHA-1 digest
+    // Over all values: one unverifiable value makes a mismatch "cannot tell".
+    expect(storedPasswordMatches('Pk-wrong-password', [salted('sha1', 'SSHA', 'Pk-right-password', salt)])).toBe(false);
+    expect(storedPasswordMatches('Pk-wrong-password', [salted('sha1', 'SSHA', 'Pk-right-password', salt), '{CRYPT}$6$x$y'])).toBeUndefined();
+    expect(storedPasswordMatches('Pk-right-password', ['{CRYPT}$6$x$y', salted('sha1', 'SSHA', 'Pk-right-password', salt)])).toBe(true);
+    expect(storedPasswordMatches('anything', [])).toBeUndefined();
+  });
+
+  it('spends one failed bind per server per run at most, none at pwdMaxFailure <= 3 or when the limit is unknown', async () => {
+    const { identifyBindBudget } = await import('../../src/targets/ldap/ppolicy.js');
+    expect(identifyBindBudget({ maxFailure: 5, lockout: true })).toBe(1);
+    expect(identifyBindBudget({ maxFailure: 3, lockout: true })).toBe(0);
+    expect(identifyBindBudget({ maxFailure: 1 })).toBe(0);
+    expect(identifyBindBudget({})).toBe(0);
+    expect(identifyBindBudget({ maxFailure: 3, lockout: false })).toBe(1);
+    expect(identifyBindBudget({ maxFailure: 0 })).toBe(1);
+    // The integration's own failures count: leave two binds of room below the limit.
+    expect(identifyBindBudget({ maxFailure: 5 }, 2)).toBe(1);
+    expect(identifyBindBudget({ maxFailure: 5 }, 3)).toBe(0);
   });
 });

@@ -13,7 +13,7 @@ import { FailedBindGuard } from '../../src/targets/ldap/bind-guard.js';
 import { parseLdapServers } from '../../src/targets/ldap/connection.js';
 import { createLdapTarget } from '../../src/targets/ldap/ldap-target.js';
 import { encodePasswordModifyRequest } from '../../src/targets/ldap/password-modify.js';
-import { combineVerdicts, judgeBind } from '../../src/targets/ldap/probes.js';
+import { combineVerdicts, judgeBind, verdictOfFailure } from '../../src/targets/ldap/probes.js';
 import { notBefore, ReplicaStates } from '../../src/targets/ldap/replication.js';
 import { applyFailure, classifyLdapError, describeResultCode } from '../../src/targets/ldap/result-codes.js';
 
@@ -131,6 +131,14 @@ describe('result codes', () => {
       detail: '53 unwillingToPerform: shadow context; no update referral',
     });
     expect(describeResultCode(52).kind).toBe('unreachable');
+    // slapd's answer to a change that sets the value the entry already has (recorded from 2.5):
+    // the directory holds it; the ppolicy error it comes with (passwordInHistory) is not the story.
+    expect(describeResultCode(19, 'Password is not being changed from existing value', { error: 8, errorName: 'passwordInHistory' })).toEqual({
+      kind: 'policy',
+      status: 19,
+      detail: '19 constraintViolation: the directory already holds this password ("Password is not being changed from existing value")',
+      alreadyHeld: true,
+    });
     expect(describeResultCode(99).detail).toBe('99 resultCode99');
   });
 
@@ -144,7 +152,10 @@ describe('result codes', () => {
     expect(applyFailure(describeResultCode(50), 'reset refused').reason).toBe('denied');
     expect(applyFailure(describeResultCode(53), 'x').reason).toBe('error');
     expect(applyFailure({ kind: 'unreachable', status: 'ECONNREFUSED', detail: 'cannot reach the server (ECONNREFUSED)' }, 'x').reason).toBe('unreachable');
-    expect(applyFailure({ kind: 'tls', status: 'CERT_HAS_EXPIRED', detail: 'TLS' }, 'x').reason).toBe('error');
+    // Not the directory we trust: as good as not reached, never a refusal.
+    expect(applyFailure({ kind: 'tls', status: 'CERT_HAS_EXPIRED', detail: 'TLS' }, 'x').reason).toBe('unreachable');
+    expect(verdictOfFailure({ kind: 'tls', status: 'CERT_HAS_EXPIRED', detail: 'TLS' })).toBe('unreachable');
+    expect(verdictOfFailure({ kind: 'unreachable', status: 'ECONNREFUSED', detail: 'x' })).toBe('unreachable');
   });
 
   it('classifies what ldapts and the socket throw, and scrubs server messages', () => {

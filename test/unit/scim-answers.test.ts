@@ -41,7 +41,8 @@ function reply(status: number, body?: unknown): HttpReply {
   return { kind: 'response', status, body, text: body === undefined ? '' : JSON.stringify(body) };
 }
 const refused: HttpReply = { kind: 'unreachable', code: 'ECONNREFUSED', message: 'connect ECONNREFUSED 127.0.0.1:9' };
-const tlsFailure: HttpReply = { kind: 'failed', code: 'DEPTH_ZERO_SELF_SIGNED_CERT', message: 'self-signed certificate' };
+const tlsFailure: HttpReply = { kind: 'unreachable', code: 'DEPTH_ZERO_SELF_SIGNED_CERT', message: 'TLS: self-signed certificate', tls: true };
+const oversized: HttpReply = { kind: 'failed', code: 'EBODYTOOLARGE', message: 'answer larger than 1048576 bytes' };
 
 describe('tokenVerdict', () => {
   it.each([
@@ -49,10 +50,16 @@ describe('tokenVerdict', () => {
     [reply(401, RECORDED.invalidToken), 'rejected'],
     [reply(403), 'rejected'],
     [reply(404, RECORDED.notFoundOutsideScim), 'error'],
-    [reply(500), 'error'],
+    // An app that cannot answer now says nothing about the token: never "rejected".
+    [reply(500), 'unreachable'],
+    [reply(502), 'unreachable'],
+    [reply(503), 'unreachable'],
+    [reply(429), 'unreachable'],
+    [reply(400), 'error'],
     [reply(302), 'error'],
     [refused, 'unreachable'],
-    [tlsFailure, 'error'],
+    [tlsFailure, 'unreachable'],
+    [oversized, 'error'],
   ] as const)('%j → %s', (r, verdict) => {
     expect(tokenVerdict(r)).toBe(verdict);
   });
@@ -172,7 +179,8 @@ describe('error details', () => {
   it('describeReply names status, or the network failure', () => {
     expect(describeReply(reply(500, { detail: 'boom' }))).toBe('HTTP 500: boom');
     expect(describeReply(reply(502))).toBe('HTTP 502');
-    expect(describeReply(tlsFailure)).toBe('DEPTH_ZERO_SELF_SIGNED_CERT: self-signed certificate');
+    expect(describeReply(tlsFailure)).toBe("unreachable: TLS: self-signed certificate (DEPTH_ZERO_SELF_SIGNED_CERT; set tls.caFile to the CA that issued the app's certificate)");
+    expect(describeReply(oversized)).toBe('EBODYTOOLARGE: answer larger than 1048576 bytes');
   });
 });
 
@@ -188,5 +196,35 @@ describe('redaction', () => {
   it('oneLine flattens control characters and whitespace', () => {
     expect(oneLine('a\r\n\tb\u0007  c')).toBe('a b c');
     expect(oneLine('x'.repeat(10), 5)).toBe('xxxx…');
+  });
+});
+
+describe('Retry-After', () => {
+  it('parses delta-seconds and HTTP dates; ignores garbage', async () => {
+    const { parseRetryAfter } = await import('../../src/targets/scim/retry-after.js');
+    const now = Date.parse('2026-12-01T08:00:00Z');
+    expect(parseRetryAfter('3', now)).toBe(3000);
+    expect(parseRetryAfter(' 0 ', now)).toBe(0);
+    expect(parseRetryAfter('Tue, 01 Dec 2026 08:00:30 GMT', now)).toBe(30_000);
+    expect(parseRetryAfter('Tue, 01 Dec 2026 07:00:00 GMT', now)).toBe(0);
+    expect(parseRetryAfter('soon', now)).toBeUndefined();
+    expect(parseRetryAfter(undefined, now)).toBeUndefined();
+  });
+
+  it('a 429 whose Retry-After is past the bound is final at once and says so', async () => {
+    const { RetryAfterBudget, sendHonouringRetryAfter } = await import('../../src/targets/scim/retry-after.js');
+    let sent = 0;
+    const http = {
+      send: async (): Promise<HttpReply> => {
+        sent += 1;
+        return { kind: 'response', status: 429, body: undefined, text: '', retryAfterMs: 3_600_000 };
+      },
+      close: () => undefined,
+    };
+    const result = await sendHonouringRetryAfter(http, { method: 'GET', url: new URL('http://127.0.0.1/'), timeoutMs: 1000 }, new RetryAfterBudget());
+    expect(sent).toBe(1);
+    expect(result).toMatchObject({ kind: 'response', status: 429, gaveUpWaitingMs: 3_600_000 });
+    expect(tokenVerdict(result)).toBe('unreachable');
+    expect(describeReply(result)).toBe("HTTP 429 (Retry-After 3600s is past provkey's bound; try later)");
   });
 });

@@ -178,11 +178,11 @@ describe('exec applier', () => {
     expect(reported.length).toBe(200);
   });
 
-  it('a hang is killed with its whole process group after the timeout', async () => {
+  it('a hang is killed with its whole process group after the timeout, and is "unreachable" (a slow app), not a refusal', async () => {
     const { options, log } = setup({ HOOK_MODE: 'hang' }, 500);
     const started = Date.now();
     const result = await runHook(options, 'apply', next);
-    expect(result).toMatchObject({ ok: false, reason: 'error', detail: expect.stringContaining('did not finish within 500ms and was killed') });
+    expect(result).toMatchObject({ ok: false, reason: 'unreachable', detail: expect.stringContaining('did not finish within 500ms and was killed') });
     expect(Date.now() - started).toBeLessThan(5000);
     const grandchild = Number(readFileSync(`${log}.grandchild`, 'utf8'));
     await expect.poll(() => isAlive(grandchild), { timeout: 3000 }).toBe(false);
@@ -206,6 +206,15 @@ describe('exec applier', () => {
     expect(ok).toMatchObject({ ok: true });
     const failed = await runHook({ ...options, command: [process.execPath, '-e', 'process.exit(4)'] }, 'apply', next);
     expect(failed).toMatchObject({ ok: false, reason: 'rejected' });
+  });
+
+  it('exit 75 (EX_TEMPFAIL) or 69 (EX_UNAVAILABLE) is "unreachable": the hook could not reach the app', async () => {
+    const { options } = setup();
+    for (const code of [75, 69]) {
+      const script = `process.stderr.write('connect ECONNREFUSED 127.0.0.1:8443\\n'); process.exit(${code})`;
+      const result = await runHook({ ...options, command: [process.execPath, '-e', script] }, 'apply', next);
+      expect(result).toMatchObject({ ok: false, reason: 'unreachable', detail: expect.stringContaining(`could not reach the app (exit ${code}): connect ECONNREFUSED`) });
+    }
   });
 });
 

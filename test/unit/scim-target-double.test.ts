@@ -156,16 +156,16 @@ describe('SCIM target vs an HTTP double: probe decisions', () => {
     expect(wrong?.detail).toMatch(/^INSECURE: the server accepted a random wrong token/);
   });
 
-  it('a 5xx is verdict "error" with the SCIM detail, and an echoed token is cut out', async () => {
+  it('a 5xx is verdict "unreachable" (never "rejected") with the SCIM detail, and an echoed token is cut out', async () => {
     const { target } = await targetFor((req, res) =>
       json(res, 500, { schemas: ['urn:ietf:params:scim:api:messages:2.0:Error'], status: '500', detail: `database down; you sent ${req.authorization}` }),
     );
     const result = await target.test(token, { expect: 'accept' });
-    expect(result).toMatchObject({ verdict: 'error', ok: false });
+    expect(result).toMatchObject({ verdict: 'unreachable', ok: false });
     expect(result.probes[0]?.detail).toBe('HTTP 500: database down; you sent Bearer [bearer token]');
     expect(JSON.stringify(result)).not.toContain(token.value);
     const rejecting = await target.test(token, { expect: 'reject' });
-    expect(rejecting).toMatchObject({ verdict: 'error', ok: false });
+    expect(rejecting).toMatchObject({ verdict: 'unreachable', ok: false });
   });
 
   it('a redirect is not followed (it would carry the token elsewhere)', async () => {
@@ -257,8 +257,8 @@ describe('http applier vs a token-endpoint double', () => {
     [403, 'denied'],
     [404, 'rejected'],
     [409, 'rejected'],
-    [500, 'error'],
-    [503, 'error'],
+    [500, 'unreachable'],
+    [503, 'unreachable'],
   ] as const)('HTTP %i → %s, with the endpoint\'s detail and no token in it', async (status, reason) => {
     const { target } = await applierTarget(status, (req: SeenRequest) => ({ detail: `refused ${req.body} with ${req.authorization}` }));
     const result = await target.set({ next, current: token, replace: true });
@@ -270,7 +270,7 @@ describe('http applier vs a token-endpoint double', () => {
 
   it('rollback stops when the remove fails', async () => {
     const { target, double } = await applierTarget(500);
-    expect(await target.rollback({ next, current: token })).toMatchObject({ ok: false, reason: 'error' });
+    expect(await target.rollback({ next, current: token })).toMatchObject({ ok: false, reason: 'unreachable' });
     expect(double.seen).toHaveLength(1);
   });
 
@@ -323,15 +323,15 @@ describe.runIf(hasOpenssl)('TLS: verified by default, tls.caFile adds a CA, tls.
     return target;
   }
 
-  it('an unknown CA is refused: verdict "error" naming the certificate problem', async () => {
+  it('an unknown CA is refused: verdict "unreachable" (not the app we trust), naming the certificate problem', async () => {
     const result = await (await tlsTarget({})).test(token, { expect: 'accept' });
-    expect(result).toMatchObject({ verdict: 'error', ok: false });
+    expect(result).toMatchObject({ verdict: 'unreachable', ok: false });
     expect(result.probes[0]?.status).toMatch(/SELF_SIGNED|UNABLE_TO_VERIFY/);
   });
 
   it('with the CA but the wrong name, the hostname check still fails', async () => {
     const result = await (await tlsTarget({ tls: { caFile: 'ca.pem' } })).test(token, { expect: 'accept' });
-    expect(result).toMatchObject({ verdict: 'error', ok: false });
+    expect(result).toMatchObject({ verdict: 'unreachable', ok: false });
     expect(result.probes[0]?.status).toBe('ERR_TLS_CERT_ALTNAME_INVALID');
   });
 

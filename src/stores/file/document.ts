@@ -11,6 +11,12 @@ export interface StoreDocument {
   /** Bumped on every write; a key's revision is the sequence of its last write, so a key that is
    * deleted and added again never gets back a revision an old reader still holds. */
   sequence: number;
+  /**
+   * Bumped on every write, and announced in the audit log before the write commits (see
+   * audit/generation.ts): how a put-back older copy of this file is told apart from the newest.
+   * Absent in stores written before generations (read as 0).
+   */
+  generation?: number;
   /** Sorted by name. An array rather than an object so a key named "__proto__" is just a key. */
   keys: StoredKey[];
 }
@@ -34,6 +40,7 @@ const stateSchema = lifecycleStateSchema;
 const count = v.pipe(v.number(), v.integer(), v.minValue(0));
 const documentSchema = v.strictObject({
   sequence: count,
+  generation: v.optional(count),
   keys: v.array(
     v.strictObject({
       name: v.pipe(v.string(), v.minLength(1)),

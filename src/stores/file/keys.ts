@@ -1,6 +1,8 @@
 import { createHash, randomBytes, scrypt } from 'node:crypto';
 import { link, mkdir, open, rm } from 'node:fs/promises';
 import path from 'node:path';
+import { openStateFile } from '../../io/safe-file.js';
+import { tempPathFor } from '../../io/stale-temp.js';
 import { syncDirectory } from './atomic-write.js';
 import { decodeBase64, type Kdf } from './envelope.js';
 import { fileStoreError, fsFailure } from './errors.js';
@@ -34,11 +36,14 @@ export function newScryptKdf(): ScryptKdf {
 export async function loadKeyFile(keyFile: string): Promise<Buffer | undefined> {
   let handle;
   try {
-    handle = await open(keyFile, 'r');
+    // No FIFO waited on (see io/safe-file.ts). A link is followed here, unlike for the files
+    // provkey writes: a Kubernetes Secret volume mounts every key as a symlink, and the key file
+    // is only read; the mode check below is on the file the link leads to.
+    handle = await openStateFile(keyFile, 'read', 'key file', { followLinks: true });
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw fsFailure('read key file', keyFile, error);
   }
+  if (!handle) return undefined;
   try {
     // fstat on the open handle: the mode we check is the mode of the file we read.
     const info = await handle.stat();
@@ -81,7 +86,7 @@ export async function createKeyFile(keyFile: string): Promise<Buffer> {
 }
 
 async function placeNewFile(file: string, text: string): Promise<void> {
-  const temp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  const temp = tempPathFor(file);
   try {
     await writeNewFile(temp, text);
     try {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Attribute, Change, type Client } from 'ldapts';
 import { passwordModify, type PasswordModifyRequest } from './password-modify.js';
-import { firstValue, parseGeneralizedTime, PasswordPolicyControl, type DirectoryPolicy, type PasswordPolicyResponse } from './ppolicy.js';
+import { attributeValues, firstValue, parseGeneralizedTime, PasswordPolicyControl, type DirectoryPolicy, type PasswordPolicyResponse } from './ppolicy.js';
 import { classifyLdapError, type LdapFailure } from './result-codes.js';
 
 /**
@@ -10,18 +10,24 @@ import { classifyLdapError, type LdapFailure } from './result-codes.js';
  * Expected failures are values carrying the result code and any ppolicy error.
  */
 
-export type Step = { ok: true; ppolicy?: PasswordPolicyResponse } | { ok: false; failure: LdapFailure };
+/** `alreadyHeld`: the directory answered that the account has this password already (nothing changed). */
+export type Step = { ok: true; ppolicy?: PasswordPolicyResponse; alreadyHeld?: true } | { ok: false; failure: LdapFailure };
 
 type Scrub = (text: string) => string;
 
-/** RFC 3062 with the ppolicy control, so a 19 says which rule refused the password. */
+/**
+ * RFC 3062 with the ppolicy control, so a 19 says which rule refused the password. Setting the
+ * value the account already has is success: the directory holds it (see LdapFailure.alreadyHeld).
+ */
 export async function changePassword(client: Client, request: PasswordModifyRequest, scrub: Scrub): Promise<Step> {
   const control = new PasswordPolicyControl();
   try {
     await passwordModify(client, request, [control]);
     return { ok: true, ...(control.response ? { ppolicy: control.response } : {}) };
   } catch (error) {
-    return { ok: false, failure: classifyLdapError(error, scrub, control.response) };
+    const failure = classifyLdapError(error, scrub, control.response);
+    if (failure.alreadyHeld) return { ok: true, alreadyHeld: true };
+    return { ok: false, failure };
   }
 }
 
@@ -71,4 +77,43 @@ export function throwAwayPassword(policy: DirectoryPolicy): string {
   if (policy.maxLength !== undefined && policy.maxLength > 0) length = Math.min(length, policy.maxLength);
   const body = randomBytes(length).toString('base64url');
   return `Aa1-${body}`.slice(0, Math.max(length, 8));
+}
+
+/** What the account entry shows without a bind as the account: read by an admin (or anonymously, where allowed). */
+export interface AccountEvidence {
+  /** userPassword values as stored (hashes); empty when not readable. */
+  passwords: string[];
+  /** pwdChangedTime: when the password last changed. */
+  changedAt?: Date;
+  /** pwdAccountLockedTime, when the account is locked. */
+  lockedSince?: string;
+  /** pwdFailureTime values: failed binds the directory holds against the account now. */
+  failures: number;
+  entryCsn?: string;
+}
+
+/** Reads the account's password state; undefined when the entry is not visible to this connection. */
+export async function readAccountEvidence(client: Client, accountDn: string): Promise<AccountEvidence | undefined> {
+  try {
+    const result = await client.search(accountDn, {
+      scope: 'base',
+      filter: '(objectClass=*)',
+      attributes: ['userPassword', 'pwdChangedTime', 'pwdAccountLockedTime', 'pwdFailureTime', 'entryCSN'],
+    });
+    const entry = result.searchEntries[0];
+    if (!entry) return undefined;
+    const changed = firstValue(entry, 'pwdChangedTime');
+    const locked = firstValue(entry, 'pwdAccountLockedTime');
+    const csn = firstValue(entry, 'entryCSN');
+    const changedAt = changed ? parseGeneralizedTime(changed) : undefined;
+    return {
+      passwords: attributeValues(entry, 'userPassword'),
+      ...(changedAt ? { changedAt } : {}),
+      ...(locked ? { lockedSince: locked } : {}),
+      failures: attributeValues(entry, 'pwdFailureTime').length,
+      ...(csn ? { entryCsn: csn } : {}),
+    };
+  } catch {
+    return undefined;
+  }
 }

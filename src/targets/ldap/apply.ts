@@ -1,6 +1,7 @@
 import type { Client } from 'ldapts';
 import type { ApplyResult, SecretInUse } from '../target.js';
-import { changePassword, clearPasswordReset } from './account.js';
+import { changePassword, clearPasswordReset, readAccountEvidence } from './account.js';
+import { storedPasswordMatches } from './password-hash.js';
 import type { LdapServer } from './connection.js';
 import { passwordProblem } from './ppolicy.js';
 import { bindWithPolicy, type BindResult } from './probes.js';
@@ -49,6 +50,7 @@ async function setAsSelf(state: LdapTargetState, next: SecretInUse, current: Sec
       const changed = await changePassword(client, { user: state.config.bindDn, oldPassword: current.value, newPassword: next.value }, state.scrub);
       if (!changed.ok) return state.refused(next, applyFailure(changed.failure, `password modify (self) on ${server.url} refused ${next.fingerprint}`));
       await state.changed(next, current, { client, watchers });
+      if (changed.alreadyHeld) return { ok: true, detail: `the directory already holds ${next.fingerprint} on ${server.url} (nothing to change)` };
       return { ok: true, detail: `password modify as ${state.config.bindDn} on ${server.url}` };
     } finally {
       await watchers.close();
@@ -69,6 +71,12 @@ async function setAsAdmin(state: LdapTargetState, next: SecretInUse, current: Se
     await state.loadPolicyOn(admin, 'admin');
     const problem = passwordProblem(next.value, state.policy);
     if (problem) return state.refused(next, { ok: false, reason: 'policy', detail: `${next.fingerprint}: ${problem}` });
+    // A resumed set whose change had already arrived: resetting again would only put `next`
+    // into the history (and, under pwdMustChange, make the account's own change to it fail).
+    const stored = await readAccountEvidence(admin, state.config.bindDn);
+    if (stored && storedPasswordMatches(next.value, stored.passwords) === true) {
+      return { ok: true, detail: `the directory already holds ${next.fingerprint} (userPassword read as ${state.setup.admin!.dn}); nothing to change` };
+    }
     const watchers = await openWatchers(state, 'admin');
     try {
       return await resetAsAdmin(state, admin, next, current, watchers);
@@ -89,6 +97,7 @@ async function resetAsAdmin(state: LdapTargetState, admin: Client, next: SecretI
     await state.changed(next, current, { client: admin, watchers });
     const usable = await ensureNoPendingChange(state, admin, server, next);
     if (!usable.ok) return usable;
+    if (reset.alreadyHeld) return { ok: true, detail: `the directory already holds ${next.fingerprint} on ${server.url} (nothing to change)` };
     return { ok: true, detail: `admin reset by ${state.setup.admin!.dn} on ${server.url}` };
   }
 
@@ -155,5 +164,6 @@ async function restoreAsAdmin(state: LdapTargetState, admin: Client, current: Se
   await state.changed(current, next, { client: admin, watchers });
   const cleared = await clearPasswordReset(admin, bindDn, state.scrub);
   const note = cleared.ok ? '' : `; pwdReset could not be cleared (${cleared.failure.detail}), so under pwdMustChange the account must change its password before it can search`;
+  if (reset.alreadyHeld) return { ok: true, detail: `the directory already holds ${current.fingerprint}: ${next.fingerprint} never replaced it, nothing to undo${note}` };
   return { ok: true, detail: `admin reset back to ${current.fingerprint} by ${state.setup.admin!.dn}${note}` };
 }

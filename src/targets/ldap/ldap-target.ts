@@ -3,10 +3,11 @@ import { parseDuration } from '../../core/duration.js';
 import { ConfigError } from '../../core/errors.js';
 import type { GenerationPolicy } from '../../core/keygen.js';
 import type { AdapterContext } from '../../stores/context.js';
-import type { ApplyResult, ConnectionTest, SecretInUse, Target, TargetCapabilities, TestOptions } from '../target.js';
+import type { ApplyResult, ConnectionTest, Identification, SecretInUse, Target, TargetCapabilities, TestOptions } from '../target.js';
 import { readPasswordChangedTime } from './account.js';
 import { setPassword } from './apply.js';
 import { parseLdapServers } from './connection.js';
+import { identifyPassword } from './identify.js';
 import { testPassword } from './connection-test.js';
 import { negativeProbeFor, validateGenerationPolicy, type ConfiguredPolicy, type EffectivePolicy } from './ppolicy.js';
 import { bindWithPolicy } from './probes.js';
@@ -60,7 +61,7 @@ export async function createLdapTarget(keyName: string, config: LdapTargetConfig
 
 /**
  * The Target interface over the operations, one module each: connection-test.ts, apply.ts
- * (set), retire.ts, rollback.ts; what they share is in target-state.ts. The directory's
+ * (set), retire.ts, rollback.ts, identify.ts; what they share is in target-state.ts. The directory's
  * password policy (checkGenerationPolicy) and the account's expiry (expiresAt) are here.
  */
 class LdapTarget implements Target {
@@ -100,6 +101,11 @@ class LdapTarget implements Target {
 
   rollback(change: { next: SecretInUse; current?: SecretInUse }): Promise<ApplyResult> {
     return rollbackPassword(this.#state, change);
+  }
+
+  /** Which candidate the account has, within the failed-bind budget (identify.ts). */
+  identify(candidates: SecretInUse[]): Promise<Identification> {
+    return identifyPassword(this.#state, candidates);
   }
 
   /**

@@ -395,8 +395,8 @@ export function lowFailureLimit(policy: DirectoryPolicy): boolean {
 export function failedBindBudget(policy: DirectoryPolicy): number {
   // Failures lock nothing: still stay polite.
   if (policy.lockout === false || policy.maxFailure === 0) return 5;
-  // Unknown limit: assume a strict one.
-  if (policy.maxFailure === undefined) return 2;
+  // Unknown limit: assume a strict one (at pwdMaxFailure 3, two runs of two would lock it).
+  if (policy.maxFailure === undefined) return 1;
   return Math.max(1, policy.maxFailure - 2);
 }
 
@@ -413,4 +413,17 @@ export function parseGeneralizedTime(text: string): Date | undefined {
     t -= sign * offset * 60_000;
   }
   return Number.isNaN(t) ? undefined : new Date(t);
+}
+
+/**
+ * Failed binds `identify` may spend per server in one run: one, and none when the policy locks
+ * at 3 failures or fewer, when the limit is not known (assume a strict one), or when the
+ * failures the directory already holds (the integration's own, pwdFailureTime) leave less than
+ * two binds of room below pwdMaxFailure.
+ */
+export function identifyBindBudget(policy: DirectoryPolicy, failuresHeld?: number): number {
+  if (policy.lockout === false || policy.maxFailure === 0) return 1;
+  if (policy.maxFailure === undefined || lowFailureLimit(policy)) return 0;
+  if (failuresHeld !== undefined && failuresHeld + 1 > policy.maxFailure - 2) return 0;
+  return 1;
 }

@@ -22,10 +22,13 @@ export function probeConnect(connection: Connection, label: string): Probe {
   return { name: 'connect', outcome: 'fail', status: connection.failure.status, ms: connection.ms, detail: `${label}: ${connection.failure.detail}` };
 }
 
-/** What connecting failed with, as the verdict on the secret: it was never tried. */
+/**
+ * What connecting failed with, as the verdict on the secret: it was never tried. A certificate
+ * provkey does not trust means the directory it meant was not reached: "unreachable".
+ */
 export function verdictOfFailure(failure: LdapFailure): Verdict {
   if (failure.kind === 'rejected') return 'rejected';
-  if (failure.kind === 'unreachable') return 'unreachable';
+  if (failure.kind === 'unreachable' || failure.kind === 'tls') return 'unreachable';
   return 'error';
 }
 

@@ -1,6 +1,6 @@
 import type { ApplyResult } from '../target.js';
 import type { PasswordPolicyResponse } from './ppolicy.js';
-import { isUnreachableCode } from '../network-errors.js';
+import { isTlsErrorCode as isSharedTlsErrorCode, isUnreachableCode } from '../network-errors.js';
 
 /**
  * LDAP result codes (RFC 4511 §A.2), network and TLS failures, turned into one clear line and
@@ -28,7 +28,17 @@ export interface LdapFailure {
   status: number | string;
   /** One line, no secret: "49 invalidCredentials (ppolicy: accountLocked)". */
   detail: string;
+  /**
+   * slapd's "Password is not being changed from existing value" (19, ppolicy passwordInHistory):
+   * the value sent is the one the account already has. Not a history violation: proof that the
+   * directory holds it (a resumed set that had already arrived, a rollback to a password that
+   * was never replaced).
+   */
+  alreadyHeld?: true;
 }
+
+/** slapd ppolicy's text when a change would set the password the entry already has. */
+const ALREADY_HELD = /password is not being changed from existing value/i;
 
 const RESULT_CODES: Record<number, string> = {
   0: 'success',
@@ -98,7 +108,7 @@ const TLS_HINTS: Record<string, string> = {
 
 
 export function isTlsErrorCode(code: string): boolean {
-  return code in TLS_HINTS || code.startsWith('ERR_TLS_') || code.startsWith('ERR_SSL_') || /CERT|_SIGNATURE|ISSUER/.test(code);
+  return code in TLS_HINTS || isSharedTlsErrorCode(code);
 }
 
 /** A ppolicy response as words: "ppolicy: passwordInHistory". */
@@ -138,6 +148,9 @@ export function classifyLdapError(error: unknown, scrub: (text: string) => strin
 /** One result code (with the server's diagnostic message and any ppolicy error) as a failure. */
 export function describeResultCode(code: number, diagnostic = '', ppolicy?: PasswordPolicyResponse): LdapFailure {
   const name = resultCodeName(code);
+  if (code === 19 && ALREADY_HELD.test(diagnostic)) {
+    return { kind: 'policy', status: code, detail: `${code} ${name}: the directory already holds this password ("${diagnostic}")`, alreadyHeld: true };
+  }
   const pp = ppolicy?.errorName;
   const meaning = pp ? ppolicyMeaning(pp) : undefined;
   const parts = [`${code} ${name}`];
@@ -172,14 +185,15 @@ function firstLine(text: string): string {
   return text.split('\n')[0]!.trim();
 }
 
-/** An ApplyResult for a failure: 19 → policy, 49/50 → denied, no answer → unreachable. */
+/** An ApplyResult for a failure: 19 → policy, 49/50 → denied, no answer or an untrusted certificate → unreachable. */
 export function applyFailure(failure: LdapFailure, what: string, reason?: Extract<ApplyResult, { ok: false }>['reason']): Extract<ApplyResult, { ok: false }> {
   const byKind = {
     rejected: 'denied',
     denied: 'denied',
     policy: 'policy',
     unreachable: 'unreachable',
-    tls: 'error',
+    // Not the server we trust: as good as not reached, never a verdict on the credential.
+    tls: 'unreachable',
     error: 'error',
   } as const;
   return { ok: false, reason: reason ?? byKind[failure.kind], detail: `${what}: ${failure.detail}` };

@@ -1,6 +1,7 @@
 import type { ApplyResult, SecretInUse } from '../target.js';
 import { adminRestore } from './apply.js';
 import { bindWithPolicy } from './probes.js';
+import { applyFailure } from './result-codes.js';
 import { WRITE_SERVER, type LdapTargetState } from './target-state.js';
 
 /**
@@ -61,6 +62,8 @@ async function keepNewIfItBinds(state: LdapTargetState, next: SecretInUse, curre
     async (client): Promise<ApplyResult | undefined> => {
       const withNext = await bindWithPolicy(client, state.config.bindDn, next.value, state.scrub);
       state.recordBind(WRITE_SERVER, next, withNext.ok, withNext.failure);
+      // No answer is no verdict: never report "neither binds" for a server that did not answer.
+      if (!withNext.ok && withNext.failure!.kind !== 'rejected') return applyFailure(withNext.failure!, `bind with ${next.fingerprint} on ${server.url}`);
       if (withNext.ok && withNext.ppolicy?.errorName !== 'changeAfterReset') {
         const kept: KeptNextResult = {
           ok: true,
@@ -72,8 +75,9 @@ async function keepNewIfItBinds(state: LdapTargetState, next: SecretInUse, curre
       const withCurrent = await bindWithPolicy(client, state.config.bindDn, current.value, state.scrub);
       state.recordBind(WRITE_SERVER, current, withCurrent.ok, withCurrent.failure);
       if (withCurrent.ok) return { ok: true, detail: `${next.fingerprint} is not in effect and ${current.fingerprint} still binds: nothing to undo` };
+      if (withCurrent.failure!.kind !== 'rejected') return applyFailure(withCurrent.failure!, `bind with ${current.fingerprint} on ${server.url}`);
       return undefined;
     },
-    () => undefined,
+    (failure) => applyFailure(failure, `cannot connect to ${server.url}`),
   );
 }

@@ -69,6 +69,8 @@ export class LdapTargetState {
   readonly #rejections = new Map<string, Map<number, SeenRejection>>();
   /** Every value this target handled, cut out of any server message before it is shown. */
   readonly #secrets = new Set<string>();
+  /** Failed binds as the account per server in this run (this target's life): the identify budget. */
+  readonly #failedThisRun = new Map<number, number>();
   /** Passwords whose `set` the directory refused before the account changed: nothing to roll back. */
   readonly #untouched = new Set<string>();
   #policy: EffectivePolicy;
@@ -101,6 +103,7 @@ export class LdapTargetState {
       return;
     }
     if (failure?.kind !== 'rejected') return;
+    this.#failedThisRun.set(index, (this.#failedThisRun.get(index) ?? 0) + 1);
     this.guard.failed(index, secret.fingerprint);
     // A replica refusing the password a change is still bringing to it says nothing lasting.
     const change = this.change;
@@ -108,6 +111,11 @@ export class LdapTargetState {
     const servers = this.#rejections.get(secret.fingerprint) ?? new Map<number, SeenRejection>();
     servers.set(index, { at: new Date().toISOString(), status: failure.status, detail: failure.detail });
     this.#rejections.set(secret.fingerprint, servers);
+  }
+
+  /** Failed binds as the account this target caused on a server so far (never reset by a success). */
+  failedBindsThisRun(index: number): number {
+    return this.#failedThisRun.get(index) ?? 0;
   }
 
   /**

@@ -6,13 +6,17 @@ import { rootCertificates } from 'node:tls';
 import { ConfigError } from '../../core/errors.js';
 import type { SecretInUse } from '../target.js';
 import { scrubSecrets } from './redact.js';
-import { isUnreachableCode } from '../network-errors.js';
+import { parseRetryAfter } from './retry-after.js';
+import { isTlsErrorCode, isUnreachableCode } from '../network-errors.js';
 
 /**
  * A deliberately small HTTP client on node:http/https (undici is inside Node but cannot be
  * imported without installing it, and its Agent is what a custom CA needs). It never
  * follows redirects (a redirect would carry the bearer token to another place), never
- * throws for an HTTP status or a network failure, and keeps response headers to itself.
+ * throws for an HTTP status or a network failure, and keeps response headers to itself
+ * (only Retry-After is read). Connections are kept alive between the requests of one target
+ * (a test is five requests); a request that finds its reused connection closed by the server
+ * is sent once more on a new one.
  */
 
 export interface HttpTlsOptions {
@@ -38,10 +42,22 @@ export interface HttpRequest {
 }
 
 export type HttpReply =
-  | { kind: 'response'; status: number; body: unknown; text: string }
-  /** Refused, DNS, reset, timeout: the server could not be reached (verdict "unreachable"). */
-  | { kind: 'unreachable'; code: string; message: string }
-  /** TLS verification or protocol failure: reached something, but not a server we trust. */
+  | {
+      kind: 'response';
+      status: number;
+      body: unknown;
+      text: string;
+      /** Retry-After of a 429/503, in ms from when it arrived. */
+      retryAfterMs?: number;
+      /** Set by sendHonouringRetryAfter: the server asked for this wait, longer than provkey's bound. */
+      gaveUpWaitingMs?: number;
+    }
+  /**
+   * Refused, DNS, reset, timeout, or a TLS certificate provkey does not trust: the server we
+   * mean could not be reached (verdict "unreachable", never "rejected").
+   */
+  | { kind: 'unreachable'; code: string; message: string; tls?: true }
+  /** Reached it, but the exchange broke (an oversized or malformed answer). */
   | { kind: 'failed'; code: string; message: string };
 
 export interface HttpClient {
@@ -58,10 +74,11 @@ const MAX_BODY_BYTES = 1 << 20;
  */
 export function createHttpClient(tls: HttpTlsOptions, context: { configDir: string }, caField: string): HttpClient {
   let agent: Promise<https.Agent> | undefined;
-  const plainAgent = new http.Agent({ keepAlive: false });
+  // Idle sockets are unref'd by the agent, so a kept-alive connection never holds the process open.
+  const plainAgent = new http.Agent({ keepAlive: true, maxSockets: 4 });
   const httpsAgent = (): Promise<https.Agent> =>
     (agent ??= (async () => {
-      if (!tls.caFile) return new https.Agent({ keepAlive: false });
+      if (!tls.caFile) return new https.Agent({ keepAlive: true, maxSockets: 4 });
       const file = path.resolve(context.configDir, tls.caFile);
       let ca: Buffer;
       try {
@@ -70,7 +87,7 @@ export function createHttpClient(tls: HttpTlsOptions, context: { configDir: stri
         throw new ConfigError(`${caField}: cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`);
       }
       // `ca` replaces Node's bundled roots; keep them so a public certificate still verifies.
-      return new https.Agent({ keepAlive: false, ca: [...rootCertificates, ca.toString('utf8')] });
+      return new https.Agent({ keepAlive: true, maxSockets: 4, ca: [...rootCertificates, ca.toString('utf8')] });
     })().catch((error: unknown) => {
       agent = undefined; // a fixed file works on the next request
       throw error;
@@ -82,7 +99,13 @@ export function createHttpClient(tls: HttpTlsOptions, context: { configDir: stri
       const transport = secure
         ? { module: https, agent: await httpsAgent() }
         : { module: http, agent: plainAgent };
-      return sendOnce(request, transport.module, transport.agent, secure ? tls.serverName : undefined);
+      const serverName = secure ? tls.serverName : undefined;
+      const { stale, ...first } = await sendOnce(request, transport.module, transport.agent, serverName);
+      // A kept-alive connection the server had closed while idle: sent again on a new one once
+      // (every request provkey sends is idempotent: probes are reads, applier actions repeatable).
+      if (!stale) return first;
+      const { stale: _again, ...second } = await sendOnce(request, transport.module, transport.agent, serverName);
+      return second;
     },
     close() {
       plainAgent.destroy();
@@ -96,7 +119,7 @@ function sendOnce(
   module: typeof http | typeof https,
   agent: http.Agent,
   serverName: string | undefined,
-): Promise<HttpReply> {
+): Promise<HttpReply & { stale?: true }> {
   const mediaType = request.mediaType ?? 'application/json';
   const payload = request.body === undefined ? undefined : Buffer.from(JSON.stringify(request.body), 'utf8');
   const headers: http.OutgoingHttpHeaders = { accept: `${mediaType}, application/json;q=0.9` };
@@ -106,9 +129,9 @@ function sendOnce(
     headers['content-length'] = payload.length;
   }
 
-  return new Promise<HttpReply>((resolve) => {
+  return new Promise<HttpReply & { stale?: true }>((resolve) => {
     let settled = false;
-    const finish = (reply: HttpReply): void => {
+    const finish = (reply: HttpReply & { stale?: true }): void => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
@@ -127,7 +150,11 @@ function sendOnce(
       req.destroy();
     }, request.timeoutMs);
 
-    req.on('error', (error: NodeJS.ErrnoException) => finish(classifyNetworkError(error)));
+    req.on('error', (error: NodeJS.ErrnoException) => {
+      const reply = classifyNetworkError(error);
+      const stale = req.reusedSocket && reply.kind === 'unreachable' && (reply.code === 'ECONNRESET' || reply.code === 'EPIPE');
+      finish(stale ? { ...reply, stale: true } : reply);
+    });
     req.on('response', (res) => {
       const chunks: Buffer[] = [];
       let size = 0;
@@ -145,7 +172,9 @@ function sendOnce(
         // Scrub before parsing or truncating: a cut-off token would no longer match.
         const bearer = request.bearer === undefined ? undefined : { value: request.bearer, fingerprint: '[bearer token]' };
         const text = scrubSecrets(Buffer.concat(chunks).toString('utf8'), [...(request.redact ?? []), bearer]);
-        finish({ kind: 'response', status: res.statusCode ?? 0, body: parseJson(text), text });
+        const status = res.statusCode ?? 0;
+        const retryAfter = status === 429 || status === 503 ? parseRetryAfter(headerText(res.headers['retry-after'])) : undefined;
+        finish({ kind: 'response', status, body: parseJson(text), text, ...(retryAfter === undefined ? {} : { retryAfterMs: retryAfter }) });
       });
     });
     req.end(payload);
@@ -161,9 +190,14 @@ function parseJson(text: string): unknown {
   }
 }
 
+function headerText(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
 function classifyNetworkError(error: NodeJS.ErrnoException): HttpReply {
   const code = error.code ?? 'ERROR';
   // Node's messages name the host and port ("connect ECONNREFUSED 127.0.0.1:9"), never headers.
   const message = error.message.split('\n')[0] ?? code;
+  if (isTlsErrorCode(code)) return { kind: 'unreachable', code, message: `TLS: ${message}`, tls: true };
   return isUnreachableCode(code) ? { kind: 'unreachable', code, message } : { kind: 'failed', code, message };
 }

@@ -9,13 +9,23 @@ export const PATCH_OP_SCHEMA = 'urn:ietf:params:scim:api:messages:2.0:PatchOp';
 export const USER_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:User';
 export const SERVICE_PROVIDER_CONFIG_SCHEMA = 'urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig';
 
-/** What a reply says about the bearer token that was sent. */
+/**
+ * What a reply says about the bearer token that was sent. Only a 401/403 is a refusal of the
+ * token. A 5xx, or a 429 still there after Retry-After, is the app not working now: it says
+ * nothing about the token, so it is "unreachable" (resumed later), never "rejected".
+ */
 export function tokenVerdict(reply: HttpReply): Verdict {
   if (reply.kind === 'unreachable') return 'unreachable';
   if (reply.kind === 'failed') return 'error';
   if (reply.status === 401 || reply.status === 403) return 'rejected';
   if (reply.status >= 200 && reply.status < 300) return 'accepted';
+  if (isServiceUnavailable(reply)) return 'unreachable';
   return 'error';
+}
+
+/** 429 Too Many Requests or any 5xx: the app cannot answer for the token right now. */
+export function isServiceUnavailable(reply: HttpReply): boolean {
+  return reply.kind === 'response' && (reply.status === 429 || (reply.status >= 500 && reply.status < 600));
 }
 
 export function isRejection(reply: HttpReply): boolean {
@@ -27,10 +37,11 @@ export function isRejection(reply: HttpReply): boolean {
  * Only the status and the body's error text; never headers.
  */
 export function describeReply(reply: HttpReply): string {
-  if (reply.kind === 'unreachable') return `unreachable: ${oneLine(reply.message)}`;
+  if (reply.kind === 'unreachable') return `unreachable: ${oneLine(reply.message)}${reply.tls ? ` (${reply.code}; set tls.caFile to the CA that issued the app's certificate)` : ''}`;
   if (reply.kind === 'failed') return `${reply.code}: ${oneLine(reply.message)}`;
   const detail = scimErrorDetail(reply.body, reply.text);
-  return detail ? `HTTP ${reply.status}: ${detail}` : `HTTP ${reply.status}`;
+  const waited = reply.gaveUpWaitingMs === undefined ? '' : ` (Retry-After ${Math.ceil(reply.gaveUpWaitingMs / 1000)}s is past provkey's bound; try later)`;
+  return `HTTP ${reply.status}${detail ? `: ${detail}` : ''}${waited}`;
 }
 
 /**

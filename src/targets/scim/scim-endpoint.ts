@@ -1,5 +1,6 @@
 import { endpointUrl } from './endpoint-url.js';
 import type { HttpClient, HttpReply, HttpRequest } from './http-client.js';
+import { RetryAfterBudget, sendHonouringRetryAfter } from './retry-after.js';
 
 /** The SCIM service provider as the probes see it: base URL + HTTP client + per-request timeout. */
 export interface ScimEndpoint {
@@ -12,17 +13,25 @@ export interface ScimEndpoint {
 
 export const SCIM_MEDIA_TYPE = 'application/scim+json';
 
-export function scimEndpoint(base: URL, http: HttpClient, timeoutMs: number): ScimEndpoint {
+/**
+ * `budget` bounds the Retry-After waits of every request made through this endpoint: give
+ * each connection test its own, so a rate-limited app costs one bounded wait per test.
+ */
+export function scimEndpoint(base: URL, http: HttpClient, timeoutMs: number, budget = new RetryAfterBudget()): ScimEndpoint {
   return {
     request(method, path, options) {
-      return http.send({
-        method,
-        url: endpointUrl(base, path, options.query),
-        bearer: options.bearer,
-        body: options.body,
-        timeoutMs,
-        mediaType: SCIM_MEDIA_TYPE,
-      });
+      return sendHonouringRetryAfter(
+        http,
+        {
+          method,
+          url: endpointUrl(base, path, options.query),
+          bearer: options.bearer,
+          body: options.body,
+          timeoutMs,
+          mediaType: SCIM_MEDIA_TYPE,
+        },
+        budget,
+      );
     },
   };
 }

@@ -2,9 +2,9 @@ import type { ScimTargetConfig } from '../../config/schema.js';
 import { parseDuration } from '../../core/duration.js';
 import { ConfigError } from '../../core/errors.js';
 import type { AdapterContext } from '../../stores/context.js';
-import type { ConnectionTest, Probe, SecretInUse, Target, TargetCapabilities, TestOptions, Verdict } from '../target.js';
+import type { CandidateVerdict, ConnectionTest, Identification, Probe, SecretInUse, Target, TargetCapabilities, TestOptions, Verdict } from '../target.js';
 import type { TokenApplier } from './appliers/applier.js';
-import { createExecApplier } from './appliers/exec.js';
+import { assertHookTrusted, createExecApplier } from './appliers/exec.js';
 import { createHttpApplier } from './appliers/http.js';
 import { createStoreApplier } from './appliers/store.js';
 import { parseEndpointUrl } from './endpoint-url.js';
@@ -18,6 +18,7 @@ import {
   skipped,
 } from './probes.js';
 import { scrubSecrets } from './redact.js';
+import { RetryAfterBudget } from './retry-after.js';
 import { scimEndpoint, type ScimEndpoint } from './scim-endpoint.js';
 
 /**
@@ -36,7 +37,10 @@ export async function createScimTarget(keyName: string, config: ScimTargetConfig
   // The target's tls settings apply to the token endpoint too: it is normally the same app.
   const http = createHttpClient(config.tls, context, `${field}.tls.caFile`);
   const applier = createApplier(keyName, config, context, http);
-  return new ScimTarget(scimEndpoint(baseUrl, http, requestTimeoutMs), applier, http, capabilities, config.writeProbe);
+  // An exec hook others can write is refused at open (exit 2), before any change is made.
+  if (config.applier.type === 'exec') await assertHookTrusted({ keyName, command: config.applier.command, cwd: context.configDir, env: context.env });
+  const endpoint = (budget: RetryAfterBudget) => scimEndpoint(baseUrl, http, requestTimeoutMs, budget);
+  return new ScimTarget(endpoint, applier, http, capabilities, config.writeProbe);
 }
 
 function createApplier(keyName: string, config: ScimTargetConfig, context: AdapterContext, http: HttpClient): TokenApplier {
@@ -82,13 +86,19 @@ class ScimTarget implements Target {
   readonly type = 'scim' as const;
 
   readonly capabilities: TargetCapabilities;
-  readonly #scim: ScimEndpoint;
+  readonly #endpoint: (budget: RetryAfterBudget) => ScimEndpoint;
   readonly #applier: TokenApplier;
   readonly #http: HttpClient;
   readonly #alwaysWriteProbe: boolean;
 
-  constructor(scim: ScimEndpoint, applier: TokenApplier, http: HttpClient, capabilities: TargetCapabilities, alwaysWriteProbe: boolean) {
-    this.#scim = scim;
+  constructor(
+    endpoint: (budget: RetryAfterBudget) => ScimEndpoint,
+    applier: TokenApplier,
+    http: HttpClient,
+    capabilities: TargetCapabilities,
+    alwaysWriteProbe: boolean,
+  ) {
+    this.#endpoint = endpoint;
     this.#applier = applier;
     this.#http = http;
     this.capabilities = capabilities;
@@ -98,10 +108,12 @@ class ScimTarget implements Target {
   async test(secret: SecretInUse, options: TestOptions): Promise<ConnectionTest> {
     const at = new Date().toISOString();
     const started = performance.now();
+    // One Retry-After budget for the whole test: a rate-limited app costs one bounded wait.
+    const scim = this.#endpoint(new RetryAfterBudget());
     const { probes, verdict } =
       options.expect === 'reject'
-        ? await this.#runRejectProbes(secret)
-        : await this.#runAcceptProbes(secret, options.write === true || this.#alwaysWriteProbe);
+        ? await this.#runRejectProbes(scim, secret)
+        : await this.#runAcceptProbes(scim, secret, options.write === true || this.#alwaysWriteProbe);
     const required = probes.every((probe) => probe.outcome !== 'fail');
     const ok = verdict === (options.expect === 'accept' ? 'accepted' : 'rejected') && required;
     return {
@@ -116,13 +128,13 @@ class ScimTarget implements Target {
   }
 
   /** Proving a rejection needs only the request Entra sends; every request costs nothing. */
-  async #runRejectProbes(secret: SecretInUse): Promise<{ probes: Probe[]; verdict: Verdict }> {
-    const { probe, verdict } = await probeEntraUserQuery(this.#scim, secret.value, 'reject');
+  async #runRejectProbes(scim: ScimEndpoint, secret: SecretInUse): Promise<{ probes: Probe[]; verdict: Verdict }> {
+    const { probe, verdict } = await probeEntraUserQuery(scim, secret.value, 'reject');
     return { probes: [probe], verdict };
   }
 
-  async #runAcceptProbes(secret: SecretInUse, write: boolean): Promise<{ probes: Probe[]; verdict: Verdict }> {
-    const entra = await probeEntraUserQuery(this.#scim, secret.value, 'accept');
+  async #runAcceptProbes(scim: ScimEndpoint, secret: SecretInUse, write: boolean): Promise<{ probes: Probe[]; verdict: Verdict }> {
+    const entra = await probeEntraUserQuery(scim, secret.value, 'accept');
     const probes = [entra.probe];
     const later = ['okta-user-page', 'service-provider-config', 'wrong-token-rejected', ...(write ? ['write-create-user'] : [])];
     if (entra.verdict !== 'accepted') {
@@ -130,11 +142,28 @@ class ScimTarget implements Target {
       probes.push(...later.map((name) => skipped(name, `not run: entra-user-query was ${entra.verdict}`)));
       return { probes, verdict: entra.verdict };
     }
-    probes.push(await probeOktaUserPage(this.#scim, secret.value));
-    probes.push(await probeServiceProviderConfig(this.#scim, secret.value));
-    probes.push(await probeWrongTokenRejected(this.#scim));
-    if (write) probes.push(...(await probeWriteUser(this.#scim, secret.value)));
+    probes.push(await probeOktaUserPage(scim, secret.value));
+    probes.push(await probeServiceProviderConfig(scim, secret.value));
+    probes.push(await probeWrongTokenRejected(scim));
+    if (write) probes.push(...(await probeWriteUser(scim, secret.value)));
     return { probes, verdict: entra.verdict };
+  }
+
+  /**
+   * A wrong token costs nothing at a SCIM app, so every candidate is simply asked (Entra's
+   * query, once each). An app that cannot answer gives "unreachable", never "rejected"; an
+   * answer that says nothing about the token (404, 400) is "unknown".
+   */
+  async identify(candidates: SecretInUse[]): Promise<Identification> {
+    const verdicts: Record<string, CandidateVerdict> = {};
+    const notes: string[] = [];
+    for (const candidate of candidates) {
+      if (candidate.fingerprint in verdicts) continue;
+      const { probe, verdict } = await probeEntraUserQuery(this.#endpoint(new RetryAfterBudget()), candidate.value, 'accept');
+      verdicts[candidate.fingerprint] = verdict === 'error' ? 'unknown' : verdict;
+      notes.push(`${candidate.fingerprint}: ${verdict}${probe.status === undefined ? '' : ` (${probe.status})`}`);
+    }
+    return { verdicts, detail: scrubSecrets(`entra-user-query with each version: ${notes.join(', ')}`, candidates) };
   }
 
   set(change: Parameters<Target['set']>[0]) {

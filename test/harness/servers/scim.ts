@@ -20,6 +20,8 @@ export { sha256Hex } from "../scim/digest-file.ts";
 
 export const SCIM_SERVER_SCRIPT = fileURLToPath(new URL("../scim/server.ts", import.meta.url));
 export const SCIM_TOKEN_HOOK_SCRIPT = fileURLToPath(new URL("../scim/token-hook.ts", import.meta.url));
+/** A hook that installs tokens through the app's admin API (so an app that is down shows in its exit code). */
+export const SCIM_ADMIN_TOKEN_HOOK_SCRIPT = fileURLToPath(new URL("../scim/admin-token-hook.ts", import.meta.url));
 
 export type StartScimServerOptions = {
   /** Initial plaintext tokens; written to the tokens file as SHA-256 digests. */

@@ -373,7 +373,8 @@ export async function generateCa(dir: string, commonName = 'provkey test CA'): P
   return { caFile, caKeyFile, caPem: await readFile(caFile, 'utf8') };
 }
 
-async function generateServerCert(dir: string, ca: TestCa): Promise<{ certFile: string; keyFile: string }> {
+/** A server certificate for 127.0.0.1 and localhost signed by `ca`, written into `dir` (server.pem / server.key). */
+export async function generateServerCert(dir: string, ca: TestCa): Promise<{ certFile: string; keyFile: string }> {
   const keyFile = path.join(dir, 'server.key');
   const csrFile = path.join(dir, 'server.csr');
   const certFile = path.join(dir, 'server.pem');

@@ -1,4 +1,8 @@
 import { spawn } from 'node:child_process';
+import { access, constants, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { isProvkeyError } from '../../../core/errors.js';
+import { assertTrustedExecutable } from '../../../io/safe-file.js';
 import type { ApplyResult, SecretInUse } from '../../target.js';
 import { oneLine, scrubSecrets } from '../redact.js';
 import type { TokenApplier } from './applier.js';
@@ -31,6 +35,13 @@ export const BASE_ENV = ['PATH', 'HOME', 'LANG', 'LC_ALL', 'TZ', 'TMPDIR'] as co
 
 export type ExecAction = 'apply' | 'revoke' | 'rollback';
 
+/**
+ * sysexits.h EX_TEMPFAIL / EX_UNAVAILABLE: the hook's way to say "the app could not be reached
+ * or is failing right now" (connection refused, 5xx, 429), so the step is resumed later
+ * instead of counted as a refusal of the token.
+ */
+export const HOOK_EXIT_UNREACHABLE = [75, 69] as const;
+
 /** After the timeout, SIGTERM to the process group; SIGKILL if it is still there after this. */
 const KILL_GRACE_MS = 2000;
 const MAX_STDERR_BYTES = 64 * 1024;
@@ -57,7 +68,41 @@ export function createExecApplier(options: ExecApplierOptions): TokenApplier {
   };
 }
 
-export function runHook(options: ExecApplierOptions, action: ExecAction, token: SecretInUse, replaces?: SecretInUse): Promise<ApplyResult> {
+/**
+ * Refuses (exit 2, naming the file) a hook that group or others can write, or one in a
+ * directory they can write, as ssh refuses such a config: anyone who can change the hook
+ * receives every new token on its stdin. A bare name is looked up on PATH as spawn would.
+ */
+export async function assertHookTrusted(options: Pick<ExecApplierOptions, 'command' | 'cwd' | 'env' | 'keyName'>): Promise<void> {
+  const [command, ...args] = options.command;
+  const file = await locateHook(command!, options.cwd, options.env.PATH);
+  if (file) await assertTrustedExecutable(file, `exec hook of ${options.keyName}`);
+  // An interpreter's script ([python3, hook.py]) is the hook just as much.
+  for (const arg of args) {
+    const script = path.resolve(options.cwd, arg);
+    if (await stat(script).then((info) => info.isFile(), () => false)) await assertTrustedExecutable(script, `exec hook script of ${options.keyName}`);
+  }
+}
+
+async function locateHook(command: string, cwd: string, searchPath: string | undefined): Promise<string | undefined> {
+  const candidates = command.includes('/') ? [path.resolve(cwd, command)] : (searchPath ?? '').split(path.delimiter).filter(Boolean).map((dir) => path.resolve(cwd, dir, command));
+  for (const candidate of candidates) {
+    if (await access(candidate, constants.X_OK).then(() => true, () => false)) return candidate;
+  }
+  return undefined;
+}
+
+export async function runHook(options: ExecApplierOptions, action: ExecAction, token: SecretInUse, replaces?: SecretInUse): Promise<ApplyResult> {
+  try {
+    await assertHookTrusted(options);
+  } catch (error) {
+    if (!isProvkeyError(error)) throw error;
+    return { ok: false, reason: 'error', detail: error.message };
+  }
+  return spawnHook(options, action, token, replaces);
+}
+
+function spawnHook(options: ExecApplierOptions, action: ExecAction, token: SecretInUse, replaces?: SecretInUse): Promise<ApplyResult> {
   const [file, ...args] = options.command;
   const env = hookEnvironment(options, action, token, replaces);
   const what = `${file} (${action} ${token.fingerprint})`;
@@ -111,9 +156,13 @@ export function runHook(options: ExecApplierOptions, action: ExecAction, token: 
 
     child.on('close', (code, signal) => {
       if (timedOut) {
-        finish({ ok: false, reason: 'error', detail: `${what} did not finish within ${options.timeoutMs}ms and was killed` });
+        // A hook that hangs is almost always waiting on a slow or dead app: not a refusal.
+        finish({ ok: false, reason: 'unreachable', detail: `${what} did not finish within ${options.timeoutMs}ms and was killed` });
       } else if (code === 0) {
         finish({ ok: true, detail: `${what} succeeded` });
+      } else if (code !== null && (HOOK_EXIT_UNREACHABLE as readonly number[]).includes(code)) {
+        const last = lastLine(stderr);
+        finish({ ok: false, reason: 'unreachable', detail: `${what} could not reach the app (exit ${code})${last ? `: ${clean(last)}` : ''}` });
       } else if (code !== null) {
         const last = lastLine(stderr);
         finish({ ok: false, reason: 'rejected', detail: `${what} exited with ${code}${last ? `: ${clean(last)}` : ''}` });

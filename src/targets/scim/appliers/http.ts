@@ -1,7 +1,8 @@
 import type { ApplyResult, SecretInUse } from '../../target.js';
 import type { HttpClient, HttpReply } from '../http-client.js';
 import { oneLine } from '../redact.js';
-import { scimErrorDetail } from '../scim-answers.js';
+import { RetryAfterBudget, sendHonouringRetryAfter } from '../retry-after.js';
+import { describeReply, isServiceUnavailable, scimErrorDetail } from '../scim-answers.js';
 import type { TokenApplier } from './applier.js';
 
 /**
@@ -24,7 +25,8 @@ type TokenAction =
 export function createHttpApplier(options: HttpApplierOptions): TokenApplier {
   let admin: Promise<string> | undefined;
 
-  async function post(request: TokenAction): Promise<ApplyResult> {
+  /** `budget`: the Retry-After waits of one applier step (a rollback's two requests share one). */
+  async function post(request: TokenAction, budget = new RetryAfterBudget()): Promise<ApplyResult> {
     // Cached once resolved; a failed resolution is not cached, so a fixed env var works on retry.
     const adminToken = await (admin ??= options.adminToken().catch((error: unknown) => {
       admin = undefined;
@@ -33,14 +35,9 @@ export function createHttpApplier(options: HttpApplierOptions): TokenApplier {
     const body: Record<string, string> = { action: request.action, token: request.token.value };
     if (request.action === 'replace') body.replaces = request.replaces.value;
     const secrets = [request.token, request.action === 'replace' ? request.replaces : undefined];
-    const reply = await options.http.send({
-      method: 'POST',
-      url: options.url,
-      bearer: adminToken,
-      body,
-      timeoutMs: options.timeoutMs,
-      redact: secrets,
-    });
+    const post = { method: 'POST', url: options.url, bearer: adminToken, body, timeoutMs: options.timeoutMs, redact: secrets } as const;
+    // A 429 is "not now": every action is idempotent, so it is sent again after Retry-After.
+    const reply = await sendHonouringRetryAfter(options.http, post, budget);
     return applyResultOf(reply, `${request.action} ${request.token.fingerprint}`);
   }
 
@@ -50,22 +47,24 @@ export function createHttpApplier(options: HttpApplierOptions): TokenApplier {
     retire: ({ old }) => post({ action: 'remove', token: old }),
     async rollback({ next, current }) {
       // Remove first, then add: each step is idempotent, so a resumed rollback can repeat both.
-      const removed = await post({ action: 'remove', token: next });
+      const budget = new RetryAfterBudget();
+      const removed = await post({ action: 'remove', token: next }, budget);
       if (!removed.ok || !current) return removed;
-      return post({ action: 'add', token: current });
+      return post({ action: 'add', token: current }, budget);
     },
   };
 }
 
 /**
- * 2xx ok; 401/403 denied; other 4xx rejected; 5xx error; network unreachable.
- * The reply was already scrubbed of the tokens by the HTTP client.
+ * 2xx ok; 401/403 denied; other 4xx rejected; 429 (past Retry-After), 5xx, network and TLS
+ * unreachable: the app could not act now, which says nothing about the token, so the engine
+ * keeps its state and a later run resumes. The reply was already scrubbed of the tokens.
  */
 export function applyResultOf(reply: HttpReply, what: string): ApplyResult {
   // Room for the prefix plus a 200-character server detail.
   const clean = (text: string): string => oneLine(text, 320);
   if (reply.kind === 'unreachable') {
-    return { ok: false, reason: 'unreachable', detail: clean(`token endpoint unreachable (${what}): ${reply.message}`) };
+    return { ok: false, reason: 'unreachable', detail: clean(`token endpoint unreachable (${what}): ${describeReply(reply).replace(/^unreachable: /, '')}`) };
   }
   if (reply.kind === 'failed') {
     return { ok: false, reason: 'error', detail: clean(`token endpoint (${what}): ${reply.code}: ${reply.message}`) };
@@ -75,6 +74,10 @@ export function applyResultOf(reply: HttpReply, what: string): ApplyResult {
   const answer = scimErrorDetail(reply.body, reply.text);
   const detail = clean(`token endpoint answered ${status} to ${what}${answer ? `: ${answer}` : ''}`);
   if (status === 401 || status === 403) return { ok: false, reason: 'denied', detail };
+  if (isServiceUnavailable(reply)) {
+    const waited = reply.gaveUpWaitingMs === undefined ? '' : ` (Retry-After ${Math.ceil(reply.gaveUpWaitingMs / 1000)}s is past provkey's bound)`;
+    return { ok: false, reason: 'unreachable', detail: clean(`${detail}${waited}`) };
+  }
   if (status >= 400 && status < 500) return { ok: false, reason: 'rejected', detail };
   return { ok: false, reason: 'error', detail };
 }
