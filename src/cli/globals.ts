@@ -1,4 +1,4 @@
-import { configPath, keyOrThrow, loadConfig, type Config } from '../config/load.js';
+import { configPath, keyOrThrow, loadConfig, stateDirOption, type Config } from '../config/load.js';
 import { ConfigError } from '../core/errors.js';
 import { Session } from '../engine/session.js';
 import { createProgress } from './progress-bar.js';
@@ -7,10 +7,14 @@ import type { Io } from './io.js';
 /** Global flags, normalised once at the edge. */
 export interface GlobalOptions {
   config?: string;
+  /** --state-dir (else PROVKEY_STATE_DIR, else .provkey/ beside the config). */
+  stateDir?: string;
   json: boolean;
   yes: boolean;
   dryRun: boolean;
   verbose: boolean;
+  /** --quiet: nothing on stdout but values and --json; errors and warnings still on stderr. */
+  quiet: boolean;
   color: boolean;
 }
 
@@ -20,7 +24,8 @@ export interface GlobalOptions {
  * that reads one: running on nothing would report an all-clear for nothing checked.
  */
 export async function loadConfigFor(globals: GlobalOptions): Promise<Config> {
-  const config = await loadConfig(configPath(globals.config, process.env, process.cwd()), { mustExist: true });
+  const stateDir = stateDirOption(globals.stateDir, process.env, process.cwd());
+  const config = await loadConfig(configPath(globals.config, process.env, process.cwd()), { mustExist: true, stateDir });
   await checkStoreSettings(config);
   return config;
 }
@@ -40,9 +45,15 @@ export async function promptHidden(message: string): Promise<string> {
   return password({ message: `${message}:`, mask: true }, { output: process.stderr });
 }
 
-/** Opens a session for one command and always closes its stores and targets. */
-export async function withSession<T>(globals: GlobalOptions, io: Io, fn: (session: Session) => Promise<T>): Promise<T> {
+/**
+ * Opens a session for one command and always closes its stores and targets. A command that
+ * only reads (`writesState: false`) works from a state dir it cannot write; any other one
+ * first makes sure the state dir exists and is writable, so it fails up front, with a usage
+ * error that says what to do, instead of half-way through with a raw mkdir error.
+ */
+export async function withSession<T>(globals: GlobalOptions, io: Io, fn: (session: Session) => Promise<T>, options: { writesState?: boolean } = {}): Promise<T> {
   const config = await loadConfigFor(globals);
+  if ((options.writesState ?? true) && !globals.dryRun) await ensureStateDir(config.stateDir);
   const progress = await createProgress(io);
   const session = new Session({
     config,
@@ -56,6 +67,20 @@ export async function withSession<T>(globals: GlobalOptions, io: Io, fn: (sessio
   } finally {
     progress.stop();
     await session.close();
+  }
+}
+
+async function ensureStateDir(dir: string): Promise<void> {
+  const { access, constants, mkdir } = await import('node:fs/promises');
+  try {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await access(dir, constants.W_OK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? 'error';
+    throw new ConfigError(
+      `state dir ${dir}: cannot ${code === 'EACCES' || code === 'EROFS' || code === 'EPERM' ? 'write to' : 'create'} it (${code}); pass --state-dir or set PROVKEY_STATE_DIR to a writable directory (the config itself may stay read-only)`,
+      'config.state_dir',
+    );
   }
 }
 

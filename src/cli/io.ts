@@ -21,7 +21,7 @@ export interface Io {
   debug(text: string): void;
 }
 
-export function createIo(options: { json: boolean; verbose: boolean; color: boolean | undefined; env?: NodeJS.ProcessEnv }): Io {
+export function createIo(options: { json: boolean; verbose: boolean; color: boolean | undefined; quiet?: boolean; env?: NodeJS.ProcessEnv }): Io {
   const env = options.env ?? process.env;
   const isTTY = Boolean(process.stdout.isTTY);
   const forced = env.FORCE_COLOR !== undefined && env.FORCE_COLOR !== '0';
@@ -33,7 +33,8 @@ export function createIo(options: { json: boolean; verbose: boolean; color: bool
     isTTY,
     interactive: Boolean(process.stdin.isTTY && process.stderr.isTTY) && !options.json && env.CI !== 'true',
     color,
-    out: (text) => process.stdout.write(`${redact(text)}\n`),
+    // --quiet: no report on stdout (errors and warnings still go to stderr; --json and values still print).
+    out: options.quiet && !options.json ? () => {} : (text) => process.stdout.write(`${redact(text)}\n`),
     err: (text) => process.stderr.write(`${redact(text)}\n`),
     reveal: (value) => process.stdout.write(`${value}\n`),
     debug: (text) => {

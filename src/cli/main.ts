@@ -27,13 +27,15 @@ async function main(argv: string[]): Promise<number> {
     const raw = program.opts();
     const globals: GlobalOptions = {
       config: raw.config,
+      stateDir: raw.stateDir,
       json: Boolean(raw.json),
       yes: Boolean(raw.yes),
       dryRun: Boolean(raw.dryRun),
       verbose: Boolean(raw.verbose),
+      quiet: Boolean(raw.quiet),
       color: raw.color !== false,
     };
-    io = createIo({ json: globals.json, verbose: globals.verbose, color: globals.color });
+    io = createIo({ json: globals.json, verbose: globals.verbose, color: globals.color, quiet: globals.quiet });
     exitCode = await task(globals, io);
   });
   // Every command, not only the root: commander would otherwise exit(1) itself on a usage error.
@@ -95,4 +97,7 @@ for (const stream of [process.stdout, process.stderr]) {
   });
 }
 
-process.exitCode = await main(process.argv);
+// No top-level await: the single executable runs this module bundled as CommonJS (bin/build/sea.mjs).
+void main(process.argv).then((code) => {
+  process.exitCode = code;
+});

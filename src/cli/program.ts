@@ -1,6 +1,7 @@
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Argument, Command, InvalidArgumentError, Option } from 'commander';
 import type { GlobalOptions } from './globals.js';
 import type { Io } from './io.js';
+import { buildInfo } from './commands/version.js';
 
 /**
  * Every command and flag in one place. Actions import their command module lazily, so a
@@ -9,15 +10,17 @@ import type { Io } from './io.js';
 export function buildProgram(run: (task: (globals: GlobalOptions, io: Io) => Promise<number>) => Promise<void>): Command {
   const program = new Command('provkey')
     .description('Generate, store, rotate, revoke, test and drill provisioning keys: SCIM bearer tokens and LDAP service-account passwords.')
-    .version('0.1.0', '-V, --version')
+    .version(buildInfo().version, '-V, --version')
     .option('-c, --config <file>', 'config file (default: $PROVKEY_CONFIG, else ./provkey.yaml)')
+    .option('--state-dir <dir>', 'where the store, store key and audit log are written (default: $PROVKEY_STATE_DIR, else .provkey/ beside the config)')
     .option('--json', 'machine-readable output on stdout', false)
     .option('-y, --yes', 'answer yes to confirmations (required for destructive commands when not on a TTY)', false)
     .option('-n, --dry-run', 'show what would happen; change nothing', false)
     .option('-v, --verbose', 'log each protocol step to stderr', false)
+    .option('-q, --quiet', 'print nothing on stdout but requested values and --json (errors and warnings still go to stderr)', false)
     .option('--no-color', 'no colour (also: NO_COLOR=1)')
     .showHelpAfterError('(run with --help for usage)')
-    .configureHelp({ sortSubcommands: false })
+    .configureHelp({ sortSubcommands: false, showGlobalOptions: true })
     .addHelpText('after', `
 Exit codes:
   0  success
@@ -78,16 +81,19 @@ Docs: docs/README.md`);
   examples(
     program.command('import').argument('<key>', 'key name from the config').description('adopt an existing value from stdin (tested before it is stored)')
       .option('--apply', 'push the value to the target instead of expecting it to be in use already', false)
-      .action((key: string, opts) => run(async (g, io) => (await import('./commands/add.js')).importCommand({ key, apply: opts.apply }, g, io))),
-    ['vault kv get -field=token secret/app | provkey import entra-scim-prod'],
+      .option('--expires-at <date>', 'when the issuer expires this value (e.g. a vendor token: 2027-06-30); --due rotates before it')
+      .action((key: string, opts) => run(async (g, io) => (await import('./commands/add.js')).importCommand({ key, apply: opts.apply, expiresAt: opts.expiresAt }, g, io))),
+    ['vault kv get -field=token secret/app | provkey import entra-scim-prod', 'provkey import atlassian-scim --expires-at 2027-06-30 < token.txt'],
   );
 
   examples(
     program.command('rotate').argument('[keys...]', 'keys to rotate').description('rotate keys: claim, create, set, test, finish (rolls back on failure)')
       .option('--all', 'every key in the config', false)
       .option('--due', 'only what the schedule says is due (rotations and grace-period ends)', false)
-      .action((keys: string[], opts) => run(async (g, io) => (await import('./commands/rotate.js')).rotateCommand({ keys, all: opts.all, due: opts.due }, g, io))),
-    ['provkey rotate entra-scim-prod', 'provkey rotate --due --json     # from cron', 'provkey rotate --all --dry-run'],
+      .option('--jitter <duration>', 'with --due: first wait a random time up to this long (at most 1h), so a fleet of hosts does not start at once')
+      .option('--shard <i/n>', 'only the I-th of N stable slices of the keys, by a hash of their names (1 <= I <= N <= 1000)')
+      .action((keys: string[], opts) => run(async (g, io) => (await import('./commands/rotate.js')).rotateCommand({ keys, all: opts.all, due: opts.due, jitter: opts.jitter, shard: opts.shard }, g, io))),
+    ['provkey rotate entra-scim-prod', 'provkey rotate --due --json     # from cron', 'provkey rotate --due --jitter 10m --shard 2/4 --json   # host 2 of a fleet of 4', 'provkey rotate --all --dry-run'],
   );
 
   examples(
@@ -149,6 +155,17 @@ Docs: docs/README.md`);
       .requiredOption('--to <store>', 'destination store name from the config')
       .action((keys: string[], opts) => run(async (g, io) => (await import('./commands/migrate.js')).migrateCommand({ keys, to: opts.to }, g, io))),
     ['provkey migrate entra-scim-prod --to vault'],
+  );
+  examples(
+    program.command('completion').addArgument(new Argument('<shell>', 'bash | zsh | fish').choices(['bash', 'zsh', 'fish'])).description('print a shell completion script, generated from this command tree')
+      .action((shell: string) => run(async (_g, io) => (await import('./commands/completion.js')).completionCommand(shell, io))),
+    ['source <(provkey completion bash)', 'provkey completion zsh > "${fpath[1]}/_provkey"', 'provkey completion fish > ~/.config/fish/completions/provkey.fish'],
+  );
+
+  examples(
+    program.command('version').description('provkey\'s version and build, and the Node.js it runs on')
+      .action(() => run(async (_g, io) => (await import('./commands/version.js')).versionCommand(io))),
+    ['provkey version', 'provkey version --json'],
   );
   return program;
 }

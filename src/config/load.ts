@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { parseDocument, type YAMLError } from 'yaml';
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type YAMLError } from 'yaml';
 import * as v from 'valibot';
 import { ConfigError } from '../core/errors.js';
 import { assertNotWritableByOthers } from '../io/safe-file.js';
@@ -8,12 +8,14 @@ import { parseDuration } from '../core/duration.js';
 import type { GenerationPolicy } from '../core/keygen.js';
 import type { RotationPolicy } from '../core/schedule.js';
 import { checkConfigData, checkKeyConfig } from './validate.js';
-import { configSchema, type KeyConfig, type RawConfig, type StoreConfig } from './schema.js';
+import { configSchema, type FileStoreConfig, type KeyConfig, type RawConfig, type RawFileStoreConfig, type StoreConfig } from './schema.js';
 
 export interface Config {
   /** Absolute path of the config file, or undefined when running on built-in defaults. */
   file: string | undefined;
   dir: string;
+  /** Where written state lives by default: the store, its key, the audit log (and their locks). */
+  stateDir: string;
   raw: RawConfig;
   stores: Record<string, StoreConfig>;
   keys: Record<string, ResolvedKey>;
@@ -41,7 +43,25 @@ export function configPath(flag: string | undefined, env: NodeJS.ProcessEnv, cwd
   return path.resolve(cwd, flag ?? env.PROVKEY_CONFIG ?? 'provkey.yaml');
 }
 
-export async function loadConfig(file: string, options: { mustExist: boolean }): Promise<Config> {
+/**
+ * Where written state goes: --state-dir, else PROVKEY_STATE_DIR, else `.provkey/` beside the
+ * config file (so a config directory that is writable keeps today's layout). Undefined here
+ * means that default; config/load.ts resolves it against the config's directory.
+ */
+export function stateDirOption(flag: string | undefined, env: NodeJS.ProcessEnv, cwd: string): string | undefined {
+  const chosen = flag ?? (env.PROVKEY_STATE_DIR || undefined);
+  if (chosen === undefined) return undefined;
+  if (chosen.trim() === '') throw new ConfigError('--state-dir: must not be empty', 'usage.state_dir');
+  return path.resolve(cwd, chosen);
+}
+
+export interface LoadOptions {
+  mustExist: boolean;
+  /** Absolute state directory; default `.provkey/` in the config's directory. */
+  stateDir?: string | undefined;
+}
+
+export async function loadConfig(file: string, options: LoadOptions): Promise<Config> {
   let text: string;
   try {
     // A config others can edit can point keys anywhere and name any hook (refused like ssh does).
@@ -50,27 +70,29 @@ export async function loadConfig(file: string, options: { mustExist: boolean }):
   } catch (error) {
     if (error instanceof ConfigError) throw error;
     if ((error as NodeJS.ErrnoException).code === 'ENOENT' && !options.mustExist) {
-      return resolveConfig(v.parse(configSchema, {}), undefined, path.dirname(file));
+      return resolveConfig(v.parse(configSchema, {}), undefined, path.dirname(file), options.stateDir);
     }
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
       throw new ConfigError(`config: ${file} does not exist (run "provkey init" or pass --config)`, 'config.missing');
     }
     throw new ConfigError(`config: cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, 'config.unreadable');
   }
-  return parseConfigText(text, file);
+  return parseConfigText(text, file, options.stateDir);
 }
 
 /** A provkey.yaml is a few kilobytes; a bigger file is not one (and is not parsed). */
 const MAX_CONFIG_BYTES = 1024 * 1024;
 
-export function parseConfigText(text: string, file: string): Config {
+export function parseConfigText(text: string, file: string, stateDir?: string): Config {
   if (text.length > MAX_CONFIG_BYTES) throw new ConfigError(`config: ${file} is larger than ${MAX_CONFIG_BYTES} bytes; is it a provkey config?`, 'config.invalid');
   // Never the source text in a message: --config pointed at a key file would print the key.
   // Warnings (e.g. an unknown tag) are errors too: the yaml library would print them itself.
-  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true, logLevel: 'silent' });
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true, logLevel: 'silent', lineCounter: lines });
   const problem = doc.errors[0] ?? doc.warnings[0];
   if (problem) {
-    throw new ConfigError(`config ${where(text, problem.pos[0])}: invalid YAML: ${yamlProblem(problem.code)}`, 'config.yaml');
+    const { line, col } = lines.linePos(problem.pos[0]);
+    throw new ConfigError(`config line ${line}, column ${col}: invalid YAML: ${yamlProblem(problem.code)}`, 'config.yaml');
   }
   let data: unknown;
   try {
@@ -79,17 +101,87 @@ export function parseConfigText(text: string, file: string): Config {
     throw new ConfigError('config: invalid YAML: too many aliases (or an alias to nothing)', 'config.yaml');
   }
   checkConfigData(data);
+  const at = (keys: string[], field?: string) => positionSuffix(doc, lines, path.basename(file), keys, field);
   const parsed = v.safeParse(configSchema, data, { abortEarly: true });
-  if (!parsed.success) throw new ConfigError(describeIssue(parsed.issues[0]), 'config.invalid');
-  return resolveConfig(parsed.output, file, path.dirname(file));
+  if (!parsed.success) {
+    const issue = parsed.issues[0];
+    const keys = (issue.path ?? []).map((item) => String(item.key));
+    const unknown = issue.kind === 'schema' && issue.expected === 'never' && keys.length > 0;
+    const hint = unknown ? didYouMean(keys.at(-1)!, knownFields(configSchema as unknown as AnySchema, data, keys.slice(0, -1))) : '';
+    throw new ConfigError(`${describeIssue(issue)}${hint}${unknown ? at(keys.slice(0, -1), keys.at(-1)) : at(keys)}`, 'config.invalid');
+  }
+  try {
+    return resolveConfig(parsed.output, file, path.dirname(file), stateDir);
+  } catch (error) {
+    // Checks after the schema (durations, store names) name a field path: point at it too.
+    const field = error instanceof ConfigError || error instanceof Error ? /^([\w.-]+): /.exec(error.message)?.[1] : undefined;
+    if (!field || !(error instanceof Error) || !('exitCode' in error)) throw error;
+    const suffix = at(field.split('.'));
+    if (suffix) error.message = `${error.message}${suffix}`;
+    throw error;
+  }
 }
 
-/** "line 3, column 7" of a character offset (1-based, as editors count). */
-function where(text: string, offset: number): string {
-  const before = text.slice(0, Math.max(0, offset));
-  const line = before.split('\n').length;
-  const column = offset - (before.lastIndexOf('\n') + 1) + 1;
-  return `line ${line}, column ${column}`;
+/** " (provkey.yaml line 4, column 5)" for the node at `keys` (or that map's key `field`), or the nearest parent that exists. */
+function positionSuffix(doc: Document, lines: LineCounter, fileName: string, keys: string[], field?: string): string {
+  let node: unknown = doc.contents;
+  let found: unknown = node;
+  for (const key of keys) {
+    if (isMap(node)) node = node.get(key, true);
+    else if (isSeq(node)) node = node.get(Number(key), true);
+    else break;
+    if (!node) break;
+    found = node;
+  }
+  if (field !== undefined && isMap(found)) {
+    const pair = found.items.find((item) => isScalar(item.key) && String(item.key.value) === field);
+    if (pair) found = pair.key;
+  }
+  const range = (found as { range?: [number, number, number] } | undefined)?.range;
+  if (!range) return '';
+  const { line, col } = lines.linePos(range[0]);
+  return ` (${fileName} line ${line}, column ${col})`;
+}
+
+type AnySchema = { type: string; entries?: Record<string, AnySchema>; wrapped?: AnySchema; value?: AnySchema; options?: AnySchema[]; key?: string; literal?: unknown };
+
+/** The fields a strict object at `keys` allows, walking the schema along the data (variants pick their option by the data's tag). */
+function knownFields(schema: AnySchema, data: unknown, keys: string[]): string[] {
+  let node: AnySchema | undefined = schema;
+  let value: unknown = data;
+  const settle = (s: AnySchema | undefined, d: unknown): AnySchema | undefined => {
+    while (s?.wrapped) s = s.wrapped;
+    if (s?.type === 'variant' && s.key && s.options) {
+      const tag = (d as Record<string, unknown> | undefined)?.[s.key];
+      return settle(s.options.find((o) => settle(o, d)?.entries?.[s!.key!]?.literal === tag) ?? s.options[0], d);
+    }
+    return s;
+  };
+  for (const key of keys) {
+    node = settle(node, value);
+    node = node?.type === 'record' ? node.value : node?.entries?.[key];
+    value = (value as Record<string, unknown> | undefined)?.[key];
+  }
+  return Object.keys(settle(node, value)?.entries ?? {});
+}
+
+/** ' (did you mean "grace"?)' when a known field is a small typo away (Damerau-free Levenshtein, distance <= 2). */
+function didYouMean(field: string, known: string[]): string {
+  const distance = (a: string, b: string): number => {
+    const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+    for (let i = 1; i <= a.length; i++) {
+      let previous = row[0]!;
+      row[0] = i;
+      for (let j = 1; j <= b.length; j++) {
+        const kept = row[j]!;
+        row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, previous + (a[i - 1]!.toLowerCase() === b[j - 1]!.toLowerCase() ? 0 : 1));
+        previous = kept;
+      }
+    }
+    return row[b.length]!;
+  };
+  const best = known.map((name) => ({ name, d: distance(field, name) })).sort((x, y) => x.d - y.d)[0];
+  return best && best.d <= Math.max(1, Math.min(2, Math.floor(field.length / 3))) ? ` (did you mean "${best.name}"?)` : '';
 }
 
 const YAML_PROBLEMS: Partial<Record<YAMLError['code'], string>> = {
@@ -149,10 +241,13 @@ function describeIssue(issue: v.BaseIssue<unknown>): string {
   return `${at}: ${issue.type.replaceAll('_', ' ')} must be ${issue.expected ?? 'valid'}`;
 }
 
-function resolveConfig(raw: RawConfig, file: string | undefined, dir: string): Config {
-  const stores: Record<string, StoreConfig> = { ...raw.stores };
+function resolveConfig(raw: RawConfig, file: string | undefined, dir: string, stateDirFlag: string | undefined): Config {
+  const stateDir = stateDirFlag ?? path.join(dir, '.provkey');
+  // Paths the config names stay relative to the config; those it leaves out go to the state dir.
+  const fileStore = (store: RawFileStoreConfig): FileStoreConfig => ({ ...store, path: store.path ?? path.join(stateDir, 'store.enc'), keyFile: store.keyFile ?? path.join(stateDir, 'store.key') });
+  const stores: Record<string, StoreConfig> = Object.fromEntries(Object.entries(raw.stores).map(([name, store]) => [name, store.type === 'file' ? fileStore(store) : store]));
   // The embedded encrypted file store is there even when the config names no store.
-  stores[DEFAULT_STORE_NAME] ??= { type: 'file', path: '.provkey/store.enc', keyFile: '.provkey/store.key' };
+  stores[DEFAULT_STORE_NAME] ??= fileStore({ type: 'file' });
   if (!stores[raw.defaults.store]) {
     throw new ConfigError(`defaults.store: no store named "${raw.defaults.store}" under stores`, 'config.invalid');
   }
@@ -172,10 +267,11 @@ function resolveConfig(raw: RawConfig, file: string | undefined, dir: string): C
   return {
     file,
     dir,
+    stateDir,
     raw,
     stores,
     keys,
-    auditPath: path.resolve(dir, raw.audit.path),
+    auditPath: raw.audit.path ? path.resolve(dir, raw.audit.path) : path.join(stateDir, 'audit.jsonl'),
     ...(raw.audit.anchor ? { auditAnchor: path.resolve(dir, raw.audit.anchor) } : {}),
     concurrency: raw.defaults.concurrency,
   };

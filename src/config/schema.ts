@@ -24,10 +24,10 @@ const int = (min: number, max: number) => v.pipe(v.number(), v.integer(), v.minV
 
 const fileStore = v.strictObject({
   type: v.literal('file'),
-  /** Encrypted store file, relative to the config file. */
-  path: v.optional(filePath, '.provkey/store.enc'),
-  /** 32-byte key file (mode 0600), created by `provkey init`. Ignored when passphraseEnv is set. */
-  keyFile: v.optional(filePath, '.provkey/store.key'),
+  /** Encrypted store file, relative to the config file; default: store.enc in the state dir (config/load.ts). */
+  path: v.optional(filePath),
+  /** 32-byte key file (mode 0600), created by `provkey init`; default: store.key in the state dir. Ignored when passphraseEnv is set. */
+  keyFile: v.optional(filePath),
   /** Name of the environment variable holding a passphrase (scrypt-derived key) instead of a key file. */
   passphraseEnv: v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, 'must be an environment variable name'))),
 });
@@ -184,7 +184,8 @@ export const configSchema = v.strictObject({
   stores: v.optional(v.record(name, storeSchema), {}),
   audit: v.optional(
     v.strictObject({
-      path: v.optional(filePath, '.provkey/audit.jsonl'),
+      /** Default: audit.jsonl in the state dir (config/load.ts). */
+      path: v.optional(filePath),
       /** A second place (another volume) holding the log's head: a cut or put-back log is found (docs/security.md). */
       anchor: v.optional(filePath),
     }),
@@ -194,8 +195,11 @@ export const configSchema = v.strictObject({
 });
 
 export type RawConfig = v.InferOutput<typeof configSchema>;
-export type StoreConfig = v.InferOutput<typeof storeSchema>;
-export type FileStoreConfig = v.InferOutput<typeof fileStore>;
+/** A file store as the config states it: paths may be left to the state dir. */
+export type RawFileStoreConfig = v.InferOutput<typeof fileStore>;
+/** A file store after config/load.ts: both paths resolved (absolute, or relative to the config dir). */
+export type FileStoreConfig = RawFileStoreConfig & { path: string; keyFile: string };
+export type StoreConfig = FileStoreConfig | VaultStoreConfig | AzureStoreConfig;
 export type VaultStoreConfig = v.InferOutput<typeof vaultStore>;
 export type AzureStoreConfig = v.InferOutput<typeof azureStore>;
 export type TargetConfig = v.InferOutput<typeof targetSchema>;

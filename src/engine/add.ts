@@ -16,7 +16,7 @@ import { completeRotation, newVersionMeta } from './rotate.js';
  * finish. `import`: adopt a value the target already uses: test it first, store it only if
  * the target accepts it (with `apply`, push it to the target like `add`).
  */
-export async function addKey(ctx: KeyContext, options: { value?: string; apply?: boolean } = {}): Promise<KeyResult> {
+export async function addKey(ctx: KeyContext, options: { value?: string; apply?: boolean; expiresAt?: Date } = {}): Promise<KeyResult> {
   const name = ctx.key.name;
   const timer = new StepTimer();
   const imported = options.value !== undefined;
@@ -48,7 +48,7 @@ export async function addKey(ctx: KeyContext, options: { value?: string; apply?:
   if (!imported) await ctx.target.checkGenerationPolicy?.(ctx.key.policy);
   const value = options.value ?? generateSecret(ctx.key.policy);
   registerSecret(value);
-  const meta = newVersionMeta(value, imported ? 'imported' : 'generated');
+  const meta = { ...newVersionMeta(value, imported ? 'imported' : 'generated'), ...(options.expiresAt ? { expiresAt: options.expiresAt.toISOString() } : {}) };
   const secret = { value, fingerprint: fingerprint(value) };
 
   if (imported && !options.apply) {

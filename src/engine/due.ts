@@ -1,9 +1,20 @@
+import { randomInt } from 'node:crypto';
+import { setTimeout as delay } from 'node:timers/promises';
 import { ExitCode, mostSerious } from '../core/errors.js';
 import { dueWork } from '../core/schedule.js';
 import { readExisting, secretOf, type KeyContext } from './key-context.js';
 import type { KeyResult } from './result.js';
 import { revokeKey } from './revoke.js';
 import { rotateKey } from './rotate.js';
+
+/** `--jitter`: a uniformly random start delay in [0, maxMs], so hosts on one cron line do not start at once. */
+export async function waitJitter(maxMs: number, debug: (message: string) => void): Promise<number> {
+  if (maxMs <= 0) return 0;
+  const delayMs = randomInt(0, maxMs + 1);
+  debug(`jitter: waiting ${delayMs} ms (up to ${maxMs} ms) before the first claim`);
+  await delay(delayMs);
+  return delayMs;
+}
 
 /**
  * `rotate --due`: what the schedule says is due for one key: end expired grace periods

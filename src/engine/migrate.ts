@@ -338,6 +338,7 @@ async function copyVersions(target: SecretStore, name: string, plan: PlannedVers
       labelledAt: p.labelledAt,
       ...(p.meta.graceUntil === undefined ? {} : { graceUntil: p.meta.graceUntil }),
       origin: p.meta.origin,
+      ...(p.meta.expiresAt === undefined ? {} : { expiresAt: p.meta.expiresAt }),
     };
     const added = await target.addVersion(name, revision, value, meta);
     idMap.set(p.meta.id, added.versionId);

@@ -1,6 +1,6 @@
 import { isProvkeyError } from '../core/errors.js';
 import { versionByLabel } from '../core/model.js';
-import { nextRotationAt } from '../core/schedule.js';
+import { currentExpiry, expiryWarning, nextRotationAt } from '../core/schedule.js';
 import type { AuditEntry } from '../audit/audit-log.js';
 import type { Session } from './session.js';
 
@@ -15,6 +15,10 @@ export interface KeyStatus {
   ageMs: number | null;
   nextRotationAt: string | null;
   due: boolean;
+  /** The issuer's expiry of the current version, when one was recorded (`import --expires-at`). */
+  expiresAt: string | null;
+  /** Things to tell a person that are not (yet) a failure, e.g. an expiry coming up. */
+  warnings: string[];
   previous: { fingerprint: string; graceUntil: string | null }[];
   lastTest: { ok: boolean; at: string } | null;
   error?: string;
@@ -34,6 +38,8 @@ export async function keyStatuses(session: Session, names: string[]): Promise<Ke
         const record = await store.read(name);
         const current = record && versionByLabel(record, 'current');
         const next = nextRotationAt(record, key.rotation);
+        const expiry = currentExpiry(record);
+        const warning = expiryWarning(record, new Date(now));
         const state = record?.state.lockout ? 'lockout' : record?.state.attention ? 'attention' : !current ? 'empty' : record.state.claim ? 'rotating' : 'ok';
         const problem = record?.state.lockout?.detail ?? record?.state.attention?.detail;
         return {
@@ -43,13 +49,15 @@ export async function keyStatuses(session: Session, names: string[]): Promise<Ke
           ageMs: current ? now - Date.parse(current.createdAt) : null,
           nextRotationAt: next?.toISOString() ?? null,
           due: next !== undefined && next.getTime() <= now,
+          expiresAt: expiry?.toISOString() ?? null,
+          warnings: warning ? [warning] : [],
           previous: (record?.versions ?? []).filter((v) => v.label === 'previous').map((v) => ({ fingerprint: v.fingerprint, graceUntil: v.graceUntil ?? null })),
           lastTest: record?.state.lastTest ? { ok: record.state.lastTest.ok, at: record.state.lastTest.at } : null,
           ...(problem ? { problem } : {}),
         };
       } catch (error) {
         if (!isProvkeyError(error)) throw error;
-        return { ...base, state: 'error', current: null, ageMs: null, nextRotationAt: null, due: false, previous: [], lastTest: null, error: error.message, errorExitCode: error.exitCode };
+        return { ...base, state: 'error', current: null, ageMs: null, nextRotationAt: null, due: false, expiresAt: null, warnings: [], previous: [], lastTest: null, error: error.message, errorExitCode: error.exitCode };
       }
     }),
   );

@@ -173,6 +173,7 @@ class FileStore implements SecretStore {
         labelledAt: meta.labelledAt,
         ...(meta.graceUntil === undefined ? {} : { graceUntil: meta.graceUntil }),
         origin: meta.origin,
+        ...(meta.expiresAt === undefined ? {} : { expiresAt: meta.expiresAt }),
         value: secret,
       });
       if (state) record.state = structuredClone(state);

@@ -12,6 +12,7 @@ export const versionMetaEntries = {
   labelledAt: v.string(),
   graceUntil: v.optional(v.string()),
   origin: v.picklist(['generated', 'imported']),
+  expiresAt: v.optional(v.string()),
 };
 
 const note = v.looseObject({ at: v.string(), detail: v.string() });

@@ -108,6 +108,7 @@ class VaultStore implements SecretStore {
       labelledAt: meta.labelledAt,
       ...(meta.graceUntil === undefined ? {} : { graceUntil: meta.graceUntil }),
       origin: meta.origin,
+      ...(meta.expiresAt === undefined ? {} : { expiresAt: meta.expiresAt }),
     };
     const document: StateDocument = stored
       ? { ...stored.document, versions: [...stored.document.versions, version], state: state ? structuredClone(state) : stored.document.state }

@@ -65,7 +65,7 @@ describe('config errors name the field', () => {
     expect(config.stores.default!.type).toBe('file');
   });
   it('unknown fields', () => {
-    expect(parse(`keys:\n  app:\n    ${scim}\n    colour: blue\n`)).toThrow(/^keys\.app: unknown field "colour"$/);
+    expect(parse(`keys:\n  app:\n    ${scim}\n    colour: blue\n`)).toThrow(/^keys\.app: unknown field "colour" \(provkey.yaml line 4, column 5\)$/);
   });
   it('bad durations', () => {
     expect(parse(`keys:\n  app:\n    ${scim}\n    rotation: { interval: 2 days }\n`)).toThrow(/keys\.app\.rotation\.interval: is not a duration/);

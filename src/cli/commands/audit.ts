@@ -79,6 +79,7 @@ export async function auditVerifyCommand(globals: GlobalOptions, io: Io): Promis
       }
       return exitCode;
     },
+    { writesState: false },
   );
 }
 

@@ -25,5 +25,5 @@ export async function historyCommand(options: { key: string }, globals: GlobalOp
       io.out(`  ${e.at}  ${e.event.padEnd(20)} ${outcome.padEnd(12)} ${e.fingerprint ?? ''}  ${color.dim(`${e.actor.user}@${e.actor.host}`)}`);
     }
     return 0;
-  });
+  }, { writesState: false });
 }

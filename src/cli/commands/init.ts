@@ -1,7 +1,7 @@
 import { access, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { stringify } from 'yaml';
-import { configPath, loadConfig, parseConfigText } from '../../config/load.js';
+import { configPath, DEFAULT_STORE_NAME, loadConfig, parseConfigText, stateDirOption } from '../../config/load.js';
 import { UsageError } from '../../core/errors.js';
 import type { GlobalOptions } from '../globals.js';
 import type { Io } from '../io.js';
@@ -34,8 +34,9 @@ export async function initCommand(options: InitOptions, globals: GlobalOptions, 
   const answers = options.key || !io.interactive ? options : await askInteractively(options);
 
   const doc: Record<string, unknown> = { version: 1 };
-  doc.stores = { default: { type: 'file', path: '.provkey/store.enc', ...(answers.passphraseEnv ? { passphraseEnv: answers.passphraseEnv } : { keyFile: '.provkey/store.key' }) } };
-  doc.audit = { path: '.provkey/audit.jsonl' };
+  // No paths: the store, its key and the audit log go to the state dir (.provkey/ beside the
+  // config, or --state-dir / PROVKEY_STATE_DIR), so a read-only config can be mounted as is.
+  doc.stores = { default: { type: 'file', ...(answers.passphraseEnv ? { passphraseEnv: answers.passphraseEnv } : {}) } };
   if (answers.key) {
     if ((answers.target ?? 'scim') !== 'scim') throw new UsageError('--target: init writes SCIM keys; add LDAP keys by editing provkey.yaml (see docs/ldap.md)', 'usage.init');
     if (!answers.url) throw new UsageError('--url: the SCIM base URL is required with --key', 'usage.init');
@@ -54,8 +55,9 @@ export async function initCommand(options: InitOptions, globals: GlobalOptions, 
       },
     };
   } else doc.keys = {};
-  const text = `# provkey configuration: see docs/config.md\n${stringify(doc)}`;
-  parseConfigText(text, file); // the file we write must load: validate before touching disk
+  const text = `# provkey configuration: see docs/config.md\n# State (store, store key, audit log): .provkey/ beside this file, or --state-dir / PROVKEY_STATE_DIR.\n${stringify(doc)}`;
+  const stateDir = stateDirOption(globals.stateDir, process.env, process.cwd());
+  const parsed = parseConfigText(text, file, stateDir); // the file we write must load: validate before touching disk
   if (globals.dryRun) {
     io.out(text);
     return 0;
@@ -63,10 +65,10 @@ export async function initCommand(options: InitOptions, globals: GlobalOptions, 
   // The store first, the config last: a failure leaves no config that points at nothing.
   await mkdir(path.dirname(file), { recursive: true });
   const { initFileStore } = await import('../../stores/file.js');
-  const storeConfig = (doc.stores as Record<string, Parameters<typeof initFileStore>[0]>).default!;
+  const storeConfig = parsed.stores[DEFAULT_STORE_NAME] as Parameters<typeof initFileStore>[0];
   const passphrase = answers.passphraseEnv ? await newPassphrase(io, answers.passphraseEnv) : undefined;
   const store = await initFileStore(
-    { ...storeConfig, path: storeConfig.path ?? '.provkey/store.enc', keyFile: storeConfig.keyFile ?? '.provkey/store.key' },
+    storeConfig,
     { configDir: path.dirname(file), env: process.env, resolveSecret: async () => '', debug: io.debug },
     passphrase === undefined ? {} : { passphrase },
   );

@@ -1,6 +1,7 @@
 import { UsageError } from '../../core/errors.js';
 import { batchExitCode, forEachKey } from '../../engine/batch.js';
-import { runDue } from '../../engine/due.js';
+import { graceEnded, inShard, parseJitter, parseShard } from '../../core/schedule.js';
+import { runDue, waitJitter } from '../../engine/due.js';
 import { rotateKey } from '../../engine/rotate.js';
 import { keyStatuses } from '../../engine/status.js';
 import { selectKeys, withSession, type GlobalOptions } from '../globals.js';
@@ -12,6 +13,10 @@ export interface RotateOptions {
   keys: string[];
   all: boolean;
   due: boolean;
+  /** --jitter DURATION: a random start delay up to this long (--due only). */
+  jitter?: string;
+  /** --shard I/N: only this slice of the selected keys. */
+  shard?: string;
 }
 
 export async function rotateCommand(options: RotateOptions, globals: GlobalOptions, io: Io): Promise<number> {
@@ -19,16 +24,19 @@ export async function rotateCommand(options: RotateOptions, globals: GlobalOptio
     throw new UsageError('rotate: name one or more keys, or pass --all or --due', 'usage.rotate');
   }
   if (options.keys.length > 0 && options.all) throw new UsageError('rotate: --all cannot be combined with key names', 'usage.rotate');
+  const shard = options.shard === undefined ? undefined : parseShard(options.shard);
+  const jitterMs = options.jitter === undefined ? 0 : parseJitter(options.jitter);
+  if (options.jitter !== undefined && !options.due) throw new UsageError('--jitter: only with --due (a scheduled run); a rotation asked for by name starts at once', 'usage.jitter');
   return withSession(globals, io, async (session) => {
-    const names = selectKeys(session.config, options.keys);
+    const names = selectKeys(session.config, options.keys).filter((name) => inShard(name, shard));
     if (globals.dryRun) {
       const statuses = await keyStatuses(session, names);
-      const now = Date.now();
+      const now = new Date();
       const plan = statuses.map((s) => ({
         key: s.name,
         wouldRotate: !options.due || s.due,
         // --due also ends grace periods: those previous versions would be revoked.
-        wouldRevoke: options.due ? s.previous.filter((p) => !p.graceUntil || Date.parse(p.graceUntil) <= now).map((p) => p.fingerprint) : [],
+        wouldRevoke: options.due ? s.previous.filter((p) => graceEnded(p.graceUntil, now)).map((p) => p.fingerprint) : [],
         current: s.current?.fingerprint ?? null,
         nextRotationAt: s.nextRotationAt,
       }));
@@ -41,6 +49,8 @@ export async function rotateCommand(options: RotateOptions, globals: GlobalOptio
       }
       return 0;
     }
+    // A dry run plans at once; a real --due run spreads the fleet's start before it claims anything.
+    await waitJitter(jitterMs, io.debug);
     const results = await forEachKey(session, names, 'rotate', (ctx) => (options.due ? runDue(ctx) : rotateKey(ctx)));
     const exitCode = batchExitCode(results);
     renderResults(io, results, exitCode);

@@ -14,5 +14,6 @@ export async function statusCommand(options: { keys: string[] }, globals: Global
       const codes = statuses.map((s): ExitCode => (s.state === 'lockout' || s.state === 'attention' ? ExitCode.needsHuman : s.state === 'error' ? ((s.errorExitCode ?? ExitCode.failed) as ExitCode) : ExitCode.ok));
       return codes.reduce(mostSerious, ExitCode.ok);
     },
+    { writesState: false },
   );
 }

@@ -38,4 +38,5 @@ export async function renderStatus(io: Io, keys: KeyStatus[]): Promise<void> {
   io.out(table.toString());
   // Long messages go under the table, not into it.
   for (const k of keys) if (k.problem || k.error) io.err(`${color.red(`${k.name}: ${k.state}`)}  ${k.problem ?? k.error}`);
+  for (const k of keys) for (const warning of k.warnings) io.err(`${color.yellow(`${k.name}: warning`)}  ${warning}`);
 }
