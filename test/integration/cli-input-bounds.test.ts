@@ -73,11 +73,11 @@ interface Row {
 
 const configRows: Row[] = [
   // Item 8: no error quotes the file it could not use.
-  { name: 'a value where the config should be a mapping', yaml: [SECRET_IN_FILE], args: ['status'], field: /^provkey: config: expected Object, got a string$/m },
+  { name: 'a value where the config should be a mapping', yaml: [SECRET_IN_FILE], args: ['status'], field: /^provkey: config: expected Object, got a string( \(provkey\.yaml line 1, column 1\))?$/m },
   { name: 'a YAML syntax error next to a secret', yaml: ['keys:', `  app: "${SECRET_IN_FILE}`, '  other: x'], args: ['status'], field: /config line \d+, column \d+: invalid YAML: /m },
   { name: 'a duplicate key holding a secret', yaml: ['audit: { path: a }', `audit: "${SECRET_IN_FILE}"`], args: ['status'], field: /config line 2, column 1: invalid YAML: a key appears twice/ },
   { name: 'an unknown tag', yaml: [`audit: !vault ${SECRET_IN_FILE}`], args: ['status'], field: /invalid YAML: an unknown tag/ },
-  { name: 'a secret where a number belongs', yaml: ['defaults:', `  concurrency: "${SECRET_IN_FILE}"`], args: ['status'], field: /^provkey: defaults\.concurrency: expected number, got a string$/m },
+  { name: 'a secret where a number belongs', yaml: ['defaults:', `  concurrency: "${SECRET_IN_FILE}"`], args: ['status'], field: /^provkey: defaults\.concurrency: expected number, got a string( \(provkey\.yaml line \d+, column \d+\))?$/m },
   { name: 'a secret where a choice belongs', yaml: [...scimKey(), `    format: { type: "${SECRET_IN_FILE}" }`], args: ['test'], field: /keys\.app\.format\.type: must be one of/ },
   { name: 'a secret as an unknown field name', yaml: [`${SECRET_IN_FILE}x${SECRET_IN_FILE}: 1`], args: ['status'], field: /config: unknown field \(its name is not shown/ },
   // Item 12: paths, names, durations.

@@ -83,12 +83,12 @@ describe('config errors never quote the file (issue 7, item 8)', () => {
   const secret = `Sx${'9f3a'.repeat(10)}`;
   const parse = (text: string) => () => parseConfigText(text, path.join(dir, 'provkey.yaml'));
   it.each([
-    ['a bare value', secret, /^config: expected Object, got a string$/],
+    ['a bare value', secret, /^config: expected Object, got a string( \(provkey\.yaml line \d+, column \d+\))?$/],
     ['an unterminated quote', `keys:\n  app: "${secret}\n`, /^config line \d+, column \d+: invalid YAML: /],
     ['a duplicate key', `audit: {}\naudit: ${secret}\n`, /^config line 2, column 1: invalid YAML: a key appears twice in one mapping$/],
-    ['a wrong type', `defaults: { concurrency: "${secret}" }\n`, /^defaults\.concurrency: expected number, got a string$/],
-    ['a wrong literal', `version: "${secret}"\n`, /^version: expected 1, got a string$/],
-    ['a number out of range', `defaults: { concurrency: 123456789 }\n`, /^defaults\.concurrency: max value must be <=64$/],
+    ['a wrong type', `defaults: { concurrency: "${secret}" }\n`, /^defaults\.concurrency: expected number, got a string( \(provkey\.yaml line \d+, column \d+\))?$/],
+    ['a wrong literal', `version: "${secret}"\n`, /^version: expected 1, got a string( \(provkey\.yaml line \d+, column \d+\))?$/],
+    ['a number out of range', `defaults: { concurrency: 123456789 }\n`, /^defaults\.concurrency: max value must be <=64( \(provkey\.yaml line \d+, column \d+\))?$/],
     ['a long field name', `${secret}: 1\n`, /^config: unknown field \(its name is not shown/],
   ])('%s', (_name, text, message) => {
     let error: Error | undefined;
@@ -108,13 +108,13 @@ describe('config bounds (issue 7, items 12 and 13)', () => {
   const key = (extra = '', target = '') => `keys:\n  app:\n    ${extra}\n    target: { type: scim, url: "https://app.example.com/scim/v2", applier: { type: store }${target} }\n`;
   it.each([
     ['a NUL in a path', 'audit: { path: "a\\0b" }\n', /^audit\.path: contains a NUL character$/],
-    ['an empty path', 'stores:\n  s: { type: file, path: "" }\n', /^stores\.s\.path: must not be empty$/],
+    ['an empty path', 'stores:\n  s: { type: file, path: "" }\n', /^stores\.s\.path: must not be empty( \(provkey\.yaml line \d+, column \d+\))?$/],
     ['__proto__ as a store', 'stores:\n  __proto__: { type: file }\n', /^stores: "__proto__" is a reserved name/],
     ['prototype as a key', 'keys:\n  prototype: {}\n', /^keys: "prototype" is a reserved name/],
     ['a 5000-character string', `audit: { path: "${'x'.repeat(5000)}" }\n`, /^audit\.path: longer than 4096 characters$/],
     ['an interval of 20 digits', key('rotation: { interval: 99999999999999999999d }'), /^keys\.app\.rotation\.interval: is not a duration/],
-    ['a grace of 11 years', key('rotation: { grace: 4015d }'), /^keys\.app\.rotation\.grace: longer than the maximum of 3650d$/],
-    ['a request timeout of 2 days', key('', ', requestTimeout: 2d'), /^keys\.app\.target\.requestTimeout: longer than the maximum of 1d$/],
+    ['a grace of 11 years', key('rotation: { grace: 4015d }'), /^keys\.app\.rotation\.grace: longer than the maximum of 3650d( \(provkey\.yaml line \d+, column \d+\))?$/],
+    ['a request timeout of 2 days', key('', ', requestTimeout: 2d'), /^keys\.app\.target\.requestTimeout: longer than the maximum of 1d( \(provkey\.yaml line \d+, column \d+\))?$/],
     ['plain http to a non-loopback host', 'keys:\n  app: { target: { type: scim, url: "http://app.example.com/scim", applier: { type: store } } }\n', /^keys\.app\.target\.url: http:\/\/app\.example\.com is plain http to a non-loopback host/],
     ['plain LDAP to a non-loopback host', 'keys:\n  app: { target: { type: ldap, urls: ["ldap://ldap.example.com"], startTls: false, bindDn: "cn=a", searchBase: "dc=x" } }\n', /^keys\.app\.target\.urls\.0: ldap:\/\/ldap\.example\.com without StartTLS/],
     ['a file over 1 MiB', `# ${'x'.repeat(1024 * 1024)}\n`, /larger than 1048576 bytes/],
