@@ -121,6 +121,16 @@ const scimTarget = v.strictObject({
 
 const ldapTarget = v.strictObject({
   type: v.literal('ldap'),
+  /**
+   * The directory's dialect (docs/ldap.md): `openldap` (RFC 3062 + ppolicy, also Red Hat /
+   * 389-DS's own policy attributes), `activeDirectory` (unicodePwd, the domain's policy).
+   */
+  directory: v.optional(v.picklist(['openldap', '389ds', 'activeDirectory']), 'openldap'),
+  /**
+   * activeDirectory: the DCs' "old password allowed period" (Windows OldPasswordAllowedPeriod,
+   * Samba smb.conf; default 60 minutes): how long AD still accepts the previous password.
+   */
+  oldPasswordAllowedPeriod: v.optional(duration, '60m'),
   /** One or more servers (ldaps:// or ldap:// with StartTLS); the test waits until every one accepts a change. */
   urls: v.pipe(v.array(v.string()), v.minLength(1)),
   startTls: bool(true),
@@ -158,6 +168,8 @@ const ldapTarget = v.strictObject({
   ),
   /** Whether to prove the old password fails (costs one failed bind). */
   negativeProbe: v.optional(v.picklist(['auto', 'always', 'never']), 'auto'),
+  /** The provisioning write probe (`test --write`, drills): a staging OU the account may write to, and a group. */
+  writeProbe: v.optional(v.strictObject({ base: v.string(), group: v.optional(v.string()) })),
   propagationTimeout: v.optional(duration, '30s'),
   timeout: v.optional(duration, '10s'),
 });

@@ -5,11 +5,13 @@
  */
 import { ensureOpenBao } from './servers/openbao.ts';
 import { ensureSlapd } from './servers/slapd.ts';
+import { ensureDirectoryTemplates } from './servers/directory-templates.ts';
 
 export default async function setup(): Promise<void> {
   const started = Date.now();
   await ensureSlapd();
   await ensureOpenBao();
+  await ensureDirectoryTemplates();
   const seconds = (Date.now() - started) / 1000;
   if (seconds > 5) process.stderr.write(`[harness] real servers installed in ${seconds.toFixed(0)} s (cached for later runs)\n`);
 }

@@ -3,6 +3,7 @@ import { Attribute, Change, type Client } from 'ldapts';
 import { passwordModify, type PasswordModifyRequest } from './password-modify.js';
 import { attributeValues, firstValue, parseGeneralizedTime, PasswordPolicyControl, type DirectoryPolicy, type PasswordPolicyResponse } from './ppolicy.js';
 import { classifyLdapError, type LdapFailure } from './result-codes.js';
+import { resetsByModify, tokenProblem } from './dirsrv-policy.js';
 
 /**
  * What provkey does to the service account's entry, each on an already bound connection:
@@ -22,6 +23,11 @@ type Scrub = (text: string) => string;
 export async function changePassword(client: Client, request: PasswordModifyRequest, scrub: Scrub): Promise<Step> {
   const control = new PasswordPolicyControl();
   try {
+    // 389-DS holds even a password administrator's RFC 3062 reset to the history; its plain modify is not (dirsrv-policy.ts).
+    if (request.user !== undefined && request.oldPassword === undefined && (await resetsByModify(client))) {
+      await client.modify(request.user, [new Change({ operation: 'replace', modification: new Attribute({ type: 'userPassword', values: [request.newPassword] }) })], [control]);
+      return { ok: true, ...(control.response ? { ppolicy: control.response } : {}) };
+    }
     await passwordModify(client, request, [control]);
     return { ok: true, ...(control.response ? { ppolicy: control.response } : {}) };
   } catch (error) {
@@ -36,7 +42,9 @@ export async function changePassword(client: Client, request: PasswordModifyRequ
  * for the account to change: pwdReset would only keep it from working (pwdMustChange). A
  * missing pwdReset (16 noSuchAttribute: no pwdMustChange) is success.
  */
-export async function clearPasswordReset(client: Client, accountDn: string, scrub: Scrub): Promise<Step> {
+export async function clearPasswordReset(client: Client, accountDn: string, scrub: Scrub, maxAgeSeconds?: number): Promise<Step> {
+  // 389-DS computes pwdReset (deleting it does nothing reliable): its own way, at once.
+  if (await resetsByModify(client)) return clearDirsrvReset(client, accountDn, scrub, maxAgeSeconds);
   try {
     await client.modify(accountDn, [new Change({ operation: 'delete', modification: new Attribute({ type: 'pwdReset', values: [] }) })]);
     return { ok: true };
@@ -45,6 +53,30 @@ export async function clearPasswordReset(client: Client, accountDn: string, scru
     return failure.status === 16 ? { ok: true } : { ok: false, failure };
   }
 }
+
+/**
+ * 389-DS computes pwdReset; what ends "must change" there is a passwordExpirationTime in the
+ * future, which a change by the account itself would set to now + passwordMaxAge.
+ */
+async function clearDirsrvReset(client: Client, accountDn: string, scrub: Scrub, maxAgeSeconds = DIRSRV_DEFAULT_MAX_AGE): Promise<Step> {
+  const until = new Date(Date.now() + (maxAgeSeconds > 0 ? maxAgeSeconds : DIRSRV_DEFAULT_MAX_AGE) * 1000).toISOString().replace(/[-:T]/g, '').replace(/\.\d+Z$/, 'Z');
+  // 389-DS may still be finishing the reset's own update of passwordExpirationTime (seen: the
+  // value written here read back as 19700101000000Z now and then): written until it reads back.
+  try {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      await client.modify(accountDn, [new Change({ operation: 'replace', modification: new Attribute({ type: 'passwordExpirationTime', values: [until] }) })]);
+      const read = await client.search(accountDn, { scope: 'base', filter: '(objectClass=*)', attributes: ['passwordExpirationTime'] });
+      const now = read.searchEntries[0]?.passwordExpirationTime;
+      if (now === undefined || String(now) === until) return { ok: true };
+    }
+    return { ok: false, failure: { kind: 'error', status: 'passwordExpirationTime', detail: 'passwordExpirationTime does not keep the value written (389-DS)' } };
+  } catch (error) {
+    return { ok: false, failure: classifyLdapError(error, scrub) };
+  }
+}
+
+/** 389-DS's default passwordMaxAge (100 days), when the policy could not be read. */
+const DIRSRV_DEFAULT_MAX_AGE = 8_640_000;
 
 /** ppolicy's "locked until an administrator unlocks it" value (draft-behera §5.3.3). */
 export const LOCKED_UNTIL_ADMIN = '000001010000Z';
@@ -75,8 +107,13 @@ export async function readPasswordChangedTime(client: Client, accountDn: string)
 export function throwAwayPassword(policy: DirectoryPolicy): string {
   let length = Math.max(40, policy.minLength ?? 0);
   if (policy.maxLength !== undefined && policy.maxLength > 0) length = Math.min(length, policy.maxLength);
-  const body = randomBytes(length).toString('base64url');
-  return `Aa1-${body}`.slice(0, Math.max(length, 8));
+  // Never one that passwordMinTokenLength (389-DS) would refuse: draw again.
+  let value = '';
+  for (let attempt = 0; attempt < 100; attempt++) {
+    value = `Aa1-${randomBytes(length).toString('base64url')}`.slice(0, Math.max(length, 8));
+    if (!tokenProblem(value, policy, '')) break;
+  }
+  return value;
 }
 
 /** What the account entry shows without a bind as the account: read by an admin (or anonymously, where allowed). */

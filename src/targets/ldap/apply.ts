@@ -137,7 +137,7 @@ async function ensureNoPendingChange(state: LdapTargetState, admin: Client, serv
   state.recordBind(WRITE_SERVER, next, bind.ok, bind.failure);
   if (!bind.ok) return applyFailure(bind.failure!, `bind with ${next.fingerprint} right after the admin reset failed`);
   if (bind.ppolicy?.errorName !== 'changeAfterReset') return { ok: true };
-  const cleared = await clearPasswordReset(admin, state.config.bindDn, state.scrub);
+  const cleared = await clearPasswordReset(admin, state.config.bindDn, state.scrub, state.policy.policy.maxAge);
   if (cleared.ok) return { ok: true };
   return applyFailure(cleared.failure, 'the account must change its password after the reset (pwdMustChange) and provkey cannot clear pwdReset; set passwordPolicy.mustChange: true', 'policy');
 }
@@ -162,7 +162,7 @@ async function restoreAsAdmin(state: LdapTargetState, admin: Client, current: Se
     return { ...refused, detail: `${refused.detail}; ${hint}` };
   }
   await state.changed(current, next, { client: admin, watchers });
-  const cleared = await clearPasswordReset(admin, bindDn, state.scrub);
+  const cleared = await clearPasswordReset(admin, bindDn, state.scrub, state.policy.policy.maxAge);
   const note = cleared.ok ? '' : `; pwdReset could not be cleared (${cleared.failure.detail}), so under pwdMustChange the account must change its password before it can search`;
   if (reset.alreadyHeld) return { ok: true, detail: `the directory already holds ${current.fingerprint}: ${next.fingerprint} never replaced it, nothing to undo${note}` };
   return { ok: true, detail: `admin reset back to ${current.fingerprint} by ${state.setup.admin!.dn}${note}` };

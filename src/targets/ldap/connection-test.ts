@@ -3,6 +3,7 @@ import type { ConnectionTest, Probe, SecretInUse, TestOptions, Verdict } from '.
 import { closeQuietly } from './connection.js';
 import { bindWithPolicy, combineVerdicts, judgeBind, probeConnect, probeSearch, probeWhoami, skipped, verdictOfFailure } from './probes.js';
 import { checkArrival, stopWatching } from './replication.js';
+import { probeWrites, writeProbeNotConfigured } from './write-probe.js';
 import { WRITE_SERVER, type LastChange, type LdapTargetState } from './target-state.js';
 
 /**
@@ -12,6 +13,24 @@ import { WRITE_SERVER, type LastChange, type LdapTargetState } from './target-st
  */
 
 type ServerResult = { verdict: Verdict; probes: Probe[] };
+
+/** The provisioning write probe (write-probe.ts) on the writable server, once the account was accepted there. */
+async function writeProbe(state: LdapTargetState, secret: SecretInUse, verdict: Verdict): Promise<Probe[]> {
+  const config = state.config.writeProbe;
+  if (!config) return [writeProbeNotConfigured()];
+  if (verdict !== 'accepted') return [skipped('write', 'not run: the account was not accepted')];
+  const server = state.setup.servers[WRITE_SERVER]!;
+  return state.onServer(
+    server,
+    async (client) => {
+      const bind = await bindWithPolicy(client, state.config.bindDn, secret.value, state.scrub);
+      state.recordBind(WRITE_SERVER, secret, bind.ok, bind.failure);
+      if (!bind.ok) return [{ name: 'write', outcome: 'fail', status: bind.failure!.status, ms: bind.ms, detail: bind.failure!.detail } as Probe];
+      return probeWrites(client, config, { activeDirectory: false, scrub: state.scrub });
+    },
+    (failure) => [{ name: 'write', outcome: 'fail', status: failure.status, ms: 0, detail: failure.detail } as Probe],
+  );
+}
 
 export async function testPassword(state: LdapTargetState, secret: SecretInUse, options: TestOptions): Promise<ConnectionTest> {
   const at = new Date().toISOString();
@@ -27,14 +46,7 @@ export async function testPassword(state: LdapTargetState, secret: SecretInUse, 
   );
   const several = state.setup.servers.length > 1;
   const probes = results.flatMap((result, index) => (several ? result.probes.map((p) => ({ ...p, name: `${p.name}-${index + 1}` })) : result.probes));
-  if (options.write && options.expect === 'accept') {
-    probes.push({
-      name: 'write',
-      outcome: 'unsupported',
-      ms: 0,
-      detail: 'the ldap target has no write probe; bind, Who am I? and the search under searchBase are its proof',
-    });
-  }
+  if (options.write && options.expect === 'accept') probes.push(...(await writeProbe(state, secret, results[WRITE_SERVER]!.verdict)));
   const verdict = combineVerdicts(
     results.map((r) => r.verdict),
     options.expect,

@@ -56,7 +56,10 @@ export async function createLdapTarget(keyName: string, config: LdapTargetConfig
     ...(pp.maxFailure !== undefined ? { maxFailure: pp.maxFailure } : {}),
     ...(pp.mustChange !== undefined ? { mustChange: pp.mustChange } : {}),
   };
-  return new LdapTarget({ keyName, config, context, servers, timeoutMs, propagationTimeoutMs, admin, configured });
+  const setup: LdapTargetSetup = { keyName, config, context, servers, timeoutMs, propagationTimeoutMs, admin, configured };
+  // Active Directory has no RFC 3062 and no ppolicy: its own module (active-directory.ts).
+  if (config.directory === 'activeDirectory') return (await import('./active-directory.js')).createActiveDirectoryTarget(setup);
+  return new LdapTarget(setup);
 }
 
 /**

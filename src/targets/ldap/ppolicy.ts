@@ -1,6 +1,7 @@
 import { Control, type BerReader, type Client, type Entry } from 'ldapts';
 import { ConfigError } from '../../core/errors.js';
 import type { GenerationPolicy } from '../../core/keygen.js';
+import { isDirsrv, readDirsrvPolicy, tokenProblem } from './dirsrv-policy.js';
 
 /**
  * The directory's password policy (draft-behera-ldap-password-policy, the OpenLDAP ppolicy
@@ -135,6 +136,9 @@ export interface DirectoryPolicy {
   /** A quality-check module (pwdCheckModule) whose rules provkey cannot read. */
   checkModule?: string;
   graceAuthNLimit?: number;
+  /** 389-DS passwordMinTokenLength, with the account's uid/cn/sn values it applies to (dirsrv-policy.ts). */
+  minTokenLength?: number;
+  accountTokens?: string[];
 }
 
 /** The policy in force and where it came from, for messages. */
@@ -276,6 +280,8 @@ export async function readDirectoryPolicy(
       tried.push(`several pwdPolicy entries under ${suffix}; set passwordPolicy.dn`);
     }
   }
+  // 389-DS keeps its policy in password* attributes instead (dirsrv-policy.ts).
+  if (await isDirsrv(client)) return { found: await readDirsrvPolicy(client, options.accountDn), note: '' };
   return { found: undefined, note: `no password policy entry readable${tried.length ? ` (tried ${tried.join(', ')})` : ''}` };
 }
 
@@ -369,7 +375,7 @@ export function passwordProblem(value: string, effective: EffectivePolicy): stri
   if (policy.maxLength !== undefined && policy.maxLength > 0 && length > policy.maxLength) {
     return `the password has ${length} characters, more than pwdMaxLength ${policy.maxLength} (${source})`;
   }
-  return undefined;
+  return tokenProblem(value, policy, source);
 }
 
 /**

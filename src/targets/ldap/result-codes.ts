@@ -158,6 +158,10 @@ export function describeResultCode(code: number, diagnostic = '', ppolicy?: Pass
   let detail = parts.join(' ');
   if (meaning) detail += `: ${meaning}`;
   else if (diagnostic) detail += `: ${diagnostic}`;
+  // 389-DS answers a bind on a locked account with 19 "Exceed password retry limit", even with the right password.
+  if (code === 19 && /exceed password retry limit/i.test(diagnostic)) {
+    return { kind: 'rejected', status: code, detail: `${detail} (389-DS: the account is locked after passwordMaxFailure failed binds; an admin must unlock it or wait passwordLockoutDuration)` };
+  }
   return { kind: kindOf(code), status: code, detail };
 }
 

@@ -1,0 +1,186 @@
+// The LDAP provisioning write probe (`test --write`, drills) on all three directories the
+// harness runs: OpenLDAP slapd, Samba AD DC and 389-DS. Under a staging OU the service account
+// adds a throw-away entry, adds it to a group, modifies it and deletes it; each step is a probe
+// with its result code. A leftover from an interrupted probe is removed first; an account that
+// may not write fails the probe with the server's code. The directory itself is asked whether
+// anything was left behind.
+
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Client } from 'ldapts';
+import * as v from 'valibot';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { targetSchema } from '../../src/config/schema.js';
+import { resolveSecretRef } from '../../src/config/secret-ref.js';
+import { fingerprint } from '../../src/core/fingerprint.js';
+import type { AdapterContext } from '../../src/stores/context.js';
+import { createLdapTarget } from '../../src/targets/ldap/ldap-target.js';
+import type { ConnectionTest, SecretInUse, Target } from '../../src/targets/target.js';
+import { summary } from '../contract/target-contract.js';
+import { ProvkeyCli, describeRun } from '../harness/cli.ts';
+import { startDirsrv, type DirsrvServer } from '../harness/servers/dirsrv.ts';
+import { replace, startSamba, type SambaServer } from '../harness/servers/samba.ts';
+import { startSlapd, type SlapdServer } from '../harness/servers/slapd.ts';
+
+function contextFor(): AdapterContext {
+  const context: AdapterContext = { configDir: tmpdir(), env: process.env, resolveSecret: (ref, field) => resolveSecretRef(ref, field, context), debug: () => undefined };
+  return context;
+}
+
+async function open(fields: Record<string, unknown>): Promise<Target> {
+  const config = v.parse(targetSchema, { type: 'ldap', timeout: '5s', propagationTimeout: '2s', ...fields });
+  if (config.type !== 'ldap') throw new Error('not ldap');
+  return createLdapTarget('writer', config, contextFor());
+}
+
+const WRITE_STEPS = ['write-cleanup', 'write-add', 'write-group', 'write-modify', 'write-delete'];
+
+function expectWritesPassed(result: ConnectionTest): void {
+  expect(result.ok, summary(result)).toBe(true);
+  const writes = result.probes.filter((p) => p.name.startsWith('write'));
+  expect(writes.map((p) => [p.name, p.outcome, p.status])).toEqual(WRITE_STEPS.map((n) => [n, 'pass', 0]));
+  for (const p of writes) expect(p.ms).toBeGreaterThanOrEqual(0);
+}
+
+/** Entries under `base` whose cn says a probe made them, as the directory's admin sees them. */
+async function leftovers(url: string, caPem: string, dn: string, password: string, base: string): Promise<string[]> {
+  const client = new Client({ url, tlsOptions: { ca: [caPem] } });
+  try {
+    await client.bind(dn, password);
+    return (await client.search(base, { scope: 'one', filter: '(cn=provkey-probe-*)', attributes: ['1.1'] })).searchEntries.map((e) => e.dn);
+  } finally {
+    await client.unbind().catch(() => undefined);
+  }
+}
+
+// --- OpenLDAP ---------------------------------------------------------------------------------
+
+/** The harness's usual ACL with a staging OU the service account may write and a group whose members it manages. */
+const SLAPD_ACL = `
+access to dn.subtree="ou=staging,{BASE}"
+    by dn.exact="{SERVICE}" write
+    by * none
+access to dn.base="cn=provisioned,ou=groups,{BASE}" attrs=member
+    by dn.exact="{SERVICE}" write
+    by * none
+access to dn.subtree="ou=groups,{BASE}"
+    by dn.exact="{SERVICE}" read
+    by * none
+access to dn.subtree="ou=services,{BASE}" attrs=userPassword
+    by self write
+    by anonymous auth
+    by * none
+access to dn.subtree="ou=services,{BASE}"
+    by self read
+    by * none
+access to dn.subtree="ou=people,{BASE}"
+    by dn.exact="{SERVICE}" read
+    by * none
+access to dn.subtree="ou=policies,{BASE}"
+    by users read
+    by * none
+access to dn.base="{BASE}"
+    by users read
+    by * none
+access to *
+    by * none
+`;
+
+describe('write probe: OpenLDAP slapd', () => {
+  let srv: SlapdServer;
+  beforeAll(async () => {
+    srv = await startSlapd({
+      acl: SLAPD_ACL,
+      extraLdif: [
+        'dn: ou=staging,dc=example,dc=com', 'objectClass: organizationalUnit', 'ou: staging', '',
+        'dn: ou=groups,dc=example,dc=com', 'objectClass: organizationalUnit', 'ou: groups', '',
+        'dn: cn=provisioned,ou=groups,dc=example,dc=com', 'objectClass: groupOfNames', 'cn: provisioned', 'member: uid=alice,ou=people,dc=example,dc=com', '',
+        'dn: cn=provkey-probe-deadbeef0001,ou=staging,dc=example,dc=com', 'objectClass: inetOrgPerson', 'cn: provkey-probe-deadbeef0001', 'sn: left over', '',
+      ].join('\n'),
+    });
+  });
+  afterAll(async () => {
+    await srv?.stop();
+  });
+
+  it('adds, groups, modifies and deletes under the staging OU; the leftover of an interrupted probe is removed first', async () => {
+    const t = await open({ urls: [srv.ldapUrl], tls: { caFile: srv.caFile }, bindDn: srv.serviceDn, searchBase: srv.peopleDn, writeProbe: { base: 'ou=staging,dc=example,dc=com', group: 'cn=provisioned,ou=groups,dc=example,dc=com' } });
+    const secret: SecretInUse = { value: srv.servicePassword, fingerprint: fingerprint(srv.servicePassword) };
+    const result = await t.test(secret, { expect: 'accept', write: true });
+    expectWritesPassed(result);
+    expect(result.probes.find((p) => p.name === 'write-cleanup')!.detail).toBe('removed 1 leftover probe entry from an interrupted run');
+    expect(await leftovers(srv.ldapsUrl, srv.caPem, srv.adminDn, srv.adminPassword, 'ou=staging,dc=example,dc=com')).toEqual([]);
+    // Without write access (the people base): the add fails with the server's 50, never a pass.
+    const denied = await open({ urls: [srv.ldapUrl], tls: { caFile: srv.caFile }, bindDn: srv.serviceDn, searchBase: srv.peopleDn, writeProbe: { base: srv.peopleDn } });
+    const refused = await denied.test(secret, { expect: 'accept', write: true });
+    expect(refused.ok).toBe(false);
+    expect(refused.probes.find((p) => p.name === 'write-add')).toMatchObject({ outcome: 'fail', status: 50 });
+  });
+});
+
+// --- 389-DS -----------------------------------------------------------------------------------
+
+describe('write probe: 389 Directory Server', () => {
+  let ds: DirsrvServer;
+  beforeAll(async () => {
+    ds = await startDirsrv();
+  });
+  afterAll(async () => {
+    await ds?.stop();
+  });
+
+  it('passes under ou=staging and leaves nothing behind; `provkey test --write` shows each step', async () => {
+    const t = await open({ directory: '389ds', urls: [ds.ldapsUrl], tls: { caFile: ds.caFile }, bindDn: ds.serviceDn, searchBase: ds.peopleDn, writeProbe: { base: ds.stagingDn, group: ds.groupDn } });
+    const secret: SecretInUse = { value: ds.servicePassword, fingerprint: fingerprint(ds.servicePassword) };
+    expectWritesPassed(await t.test(secret, { expect: 'accept', write: true }));
+    expect(await leftovers(ds.ldapsUrl, ds.caPem, ds.adminDn, ds.adminPassword, ds.stagingDn)).toEqual([]);
+
+    const dir = mkdtempSync(path.join(tmpdir(), 'provkey-write-cli-'));
+    try {
+      const config = path.join(dir, 'provkey.yaml');
+      writeFileSync(config, [
+        'keys:', '  writer:', '    format: { type: password, length: 24, exclude: "provisnecPROVISNEC" }', '    target:', '      type: ldap', '      directory: 389ds',
+        `      urls: [${ds.ldapsUrl}]`, `      tls: { caFile: ${ds.caFile} }`, `      bindDn: "${ds.serviceDn}"`, `      searchBase: "${ds.peopleDn}"`,
+        `      writeProbe: { base: "${ds.stagingDn}", group: "${ds.groupDn}" }`, '',
+      ].join('\n'));
+      const cli = new ProvkeyCli({ cwd: dir, config });
+      cli.scanner.addSecret(ds.servicePassword, 'service password');
+      expect((await cli.run(['import', 'writer'], { input: `${ds.servicePassword}\n` })).code).toBe(0);
+      const tested = await cli.run(['test', 'writer', '--write']);
+      expect(tested.code, describeRun(tested)).toBe(0);
+      for (const name of WRITE_STEPS) expect(tested.stdout).toMatch(new RegExp(`${name}\\b`));
+      cli.scanner.assertClean();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+// --- Samba AD DC ------------------------------------------------------------------------------
+
+describe('write probe: Samba AD DC', () => {
+  let dc: SambaServer;
+  beforeAll(async () => {
+    dc = await startSamba();
+  });
+  afterAll(async () => {
+    await dc?.stop();
+  });
+
+  it('a disabled throw-away user under OU=Staging, put into a group and removed again, as a member of Account Operators', async () => {
+    const password = `Pk-${randomBytes(18).toString('base64url')}`;
+    const dn = await dc.createUser('svc-writer', password);
+    const staging = `OU=Staging,${dc.baseDn}`;
+    const group = `CN=Provisioned,${staging}`;
+    await dc.add(staging, { objectClass: ['top', 'organizationalUnit'], ou: 'Staging' });
+    await dc.add(group, { objectClass: ['top', 'group'], sAMAccountName: 'Provisioned' });
+    // Account Operators may create and delete users and manage groups in OUs (AD's default security descriptors).
+    await dc.modify(`CN=Account Operators,CN=Builtin,${dc.baseDn}`, [replace('member', [dn])]);
+    const t = await open({ directory: 'activeDirectory', oldPasswordAllowedPeriod: '0s', urls: [dc.ldapsUrl], tls: { caFile: dc.caFile }, bindDn: dn, searchBase: dc.usersDn, writeProbe: { base: staging, group } });
+    const result = await t.test({ value: password, fingerprint: fingerprint(password) }, { expect: 'accept', write: true });
+    expectWritesPassed(result);
+    expect(await leftovers(dc.ldapsUrl, dc.caPem, dc.adminDn, dc.adminPassword, staging)).toEqual([]);
+  });
+});
