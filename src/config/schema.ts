@@ -68,10 +68,53 @@ const vaultStore = v.strictObject({
   destroyOnRevoke: bool(false),
 });
 
+const azureAuth = v.variant('method', [
+  /** DefaultAzureCredential: environment (AZURE_*), workload identity, managed identity, Azure CLI. */
+  v.strictObject({ method: v.literal('default'), managedIdentityClientId: v.optional(v.string()), tenantId: v.optional(v.string()) }),
+  v.strictObject({ method: v.literal('clientSecret'), tenantId: v.string(), clientId: v.string(), clientSecretRef: secretRef }),
+  /** A PEM file (certificate + private key), by path or as a secret reference. */
+  v.strictObject({
+    method: v.literal('clientCertificate'),
+    tenantId: v.string(),
+    clientId: v.string(),
+    certificatePath: v.optional(v.string()),
+    certificateRef: v.optional(secretRef),
+    sendCertificateChain: bool(false),
+  }),
+  v.strictObject({ method: v.literal('managedIdentity'), clientId: v.optional(v.string()) }),
+]);
+
 const azureStore = v.strictObject({
   type: v.literal('azure'),
+  /** https://NAME.vault.azure.net (or a sovereign cloud's vault DNS suffix). */
   vaultUrl: v.string(),
-  secretPrefix: v.optional(v.string(), ''),
+  /** Prepended to every secret name ([0-9a-zA-Z-]); lets several provkey installs share a vault. */
+  secretPrefix: v.optional(v.string(), 'provkey-'),
+  auth: v.optional(azureAuth, { method: 'default' }),
+  /** Entra authority for sovereign clouds, e.g. https://login.microsoftonline.us */
+  authorityHost: v.optional(v.string()),
+  timeout: v.optional(duration, '15s'),
+  /** Attempts after a 429/5xx/network failure (Retry-After honoured), each delay at most maxRetryDelay. */
+  retries: v.optional(int(0, 10), 4),
+  maxRetryDelay: v.optional(duration, '30s'),
+  /** How long a state write waits before re-listing to decide a fork (see docs/azure.md); at least 1100ms. */
+  settle: v.optional(duration, '2s'),
+  /** Sets expiresOn of each stored version this long after its creation (e.g. interval + grace). */
+  valueExpiry: v.optional(duration),
+  /** Refused when true: Key Vault cannot purge a single version (revoke sets enabled=false). */
+  destroyOnRevoke: v.optional(v.boolean()),
+  /** deleteKey (migrate's retire step) purges the soft-deleted secrets so the names can be reused. */
+  purgeOnDelete: bool(true),
+  /** Settings only a local Key Vault emulator needs; never defaults. */
+  emulator: v.optional(
+    v.strictObject({
+      caFile: v.optional(v.string()),
+      disableChallengeResourceVerification: bool(false),
+      disableInstanceDiscovery: bool(false),
+      /** Host override: connect to this loopback IP whatever vaultUrl's host resolves to (DNS pin). */
+      connectTo: v.optional(v.string()),
+    }),
+  ),
 });
 
 export const storeSchema = v.variant('type', [fileStore, vaultStore, azureStore]);

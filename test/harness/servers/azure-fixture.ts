@@ -1,0 +1,177 @@
+// One Azure Key Vault store fixture for every test that needs one, over either tier:
+//   - 'emulator': the third-party emulator pair (servers/azure-emulators.ts), when its binaries are given;
+//   - 'double':   the protocol double (../azure-keyvault-double.ts), always.
+// It hands out a configured store section (for provkey.yaml or the schema), the environment the
+// CLI needs, an opened store, and a way to read what is stored, so a matrix of adapters (fault
+// simulation, crash tests) can add Azure as one entry.
+
+import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import * as v from 'valibot';
+import { storeSchema, type AzureStoreConfig } from '../../../src/config/schema.js';
+import type { KeyRecord } from '../../../src/core/model.js';
+import type { AdapterContext } from '../../../src/stores/context.js';
+import type { SecretStore } from '../../../src/stores/store.js';
+import { createAzureStore, type AzureStoreInternals } from '../../../src/stores/azure.js';
+import { startKeyVaultDouble, type KeyVaultDouble } from '../azure-keyvault-double.ts';
+import { azureEmulatorBinaries, ENTRA_SEED, startAzureEmulators, type AzureEmulators } from './azure-emulators.ts';
+
+export const CLIENT_SECRET_ENV = 'PROVKEY_TEST_AZURE_CLIENT_SECRET';
+
+/** Exactly the permissions docs/azure.md asks for (Key Vault access-policy names). */
+export const DOCUMENTED_PERMISSIONS = ['secrets/get', 'secrets/list', 'secrets/set', 'secrets/delete', 'secrets/purge'];
+
+export interface AzureTier {
+  kind: 'emulator' | 'double';
+  label: string;
+  clientId: string;
+  clientSecret: string;
+  /** A store section (before schema defaults) using client credentials from env:CLIENT_SECRET_ENV. */
+  storeSection(fields?: Record<string, unknown>): Record<string, unknown>;
+  /** Environment a provkey subprocess needs for storeSection(). */
+  env: Record<string, string>;
+  openStore(fields?: Record<string, unknown>, internals?: AzureStoreInternals, env?: NodeJS.ProcessEnv): Promise<SecretStore>;
+  /** What the store holds for `key`, read through a fresh store. */
+  readState(key: string, fields?: Record<string, unknown>): Promise<KeyRecord | undefined>;
+  /** Every version of `key` with its value (null once disabled), for the secret scan. */
+  storedVersions(key: string): Promise<Array<{ id: string; label: string; fingerprint: string; value: string | null }>>;
+  /** Limits the test principal to `operations` (emulator/Key Vault names); undefined restores full access. */
+  restrict(operations: string[] | undefined): Promise<void>;
+  throttleNext(n: number): Promise<void>;
+  failNext(n: number): Promise<void>;
+  identity: { endpoint: string; header: string };
+  emulators?: AzureEmulators;
+  double?: KeyVaultDouble;
+  debugLines: string[];
+  stop(): Promise<void>;
+}
+
+export function emulatorTierSkipReason(): string | undefined {
+  const bins = azureEmulatorBinaries();
+  return 'skip' in bins ? bins.skip : undefined;
+}
+
+export async function startAzureTier(kind: 'emulator' | 'double'): Promise<AzureTier> {
+  const prefix = `it${randomBytes(3).toString('hex')}-`;
+  const debugLines: string[] = [];
+  const opened: SecretStore[] = [];
+  let base: { vaultUrl: string; authorityHost: string; tenantId: string; caFile: string; clientId: string; clientSecret: string; identity: { endpoint: string; header: string } };
+  let emulators: AzureEmulators | undefined;
+  let double: KeyVaultDouble | undefined;
+  let principal = '';
+
+  if (kind === 'emulator') {
+    const bins = azureEmulatorBinaries();
+    if ('skip' in bins) throw new Error(bins.skip);
+    emulators = await startAzureEmulators(bins);
+    base = {
+      vaultUrl: emulators.vaultUrl,
+      authorityHost: emulators.authorityHost,
+      tenantId: emulators.tenantId,
+      caFile: emulators.caFile,
+      clientId: ENTRA_SEED.daemonClientId,
+      clientSecret: ENTRA_SEED.daemonClientSecret,
+      identity: { endpoint: emulators.identityEndpoint, header: emulators.identityHeader },
+    };
+    principal = await emulators.principalOf(base.clientId, base.clientSecret);
+  } else {
+    double = await startKeyVaultDouble();
+    const clientId = '3f4b9d8e-0c1a-4c55-9a0e-6b7f2d1e5a90';
+    const clientSecret = `dbl-${randomBytes(12).toString('hex')}`;
+    double.addClient(clientId, clientSecret);
+    principal = clientId;
+    base = { vaultUrl: double.vaultUrl, authorityHost: double.authorityHost, tenantId: double.tenantId, caFile: double.caFile, clientId, clientSecret, identity: { endpoint: double.identityEndpoint, header: double.identityHeader } };
+  }
+
+  const storeSection = (fields: Record<string, unknown> = {}) => ({
+    type: 'azure',
+    vaultUrl: base.vaultUrl,
+    secretPrefix: prefix,
+    auth: { method: 'clientSecret', tenantId: base.tenantId, clientId: base.clientId, clientSecretRef: `env:${CLIENT_SECRET_ENV}` },
+    authorityHost: base.authorityHost,
+    timeout: '10s',
+    retries: 3,
+    maxRetryDelay: '2s',
+    settle: '1100ms',
+    emulator: { caFile: base.caFile, disableChallengeResourceVerification: true, disableInstanceDiscovery: true },
+    ...fields,
+  });
+  const env = { [CLIENT_SECRET_ENV]: base.clientSecret };
+  const context = (extraEnv: NodeJS.ProcessEnv = {}): AdapterContext => {
+    const all = { ...env, ...extraEnv };
+    return {
+      configDir: tmpdir(),
+      env: all,
+      resolveSecret: async (ref, field) => {
+        const name = ref.startsWith('env:') ? ref.slice(4) : undefined;
+        const value = name === undefined ? undefined : all[name];
+        if (value === undefined) throw new Error(`${field}: ${ref} is not set`);
+        return value;
+      },
+      debug: (line) => debugLines.push(line),
+    };
+  };
+  const openStore = async (fields: Record<string, unknown> = {}, internals: AzureStoreInternals = {}, extraEnv: NodeJS.ProcessEnv = {}) => {
+    const config = v.parse(storeSchema, storeSection(fields));
+    if (config.type !== 'azure') throw new Error('not an azure config');
+    const store = await createAzureStore('azure', config as AzureStoreConfig, context(extraEnv), internals);
+    opened.push(store);
+    return store;
+  };
+
+  return {
+    kind,
+    label: kind === 'emulator' ? 'azure (azure-keyvault-emulator + entra-emulator, documented permissions only)' : 'azure (Key Vault protocol double, documented permissions only)',
+    clientId: base.clientId,
+    clientSecret: base.clientSecret,
+    storeSection,
+    env,
+    openStore,
+    async readState(key, fields) {
+      const store = await openStore(fields);
+      try {
+        return await store.read(key);
+      } finally {
+        await store.close();
+      }
+    },
+    async storedVersions(key) {
+      const store = await openStore();
+      try {
+        const record = await store.read(key);
+        const out: Array<{ id: string; label: string; fingerprint: string; value: string | null }> = [];
+        for (const v of record?.versions ?? []) out.push({ id: v.id, label: v.label, fingerprint: v.fingerprint, value: await store.readSecret(key, v.id).catch(() => null) });
+        return out;
+      } finally {
+        await store.close();
+      }
+    },
+    async restrict(operations) {
+      const map = operations === undefined ? {} : { [principal]: operations };
+      if (emulators) {
+        // The emulator gates PATCH (update attributes) as "secrets/update"; Key Vault's access
+        // policy grants it with "set" (REST reference: Update Secret requires secrets/set).
+        const ops = operations?.includes('secrets/set') ? [...operations, 'secrets/update'] : operations;
+        const answer = await emulators.control('permissions', ops === undefined ? {} : { [principal]: ops });
+        if (answer.status !== 200) throw new Error(`emulator permissions: ${answer.status} ${answer.body}`);
+      } else double!.setPermissions(map);
+    },
+    async throttleNext(n) {
+      if (emulators) await emulators.control('faults', { throttleNextRequests: n });
+      else double!.throttleNext(n);
+    },
+    async failNext(n) {
+      if (emulators) await emulators.control('faults', { rejectNextRequests: n });
+      else double!.failNext(n);
+    },
+    identity: base.identity,
+    ...(emulators ? { emulators } : {}),
+    ...(double ? { double } : {}),
+    debugLines,
+    async stop() {
+      for (const store of opened) await store.close().catch(() => undefined);
+      await emulators?.stop();
+      await double?.stop();
+    },
+  };
+}
