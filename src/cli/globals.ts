@@ -16,6 +16,8 @@ export interface GlobalOptions {
   /** --quiet: nothing on stdout but values and --json; errors and warnings still on stderr. */
   quiet: boolean;
   color: boolean;
+  /** --metrics-file: Prometheus textfile to rewrite after the run (docs/observability.md). */
+  metricsFile?: string;
 }
 
 /**

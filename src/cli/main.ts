@@ -4,6 +4,7 @@ import { redact } from '../core/redact.js';
 import { createIo, type Io } from './io.js';
 import type { GlobalOptions } from './globals.js';
 import { buildProgram } from './program.js';
+import { withSchemaVersion } from './render/format.js';
 
 /**
  * The entry module: the only top-level try/catch and the only place that sets the exit
@@ -34,6 +35,7 @@ async function main(argv: string[]): Promise<number> {
       verbose: Boolean(raw.verbose),
       quiet: Boolean(raw.quiet),
       color: raw.color !== false,
+      ...(raw.metricsFile ? { metricsFile: String(raw.metricsFile) } : {}),
     };
     io = createIo({ json: globals.json, verbose: globals.verbose, color: globals.color, quiet: globals.quiet });
     exitCode = await task(globals, io);
@@ -63,11 +65,11 @@ function renderError(error: unknown, io: Io): number {
   if (error instanceof CommanderError) {
     // --help and --version end here with code 0; usage errors were already printed by commander.
     if (error.exitCode === 0 || error.code === 'commander.helpDisplayed' || error.code === 'commander.version') return ExitCode.ok;
-    if (io.json) io.err(JSON.stringify({ error: { code: 'usage', message: error.message.replace(/^error: /, ''), exitCode: ExitCode.usage } }));
+    if (io.json) io.err(JSON.stringify(withSchemaVersion({ error: { code: 'usage', message: error.message.replace(/^error: /, ''), exitCode: ExitCode.usage } })));
     return ExitCode.usage;
   }
   if (isProvkeyError(error)) {
-    if (io.json) io.err(JSON.stringify({ error: { code: error.code, message: error.message, exitCode: error.exitCode } }));
+    if (io.json) io.err(JSON.stringify(withSchemaVersion({ error: { code: error.code, message: error.message, exitCode: error.exitCode } })));
     else io.err(`${io.color.red('provkey:')} ${error.message}`);
     if (io.verbose && error.cause) io.err(io.color.dim(`  cause: ${redact(withoutQuotedInput(String((error.cause as Error).message ?? error.cause)))}`));
     return error.exitCode;
@@ -79,7 +81,7 @@ function renderError(error: unknown, io: Io): number {
   // Anything else is a bug in provkey: one line, and the stack only with --verbose. A library's
   // message may quote the input it choked on (JSON.parse does): quoted text is left out.
   const message = withoutQuotedInput(error instanceof Error ? error.message : String(error));
-  if (io.json) io.err(JSON.stringify({ error: { code: 'internal', message, exitCode: ExitCode.failed } }));
+  if (io.json) io.err(JSON.stringify(withSchemaVersion({ error: { code: 'internal', message, exitCode: ExitCode.failed } })));
   else io.err(`provkey: internal error: ${message} (please report this at https://github.com/provkey/provkey/issues; --verbose shows the stack)`);
   if (io.verbose && error instanceof Error && error.stack) io.err(io.color.dim([message, ...error.stack.split('\n').filter((line) => /^\s+at /.test(line))].join('\n')));
   return ExitCode.failed;

@@ -19,6 +19,7 @@ export function buildProgram(run: (task: (globals: GlobalOptions, io: Io) => Pro
     .option('-v, --verbose', 'log each protocol step to stderr', false)
     .option('-q, --quiet', 'print nothing on stdout but requested values and --json (errors and warnings still go to stderr)', false)
     .option('--no-color', 'no colour (also: NO_COLOR=1)')
+    .option('--metrics-file <path>', 'after rotate, revoke, drill, status or test: rewrite this Prometheus textfile (node_exporter) atomically')
     .showHelpAfterError('(run with --help for usage)')
     .configureHelp({ sortSubcommands: false, showGlobalOptions: true })
     .addHelpText('after', `
@@ -136,6 +137,16 @@ Docs: docs/README.md`);
       .option('--rto <duration>', 'recovery time objective', '60s')
       .action((scenario: string, key: string, opts) => run(async (g, io) => (await import('./commands/drill.js')).drillCommand({ scenario, key, rto: opts.rto }, g, io))),
     ['provkey drill compromise ldap-provisioner --dry-run', 'provkey drill compromise entra-scim-prod --rto 60s --yes --json'],
+  );
+
+  examples(
+    program.command('scan').argument('<paths...>', 'files or directories (with --git: repositories)').description('find leaked provkey tokens by prefix and checksum, and name the key and version of each (never the value)')
+      .option('--git', 'scan every commit of the repositories\' history (git log -p --all) instead of their files', false)
+      .option('--prefix <prefix>', 'also look for this token prefix (repeatable; the configured keys\' prefixes are always used)', (v: string, all: string[]) => [...all, v], [] as string[])
+      .option('--max-file-size <size>', 'skip files larger than this (e.g. 10m, 512k)', '10m')
+      .addHelpText('after', '\nExit codes of scan: 0 no token found, 1 tokens found but none live (revoked or unknown), 3 a LIVE version leaked (contain it), 2 usage, 5/6/7 a store could not be read to identify a finding.')
+      .action((paths: string[], opts) => run(async (g, io) => (await import('./commands/scan.js')).scanCommand({ paths, git: opts.git, prefix: opts.prefix, maxFileSize: opts.maxFileSize }, g, io))),
+    ['provkey scan .', 'provkey scan --git . --json     # in CI: exit 3 if a live key is in the history', 'provkey scan /var/log/app --prefix acme'],
   );
 
   const audit = examples(program.command('audit').description('the hash-chained audit log'), ['provkey audit verify', 'provkey audit verify --json']);

@@ -1,4 +1,5 @@
 import * as v from 'valibot';
+import { WEBHOOK_EVENTS } from '../observe/events.js';
 
 /**
  * The provkey.yaml schema (valibot: a few ms to load, where zod cost ~60 ms on every run).
@@ -233,6 +234,20 @@ const keySchema = v.strictObject({
   target: targetSchema,
 });
 
+/** A Standard Webhooks receiver told of rotations, revokes, drills and keys coming due (docs/observability.md). */
+const webhook = v.strictObject({
+  url: v.string(),
+  /** Resolves to the signing secret, "whsec_" + base64. */
+  secretRef,
+  /** Only these events (default: all). */
+  events: v.optional(v.pipe(v.array(v.picklist(WEBHOOK_EVENTS)), v.minLength(1))),
+  /** key.due_soon fires when the next rotation is closer than this. */
+  dueWithin: v.optional(duration, '7d'),
+  timeout: v.optional(duration, '10s'),
+  retries: v.optional(int(0, 10), 3),
+  allowInsecureHttp: bool(false),
+});
+
 export const configSchema = v.strictObject({
   version: v.optional(v.literal(1), 1),
   defaults: v.optional(v.strictObject({ store: v.optional(name, 'default'), concurrency: v.optional(int(1, 64), 4) }), {}),
@@ -247,6 +262,7 @@ export const configSchema = v.strictObject({
     {},
   ),
   keys: v.optional(v.record(name, keySchema), {}),
+  notify: v.optional(v.strictObject({ webhooks: v.optional(v.array(webhook), []) }), {}),
 });
 
 export type RawConfig = v.InferOutput<typeof configSchema>;
@@ -261,3 +277,4 @@ export type TargetConfig = v.InferOutput<typeof targetSchema>;
 export type ScimTargetConfig = v.InferOutput<typeof scimTarget>;
 export type LdapTargetConfig = v.InferOutput<typeof ldapTarget>;
 export type KeyConfig = v.InferOutput<typeof keySchema>;
+export type WebhookConfig = v.InferOutput<typeof webhook>;

@@ -332,7 +332,7 @@ describe('provkey CLI end to end: file store + SCIMMY', () => {
 
     const { result: statusRun, data: status } = await w.json<StatusJson>(['status']);
     expect(statusRun.code, describeRun(statusRun)).toBe(0);
-    expect(Object.keys(status)).toEqual(['keys']);
+    expect(Object.keys(status)).toEqual(['schemaVersion', 'keys']);
     expect(status.keys.map((k) => k.name)).toEqual(['app', 'spare']);
     const [app, spare] = status.keys;
     expect(app).toMatchObject({ name: 'app', store: 'default', target: 'scim', current: { fingerprint: secretFingerprint(token) }, lastTest: { ok: true } });

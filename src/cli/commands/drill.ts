@@ -3,6 +3,7 @@ import { UsageError } from '../../core/errors.js';
 import { drillCompromise, type DrillReport } from '../../engine/drill.js';
 import { openKey } from '../../engine/key-context.js';
 import { confirmDestructive } from '../confirm.js';
+import { observeRun } from '../../observe/observer.js';
 import { withSession, type GlobalOptions } from '../globals.js';
 import type { Io } from '../io.js';
 import { formatDuration } from '../../core/duration.js';
@@ -21,8 +22,10 @@ export async function drillCommand(options: { scenario: string; key: string; rto
         `drill: refusing to run a real compromise drill on ${options.key}`,
       );
     }
+    const observer = await observeRun(session, globals, io, 'drill');
     const report = await drillCompromise(ctx, { rtoMs, dryRun: globals.dryRun });
     renderDrill(io, report);
+    await observer.finish({ exitCode: report.exitCode, drill: report });
     return report.exitCode;
   });
 }

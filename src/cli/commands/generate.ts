@@ -4,6 +4,7 @@ import { DEFAULT_POLICIES, checkPolicy, entropyBits, generateSecret, type Genera
 import { checkToken } from '../../core/token-format.js';
 import { readSecretInput } from '../confirm.js';
 import type { Io } from '../io.js';
+import { withSchemaVersion } from '../render/format.js';
 
 export interface GenerateOptions {
   format: string;
@@ -56,7 +57,7 @@ export async function generateCommand(options: GenerateOptions, io: Io): Promise
   const value = generateSecret(policy);
   const bits = entropyBits(policy);
   if (io.json) {
-    io.reveal(JSON.stringify({ format: policy.type, value, fingerprint: fingerprint(value), entropyBits: Math.floor(bits) }));
+    io.reveal(JSON.stringify(withSchemaVersion({ format: policy.type, value, fingerprint: fingerprint(value), entropyBits: Math.floor(bits) })));
   } else {
     io.reveal(value);
     io.err(io.color.dim(`${policy.type}, ${Math.floor(bits)} bits of entropy, ${fingerprint(value)}`));
@@ -68,7 +69,7 @@ export async function generateCommand(options: GenerateOptions, io: Io): Promise
 export async function checkTokenCommand(io: Io): Promise<number> {
   const candidate = await readSecretInput(io, 'token to check');
   const result = checkToken(candidate);
-  if (io.json) io.out(JSON.stringify({ ...result, fingerprint: fingerprint(candidate) }));
+  if (io.json) io.out(JSON.stringify(withSchemaVersion({ ...result, fingerprint: fingerprint(candidate) })));
   else if (result.valid) io.out(`${io.color.green('✔')} valid provkey token (prefix ${result.prefix}), ${fingerprint(candidate)}`);
   else io.err(`${io.color.red('✘')} not a valid provkey token: ${result.reason}`);
   return result.valid ? 0 : 1;

@@ -2,7 +2,7 @@ import { UsageError } from '../../core/errors.js';
 import { readExisting } from '../../engine/key-context.js';
 import { withSession, type GlobalOptions } from '../globals.js';
 import type { Io } from '../io.js';
-import { printJson } from '../render/format.js';
+import { printJson, withSchemaVersion } from '../render/format.js';
 
 /** `get KEY`: the current fingerprint; only with --reveal the value itself (and that is audited). */
 export async function getCommand(options: { key: string; reveal: boolean }, globals: GlobalOptions, io: Io): Promise<number> {
@@ -19,7 +19,7 @@ export async function getCommand(options: { key: string; reveal: boolean }, glob
     if (globals.dryRun) throw new UsageError('get --reveal: nothing to plan in a dry run', 'usage.get');
     const value = await store.readSecret(options.key, current.id);
     await session.recordAudit({ event: 'key.revealed', key: options.key, outcome: 'ok', fingerprint: current.fingerprint, versionId: current.id });
-    if (io.json) io.reveal(JSON.stringify({ key: options.key, fingerprint: current.fingerprint, value }));
+    if (io.json) io.reveal(JSON.stringify(withSchemaVersion({ key: options.key, fingerprint: current.fingerprint, value })));
     else io.reveal(value);
     return 0;
   });

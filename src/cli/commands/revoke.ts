@@ -2,6 +2,7 @@ import { UsageError } from '../../core/errors.js';
 import { openKey } from '../../engine/key-context.js';
 import { revokeKey, selectVersions, type RevokeSelection } from '../../engine/revoke.js';
 import { confirmDestructive } from '../confirm.js';
+import { observeRun } from '../../observe/observer.js';
 import { withSession, type GlobalOptions } from '../globals.js';
 import type { Io } from '../io.js';
 import { printJson } from '../render/format.js';
@@ -34,8 +35,10 @@ export async function revokeCommand(
       `Revoke ${list} of ${options.key}?${stopsWorking ? ' The integration stops working until a new version is added.' : ''}`,
       `revoke: refusing to revoke ${list} of ${options.key}`,
     );
+    const observer = await observeRun(session, globals, io, 'revoke');
     const result = await revokeKey(ctx, selection);
     renderResults(io, [result], result.exitCode);
+    await observer.finish({ exitCode: result.exitCode, results: [result] });
     return result.exitCode;
   });
 }

@@ -4,6 +4,7 @@ import { graceEnded, inShard, parseJitter, parseShard } from '../../core/schedul
 import { runDue, waitJitter } from '../../engine/due.js';
 import { rotateKey } from '../../engine/rotate.js';
 import { keyStatuses } from '../../engine/status.js';
+import { observeRun } from '../../observe/observer.js';
 import { selectKeys, withSession, type GlobalOptions } from '../globals.js';
 import type { Io } from '../io.js';
 import { printJson } from '../render/format.js';
@@ -49,11 +50,13 @@ export async function rotateCommand(options: RotateOptions, globals: GlobalOptio
       }
       return 0;
     }
+    const observer = await observeRun(session, globals, io, 'rotate');
     // A dry run plans at once; a real --due run spreads the fleet's start before it claims anything.
     await waitJitter(jitterMs, io.debug);
     const results = await forEachKey(session, names, 'rotate', (ctx) => (options.due ? runDue(ctx) : rotateKey(ctx)));
     const exitCode = batchExitCode(results);
     renderResults(io, results, exitCode);
+    await observer.finish({ exitCode, results });
     return exitCode;
   });
 }

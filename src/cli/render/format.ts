@@ -11,6 +11,17 @@ export function outcomeColor(color: ChalkInstance, ok: boolean, text: string): s
   return ok ? color.green(text) : color.red(text);
 }
 
-export function printJson(out: (text: string) => void, data: unknown): void {
-  out(JSON.stringify(data, null, 2));
+/** Every JSON document provkey prints carries this; bumped only when a field changes meaning or goes away. */
+export const JSON_SCHEMA_VERSION = 1;
+
+export function withSchemaVersion<T extends object>(data: T): { schemaVersion: number } & T {
+  return { schemaVersion: JSON_SCHEMA_VERSION, ...data };
+}
+
+/**
+ * One JSON document: pretty on a terminal, one line otherwise (JSON Lines: a cron log or a
+ * pipe gets one parseable line per run).
+ */
+export function printJson(out: (text: string) => void, data: object, pretty = Boolean(process.stdout.isTTY)): void {
+  out(pretty ? JSON.stringify(withSchemaVersion(data), null, 2) : JSON.stringify(withSchemaVersion(data)));
 }
