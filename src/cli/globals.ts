@@ -25,9 +25,11 @@ export interface GlobalOptions {
  * (`status` refuses what `test` refuses). A missing config is an error for every command
  * that reads one: running on nothing would report an all-clear for nothing checked.
  */
-export async function loadConfigFor(globals: GlobalOptions): Promise<Config> {
+export async function loadConfigFor(globals: GlobalOptions, options: { mustExist?: boolean } = {}): Promise<Config> {
   const stateDir = stateDirOption(globals.stateDir, process.env, process.cwd());
-  const config = await loadConfig(configPath(globals.config, process.env, process.cwd()), { mustExist: true, stateDir });
+  // Only `scan` (which finds leaked tokens by their shape without any config) may run on none.
+  const named = globals.config !== undefined || Boolean(process.env.PROVKEY_CONFIG);
+  const config = await loadConfig(configPath(globals.config, process.env, process.cwd()), { mustExist: (options.mustExist ?? true) || named, stateDir });
   await checkStoreSettings(config);
   return config;
 }
@@ -53,8 +55,8 @@ export async function promptHidden(message: string): Promise<string> {
  * first makes sure the state dir exists and is writable, so it fails up front, with a usage
  * error that says what to do, instead of half-way through with a raw mkdir error.
  */
-export async function withSession<T>(globals: GlobalOptions, io: Io, fn: (session: Session) => Promise<T>, options: { writesState?: boolean } = {}): Promise<T> {
-  const config = await loadConfigFor(globals);
+export async function withSession<T>(globals: GlobalOptions, io: Io, fn: (session: Session) => Promise<T>, options: { writesState?: boolean; mustExist?: boolean } = {}): Promise<T> {
+  const config = await loadConfigFor(globals, options);
   if ((options.writesState ?? true) && !globals.dryRun) await ensureStateDir(config.stateDir);
   const progress = await createProgress(io);
   const session = new Session({

@@ -21,7 +21,7 @@ const passphrase = `pass-${randomBytes(12).toString('base64url')}`;
 /** code → meaning, from the "## Exit codes" table of docs/cli.md. */
 function docsTable(): Map<number, string> {
   const text = readFileSync(path.join(repoRoot, 'docs/cli.md'), 'utf8');
-  const section = text.split('## Exit codes')[1]!.split('\n## ')[0]!;
+  const section = text.split('## Exit codes')[1]!.split(/\n##+ /)[0]!;
   const rows = [...section.matchAll(/^\| (\d+) \| (.+) \|$/gm)];
   return new Map(rows.map((m) => [Number(m[1]), m[2]!]));
 }
