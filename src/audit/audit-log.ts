@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { hostname, userInfo } from 'node:os';
 import path from 'node:path';
-import { NeedsHumanError } from '../core/errors.js';
+import { ExitCode, isProvkeyError, NeedsHumanError } from '../core/errors.js';
 import { redact } from '../core/redact.js';
 import { writeFileAtomic } from '../io/atomic-write.js';
 import { defaultLockOptions, withFileLock } from '../io/file-lock.js';
@@ -132,7 +132,11 @@ export class AuditLog implements StoreJournal {
   async chainKey(options: { create: boolean } = { create: false }): Promise<AuditKey | undefined> {
     if (this.key || !this.keyProvider) return this.key;
     // Only a found key is kept: a store that did not exist yet may have one after `init`.
-    this.key = await this.keyProvider(options).catch(() => undefined);
+    // A refused credential (a wrong passphrase) is that error, exit 6, not "no key" (which would read as a forged log).
+    this.key = await this.keyProvider(options).catch((error: unknown) => {
+      if (isProvkeyError(error) && error.exitCode === ExitCode.denied) throw error;
+      return undefined;
+    });
     return this.key;
   }
 

@@ -23,9 +23,25 @@ export async function readSecretInput(io: Io, what: string): Promise<string> {
     return password({ message: `${what}:`, mask: true }, { output: process.stderr });
   }
   const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  const value = Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+  let size = 0;
+  for await (const chunk of process.stdin) {
+    size += (chunk as Buffer).length;
+    // Stop reading at the bound: a value piped from the wrong command never fills memory.
+    if (size > MAX_STDIN_BYTES) throw new UsageError(`${what}: stdin holds more than ${MAX_STDIN_BYTES} bytes; a key is one short line`, 'input.stdin');
+    chunks.push(chunk as Buffer);
+  }
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks));
+  } catch {
+    throw new UsageError(`${what}: stdin is not UTF-8 text (binary data?)`, 'input.stdin');
+  }
+  const value = text.replace(/\r?\n$/, '');
   if (!value) throw new UsageError(`${what}: stdin was empty`, 'input.stdin');
   if (value.includes('\n')) throw new UsageError(`${what}: stdin holds more than one line`, 'input.stdin');
+  if (/[\u0000-\u001f\u007f]/.test(value)) throw new UsageError(`${what}: stdin contains a control character (NUL, tab, escape, …); a key is printable text`, 'input.stdin');
   return value;
 }
+
+/** 64 KiB: far beyond any key, small enough to hold. */
+const MAX_STDIN_BYTES = 64 * 1024;

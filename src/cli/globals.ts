@@ -20,12 +20,28 @@ export interface GlobalOptions {
   metricsFile?: string;
 }
 
-export async function loadConfigFor(globals: GlobalOptions, options: { mustExist: boolean }): Promise<Config> {
-  // Only the implicit ./provkey.yaml may be missing: a named config that is not there is a
-  // mistake a cron job must hear about, not an empty list of keys.
-  const named = globals.config !== undefined || Boolean(process.env.PROVKEY_CONFIG);
+/**
+ * The config every command works on, validated whole and the same way for every command
+ * (`status` refuses what `test` refuses). A missing config is an error for every command
+ * that reads one: running on nothing would report an all-clear for nothing checked.
+ */
+export async function loadConfigFor(globals: GlobalOptions, options: { mustExist?: boolean } = {}): Promise<Config> {
   const stateDir = stateDirOption(globals.stateDir, process.env, process.cwd());
-  return loadConfig(configPath(globals.config, process.env, process.cwd()), { mustExist: options.mustExist || named, stateDir });
+  // Only `scan` (which finds leaked tokens by their shape without any config) may run on none.
+  const named = globals.config !== undefined || Boolean(process.env.PROVKEY_CONFIG);
+  const config = await loadConfig(configPath(globals.config, process.env, process.cwd()), { mustExist: (options.mustExist ?? true) || named, stateDir });
+  await checkStoreSettings(config);
+  return config;
+}
+
+/** Store settings that need the environment (VAULT_ADDR, proxies): checked at load, without I/O. */
+async function checkStoreSettings(config: Config): Promise<void> {
+  for (const [name, store] of Object.entries(config.stores)) {
+    if (store.type !== 'vault') continue;
+    // Imported only when a vault store is configured: file-store runs load no Vault code.
+    const { resolveVaultSettings } = await import('../stores/vault/settings.js');
+    resolveVaultSettings(name, store, { configDir: config.dir, env: process.env, resolveSecret: async () => '', debug: () => undefined });
+  }
 }
 
 export async function promptHidden(message: string): Promise<string> {
@@ -39,8 +55,8 @@ export async function promptHidden(message: string): Promise<string> {
  * first makes sure the state dir exists and is writable, so it fails up front, with a usage
  * error that says what to do, instead of half-way through with a raw mkdir error.
  */
-export async function withSession<T>(globals: GlobalOptions, io: Io, fn: (session: Session) => Promise<T>, options: { mustExist?: boolean; writesState?: boolean } = {}): Promise<T> {
-  const config = await loadConfigFor(globals, { mustExist: options.mustExist ?? true });
+export async function withSession<T>(globals: GlobalOptions, io: Io, fn: (session: Session) => Promise<T>, options: { writesState?: boolean; mustExist?: boolean } = {}): Promise<T> {
+  const config = await loadConfigFor(globals, options);
   if ((options.writesState ?? true) && !globals.dryRun) await ensureStateDir(config.stateDir);
   const progress = await createProgress(io);
   const session = new Session({
@@ -72,9 +88,16 @@ async function ensureStateDir(dir: string): Promise<void> {
   }
 }
 
-/** The keys a multi-key command works on: the named ones (checked, deduplicated), else every key. */
+/**
+ * The keys a multi-key command works on: the named ones (checked, deduplicated), else every
+ * key. A config with no keys is an error: checking (or rotating) nothing is never success.
+ */
 export function selectKeys(config: Config, names: string[]): string[] {
-  if (names.length === 0) return Object.keys(config.keys).sort();
+  if (names.length === 0) {
+    const all = Object.keys(config.keys).sort();
+    if (all.length === 0) throw new ConfigError(`config: ${config.file ?? 'the config'} defines no keys, so there is nothing to check (add one under keys:, then provkey add KEY)`, 'config.no_keys');
+    return all;
+  }
   for (const name of names) keyOrThrow(config, name);
   return [...new Set(names)];
 }

@@ -16,6 +16,12 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`provkey: Node.js ${process.versions.node} is too old; provkey needs Node.js 22.12 or newer\n`);
     return ExitCode.usage;
   }
+  // Every argument has a bound: nothing provkey takes on its command line is longer.
+  const tooLong = argv.slice(2).findIndex((arg) => arg.length > MAX_ARGUMENT_LENGTH);
+  if (tooLong >= 0) {
+    process.stderr.write(`provkey: argument ${tooLong + 1} is longer than ${MAX_ARGUMENT_LENGTH} characters\n`);
+    return ExitCode.usage;
+  }
   let exitCode: number = ExitCode.ok;
   let io: Io | undefined;
   const program = buildProgram(async (task) => {
@@ -49,6 +55,8 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+const MAX_ARGUMENT_LENGTH = 4096;
+
 function allSubcommands(command: Command): Command[] {
   return command.commands.flatMap((sub) => [sub, ...allSubcommands(sub)]);
 }
@@ -63,19 +71,24 @@ function renderError(error: unknown, io: Io): number {
   if (isProvkeyError(error)) {
     if (io.json) io.err(JSON.stringify(withSchemaVersion({ error: { code: error.code, message: error.message, exitCode: error.exitCode } })));
     else io.err(`${io.color.red('provkey:')} ${error.message}`);
-    if (io.verbose && error.cause) io.err(io.color.dim(`  cause: ${redact(String((error.cause as Error).message ?? error.cause))}`));
+    if (io.verbose && error.cause) io.err(io.color.dim(`  cause: ${redact(withoutQuotedInput(String((error.cause as Error).message ?? error.cause)))}`));
     return error.exitCode;
   }
   if ((error as { name?: string })?.name === 'ExitPromptError') {
     io.err('provkey: cancelled');
     return ExitCode.cancelled;
   }
-  // Anything else is a bug in provkey: one line, and the stack only with --verbose.
-  const message = error instanceof Error ? error.message : String(error);
+  // Anything else is a bug in provkey: one line, and the stack only with --verbose. A library's
+  // message may quote the input it choked on (JSON.parse does): quoted text is left out.
+  const message = withoutQuotedInput(error instanceof Error ? error.message : String(error));
   if (io.json) io.err(JSON.stringify(withSchemaVersion({ error: { code: 'internal', message, exitCode: ExitCode.failed } })));
   else io.err(`provkey: internal error: ${message} (please report this at https://github.com/provkey/provkey/issues; --verbose shows the stack)`);
-  if (io.verbose && error instanceof Error && error.stack) io.err(io.color.dim(error.stack));
+  if (io.verbose && error instanceof Error && error.stack) io.err(io.color.dim([message, ...error.stack.split('\n').filter((line) => /^\s+at /.test(line))].join('\n')));
   return ExitCode.failed;
+}
+
+function withoutQuotedInput(message: string): string {
+  return message.split('\n')[0]!.replace(/"[^"]*"|'[^']*'|`[^`]*`/g, '"…"').slice(0, 200);
 }
 
 // `provkey status | head` closes the pipe early: that is not an error worth a stack trace.

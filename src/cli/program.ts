@@ -181,9 +181,10 @@ Docs: docs/README.md`);
   return program;
 }
 
+/** At most 9 digits: the real bound is checked with the policy, but no number here is unsafe or huge. */
 function positiveInt(value: string, flag: string): number {
-  if (!/^\d+$/.test(value) || Number(value) <= 0) {
-    throw new InvalidArgumentError(`${flag}: "${value}" is not a positive whole number`);
+  if (!/^\d{1,9}$/.test(value) || Number(value) <= 0) {
+    throw new InvalidArgumentError(`${flag}: not a positive whole number of at most 9 digits`);
   }
   return Number(value);
 }

@@ -1,12 +1,13 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type YAMLError } from 'yaml';
 import * as v from 'valibot';
 import { ConfigError } from '../core/errors.js';
 import { assertNotWritableByOthers } from '../io/safe-file.js';
 import { parseDuration } from '../core/duration.js';
 import type { GenerationPolicy } from '../core/keygen.js';
 import type { RotationPolicy } from '../core/schedule.js';
+import { checkConfigData, checkKeyConfig } from './validate.js';
 import { configSchema, type FileStoreConfig, type KeyConfig, type RawConfig, type RawFileStoreConfig, type StoreConfig } from './schema.js';
 
 export interface Config {
@@ -36,6 +37,9 @@ export const DEFAULT_STORE_NAME = 'default';
 
 /** Which config file a run uses: --config, else PROVKEY_CONFIG, else ./provkey.yaml. */
 export function configPath(flag: string | undefined, env: NodeJS.ProcessEnv, cwd: string): string {
+  // An empty name would resolve to the working directory itself.
+  if (flag === '') throw new ConfigError('--config: must not be empty', 'config.missing');
+  if (flag === undefined && env.PROVKEY_CONFIG === '') throw new ConfigError('PROVKEY_CONFIG: is set but empty (unset it, or name a file)', 'config.missing');
   return path.resolve(cwd, flag ?? env.PROVKEY_CONFIG ?? 'provkey.yaml');
 }
 
@@ -71,21 +75,32 @@ export async function loadConfig(file: string, options: LoadOptions): Promise<Co
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
       throw new ConfigError(`config: ${file} does not exist (run "provkey init" or pass --config)`, 'config.missing');
     }
-    throw new ConfigError(`config: cannot read ${file}: ${(error as Error).message}`, 'config.unreadable');
+    throw new ConfigError(`config: cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, 'config.unreadable');
   }
   return parseConfigText(text, file, options.stateDir);
 }
 
+/** A provkey.yaml is a few kilobytes; a bigger file is not one (and is not parsed). */
+const MAX_CONFIG_BYTES = 1024 * 1024;
+
 export function parseConfigText(text: string, file: string, stateDir?: string): Config {
+  if (text.length > MAX_CONFIG_BYTES) throw new ConfigError(`config: ${file} is larger than ${MAX_CONFIG_BYTES} bytes; is it a provkey config?`, 'config.invalid');
+  // Never the source text in a message: --config pointed at a key file would print the key.
+  // Warnings (e.g. an unknown tag) are errors too: the yaml library would print them itself.
   const lines = new LineCounter();
-  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true, lineCounter: lines });
-  const syntax = doc.errors[0];
-  if (syntax) {
-    const { line, col } = lines.linePos(syntax.pos[0]);
-    const where = ` line ${line}, column ${col}`;
-    throw new ConfigError(`config${where}: invalid YAML: ${syntax.message.split('\n')[0]}`, 'config.yaml');
+  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true, logLevel: 'silent', lineCounter: lines });
+  const problem = doc.errors[0] ?? doc.warnings[0];
+  if (problem) {
+    const { line, col } = lines.linePos(problem.pos[0]);
+    throw new ConfigError(`config line ${line}, column ${col}: invalid YAML: ${yamlProblem(problem.code)}`, 'config.yaml');
   }
-  const data: unknown = doc.toJS() ?? {};
+  let data: unknown;
+  try {
+    data = doc.toJS({ maxAliasCount: 100 }) ?? {};
+  } catch {
+    throw new ConfigError('config: invalid YAML: too many aliases (or an alias to nothing)', 'config.yaml');
+  }
+  checkConfigData(data);
   const at = (keys: string[], field?: string) => positionSuffix(doc, lines, path.basename(file), keys, field);
   const parsed = v.safeParse(configSchema, data, { abortEarly: true });
   if (!parsed.success) {
@@ -169,25 +184,61 @@ function didYouMean(field: string, known: string[]): string {
   return best && best.d <= Math.max(1, Math.min(2, Math.floor(field.length / 3))) ? ` (did you mean "${best.name}"?)` : '';
 }
 
-/** One line naming the field: "keys.app.rotation.grace: must be a duration …". */
+const YAML_PROBLEMS: Partial<Record<YAMLError['code'], string>> = {
+  BAD_INDENT: 'bad indentation',
+  TAB_AS_INDENT: 'a tab used as indentation',
+  DUPLICATE_KEY: 'a key appears twice in one mapping',
+  MISSING_CHAR: 'a closing quote or bracket is missing',
+  BLOCK_AS_IMPLICIT_KEY: 'a nested mapping where a single-line key was expected',
+  BAD_SCALAR_START: 'a plain value starts with a reserved character (quote it)',
+  MULTIPLE_DOCS: 'more than one YAML document',
+  TAG_RESOLVE_FAILED: 'an unknown tag (provkey.yaml uses no tags)',
+  UNEXPECTED_TOKEN: 'unexpected text',
+  MULTILINE_IMPLICIT_KEY: 'a key spans more than one line',
+};
+
+/** The kind of problem in words, from the library's error code (its messages can quote the source). */
+function yamlProblem(code: YAMLError['code']): string {
+  return YAML_PROBLEMS[code] ?? code.toLowerCase().replaceAll('_', ' ');
+}
+
+/**
+ * A path segment or field name from the file, shown only when it is short printable text like
+ * a field or key name; anything longer (a pasted secret used as a key) is not echoed.
+ */
+function shown(segment: string): string {
+  return /^[\x21-\x7e][\x20-\x7e]{0,31}$/.test(segment) && !/["':]/.test(segment) ? segment : '[…]';
+}
+
+/** What a value is, never what it says. */
+function kindOf(input: unknown): string {
+  if (input === null || input === undefined) return 'nothing';
+  if (Array.isArray(input)) return 'a list';
+  if (typeof input === 'object') return 'a mapping';
+  return `a ${typeof input}`;
+}
+
+/**
+ * One line naming the field: "keys.app.rotation.grace: must be a duration …". Built from the
+ * schema's expectation and the kind of the value, never from valibot's message, which quotes
+ * the value it received.
+ */
 function describeIssue(issue: v.BaseIssue<unknown>): string {
-  const keys = (issue.path ?? []).map((item) => String(item.key));
+  const keys = (issue.path ?? []).map((item) => shown(String(item.key)));
   // A strict object reports an unknown field as an issue at that field's own path.
   if (issue.kind === 'schema' && issue.expected === 'never' && keys.length > 0) {
     const field = keys.pop()!;
-    return `${keys.length ? keys.join('.') : 'config'}: unknown field "${field}"`;
+    return `${keys.length ? keys.join('.') : 'config'}: unknown field ${field === '[…]' ? '(its name is not shown: it does not look like a field name)' : `"${field}"`}`;
   }
-  const where = keys.length ? keys.join('.') : 'config';
-  if (issue.type === 'variant' && issue.expected) return `${where}: must be one of ${issue.expected.replaceAll('"', '')}`;
-  const message =
-    issue.received === 'undefined' && issue.message.startsWith('Invalid key')
-      ? 'required'
-      : issue.message.startsWith('Invalid type')
-        ? `expected ${issue.expected}, got ${issue.received}`
-        : issue.message.startsWith('Invalid value')
-          ? `must be ${issue.expected} (got ${issue.received})`
-          : issue.message;
-  return `${where}: ${message}`;
+  const at = keys.length ? keys.join('.') : 'config';
+  if (issue.type === 'variant' && issue.expected) return `${at}: must be one of ${issue.expected.replaceAll('"', '')}`;
+  if (issue.kind === 'schema') {
+    if (issue.input === undefined && keys.length > 0) return `${at}: required`;
+    return `${at}: expected ${issue.expected ?? 'another type'}, got ${kindOf(issue.input)}`;
+  }
+  // Our own messages (regex, custom checks) never contain the value; valibot's defaults start with "Invalid".
+  if (!issue.message.startsWith('Invalid ')) return `${at}: ${issue.message}`;
+  return `${at}: ${issue.type.replaceAll('_', ' ')} must be ${issue.expected ?? 'valid'}`;
 }
 
 function resolveConfig(raw: RawConfig, file: string | undefined, dir: string, stateDirFlag: string | undefined): Config {
@@ -210,10 +261,7 @@ function resolveConfig(raw: RawConfig, file: string | undefined, dir: string, st
       graceMs: parseDuration(key.rotation.grace, `${field}.grace`),
     };
     if (rotation.intervalMs <= 0) throw new ConfigError(`${field}.interval: must be longer than 0`, 'config.invalid');
-    for (const durationField of ['propagationTimeout', 'requestTimeout', 'timeout'] as const) {
-      const value = (key.target as Record<string, unknown>)[durationField];
-      if (typeof value === 'string') parseDuration(value, `keys.${name}.target.${durationField}`);
-    }
+    checkKeyConfig(name, key);
     keys[name] = { name, storeName, config: key, policy: key.format as GenerationPolicy, rotation };
   }
   return {
@@ -230,7 +278,9 @@ function resolveConfig(raw: RawConfig, file: string | undefined, dir: string, st
 }
 
 export function keyOrThrow(config: Config, name: string): ResolvedKey {
-  const key = config.keys[name];
+  // Only a name that could be one is quoted back (argv may hold anything, even a pasted secret).
+  if (!/^[a-z0-9][a-z0-9._-]{0,62}$/.test(name)) throw new ConfigError('key: not a key name (1-63 chars of a-z, 0-9, ".", "_", "-")', 'config.unknown_key');
+  const key = Object.hasOwn(config.keys, name) ? config.keys[name] : undefined;
   if (!key) {
     const known = Object.keys(config.keys);
     const hint = known.length ? ` (known: ${known.join(', ')})` : ' (the config defines no keys)';

@@ -18,36 +18,38 @@ const duration = v.union(
   'must be a duration such as 90s, 15m, 36h, 30d',
 );
 const secretRef = v.pipe(v.string(), v.regex(/^(env|file|key):.+/, 'must be a reference: env:NAME, file:/path or key:KEY-NAME'));
+/** A file path: never empty (it would name the config's directory). NUL and length are checked before the schema. */
+const filePath = v.pipe(v.string(), v.minLength(1, 'must not be empty'));
 const bool = (fallback: boolean) => v.optional(v.boolean(), fallback);
 const int = (min: number, max: number) => v.pipe(v.number(), v.integer(), v.minValue(min), v.maxValue(max));
 
 const fileStore = v.strictObject({
   type: v.literal('file'),
   /** Encrypted store file, relative to the config file; default: store.enc in the state dir (config/load.ts). */
-  path: v.optional(v.string()),
+  path: v.optional(filePath),
   /** 32-byte key file (mode 0600), created by `provkey init`; default: store.key in the state dir. Ignored when passphraseEnv is set. */
-  keyFile: v.optional(v.string()),
+  keyFile: v.optional(filePath),
   /** Name of the environment variable holding a passphrase (scrypt-derived key) instead of a key file. */
-  passphraseEnv: v.optional(v.string()),
+  passphraseEnv: v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, 'must be an environment variable name'))),
 });
 
-const tls = v.optional(v.strictObject({ caFile: v.optional(v.string()), serverName: v.optional(v.string()) }), {});
+const tls = v.optional(v.strictObject({ caFile: v.optional(filePath), serverName: v.optional(v.string()) }), {});
 
 const vaultAuth = v.variant('method', [
-  v.strictObject({ method: v.literal('token'), tokenFile: v.optional(v.string()) }),
+  v.strictObject({ method: v.literal('token'), tokenFile: v.optional(filePath) }),
   v.strictObject({
     method: v.literal('approle'),
     mount: v.optional(v.string(), 'approle'),
-    roleIdFile: v.optional(v.string()),
+    roleIdFile: v.optional(filePath),
     roleIdEnv: v.optional(v.string(), 'VAULT_ROLE_ID'),
-    secretIdFile: v.optional(v.string()),
+    secretIdFile: v.optional(filePath),
     secretIdEnv: v.optional(v.string(), 'VAULT_SECRET_ID'),
   }),
   v.strictObject({
     method: v.literal('kubernetes'),
     mount: v.optional(v.string(), 'kubernetes'),
     role: v.string(),
-    jwtFile: v.optional(v.string(), '/var/run/secrets/kubernetes.io/serviceaccount/token'),
+    jwtFile: v.optional(filePath, '/var/run/secrets/kubernetes.io/serviceaccount/token'),
   }),
 ]);
 
@@ -145,7 +147,7 @@ const scimApplier = v.variant('type', [
   /** A token endpoint: POST {"action","token","replaces"} with an admin bearer token. */
   v.strictObject({ type: v.literal('http'), url: v.string(), authRef: secretRef, timeout: v.optional(duration, '10s') }),
   /** A command that receives the token on stdin; PROVKEY_ACTION says apply, revoke or rollback. passEnv: variables it may see besides PATH, HOME, LANG, LC_ALL, TZ, TMPDIR. */
-  v.strictObject({ type: v.literal('exec'), command: v.pipe(v.array(v.string()), v.minLength(1)), timeout: v.optional(duration, '30s'), passEnv: v.optional(v.array(v.string()), []) }),
+  v.strictObject({ type: v.literal('exec'), command: v.pipe(v.array(v.pipe(v.string(), v.minLength(1, 'must not be empty'))), v.minLength(1)), timeout: v.optional(duration, '30s'), passEnv: v.optional(v.array(v.string()), []) }),
 ]);
 
 const scimTarget = v.strictObject({
@@ -198,11 +200,11 @@ const ldapTarget = v.strictObject({
   passwordPolicy: v.optional(
     v.strictObject({
       dn: v.optional(v.string()),
-      minLength: v.optional(v.pipe(v.number(), v.integer())),
-      checkQuality: v.optional(v.pipe(v.number(), v.integer())),
-      inHistory: v.optional(v.pipe(v.number(), v.integer())),
+      minLength: v.optional(int(0, 256)),
+      checkQuality: v.optional(int(0, 2)),
+      inHistory: v.optional(int(0, 1000)),
       maxAge: v.optional(duration),
-      maxFailure: v.optional(v.pipe(v.number(), v.integer())),
+      maxFailure: v.optional(int(0, 1000)),
       /** pwdMustChange: an admin reset must be followed by the account's own change (admin apply runs two steps). */
       mustChange: v.optional(v.boolean()),
     }),
@@ -253,9 +255,9 @@ export const configSchema = v.strictObject({
   audit: v.optional(
     v.strictObject({
       /** Default: audit.jsonl in the state dir (config/load.ts). */
-      path: v.optional(v.string()),
+      path: v.optional(filePath),
       /** A second place (another volume) holding the log's head: a cut or put-back log is found (docs/security.md). */
-      anchor: v.optional(v.pipe(v.string(), v.minLength(1))),
+      anchor: v.optional(filePath),
     }),
     {},
   ),

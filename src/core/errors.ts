@@ -33,6 +33,22 @@ export function mostSerious(a: ExitCode, b: ExitCode): ExitCode {
   return SEVERITY.indexOf(b) > SEVERITY.indexOf(a) ? b : a;
 }
 
+/**
+ * The one mapping from what a target (or its applier) answered to the code an operation ends
+ * with, when the answer was not what the operation needed: "unreachable" is never "rejected",
+ * and a refused admin credential is a refused credential (6), not a failed test (1).
+ */
+export function exitCodeForTargetAnswer(answer: 'rejected' | 'policy' | 'unreachable' | 'denied' | 'error' | 'accepted'): ExitCode {
+  switch (answer) {
+    case 'unreachable':
+      return ExitCode.unavailable;
+    case 'denied':
+      return ExitCode.denied;
+    default:
+      return ExitCode.failed;
+  }
+}
+
 export class ProvkeyError extends Error {
   readonly exitCode: ExitCode;
   /** A machine-readable code for --json output, e.g. "config.invalid". */

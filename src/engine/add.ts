@@ -1,5 +1,5 @@
 import { isClaimStale, newClaim } from '../core/claim.js';
-import { ConflictError, ExitCode, UsageError } from '../core/errors.js';
+import { ConflictError, ExitCode, UsageError, exitCodeForTargetAnswer } from '../core/errors.js';
 import { fingerprint } from '../core/fingerprint.js';
 import { generateSecret } from '../core/keygen.js';
 import { versionByLabel } from '../core/model.js';
@@ -57,7 +57,7 @@ export async function addKey(ctx: KeyContext, options: { value?: string; apply?:
     timer.tests.push(check.test);
     if (!check.test.ok) {
       return {
-        key: name, operation, outcome: 'failed', ok: false, exitCode: ExitCode.failed,
+        key: name, operation, outcome: 'failed', ok: false, exitCode: exitCodeForTargetAnswer(check.test.verdict),
         message: `the target does not accept the imported value (${check.test.verdict}); nothing was stored`,
         fingerprint: secret.fingerprint, steps: timer.steps, tests: timer.tests, ms: timer.elapsed(),
       };

@@ -3,6 +3,7 @@ import { AdapterError, ConflictError, ExitCode } from '../core/errors.js';
 import { fingerprint } from '../core/fingerprint.js';
 import { generateSecret } from '../core/keygen.js';
 import type { Claim, KeyRecord, VersionMeta } from '../core/model.js';
+import { exitCodeForTargetAnswer } from '../core/errors.js';
 import { registerSecret } from '../core/redact.js';
 import { finishRotation, revokeVersions } from '../core/transitions.js';
 import type { SecretInUse } from '../targets/target.js';
@@ -145,7 +146,9 @@ export async function completeRotation(
     (r) => (r.ok ? { ok: true, ...(r.detail ? { detail: r.detail } : {}) } : { ok: false, detail: `${r.reason}: ${r.detail}` }),
   );
   if (!applied.ok) {
-    return rollback(ctx, record, next, old, timer, `the target refused the new version (${applied.reason}: ${applied.detail})`, result);
+    const rolled = await rollback(ctx, record, next, old, timer, `the target refused the new version (${applied.reason}: ${applied.detail})`, result);
+    // A refused credential (e.g. the token endpoint's admin token) is exit 6 however the rollback went: the fix is the credential.
+    return rolled.exitCode === ExitCode.failed ? { ...rolled, exitCode: exitCodeForTargetAnswer(applied.reason) } : rolled;
   }
   faultPoint('after-set');
   record = await advance(ctx, record, 'set');

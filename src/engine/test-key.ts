@@ -1,4 +1,4 @@
-import { ConflictError, ExitCode } from '../core/errors.js';
+import { ConflictError, ExitCode, exitCodeForTargetAnswer } from '../core/errors.js';
 import type { KeyRecord } from '../core/model.js';
 import { readExisting, secretOf, type KeyContext } from './key-context.js';
 import { waitForVerdict } from './propagation.js';
@@ -19,7 +19,7 @@ export async function testKey(ctx: KeyContext, options: { write?: boolean } = {}
     operation: 'test',
     outcome: test.ok ? 'tested' : 'failed',
     ok: test.ok,
-    exitCode: test.ok ? ExitCode.ok : ExitCode.failed,
+    exitCode: test.ok ? ExitCode.ok : exitCodeForTargetAnswer(test.verdict),
     message: test.ok ? `${current.fingerprint} accepted by the target` : `${current.fingerprint}: connection test failed (${test.verdict})`,
     fingerprint: current.fingerprint,
     steps: timer.steps,

@@ -232,7 +232,13 @@ class FileStore implements SecretStore {
   async auditKey(options: { create: boolean } = { create: false }): Promise<AuditKey | undefined> {
     if (this.lastKey) return deriveAuditKey(this.lastKey);
     const envelope = await this.readEnvelope();
-    if (envelope) return deriveAuditKey(await this.keyFor(envelope));
+    if (envelope) {
+      // Proven first (a wrong passphrase is refused, exit 6): a key that only looks right would
+      // make every keyed line look forged.
+      const key = await this.keyFor(envelope);
+      this.decrypt(envelope, key);
+      return deriveAuditKey(key);
+    }
     const source = this.layout.key;
     if (source.mode !== 'keyfile') return undefined; // no salt before the store exists
     // Before the first write of a new store: the key file its first write would create anyway.

@@ -427,18 +427,18 @@ describe('provkey CLI end to end: file store + SCIMMY', () => {
     expect((await w.history('app')).versions.map((v) => v.label)).toEqual(['revoked', 'current']);
   });
 
-  it('an applier that fails (wrong admin token) rolls back: exit 1, current still accepted, pending marked failed', async () => {
+  it('an applier that fails (wrong admin token) rolls back: exit 6 (a refused credential, docs/cli.md), current still accepted, pending marked failed', async () => {
     const w = workspace().writeKeys({ app: {} });
     await w.ok(['add', 'app']);
     const current = await w.reveal('app');
     const wrongAdmin = w.cli.scanner.addSecret(`scim-admin-${randomBytes(18).toString('base64url')}`, 'wrong admin token');
 
     const { result, data } = await w.json<ResultsJson>(['rotate', 'app'], { env: { SCIM_ADMIN_TOKEN: wrongAdmin } });
-    expect(result.code, describeRun(result)).toBe(1);
-    expect(data.results[0]).toMatchObject({ outcome: 'rolled_back', ok: false, exitCode: 1 });
+    expect(result.code, describeRun(result)).toBe(6);
+    expect(data.results[0]).toMatchObject({ outcome: 'rolled_back', ok: false, exitCode: 6 });
     expect(data.results[0]!.message).toContain('denied');
     const human = await w.run(['rotate', 'app'], { env: { SCIM_ADMIN_TOKEN: wrongAdmin } });
-    expect(human.code).toBe(1);
+    expect(human.code).toBe(6);
     expect(human.stderr).toContain('rolled back');
 
     expect(await w.reveal('app')).toBe(current);
@@ -485,7 +485,7 @@ describe('provkey CLI end to end: file store + SCIMMY', () => {
     expect(JSON.parse(asJson.stderr)).toMatchObject({ error: { code: 'config.invalid', exitCode: 2 } });
 
     writeFileSync(w.config, good.replace('interval: 30d', 'interval: 30x'));
-    expectOneLineError(await w.run(['rotate', 'app']), 2, 'keys.app.rotation.interval', '30x');
+    expectOneLineError(await w.run(['rotate', 'app']), 2, 'keys.app.rotation.interval', 'is not a duration');
 
     writeFileSync(w.config, good.replace('grace: 1h', 'grace: soon'));
     expectOneLineError(await w.run(['test']), 2, 'keys.app.rotation.grace');

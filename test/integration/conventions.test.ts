@@ -39,15 +39,18 @@ describe('CLI conventions', () => {
   });
 
   it('--quiet: no report on stdout, a requested value still printed', async () => {
-    const status = await cli.run(['--quiet', 'status']);
+    // A config with one key: with none, status is an error (checking nothing is never success).
+    const config = path.join(dir, 'quiet.yaml');
+    writeFileSync(config, `keys:\n  app:\n    target: { type: scim, url: "${server.url}", applier: { type: store } }\n`);
+    const status = await cli.run(['--quiet', 'status'], { config });
     expect(status.code, describeRun(status)).toBe(0);
     expect(status.stdout).toBe('');
-    expect((await cli.run(['status'])).stdout).not.toBe('');
+    expect((await cli.run(['status'], { config })).stdout).not.toBe('');
     const generated = await cli.run(['--quiet', 'generate']);
     expect(generated.code, describeRun(generated)).toBe(0);
     expect(generated.stdout.trim()).toMatch(/^pk_/);
-    const json = await cli.run(['--quiet', '--json', 'status']);
-    expect(JSON.parse(json.stdout)).toEqual({ keys: [] });
+    const json = await cli.run(['--quiet', '--json', 'status'], { config });
+    expect(JSON.parse(json.stdout).keys.map((k: { name: string }) => k.name)).toEqual(['app']);
   });
 
   it('version: provkey\'s version and build, the Node it runs on', async () => {

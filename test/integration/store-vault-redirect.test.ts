@@ -1,8 +1,8 @@
 // The vault store never follows a redirect: every request carries the token (and writes carry
 // secret values), so a 3xx answer must end the exchange instead of re-sending them to the
 // Location. Two tiny local servers stand in for Vault: A answers every request with a
-// redirect to B, and B records every connection it ever gets. Also: proxies still work
-// through Node's built-in support, which replaced axios's.
+// redirect to B, and B records every connection it ever gets. Also: an https Vault tunnels
+// through HTTPS_PROXY by CONNECT (Node's built-in support, which replaced axios's); a loopback one goes direct.
 
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
@@ -188,19 +188,30 @@ describe('vault store: redirects are refused, never followed', () => {
 });
 
 describe('vault store: proxies (Node built-in support)', () => {
-  it.runIf(nodeHasAgentProxy(process.versions.node))('sends requests through HTTP_PROXY from the adapter context, not process.env', async () => {
+  it.runIf(nodeHasAgentProxy(process.versions.node))('takes HTTPS_PROXY from the adapter context, not process.env, and only ever asks it for a CONNECT tunnel', async () => {
     const proxied: string[] = [];
-    // A forward proxy for plain http: the request line carries the absolute URL. It answers 404 itself.
+    // Refuses every tunnel (403) and every forwarded request: only what was asked matters here.
     const proxy = http.createServer((req, res) => {
       proxied.push(`${req.method} ${req.url} token=${req.headers['x-vault-token'] === TOKEN}`);
       req.resume();
-      res.writeHead(404, { 'content-type': 'application/json' }).end('{"errors":[]}');
+      res.writeHead(502).end();
+    });
+    proxy.on('connect', (req: http.IncomingMessage, socket: import('node:net').Socket) => {
+      proxied.push(`CONNECT ${req.url}`);
+      socket.end('HTTP/1.1 403 Forbidden\r\n\r\n');
     });
     const port = await listen(proxy);
     try {
-      const store = await open({ address: 'http://127.0.0.1:1' }, { VAULT_TOKEN: TOKEN, HTTP_PROXY: `http://127.0.0.1:${port}` });
-      expect(await store.read('k')).toBeUndefined();
-      expect(proxied).toContain('GET http://127.0.0.1:1/v1/secret/data/provkey/k/state token=true');
+      const store = await open({ address: 'https://vault.provkey.test:8200' }, { VAULT_TOKEN: TOKEN, HTTP_PROXY: `http://127.0.0.1:${port}`, HTTPS_PROXY: `http://127.0.0.1:${port}` });
+      const error = await failure(store.read('k'));
+      expect(error.kind).toBe('unreachable');
+      expect(proxied.length).toBeGreaterThan(0);
+      expect(new Set(proxied)).toEqual(new Set(['CONNECT vault.provkey.test:8200']));
+      const asked = proxied.length;
+      // A loopback Vault goes direct: the proxy hears nothing more (issue 7, item 9).
+      const direct = await open({}, { VAULT_TOKEN: TOKEN, HTTP_PROXY: `http://127.0.0.1:${port}` });
+      await failure(direct.read('k'));
+      expect(proxied.length).toBe(asked);
     } finally {
       await new Promise<void>((r) => proxy.close(() => r()));
     }

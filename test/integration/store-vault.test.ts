@@ -153,7 +153,12 @@ describe('vault store against OpenBao', () => {
     try {
       for (let round = 0; round < 5; round++) {
         const before = (await store.read(key))!;
-        const startAt = Date.now() + 1500;
+        // A barrier, not a head start: each process reads the record, says "ready" and blocks on
+        // its stdin; when both are ready, the test releases them with one write each.
+        let release!: () => void;
+        const bothReady = new Promise<void>((resolve) => (release = resolve));
+        let ready = 0;
+        const children: ChildProcess[] = [];
         const run = (who: string) =>
           new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
             const child = spawn(process.execPath, ['--no-warnings', script], {
@@ -167,16 +172,31 @@ describe('vault store against OpenBao', () => {
                 KEY: key,
                 REVISION: before.revision,
                 WHO: who,
-                START_AT: String(startAt),
               },
+              stdio: ['pipe', 'pipe', 'pipe'],
             });
+            children.push(child);
             let out = '';
             let err = '';
-            child.stdout.on('data', (d) => (out += d));
-            child.stderr.on('data', (d) => (err += d));
-            child.on('close', (code) => resolve({ code, out: out.trim(), err }));
+            let saidReady = false;
+            child.stdout!.on('data', (d) => {
+              out += d;
+              if (!saidReady && out.includes('ready\n')) {
+                saidReady = true;
+                if (++ready === 2) release();
+              }
+            });
+            child.stderr!.on('data', (d) => (err += d));
+            child.stdin!.on('error', () => undefined);
+            child.on('close', (code) => {
+              release(); // a process that died before "ready" must not leave the other waiting forever
+              resolve({ code, out: out.replace('ready\n', '').trim(), err });
+            });
           });
-        const results = await Promise.all([run('a'), run('b')]);
+        const running = Promise.all([run('a'), run('b')]);
+        await bothReady;
+        for (const child of children) child.stdin!.end('go\n');
+        const results = await running;
         for (const r of results) expect(r.code, r.err).toBe(0);
         const outcomes = results.map((r) => r.out).sort();
         expect(outcomes).toEqual(['conflict', 'won']);
@@ -772,8 +792,8 @@ describe('vault store over TLS (the same bao binary, server -dev -dev-tls)', () 
 });
 
 /**
- * One claimer process: waits for the shared start time, then tries to claim the key at the
- * given revision. Runs the TypeScript source with Node's type stripping (.js → .ts resolve hook).
+ * One claimer process: reads the key, says "ready" and waits on stdin until the test releases
+ * every claimer at once, then tries to claim the key at the given revision. Runs the TypeScript source with Node's type stripping (.js → .ts resolve hook).
  */
 const claimScript = `
 import { registerHooks } from 'node:module';
@@ -795,7 +815,10 @@ const context = { configDir: '/', env: { VAULT_TOKEN: env.VAULT_TOKEN, HOME: '/n
 const store = await createVaultStore('vault', { type: 'vault', address: env.ADDR, mount: env.MOUNT, prefix: env.PREFIX, auth: { method: 'token' }, tls: {}, allowInsecureHttp: false, timeout: '10s', destroyOnRevoke: false }, context);
 const record = await store.read(env.KEY);
 if (record.revision !== env.REVISION) throw new Error('unexpected revision ' + record.revision);
-await new Promise((r) => setTimeout(r, Math.max(0, Number(env.START_AT) - Date.now())));
+// The barrier: tell the test this process is ready, then wait until it releases both at once.
+process.stdout.write('ready\\n');
+await new Promise((resolve) => process.stdin.once('data', resolve));
+process.stdin.pause();
 const now = new Date();
 try {
   await store.update(env.KEY, env.REVISION, { versions: record.versions, state: { claim: { id: 'claim-' + env.WHO, operation: 'rotate', owner: { host: 'race', pid: process.pid }, startedAt: now.toISOString(), expiresAt: new Date(now.getTime() + 60000).toISOString(), step: 'claimed', overlap: true } } });

@@ -28,7 +28,7 @@ describe('config error positions and suggestions', () => {
   });
 
   it('a bad value after the schema (a duration) points at the value', () => {
-    expect(message(`keys:\n  app:\n    rotation: { interval: 2 days }\n${target}\n`)).toMatch(/^keys\.app\.rotation\.interval: "2 days" is not a duration .* \(provkey\.yaml line 3, column 27\)$/);
+    expect(message(`keys:\n  app:\n    rotation: { interval: 2 days }\n${target}\n`)).toMatch(/^keys\.app\.rotation\.interval: is not a duration .* \(provkey\.yaml line 3, column 27\)$/);
   });
 
   it('invalid YAML: line and column of the syntax error', () => {

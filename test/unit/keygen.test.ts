@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_POLICIES, checkPolicy, entropyBits, generateSecret, type GenerationPolicy } from '../../src/core/keygen.js';
+import { DEFAULT_POLICIES, checkImportedValue, checkPolicy, entropyBits, estimatedBits, generateSecret, type GenerationPolicy } from '../../src/core/keygen.js';
 import { checkToken, encodeTokenChecksum } from '../../src/core/token-format.js';
 import { fingerprint } from '../../src/core/fingerprint.js';
 
@@ -85,3 +85,38 @@ describe('fingerprint', () => {
     expect(fingerprint('abc')).toBe('sha256:ba7816bf8f01');
   });
 });
+
+describe('input bounds (issue 7, item 12)', () => {
+  it.each([
+    [{ ...DEFAULT_POLICIES.token, randomLength: 1e20 }, /keys\.x\.format\.randomLength: must be a whole number from 8 to 256/],
+    [{ ...DEFAULT_POLICIES.password, length: 100_000 }, /keys\.x\.format\.length: must be a whole number from 8 to 256/],
+    [{ ...DEFAULT_POLICIES.hex, bytes: 4096 }, /keys\.x\.format\.bytes: must be a whole number from 8 to 1024/],
+    [{ ...DEFAULT_POLICIES.base64url, bytes: 2.5 }, /keys\.x\.format\.bytes: must be a whole number/],
+  ] as [GenerationPolicy, RegExp][])('a policy out of bounds is refused before any value is drawn: %j', (policy, message) => {
+    expect(() => checkPolicy(policy, 'keys.x.format')).toThrow(message);
+  });
+
+  const token = generateSecret(DEFAULT_POLICIES.token);
+  it.each([
+    ['a 3-character value', 'abc', false, /at most \d+ bits of entropy/],
+    ['a long value of two characters', 'ab'.repeat(40), false, /at most \d+ bits/],
+    ['a NUL inside', `${token.slice(0, 20)}\0${token.slice(20)}`, false, /control character/],
+    ['leading white space', ` ${token}`, false, /white space/],
+    ['more than 4 KiB', 'x'.repeat(5000), false, /longer than 4096/],
+    ['--apply: a random value that is not a token', 'Zq8'.repeat(2) + randomHex(40), true, /not a provkey token/],
+    ['--apply: a token with another prefix', generateSecret({ ...DEFAULT_POLICIES.token, prefix: 'other' }), true, /another prefix than pk/],
+  ])('an imported value is refused: %s', (_name, value, apply, message) => {
+    expect(() => checkImportedValue(value, DEFAULT_POLICIES.token, { apply, field: 'value for app' })).toThrow(message);
+  });
+
+  it('accepts what provkey generates, and a strong legacy value without --apply', () => {
+    expect(() => checkImportedValue(token, DEFAULT_POLICIES.token, { apply: true, field: 'v' })).not.toThrow();
+    expect(() => checkImportedValue(randomHex(32), DEFAULT_POLICIES.token, { apply: false, field: 'v' })).not.toThrow();
+    expect(() => checkImportedValue(randomHex(32), DEFAULT_POLICIES.hex, { apply: true, field: 'v' })).not.toThrow();
+    expect(estimatedBits('abc')).toBeLessThan(10);
+  });
+});
+
+function randomHex(bytes: number): string {
+  return Array.from({ length: bytes }, () => Math.floor(Math.random() * 256).toString(16).padStart(2, '0')).join('');
+}

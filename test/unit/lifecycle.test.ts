@@ -18,7 +18,7 @@ describe('durations', () => {
     expect(parseDuration('1h30m', 'f')).toBe(5_400_000);
     expect(parseDuration('30d', 'f')).toBe(30 * 86_400_000);
     expect(parseDuration('0', 'f')).toBe(0);
-    expect(() => parseDuration('60', 'keys.a.rotation.interval')).toThrow(/keys\.a\.rotation\.interval: "60" is not a duration/);
+    expect(() => parseDuration('60', 'keys.a.rotation.interval')).toThrow(/keys\.a\.rotation\.interval: is not a duration/);
     expect(() => parseDuration('2 days', 'f')).toThrow(/not a duration/);
     expect(() => parseDuration('5m junk', 'f')).toThrow(/not a duration/);
   });

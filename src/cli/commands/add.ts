@@ -1,3 +1,4 @@
+import { checkImportedValue } from '../../core/keygen.js';
 import { parseExpiresAt } from '../../core/schedule.js';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -43,6 +44,7 @@ export async function importCommand(options: { key: string; apply: boolean; expi
   return withSession(globals, io, async (session) => {
     const ctx = await openKey(session, options.key);
     const value = await readSecretInput(io, `value for ${options.key}`);
+    checkImportedValue(value, ctx.key.policy, { apply: options.apply, field: `value for ${options.key}` });
     if (globals.dryRun) {
       const { fingerprint } = await import('../../core/fingerprint.js');
       io.out(`would ${options.apply ? 'apply' : 'test'} ${fingerprint(value)} against the ${ctx.key.config.target.type} target and, if it is accepted, store it as the current version of ${options.key}`);

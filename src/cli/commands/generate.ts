@@ -35,6 +35,7 @@ export function policyFromFlags(options: GenerateOptions): GenerationPolicy {
   }
   if (options.exclude !== undefined) {
     if (policy.type !== 'password') throw new UsageError('--exclude: only for passwords', 'usage.format');
+    if (options.exclude.length > 256) throw new UsageError('--exclude: at most 256 characters', 'usage.format');
     policy.exclude = options.exclude;
   }
   // Name the flag the user can change: --length/--bytes for entropy, --exclude for classes.

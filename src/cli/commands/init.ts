@@ -1,7 +1,7 @@
 import { access, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { stringify } from 'yaml';
-import { configPath, DEFAULT_STORE_NAME, parseConfigText, stateDirOption } from '../../config/load.js';
+import { configPath, DEFAULT_STORE_NAME, loadConfig, parseConfigText, stateDirOption } from '../../config/load.js';
 import { UsageError } from '../../core/errors.js';
 import type { GlobalOptions } from '../globals.js';
 import type { Io } from '../io.js';
@@ -30,6 +30,7 @@ export async function initCommand(options: InitOptions, globals: GlobalOptions, 
   const file = configPath(globals.config, process.env, process.cwd());
   const exists = await access(file).then(() => true, () => false);
   if (exists && !options.force) throw new UsageError(`init: ${file} already exists (pass --force to overwrite)`, 'usage.init');
+  if (exists) await refuseToDropKeys(file);
   const answers = options.key || !io.interactive ? options : await askInteractively(options);
 
   const doc: Record<string, unknown> = { version: 1 };
@@ -75,10 +76,39 @@ export async function initCommand(options: InitOptions, globals: GlobalOptions, 
   if (io.json) printJson(io.out, { config: file, store: store });
   else {
     io.out(`${io.color.green('✔')} wrote ${file}`);
-    if (store.keyFile) io.out(`${io.color.green('✔')} created the store key ${store.keyFile} (mode 0600): back it up; without it the store cannot be read`);
+    if (store.keyFile && store.created) io.out(`${io.color.green('✔')} created the store key ${store.keyFile} (mode 0600): back it up; without it the store cannot be read`);
+    else if (store.keyFile) io.out(`${io.color.green('✔')} kept the existing store and its key ${store.keyFile} (nothing in it was changed)`);
+    else if (!store.created) io.out(`${io.color.green('✔')} kept the existing store (nothing in it was changed)`);
     io.out(answers.key ? `next: provkey add ${answers.key}` : 'next: add a key to provkey.yaml, then provkey add KEY');
   }
   return 0;
+}
+
+/**
+ * --force rewrites the config, but never silently forgets keys: their versions stay in the
+ * store, and a config without them would leave those secrets unmanaged (and unrevocable).
+ */
+async function refuseToDropKeys(file: string): Promise<void> {
+  let keys: string[];
+  try {
+    keys = Object.keys((await loadConfig(file, { mustExist: true })).keys);
+  } catch {
+    // An invalid config is what --force is for, unless it still names keys (read just those),
+    // or is not a config at all (--config pointed at the store key must never overwrite it).
+    const { parseDocument } = await import('yaml');
+    const { readFile } = await import('node:fs/promises');
+    const data = await readFile(file, 'utf8').then((text) => parseDocument(text, { logLevel: 'silent' }).toJS() as unknown, () => undefined);
+    if (!data || typeof data !== 'object' || Array.isArray(data)) {
+      throw new UsageError(`init --force: ${file} is not a YAML mapping, so not a provkey config; it is not overwritten`, 'usage.init');
+    }
+    const named = (data as { keys?: unknown }).keys;
+    keys = named && typeof named === 'object' && !Array.isArray(named) ? Object.keys(named) : [];
+  }
+  if (keys.length > 0) {
+    // Names from a file that did not load are shown only when they are key names.
+    const shown = keys.filter((k) => /^[a-z0-9][a-z0-9._-]{0,62}$/.test(k)).slice(0, 5);
+    throw new UsageError(`init --force: ${file} defines ${keys.length} key(s)${shown.length ? ` (${shown.join(', ')}${keys.length > shown.length ? ', …' : ''})` : ''} that a new config would drop while their versions stay in the store; edit provkey.yaml instead, or move it away first`, 'usage.init');
+  }
 }
 
 /** The store's passphrase: from its environment variable, or typed twice at a terminal. */

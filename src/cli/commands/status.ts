@@ -19,6 +19,6 @@ export async function statusCommand(options: { keys: string[] }, globals: Global
       await observer.finish({ exitCode, ...(options.keys.length === 0 ? { statuses } : {}) });
       return exitCode;
     },
-    { mustExist: false, writesState: false },
+    { writesState: false },
   );
 }

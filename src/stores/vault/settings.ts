@@ -27,10 +27,11 @@ export interface VaultSettings {
   caFile: string | undefined;
   serverName: string | undefined;
   /**
-   * The proxy variables of the environment (HTTP_PROXY, HTTPS_PROXY, NO_PROXY and their lower-case
-   * forms) for Node's built-in proxy support; undefined when none is set.
+   * The HTTPS proxy that requests tunnel through (CONNECT: TLS still ends at Vault, the proxy
+   * sees only the host name); undefined means direct. Never a forwarding proxy: that would read
+   * the token. See `chooseProxy`.
    */
-  proxyEnv: Record<string, string> | undefined;
+  tunnelProxy: string | undefined;
   auth: VaultAuthSettings;
 }
 
@@ -55,7 +56,7 @@ export function resolveVaultSettings(name: string, config: VaultStoreConfig, con
   try {
     url = new URL(rawAddress);
   } catch {
-    throw new ConfigError(`${field('address')}: "${rawAddress}" is not a URL (e.g. https://vault.example.com:8200)`);
+    throw new ConfigError(`${field('address')}: not a URL (e.g. https://vault.example.com:8200)`);
   }
   if (url.protocol !== 'https:' && url.protocol !== 'http:') {
     throw new ConfigError(`${field('address')}: use https:// (or http:// to loopback), not ${url.protocol}`);
@@ -112,12 +113,11 @@ export function resolveVaultSettings(name: string, config: VaultStoreConfig, con
       break;
   }
 
-  const proxyEnv = proxyVariables(env);
-  if (proxyEnv && !nodeHasAgentProxy(process.versions.node)) {
+  const tunnelProxy = chooseProxy(url, env, field);
+  if (tunnelProxy && !nodeHasAgentProxy(process.versions.node)) {
     // Going direct instead would be a silent surprise (and may not be allowed where a proxy is).
-    const names = Object.keys(proxyEnv).filter((n) => !/^no_proxy$/i.test(n));
     throw new ConfigError(
-      `${field('address')}: ${names.join(', ')} ${names.length === 1 ? 'is' : 'are'} set, but Node.js ${process.versions.node} cannot send requests through a proxy; use Node.js 22.21 or 24.5 or later, or unset ${names.length === 1 ? 'it' : 'them'}`,
+      `${field('address')}: HTTPS_PROXY is set, but Node.js ${process.versions.node} cannot send requests through a proxy; use Node.js 22.21 or 24.5 or later, or unset it`,
     );
   }
 
@@ -132,17 +132,72 @@ export function resolveVaultSettings(name: string, config: VaultStoreConfig, con
     destroyOnRevoke: config.destroyOnRevoke,
     caFile: caFile === undefined ? undefined : resolvePath(caFile),
     serverName,
-    proxyEnv,
+    tunnelProxy,
     auth,
   };
 }
 
-const PROXY_VARIABLES = ['HTTP_PROXY', 'http_proxy', 'HTTPS_PROXY', 'https_proxy', 'NO_PROXY', 'no_proxy'];
+/**
+ * Whether a request to `url` goes through a proxy, and which. The rules, strictest first:
+ * - a loopback Vault is never proxied (the request never leaves the machine; a proxy would
+ *   only be one more reader of the token);
+ * - a host NO_PROXY names is never proxied;
+ * - an https Vault tunnels through HTTPS_PROXY (or https_proxy) with CONNECT: the proxy
+ *   relays TLS bytes and learns only host:port;
+ * - a plain http:// Vault (non-loopback: allowInsecureHttp) with HTTP_PROXY set is refused: a
+ *   forwarding proxy reads every request, token included. Use https, or NO_PROXY for the host.
+ * HTTP_PROXY never applies to https (as in curl and Node), so it alone sends an https Vault direct.
+ */
+export function chooseProxy(url: URL, env: NodeJS.ProcessEnv, field: (f: string) => string = (f) => f): string | undefined {
+  if (isLoopbackHost(url.hostname)) return undefined;
+  if (noProxyMatches(url, env.no_proxy ?? env.NO_PROXY ?? '')) return undefined;
+  if (url.protocol === 'http:') {
+    const forward = env.http_proxy || env.HTTP_PROXY;
+    if (forward) {
+      throw new ConfigError(
+        `${field('address')}: HTTP_PROXY is set and ${url.origin} is plain http: the proxy would read the Vault token; use https:// (tunnelled through HTTPS_PROXY), or add ${url.hostname} to NO_PROXY`,
+        'config.insecure',
+      );
+    }
+    return undefined;
+  }
+  const tunnel = env.https_proxy || env.HTTPS_PROXY;
+  if (!tunnel) return undefined;
+  let proxy: URL;
+  try {
+    proxy = new URL(tunnel.includes('://') ? tunnel : `http://${tunnel}`);
+  } catch {
+    throw new ConfigError(`${field('address')}: HTTPS_PROXY is not a URL (e.g. http://proxy.example.com:3128)`);
+  }
+  if (proxy.protocol !== 'http:' && proxy.protocol !== 'https:') throw new ConfigError(`${field('address')}: HTTPS_PROXY must be an http:// or https:// URL`);
+  return proxy.href;
+}
 
-function proxyVariables(env: NodeJS.ProcessEnv): Record<string, string> | undefined {
-  const found = Object.fromEntries(PROXY_VARIABLES.filter((name) => env[name]).map((name) => [name, env[name]!]));
-  const usesProxy = ['HTTP_PROXY', 'http_proxy', 'HTTPS_PROXY', 'https_proxy'].some((name) => name in found);
-  return usesProxy ? found : undefined;
+/**
+ * NO_PROXY as curl reads it: comma- or space-separated entries; "*" matches every host; an
+ * entry matches the host itself and every subdomain (a leading "." or "*." is optional); an
+ * entry with ":port" matches that port only; IP addresses match exactly (no CIDR ranges).
+ */
+export function noProxyMatches(url: URL, noProxy: string): boolean {
+  const host = url.hostname.toLowerCase().replace(/^\[(.*)\]$/, '$1');
+  const port = url.port || (url.protocol === 'https:' ? '443' : '80');
+  for (const raw of noProxy.split(/[\s,]+/)) {
+    let entry = raw.trim().toLowerCase();
+    if (!entry) continue;
+    if (entry === '*') return true;
+    let entryPort: string | undefined;
+    const bracketed = /^\[(.*)\](?::(\d+))?$/.exec(entry);
+    if (bracketed) {
+      entry = bracketed[1]!;
+      entryPort = bracketed[2];
+    } else if (/^[^:]+:\d+$/.test(entry)) {
+      [entry, entryPort] = entry.split(':') as [string, string];
+    }
+    if (entryPort && entryPort !== port) continue;
+    entry = entry.replace(/^\*?\./, '');
+    if (host === entry || host.endsWith(`.${entry}`)) return true;
+  }
+  return false;
 }
 
 /** http.Agent's proxyEnv option exists from Node.js 22.21 and 24.5; older versions ignore it silently. */
@@ -162,7 +217,7 @@ function checkPathField(value: string, field: string, mayBeEmpty: boolean): void
   }
   for (const segment of value.split('/')) {
     if (!SEGMENT.test(segment) || segment === '.' || segment === '..') {
-      throw new ConfigError(`${field}: "${value}" must be path segments of letters, digits, ".", "_", "-" separated by "/"`);
+      throw new ConfigError(`${field}: must be path segments of letters, digits, ".", "_", "-" separated by "/"`);
     }
   }
 }

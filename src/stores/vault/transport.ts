@@ -36,8 +36,10 @@ const MAX_ANSWER_BYTES = 8 * 1024 * 1024;
  * nothing is re-sent.
  *
  * TLS verification is always on: a CA file replaces the system roots, a server name overrides
- * SNI and the name check. HTTP(S)_PROXY/NO_PROXY (from the settings) go to Node's built-in
- * proxy support, which tunnels https with CONNECT: TLS still ends at Vault.
+ * SNI and the name check. A proxy is used only as settings.ts chose it: an HTTPS proxy that
+ * https requests tunnel through with CONNECT (Node's built-in support, given that one proxy
+ * and nothing else), so TLS still ends at Vault. A loopback or NO_PROXY Vault, and every plain
+ * http one, goes direct: a forwarding proxy would read the token.
  */
 export class VaultTransport {
   private readonly settings: VaultSettings;
@@ -123,9 +125,10 @@ export class VaultTransport {
 
   private httpAgent(): Promise<http.Agent> {
     this.agent ??= (async () => {
-      const { proxyEnv } = this.settings;
-      const proxy = proxyEnv ? { proxyEnv } : {};
-      if (!this.settings.https) return new http.Agent({ keepAlive: true, ...proxy });
+      // Only an https agent ever gets a proxy, and only as HTTPS_PROXY: Node tunnels those with CONNECT.
+      if (!this.settings.https) return new http.Agent({ keepAlive: true });
+      const { tunnelProxy } = this.settings;
+      const proxy = tunnelProxy ? { proxyEnv: { HTTPS_PROXY: tunnelProxy } } : {};
       const { caFile, serverName } = this.settings;
       let ca: Buffer | undefined;
       if (caFile) {
