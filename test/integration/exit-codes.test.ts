@@ -193,9 +193,8 @@ describe('the embedded store', () => {
     return { w: own, config: file };
   }
 
-  // rotate, revoke and drill against an unreachable app join this list with the engine work of
-  // issue 7 item 1 (h-fault): on this branch alone they still end in a lockout or 1.
-  it.each(['test', 'add', 'import'])('unavailable: %s with the SCIM app on a closed port', async (command) => {
+  // An app that cannot be reached is exit 5 for every command that talks to it: never a lockout, never 1.
+  it.each(['test', 'add', 'import', 'rotate', 'revoke', 'drill'])('unavailable: %s with the SCIM app on a closed port', async (command) => {
     const { w: own } = await addedWorld();
     const down = own.write('down.yaml', ['stores:', '  default: { type: file, passphraseEnv: PK_PASSPHRASE }', ...keysYaml({ url: `http://127.0.0.1:${closedPort}/scim/v2`, adminUrl: `http://127.0.0.1:${closedPort}/admin` })]);
     await expectClass(own, down, command, 'unavailable');
