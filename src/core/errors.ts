@@ -105,7 +105,10 @@ export type AdapterErrorKind =
   | 'server_error'
   | 'tampered'
   | 'invalid'
-  | 'locked';
+  /** Held by another live run past the wait (file lock): contention, so "try again later". */
+  | 'locked'
+  /** The backend is in a state only a person can end (e.g. an Azure name deleted but recoverable). */
+  | 'blocked';
 
 export class AdapterError extends ProvkeyError {
   readonly adapter: string;
@@ -122,7 +125,9 @@ function exitCodeFor(kind: AdapterErrorKind): ExitCode {
     case 'invalid':
       return ExitCode.usage;
     case 'tampered':
+    case 'blocked':
       return ExitCode.needsHuman;
+    case 'locked':
     case 'unreachable':
     case 'timeout':
     case 'throttled':

@@ -86,7 +86,7 @@ export function classifyFailure(settings: AzureSettings, operation: Operation, n
     }
     if (/deleted|recover/i.test(serviceMessage)) {
       return azureError(
-        'locked',
+        'blocked',
         `${where}: the secret ${name} is deleted but recoverable (soft delete). Recover it (az keyvault secret recover --vault-name … --name ${name}) or purge it (az keyvault secret purge …), then retry`,
       );
     }
