@@ -10,7 +10,7 @@ import type { AdFailure } from './ad-errors.js';
 import { adBind, changeOwnPassword, resetPassword } from './ad-password.js';
 import { adExpiry, adPasswordProblem, fileTimeToDate, readAdPolicy, validateAdGenerationPolicy, type AdAccount, type AdPolicy } from './ad-policy.js';
 import { FailedBindGuard } from './bind-guard.js';
-import { closeQuietly, LdapConnector, type LdapServer } from './connection.js';
+import { closeQuietly, LdapConnector, withConnection, type LdapServer } from './connection.js';
 import { failedBindBudget, negativeProbeFor } from './ppolicy.js';
 import { combineVerdicts, probeConnect, probeSearch, skipped, verdictOfFailure } from './probes.js';
 import { applyFailure, classifyLdapError, type LdapFailure } from './result-codes.js';
@@ -591,16 +591,7 @@ class ActiveDirectoryTarget implements Target {
 
   async #onWriteServer<T>(work: (client: Client) => Promise<T>, onNoConnection?: (failure: LdapFailure) => T): Promise<T> {
     const server = this.#setup.servers[0]!;
-    const connection = await this.#connector.open(server);
-    if (!connection.ok) {
-      if (onNoConnection) return onNoConnection(connection.failure);
-      return applyFailure(connection.failure, `cannot connect to ${server.url}`) as T;
-    }
-    try {
-      return await work(connection.client);
-    } finally {
-      await closeQuietly(connection.client);
-    }
+    return withConnection(this.#connector, server, work, onNoConnection);
   }
 
   /** A value nobody learns: long, and from all four categories (the complexity rule). */

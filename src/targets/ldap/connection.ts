@@ -5,7 +5,7 @@ import tls from 'node:tls';
 import { Client } from 'ldapts';
 import { ConfigError } from '../../core/errors.js';
 import { isLoopbackHost } from '../../core/loopback.js';
-import { classifyLdapError, type LdapFailure } from './result-codes.js';
+import { applyFailure, classifyLdapError, type LdapFailure } from './result-codes.js';
 
 /**
  * Where and how provkey talks LDAP: the configured URLs checked against the TLS rule of
@@ -217,4 +217,26 @@ const sockets = new WeakMap<Client, net.Socket>();
 export async function closeQuietly(client: Client): Promise<void> {
   await client.unbind().catch(() => undefined);
   sockets.get(client)?.destroy();
+}
+
+/**
+ * Runs `work` on a fresh connection to `server` and always closes it. A connection that cannot
+ * be opened becomes `onNoConnection`'s answer, else the failed ApplyResult every operation returns.
+ */
+export async function withConnection<T>(
+  connector: LdapConnector,
+  server: LdapServer,
+  work: (client: Client) => Promise<T>,
+  onNoConnection?: (failure: LdapFailure) => T,
+): Promise<T> {
+  const connection = await connector.open(server);
+  if (!connection.ok) {
+    if (onNoConnection) return onNoConnection(connection.failure);
+    return applyFailure(connection.failure, `cannot connect to ${server.url}`) as T;
+  }
+  try {
+    return await work(connection.client);
+  } finally {
+    await closeQuietly(connection.client);
+  }
 }

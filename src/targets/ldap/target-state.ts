@@ -6,7 +6,7 @@ import type { AdapterContext } from '../../stores/context.js';
 import type { ApplyResult, SecretInUse } from '../target.js';
 import { throwAwayPassword } from './account.js';
 import { FailedBindGuard } from './bind-guard.js';
-import { closeQuietly, LdapConnector, type LdapServer } from './connection.js';
+import { LdapConnector, withConnection, type LdapServer } from './connection.js';
 import { failedBindBudget, mergePolicy, readDirectoryPolicy, type ConfiguredPolicy, type EffectivePolicy } from './ppolicy.js';
 import { bindWithPolicy } from './probes.js';
 import { closeWatchers, readEntryCsn, ReplicaStates, type Watcher, type WatcherSet } from './replication.js';
@@ -173,16 +173,7 @@ export class LdapTargetState {
 
   /** Runs `work` on a fresh connection to `server`; a connection failure becomes the result. */
   async onServer<T>(server: LdapServer, work: (client: Client) => Promise<T>, onNoConnection?: (failure: LdapFailure) => T): Promise<T> {
-    const connection = await this.connector.open(server);
-    if (!connection.ok) {
-      if (onNoConnection) return onNoConnection(connection.failure);
-      return applyFailure(connection.failure, `cannot connect to ${server.url}`) as T;
-    }
-    try {
-      return await work(connection.client);
-    } finally {
-      await closeQuietly(connection.client);
-    }
+    return withConnection(this.connector, server, work, onNoConnection);
   }
 
   /**
