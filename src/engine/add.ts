@@ -1,8 +1,8 @@
 import { isClaimStale, newClaim } from '../core/claim.js';
 import { ConflictError, ExitCode, UsageError, exitCodeForTargetAnswer } from '../core/errors.js';
 import { fingerprint } from '../core/fingerprint.js';
-import { generateSecret } from '../core/keygen.js';
-import { versionByLabel } from '../core/model.js';
+import { checkPolicy, generateSecret } from '../core/keygen.js';
+import { versionByLabel, type KeyRecord } from '../core/model.js';
 import { registerSecret } from '../core/redact.js';
 import { abandonPending, finishRotation, orphanPendingIds } from '../core/transitions.js';
 import { convergeStaleClaim, convergenceEndsOperation } from './converge.js';
@@ -10,6 +10,22 @@ import { owner, type KeyContext , thisRun } from './key-context.js';
 import { waitForVerdict } from './propagation.js';
 import { StepTimer, resultsFor, type KeyResult } from './result.js';
 import { completeRotation, newVersionMeta } from './rotate.js';
+
+/**
+ * What `add` refuses before it changes anything, so that `add --dry-run` refuses exactly the
+ * same: a key that already has a current version, a format under the entropy minimum or
+ * impossible to satisfy, a format the target's own password policy would reject.
+ */
+export async function refuseAdd(ctx: KeyContext): Promise<void> {
+  refuseExisting(ctx.key.name, await ctx.store.read(ctx.key.name));
+  checkPolicy(ctx.key.policy);
+  await ctx.target.checkGenerationPolicy?.(ctx.key.policy);
+}
+
+function refuseExisting(name: string, existing: KeyRecord | undefined): void {
+  const current = existing && versionByLabel(existing, 'current');
+  if (current) throw new UsageError(`key ${name} already has a current version (${current.fingerprint}); use "provkey rotate ${name}"`, 'key.exists');
+}
 
 /**
  * `add`: the first version of a key: generate, store as pending, apply to the target, test,
@@ -22,9 +38,7 @@ export async function addKey(ctx: KeyContext, options: { value?: string; apply?:
   const imported = options.value !== undefined;
   const operation = imported ? 'import' : 'add';
   const existing = await ctx.store.read(name);
-  if (existing && versionByLabel(existing, 'current')) {
-    throw new UsageError(`key ${name} already has a current version (${versionByLabel(existing, 'current')!.fingerprint}); use "provkey rotate ${name}"`, 'key.exists');
-  }
+  refuseExisting(name, existing);
   if (existing?.state.claim) {
     if (!isClaimStale(existing.state.claim, new Date(), thisRun())) {
       return { key: name, operation, outcome: 'skipped', ok: true, exitCode: ExitCode.ok, message: 'another run is adding this key', steps: [], tests: [], ms: 0 };

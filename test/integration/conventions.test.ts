@@ -53,6 +53,31 @@ describe('CLI conventions', () => {
     expect(JSON.parse(json.stdout).keys.map((k: { name: string }) => k.name)).toEqual(['app']);
   });
 
+  it('add --dry-run refuses what add refuses: a weak format, a key that already has a current version', async () => {
+    // A directory of its own: the embedded store beside these configs is not the other tests' one.
+    const own = mkdtempSync(path.join(dir, 'dry-run-'));
+    const weak = path.join(own, 'weak.yaml');
+    writeFileSync(weak, `keys:\n  app:\n    format: { type: password, length: 8 }\n    target: { type: scim, url: "${server.url}", applier: { type: store } }\n`);
+    const planned = await cli.run(['add', 'app', '--dry-run'], { config: weak });
+    const added = await cli.run(['add', 'app'], { config: weak });
+    expect(planned.code, describeRun(planned)).toBe(2);
+    expect(added.code, describeRun(added)).toBe(2);
+    expect(planned.stderr).toContain('bits of entropy is under the 128-bit minimum');
+    expect(planned.stderr.trim()).toBe(added.stderr.trim());
+    expect(planned.stdout).not.toContain('would generate');
+
+    // A key with a current version: add refuses, and so does its plan (which changes nothing).
+    const exists = path.join(own, 'exists.yaml');
+    writeFileSync(exists, `keys:\n  app:\n    target: { type: scim, url: "${server.url}", applier: { type: http, url: "${server.adminUrl}", authRef: "env:SCIM_ADMIN_TOKEN" } }\n`);
+    const first = await cli.run(['add', 'app'], { config: exists });
+    expect(first.code, describeRun(first)).toBe(0);
+    const again = await cli.run(['add', 'app'], { config: exists });
+    const againPlanned = await cli.run(['add', 'app', '--dry-run'], { config: exists });
+    expect(again.code, describeRun(again)).toBe(2);
+    expect(againPlanned.code, describeRun(againPlanned)).toBe(2);
+    expect(againPlanned.stderr).toContain('already has a current version');
+  });
+
   it('version: provkey\'s version and build, the Node it runs on', async () => {
     const { result, data } = await cli.json<{ version: string; commit: string; kind: string; node: string; platform: string }>(['version']);
     expect(result.code, describeRun(result)).toBe(0);

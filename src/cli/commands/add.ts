@@ -3,7 +3,7 @@ import { parseExpiresAt } from '../../core/schedule.js';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { Config } from '../../config/load.js';
-import { addKey } from '../../engine/add.js';
+import { addKey, refuseAdd } from '../../engine/add.js';
 import { batchExitCode } from '../../engine/batch.js';
 import { openKey } from '../../engine/key-context.js';
 import { withSession, type GlobalOptions } from '../globals.js';
@@ -15,6 +15,7 @@ export async function addCommand(options: { key: string }, globals: GlobalOption
   return withSession(globals, io, async (session) => {
     const ctx = await openKey(session, options.key);
     if (globals.dryRun) {
+      await refuseAdd(ctx);
       io.out(`would generate a ${ctx.key.policy.type}, store it in "${ctx.key.storeName}", apply it to the ${ctx.key.config.target.type} target and test it`);
       return 0;
     }
