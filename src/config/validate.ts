@@ -30,7 +30,7 @@ export function checkKeyConfig(name: string, key: KeyConfig): void {
 }
 
 /** https, or plain http only to loopback or with the config's explicit opt-out. */
-function checkHttpUrl(raw: string, field: string, allowInsecureHttp: boolean): void {
+export function checkHttpUrl(raw: string, field: string, allowInsecureHttp: boolean): void {
   const url = URL.canParse(raw) ? new URL(raw) : undefined;
   if (!url) throw new ConfigError(`${field}: not an absolute URL (e.g. https://app.example.com/scim/v2)`);
   if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new ConfigError(`${field}: scheme ${url.protocol} is not supported (use https://)`);

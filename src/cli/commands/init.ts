@@ -6,6 +6,7 @@ import { UsageError } from '../../core/errors.js';
 import type { GlobalOptions } from '../globals.js';
 import type { Io } from '../io.js';
 import { printJson } from '../render/format.js';
+import { answerChecks, KEY_NAME } from './init-answers.js';
 
 export interface InitOptions {
   key?: string;
@@ -106,7 +107,7 @@ async function refuseToDropKeys(file: string): Promise<void> {
   }
   if (keys.length > 0) {
     // Names from a file that did not load are shown only when they are key names.
-    const shown = keys.filter((k) => /^[a-z0-9][a-z0-9._-]{0,62}$/.test(k)).slice(0, 5);
+    const shown = keys.filter((k) => KEY_NAME.test(k)).slice(0, 5);
     throw new UsageError(`init --force: ${file} defines ${keys.length} key(s)${shown.length ? ` (${shown.join(', ')}${keys.length > shown.length ? ', …' : ''})` : ''} that a new config would drop while their versions stay in the store; edit provkey.yaml instead, or move it away first`, 'usage.init');
   }
 }
@@ -130,8 +131,8 @@ function required(value: string | undefined, flag: string): string {
 async function askInteractively(options: InitOptions): Promise<InitOptions> {
   const { input, select } = await import('@inquirer/prompts');
   const out = { output: process.stderr };
-  const key = await input({ message: 'Name of the first key (e.g. entra-scim-prod):', validate: (v) => /^[a-z0-9][a-z0-9._-]{0,62}$/.test(v) || 'a-z, 0-9, ".", "_", "-"' }, out);
-  const url = await input({ message: 'SCIM base URL of the app (https://…/scim/v2):' }, out);
+  const key = (await input({ message: 'Name of the first key (e.g. entra-scim-prod):', validate: answerChecks.key }, out)).trim();
+  const url = (await input({ message: 'SCIM base URL of the app (https://…/scim/v2):', validate: answerChecks.url }, out)).trim();
   const applier = await select({
     message: 'How does the app learn a new token?',
     choices: [
@@ -142,12 +143,12 @@ async function askInteractively(options: InitOptions): Promise<InitOptions> {
   }, out);
   const extra: Partial<InitOptions> = {};
   if (applier === 'http') {
-    extra.applierUrl = await input({ message: 'Token endpoint URL:' }, out);
-    extra.applierAuthRef = await input({ message: 'Where provkey finds the endpoint\'s admin token (env:NAME or file:/path):', default: 'env:PROVKEY_APPLIER_TOKEN' }, out);
+    extra.applierUrl = (await input({ message: 'Token endpoint URL:', validate: answerChecks.applierUrl }, out)).trim();
+    extra.applierAuthRef = (await input({ message: 'Where provkey finds the endpoint\'s admin token (env:NAME or file:/path):', default: 'env:PROVKEY_APPLIER_TOKEN', validate: answerChecks.authRef }, out)).trim();
   } else if (applier === 'exec') {
-    extra.execCommand = await input({ message: 'Command to run (receives the token on stdin):' }, out);
+    extra.execCommand = (await input({ message: 'Command to run (receives the token on stdin):', validate: answerChecks.command }, out)).trim();
   }
-  const interval = await input({ message: 'Rotate every:', default: '30d' }, out);
-  const grace = await input({ message: 'Keep the previous token working for:', default: '24h' }, out);
+  const interval = (await input({ message: 'Rotate every:', default: '30d', validate: answerChecks.interval }, out)).trim();
+  const grace = (await input({ message: 'Keep the previous token working for:', default: '24h', validate: answerChecks.grace }, out)).trim();
   return { ...options, key, url, applier, interval, grace, ...extra };
 }

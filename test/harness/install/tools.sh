@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the shells and systemd-analyze that some tests run for real (Debian packages):
-# systemd-analyze verifies the unit templates, zsh and fish load the completion scripts.
+# systemd-analyze verifies the unit templates, zsh and fish load the completion scripts, tmux
+# gives the init wizard a real terminal.
 # Idempotent: a fast no-op when everything is present. Serialised with flock, since two test
 # files may ask at once and dpkg takes one lock.
 set -euo pipefail
@@ -9,6 +10,7 @@ missing=()
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 command -v zsh >/dev/null 2>&1 || missing+=(zsh)
 command -v fish >/dev/null 2>&1 || missing+=(fish)
+command -v tmux >/dev/null 2>&1 || missing+=(tmux)
 [ "${#missing[@]}" -eq 0 ] && exit 0
 
 SUDO=""
