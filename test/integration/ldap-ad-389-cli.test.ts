@@ -110,9 +110,12 @@ describe('provkey CLI against Samba AD DC (directory: activeDirectory)', () => {
     expect((await dc.bindCode(dn, dueRotated)).code).toBe(0);
     expect((await dc.bindCode(dn, second)).code).toBe(49);
 
-    const drill = await cli.json<{ ok: boolean; leakedFingerprint: string; newFingerprint: string }>(['drill', 'compromise', KEY, '--yes']);
-    expect(drill.result.code, describeRun(drill.result)).toBe(0);
-    expect(drill.data).toMatchObject({ ok: true, leakedFingerprint: fingerprint(dueRotated) });
+    // lockoutThreshold 3: the guard forbids the failed bind that would prove the leaked password
+    // refused, so the drill says NOT CONTAINED (exit 3) rather than claim a proof it did not make.
+    const drill = await cli.json<{ ok: boolean; leakedFingerprint: string; newFingerprint: string; containmentProven: boolean }>(['drill', 'compromise', KEY, '--yes']);
+    expect(drill.result.code, describeRun(drill.result)).toBe(3);
+    expect(drill.data).toMatchObject({ ok: false, containmentProven: false, leakedFingerprint: fingerprint(dueRotated) });
+    expect(drill.result.stdout).toContain('NOT CONTAINED');
     const third = await cli.reveal(KEY, 'after drill');
     expect((await dc.bindCode(dn, third)).code).toBe(0);
     // Contained at once, although AD accepts a previous password for 60 minutes.
@@ -200,9 +203,10 @@ describe('provkey CLI against 389 Directory Server', () => {
     const second = await self.reveal(KEY, 'after rotate');
     expect(await ds.bindCode(ds.serviceDn, second)).toBe(0);
 
-    const drill = await self.json<{ ok: boolean; leakedFingerprint: string }>(['drill', 'compromise', KEY, '--yes']);
-    expect(drill.result.code, describeRun(drill.result)).toBe(0);
-    expect(drill.data).toMatchObject({ ok: true, leakedFingerprint: fingerprint(second) });
+    // passwordMaxFailure 3: no failed bind may be spent on the proof, so the drill is NOT CONTAINED (exit 3).
+    const drill = await self.json<{ ok: boolean; leakedFingerprint: string; containmentProven: boolean }>(['drill', 'compromise', KEY, '--yes']);
+    expect(drill.result.code, describeRun(drill.result)).toBe(3);
+    expect(drill.data).toMatchObject({ ok: false, containmentProven: false, leakedFingerprint: fingerprint(second) });
     const third = await self.reveal(KEY, 'after drill');
     expect(await ds.bindCode(ds.serviceDn, third)).toBe(0);
     expect(await ds.failedBinds(ds.serviceDn)).toBe(0);

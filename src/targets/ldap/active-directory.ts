@@ -311,8 +311,13 @@ class ActiveDirectoryTarget implements Target {
             : badPwdCount === undefined
               ? 1
               : Math.max(0, 2 - badPwdCount);
-      for (const candidate of undecided()) {
-        const free = this.#previous.includes(candidate.fingerprint);
+      // AD does not count a failed bind with either of the account's two previous passwords, and
+      // provkey's change pushes the old password exactly two back: the older candidate is free to try.
+      const created = (c: SecretInUse) => (c.createdAt ? Date.parse(c.createdAt) : NaN);
+      const dated = unique.filter((c) => Number.isFinite(created(c)));
+      const oldest = dated.length >= 2 ? dated.reduce((a, b) => (created(b) < created(a) ? b : a)) : undefined;
+      for (const candidate of [...undecided()].sort((a, b) => Number(b === oldest) - Number(a === oldest))) {
+        const free = this.#previous.includes(candidate.fingerprint) || candidate === oldest;
         if (!free && room <= 0) {
           notes.push(`${undecided().map((c) => c.fingerprint).join(', ')} not tried: a failed bind could bring the account closer to lockoutThreshold ${threshold ?? '(unknown)'}`);
           break;

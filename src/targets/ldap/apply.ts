@@ -162,8 +162,31 @@ async function restoreAsAdmin(state: LdapTargetState, admin: Client, current: Se
     return { ...refused, detail: `${refused.detail}; ${hint}` };
   }
   await state.changed(current, next, { client: admin, watchers });
-  const cleared = await clearPasswordReset(admin, bindDn, state.scrub, state.policy.policy.maxAge);
+  const cleared = await clearUntilAccountIsFree(state, admin, current);
   const note = cleared.ok ? '' : `; pwdReset could not be cleared (${cleared.failure.detail}), so under pwdMustChange the account must change its password before it can search`;
   if (reset.alreadyHeld) return { ok: true, detail: `the directory already holds ${current.fingerprint}: ${next.fingerprint} never replaced it, nothing to undo${note}` };
   return { ok: true, detail: `admin reset back to ${current.fingerprint} by ${state.setup.admin!.dn}${note}` };
+}
+
+/**
+ * Clears pwdReset after the admin put `current` back, then proves it by the account's own bind
+ * (a successful bind costs no failed bind): 389-DS may finish the reset's own update of the entry
+ * after provkey's clear and bring "must change" back, so the clear is repeated while the account's
+ * bind still says changeAfterReset, a bounded number of times.
+ */
+async function clearUntilAccountIsFree(state: LdapTargetState, admin: Client, current: SecretInUse): Promise<Awaited<ReturnType<typeof clearPasswordReset>>> {
+  const server = state.setup.servers[WRITE_SERVER]!;
+  let cleared = await clearPasswordReset(admin, state.config.bindDn, state.scrub, state.policy.policy.maxAge);
+  for (let attempt = 0; cleared.ok && attempt < 5; attempt++) {
+    const bind = await state.onServer(
+      server,
+      (account) => bindWithPolicy(account, state.config.bindDn, current.value, state.scrub),
+      (failure): BindResult => ({ ok: false, failure, ms: 0 }),
+    );
+    state.recordBind(WRITE_SERVER, current, bind.ok, bind.failure);
+    if (!bind.ok || bind.ppolicy?.errorName !== 'changeAfterReset') return cleared;
+    cleared = await clearPasswordReset(admin, state.config.bindDn, state.scrub, state.policy.policy.maxAge);
+  }
+  if (!cleared.ok) return cleared;
+  return { ok: false, failure: { kind: 'error', status: 'pwdReset', detail: 'the account still has to change its password after five clears of pwdReset' } };
 }
