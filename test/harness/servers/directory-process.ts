@@ -12,6 +12,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { chmod, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import type { Client } from 'ldapts';
 
 export interface RunResult {
   code: number | null;
@@ -198,4 +199,19 @@ export async function waitUntilReady(what: string, proc: ForegroundProcess, read
     await new Promise((resolve) => setTimeout(resolve, delay));
     delay = Math.min(delay * 2, 400);
   }
+}
+
+/**
+ * The named attributes of one entry, each as a list of strings. Directories answer attribute
+ * names in their own case (AD: badPwdCount, 389-DS: passwordretrycount): matched case-insensitively.
+ */
+export async function readAttributes(client: Client, dn: string, attributes: string[]): Promise<Record<string, string[]>> {
+  const entry = (await client.search(dn, { scope: 'base', attributes })).searchEntries[0]!;
+  return Object.fromEntries(
+    attributes.map((a) => {
+      const key = Object.keys(entry).find((k) => k.toLowerCase() === a.toLowerCase());
+      const value = key ? entry[key] : [];
+      return [a, ([] as Array<string | Buffer>).concat(value as string | Buffer | Array<string | Buffer>).map(String)];
+    }),
+  );
 }

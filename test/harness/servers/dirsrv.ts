@@ -18,7 +18,7 @@ import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises
 import os from 'node:os';
 import path from 'node:path';
 import { Attribute, Change, Client } from 'ldapts';
-import { builtAt, cachedTemplate, ForegroundProcess, generateRunCerts, runOk, waitUntilReady } from './directory-process.ts';
+import { builtAt, readAttributes, cachedTemplate, ForegroundProcess, generateRunCerts, runOk, waitUntilReady } from './directory-process.ts';
 import { claimLoopbackAddress } from './loopback-address.ts';
 import { ensureDirectories } from './samba.ts';
 
@@ -312,15 +312,7 @@ export async function startDirsrv(options: StartDirsrvOptions = {}): Promise<Dir
       dir,
       pid: running.child.pid!,
       modify: (dn, changes) => asDm((client) => client.modify(dn, changes)),
-      read: (dn, attributes) =>
-        asDm(async (client) => {
-          const entry = (await client.search(dn, { scope: 'base', attributes })).searchEntries[0]!;
-          return Object.fromEntries(attributes.map((a) => {
-            const key = Object.keys(entry).find((k) => k.toLowerCase() === a.toLowerCase());
-            const value = key ? entry[key] : [];
-            return [a, ([] as Array<string | Buffer>).concat(value as string | Buffer | Array<string | Buffer>).map(String)];
-          }));
-        }),
+      read: (dn, attributes) => asDm((client) => readAttributes(client, dn, attributes)),
       bindCode: async (dn, pw) => {
         const client = ldapsClient(host, certs.caPem);
         try {

@@ -18,7 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Attribute, Change, Client } from 'ldapts';
-import { builtAt, CACHE_DIR, cachedTemplate, ForegroundProcess, generateRunCerts, run, runOk, tail, waitUntilReady } from './directory-process.ts';
+import { builtAt, readAttributes, CACHE_DIR, cachedTemplate, ForegroundProcess, generateRunCerts, run, runOk, tail, waitUntilReady } from './directory-process.ts';
 import { claimLoopbackAddress } from './loopback-address.ts';
 
 export const SAMBA_REALM = 'PK.TEST';
@@ -215,15 +215,7 @@ export async function startSamba(options: StartSambaOptions = {}): Promise<Samba
         }),
       add: (dn, attributes) => asAdmin((client) => client.add(dn, attributes)),
       modify: (dn, changes) => asAdmin((client) => client.modify(dn, changes)),
-      read: (dn, attributes) =>
-        asAdmin(async (client) => {
-          const entry = (await client.search(dn, { scope: 'base', attributes })).searchEntries[0]!;
-          return Object.fromEntries(attributes.map((a) => {
-            const key = Object.keys(entry).find((k) => k.toLowerCase() === a.toLowerCase());
-            const value = key ? entry[key] : [];
-            return [a, ([] as Array<string | Buffer>).concat(value as string | Buffer | Array<string | Buffer>).map(String)];
-          }));
-        }),
+      read: (dn, attributes) => asAdmin((client) => readAttributes(client, dn, attributes)),
       bindCode: async (dn, password) => {
         const client = ldapsClient(host, certs.caPem);
         try {
