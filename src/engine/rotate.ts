@@ -13,6 +13,7 @@ import { waitForVerdict } from './propagation.js';
 import { StepTimer, resultsFor, type KeyResult } from './result.js';
 import { convergeFirst, proveRetiredAfterFinish, retireClaim } from './converge.js';
 import { rollback } from './rollback.js';
+import { deliverToConsumers } from './consumers.js';
 
 export interface RotateOptions {
   /** Force no overlap (drills): the old version stops working as part of the rotation. */
@@ -167,6 +168,15 @@ export async function completeRotation(
   record = await advance(ctx, record, 'tested');
   faultPoint('after-test');
 
+  // 5. deliver: each consumer validates, switches to and proves the new version; a failure rolls
+  // back consumers first, then the target (engine/consumers.ts).
+  const delivered = await deliverToConsumers(ctx, record, next, timer);
+  if (!delivered.ok) {
+    const rolled = await rollback(ctx, delivered.record, next, old, timer, delivered.reason, result);
+    return rolled.exitCode === ExitCode.failed ? { ...rolled, exitCode: delivered.exitCode } : rolled;
+  }
+  record = delivered.record;
+
   // Without overlap the old version is relabelled revoked before finish (so an app reading the
   // store drops it too); finish then keeps a revoke claim on it until the target is proven to
   // reject it, so a crash or an outage from here on is resumed like an interrupted revoke.
@@ -175,7 +185,7 @@ export async function completeRotation(
     record = await ctx.store.update(name, record.revision, { versions: revokeVersions(record, [retiring.versionId!], new Date()), state: record.state });
   }
 
-  // 5. finish: labels move in one compare-and-set write; the rotation claim is released with it.
+  // 6. finish: labels move in one compare-and-set write; the rotation claim is released with it.
   progress('finish');
   const now = new Date();
   const finished = finishRotation(record, next.versionId!, {
