@@ -51,7 +51,11 @@ export async function deliverToConsumers(ctx: KeyContext, start: KeyRecord, next
       record = await markConsumer(ctx, record, consumer.name, 'switching');
       step('switch');
       const switched = await timer.run(`${label}: switch`, () => consumer.switch(next), describe);
-      if (!switched.ok) return { ...failure(consumer, 'switch', switched), record };
+      if (!switched.ok) {
+        // An answered refusal means nothing changed there: only an outage leaves the switch in doubt (and to be undone).
+        if (switched.reason !== 'unreachable') record = await markConsumer(ctx, record, consumer.name, undefined);
+        return { ...failure(consumer, 'switch', switched), record };
+      }
       record = await markConsumer(ctx, record, consumer.name, 'switched');
     }
     step('prove');
@@ -100,13 +104,15 @@ export function proofsOf(results: Array<{ name: string; answer: ConsumerAnswer }
   return Object.fromEntries(results.map(({ name, answer }) => [name, { ok: answer.ok, at, fingerprint: current.fingerprint, ...(answer.detail ? { detail: answer.detail } : {}) }]));
 }
 
-async function markConsumer(ctx: KeyContext, record: KeyRecord, consumer: string, progress: ConsumerProgress, proof?: ConsumerProof): Promise<KeyRecord> {
+/** Stores one consumer's progress in the claim (undefined: it never changed); with a proof, also its last proof for `status`. */
+async function markConsumer(ctx: KeyContext, record: KeyRecord, consumer: string, progress: ConsumerProgress | undefined, proof?: ConsumerProof): Promise<KeyRecord> {
   const claim = record.state.claim!;
+  const { [consumer]: _previous, ...others } = claim.consumers ?? {};
   return ctx.store.update(ctx.key.name, record.revision, {
     versions: record.versions,
     state: {
       ...record.state,
-      claim: { ...claim, consumers: { ...claim.consumers, [consumer]: progress } },
+      claim: { ...claim, consumers: progress ? { ...others, [consumer]: progress } : others },
       ...(proof ? { consumerProofs: { ...record.state.consumerProofs, [consumer]: proof } } : {}),
     },
   });
