@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { Client } from 'ldapts';
 import { bearerStatus } from '../cli.ts';
 import { startGraphSynchronizationDouble } from '../graph-synchronization-double.ts';
+import { startOktaConnectionsDouble } from '../okta-connections-double.ts';
 import { startOpenBao } from '../servers/openbao.ts';
 import { sha256Hex, startScimServer } from '../servers/scim.ts';
 import { probeBind, startSlapd } from '../servers/slapd.ts';
@@ -185,6 +186,7 @@ export const TARGET_ADAPTERS: TargetAdapter[] = [
 ];
 
 const GRAPH_SECRET_ENV = 'FM_GRAPH_CLIENT_SECRET';
+const OKTA_TOKEN_ENV = 'FM_OKTA_API_TOKEN';
 const EXEC_CONSUMER_HOOK = fileURLToPath(new URL('../consumers/exec-consumer-hook.ts', import.meta.url));
 
 /** Read a consumer's file, or undefined when it is not there. */
@@ -227,6 +229,20 @@ export const CONSUMER_ADAPTERS: ConsumerAdapter[] = [
         // The job holds the value, and a provisioning cycle with it succeeds against the real SCIM app.
         holds: async (_caseId, value) => graph.savedToken() === value && (await graph.runCycle()) === 'success',
         stop: () => graph.stop(),
+      };
+    },
+  },
+  {
+    name: 'okta',
+    targets: ['scim'],
+    async start() {
+      const okta = await startOktaConnectionsDouble();
+      process.env[OKTA_TOKEN_ENV] = okta.apiToken;
+      return {
+        consumerConfig: () => ['type: okta', `orgUrl: ${JSON.stringify(okta.orgUrl)}`, `appId: ${JSON.stringify(okta.appId)}`, `apiTokenRef: "env:${OKTA_TOKEN_ENV}"`, 'retries: 1', 'maxRetryDelay: 1s'],
+        secrets: [okta.apiToken, okta.readOnlyToken],
+        holds: async (_caseId, value) => okta.connectionToken() === value && okta.status() === 'ENABLED',
+        stop: () => okta.stop(),
       };
     },
   },
