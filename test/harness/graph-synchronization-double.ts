@@ -68,8 +68,11 @@ export interface GraphSynchronizationDouble {
 export interface GraphDoubleOptions {
   /** HS256 key the double signs and checks its own tokens with (default: random). */
   signingKey?: Buffer;
-  /** entra-emulator's JWKS and issuer: its RS256 tokens are accepted too (the emulator tier). */
-  entraEmulator?: { jwksUrl: string; issuer: string; ca: string };
+  /**
+   * entra-emulator's JWKS and issuer: its RS256 tokens are accepted too (the emulator tier). The
+   * emulator's tokens carry no Graph app roles, so `grants` says which client (appid/azp) holds which.
+   */
+  entraEmulator?: { jwksUrl: string; issuer: string; ca: string; grants: Record<string, string[]> };
 }
 
 interface Claims {
@@ -125,7 +128,7 @@ export async function startGraphSynchronizationDouble(options: GraphDoubleOption
     const [head, body, signature] = token.split('.');
     if (!head || !body || !signature) return undefined;
     let header: { alg?: string; kid?: string };
-    let claims: Claims & { iss?: string };
+    let claims: Claims & { iss?: string; azp?: string };
     try {
       header = JSON.parse(Buffer.from(head, 'base64url').toString('utf8'));
       claims = JSON.parse(Buffer.from(body, 'base64url').toString('utf8'));
@@ -141,6 +144,8 @@ export async function startGraphSynchronizationDouble(options: GraphDoubleOption
       if (!jwk || claims.iss !== options.entraEmulator.issuer) return undefined;
       const ok = createVerify('RSA-SHA256').update(`${head}.${body}`).verify(createPublicKey({ key: jwk, format: 'jwk' }), Buffer.from(signature, 'base64url'));
       if (!ok) return undefined;
+      const client = claims.appid ?? claims.azp ?? '';
+      claims = { ...claims, appid: client, roles: options.entraEmulator.grants[client] ?? [] };
     } else {
       return undefined;
     }
