@@ -193,7 +193,14 @@ describe('entra consumer: the SCIM app and the Graph synchronization double rota
     const leaked = await w.reveal('leaked');
     const { result, data } = await w.cli.json<Record<string, unknown>>(['drill', 'compromise', 'app', '--rto', '60s', '--yes']);
     expect(result.code, describeRun(result)).toBe(0);
-    expect(JSON.stringify(data)).toContain('consumer entra-prod: prove');
+    const report = data as { timeToRecoverMs: number; steps: { step: string; endedAtMs?: number }[] };
+    const proved = report.steps.find((s) => s.step === 'consumer entra-prod: prove')!;
+    const set = report.steps.find((s) => s.step === 'set')!;
+    const switched = report.steps.find((s) => s.step === 'consumer entra-prod: switch')!;
+    expect(report.timeToRecoverMs, 'time-to-recover includes the consumer').toBeGreaterThanOrEqual(proved.endedAtMs!);
+    // The outage window without overlap: from the app's set to Entra's switch, reported step by step.
+    expect(switched.endedAtMs!).toBeGreaterThanOrEqual(set.endedAtMs!);
+    console.log(`drill with an entra consumer: set→switch window ${switched.endedAtMs! - set.endedAtMs!} ms, time-to-recover ${report.timeToRecoverMs} ms`);
     const fresh = await w.reveal('after the drill');
     expect(await bearerStatus(scim.url, leaked)).toBe(401);
     expect(await bearerStatus(scim.url, fresh)).toBe(200);
