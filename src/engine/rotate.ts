@@ -220,7 +220,9 @@ export async function completeRotation(
     : old
       ? `rotated: ${next.fingerprint} is current; ${old.fingerprint} is revoked`
       : `${next.fingerprint} is current`;
-  return result({ outcome: operation === 'add' ? 'added' : 'rotated', ok: true, exitCode: ExitCode.ok, message });
+  const consumers = ctx.key.config.consumers.length;
+  const toConsumers = consumers ? `; ${consumers} consumer(s) switched and proven` : '';
+  return result({ outcome: operation === 'add' ? 'added' : 'rotated', ok: true, exitCode: ExitCode.ok, message: message + toConsumers });
 }
 
 function summarize(test: { verdict: string; probes: { name: string; outcome: string; status?: number | string; detail?: string }[] }): string {
