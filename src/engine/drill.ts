@@ -1,3 +1,4 @@
+import { consumerNameOf } from '../config/validate.js';
 import { ExitCode } from '../core/errors.js';
 import { versionByLabel } from '../core/model.js';
 import { readExisting, secretOf, type KeyContext } from './key-context.js';
@@ -61,6 +62,7 @@ export async function drillCompromise(ctx: KeyContext, options: { rtoMs: number;
         `claim ${name} in store "${ctx.key.storeName}" and generate a new ${ctx.key.policy.type}`,
         `apply it with no overlap (${target.type === 'scim' ? `applier: ${target.applier.type}` : `password modify, ${target.apply.mode}`}), replacing the leaked version`,
         'test the new version (with the write probe) until it is accepted or the propagation timeout ends',
+        ...ctx.key.config.consumers.map((c, i) => `consumer ${consumerNameOf(c, i)} (${c.type}): validate, switch to and prove the new version (it presents the leaked one until then)`),
         `revoke ${current.fingerprint} in the store and at the target, and prove it is rejected`,
         'revoke any older version still in its grace period, so only the new version works',
         `report time-to-contain and time-to-recover against the ${Math.round(options.rtoMs / 1000)}s objective`,

@@ -126,6 +126,13 @@ describe('okta, file and exec consumers: delivered in order, rolled back in reve
     w.expectConsumersHold(v2);
     expect(await bearerStatus(scim.url, v1), 'the previous token is in its grace').toBe(200);
 
+    // Dry runs name the consumers they would switch, and touch nothing.
+    const planned = await w.ok(['rotate', 'app', '--dry-run']);
+    expect(planned.stdout).toContain('and switch agent, hook, okta-org2org');
+    const drillPlan = await w.ok(['drill', 'compromise', 'app', '--dry-run']);
+    expect(drillPlan.stdout).toContain('consumer okta-org2org (okta): validate, switch to and prove the new version');
+    w.expectConsumersHold(v2);
+
     const drill = await w.run(['drill', 'compromise', 'app', '--rto', '60s', '--yes']);
     expect(drill.code, describeRun(drill)).toBe(0);
     const v3 = await w.reveal('after the drill');
