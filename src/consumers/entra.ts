@@ -128,7 +128,7 @@ export function createEntraConsumer(options: EntraConsumerOptions): Consumer {
     const codes = [...new Set(failed.map((e) => e.statusInfo?.errorInformation?.errorCode).filter(Boolean))].slice(0, 3);
     return failed.length === 0
       ? `no failed provisioning in the last ${config.auditWindow}`
-      : `${failed.length} failed provisioning attempt(s) in the last ${config.auditWindow}${codes.length ? ` (${codes.map((c) => serverText(String(c), 60)).join(', ')})` : ''}`;
+      : `${failed.length} failed provisioning attempt(s) in the last ${config.auditWindow}${codes.length ? ` (${codes.map((c) => serverText(String(c), 100)).join(', ')})` : ''}`;
   };
 
   const provenNow = async (): Promise<ConsumerAnswer> => {

@@ -185,6 +185,21 @@ describe('entra consumer: the SCIM app and the Graph synchronization double rota
     const proof = status.data.keys[0]!.consumers![0]!;
     expect(proof).toMatchObject({ name: 'entra-prod', type: 'entra', lastProof: { ok: true, fingerprint: secretFingerprint(v3) } });
     expect(proof.lastProof!.detail).toContain('no failed provisioning');
+
+    // Someone pastes a wrong token into the portal: the next cycle fails, and `test` says so (the
+    // saved credentials no longer validate; the provisioning logs show the failure), exit 1.
+    const wrong = `pasted-${randomBytes(24).toString('base64url')}`;
+    w.cli.scanner.addSecret(wrong, 'a wrong token pasted into the portal');
+    graph.saveSecrets({ SecretToken: wrong });
+    expect(await graph.runCycle()).toBe('failure');
+    const broken = await w.run(['test', 'app']);
+    expect(broken.code, describeRun(broken)).toBe(1);
+    expect(broken.stdout + broken.stderr).toMatch(/consumer entra-prod: rejected: .*failed provisioning attempt\(s\).*CredentialValidationUnauthorized/);
+    const after = await w.cli.json<StatusJson>(['status']);
+    expect(after.data.keys[0]!.consumers![0]!.lastProof).toMatchObject({ ok: false });
+    // A rotation puts the job right again.
+    await w.ok(['rotate', 'app']);
+    await expectJobHolds(await w.reveal('v4'));
   });
 
   it('drill compromise: the leaked token is rejected by the app and the job holds and validates the new one', async () => {
