@@ -72,13 +72,13 @@ export async function deliverToConsumers(ctx: KeyContext, start: KeyRecord, next
  * was touched); otherwise why not, and whether that is an outage (retry later) or a refusal.
  */
 export async function restoreConsumers(ctx: KeyContext, current: SecretInUse | undefined, timer: StepTimer): Promise<{ detail: string; unavailable: boolean } | undefined> {
+  // A key without consumers (or `add`, with no earlier version to give back) has nothing to restore: no extra store read.
+  if (ctx.key.config.consumers.length === 0 || !current) return undefined;
   let record = await ctx.store.read(ctx.key.name);
   const touched = record?.state.claim?.consumers;
   if (!record || !touched) return undefined;
   const consumers = (await keyConsumers(ctx)).filter((c) => touched[c.name] !== undefined && touched[c.name] !== 'restored').reverse();
   if (consumers.length === 0) return undefined;
-  // `add` has no earlier version to give back: the consumers had nothing, and keep a value the target no longer accepts.
-  if (!current) return undefined;
   for (const consumer of consumers) {
     ctx.session.progress({ type: 'step', key: ctx.key.name, step: `restore ${consumer.name}` });
     const restored = await timer.run(`consumer ${consumer.name}: restore`, () => consumer.switch(current), describe);
