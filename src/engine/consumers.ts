@@ -41,16 +41,15 @@ export async function deliverToConsumers(ctx: KeyContext, start: KeyRecord, next
   for (const consumer of consumers) {
     const progress = record.state.claim?.consumers?.[consumer.name];
     if (progress === 'proven') continue;
-    const label = `consumer ${consumer.name}`;
-    const step = (s: string) => ctx.session.progress({ type: 'step', key: name, step: `${s} ${consumer.name}` });
+    const step = (s: ConsumerStep) => ctx.session.progress({ type: 'step', key: name, step: s, detail: consumer.name });
     // A consumer already switched (a resumed run) has validated this version once; asking again is harmless, but switching back is not needed.
     if (progress !== 'switched') {
-      step('validate');
-      const validated = await timer.run(`${label}: validate`, () => consumer.validate(next), describe);
+      step('consumer-validate');
+      const validated = await timer.run('consumer-validate', () => consumer.validate(next), describe(consumer));
       if (!validated.ok) return { ...failure(consumer, 'validate', validated), record };
       record = await markConsumer(ctx, record, consumer.name, 'switching');
-      step('switch');
-      const switched = await timer.run(`${label}: switch`, () => consumer.switch(next), describe);
+      step('consumer-switch');
+      const switched = await timer.run('consumer-switch', () => consumer.switch(next), describe(consumer));
       if (!switched.ok) {
         // An answered refusal means nothing changed there: only an outage leaves the switch in doubt (and to be undone).
         if (switched.reason !== 'unreachable') record = await markConsumer(ctx, record, consumer.name, undefined);
@@ -58,8 +57,8 @@ export async function deliverToConsumers(ctx: KeyContext, start: KeyRecord, next
       }
       record = await markConsumer(ctx, record, consumer.name, 'switched');
     }
-    step('prove');
-    const proven = await timer.run(`${label}: prove`, () => consumer.prove(next), describe);
+    step('consumer-prove');
+    const proven = await timer.run('consumer-prove', () => consumer.prove(next), describe(consumer));
     if (!proven.ok) return { ...failure(consumer, 'prove', proven), record };
     record = await markConsumer(ctx, record, consumer.name, 'proven', { ok: true, at: new Date().toISOString(), fingerprint: next.fingerprint, ...(proven.detail ? { detail: proven.detail } : {}) });
   }
@@ -80,8 +79,8 @@ export async function restoreConsumers(ctx: KeyContext, current: SecretInUse | u
   const consumers = (await keyConsumers(ctx)).filter((c) => touched[c.name] !== undefined && touched[c.name] !== 'restored').reverse();
   if (consumers.length === 0) return undefined;
   for (const consumer of consumers) {
-    ctx.session.progress({ type: 'step', key: ctx.key.name, step: `restore ${consumer.name}` });
-    const restored = await timer.run(`consumer ${consumer.name}: restore`, () => consumer.switch(current), describe);
+    ctx.session.progress({ type: 'step', key: ctx.key.name, step: 'consumer-restore', detail: consumer.name });
+    const restored = await timer.run('consumer-restore', () => consumer.switch(current), describe(consumer));
     if (!restored.ok) return { detail: `consumer ${consumer.name} could not be given ${current.fingerprint} back (${restored.reason}: ${restored.detail})`, unavailable: restored.reason === 'unreachable' };
     record = await markConsumer(ctx, record, consumer.name, 'restored');
   }
@@ -93,7 +92,7 @@ export async function checkConsumers(ctx: KeyContext, current: SecretInUse, time
   const consumers = await keyConsumers(ctx);
   const results: Array<{ name: string; answer: ConsumerAnswer }> = [];
   for (const consumer of consumers) {
-    const answer = await timer.run(`consumer ${consumer.name}: check`, () => consumer.check(current), describe);
+    const answer = await timer.run('consumer-check', () => consumer.check(current), describe(consumer));
     results.push({ name: consumer.name, answer });
   }
   return results;
@@ -130,6 +129,9 @@ function failure(consumer: Consumer, step: DeliveryFailure['step'], answer: Extr
   };
 }
 
-function describe(answer: ConsumerAnswer): { ok: boolean; detail?: string } {
-  return answer.ok ? { ok: true, ...(answer.detail ? { detail: answer.detail } : {}) } : { ok: false, detail: `${answer.reason}: ${answer.detail}` };
+/** The consumer steps (their names are a closed set; the consumer's name leads the detail). */
+export type ConsumerStep = 'consumer-validate' | 'consumer-switch' | 'consumer-prove' | 'consumer-restore' | 'consumer-check';
+
+function describe(consumer: Consumer): (answer: ConsumerAnswer) => { ok: boolean; detail: string } {
+  return (answer) => (answer.ok ? { ok: true, detail: `${consumer.name}${answer.detail ? `: ${answer.detail}` : ''}` } : { ok: false, detail: `${consumer.name}: ${answer.reason}: ${answer.detail}` });
 }

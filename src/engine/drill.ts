@@ -100,7 +100,7 @@ export async function drillCompromise(ctx: KeyContext, options: { rtoMs: number;
   const previousOk = previous?.ok ?? true;
   const at = (name: string) => steps.find((s) => s.step === name && s.ok)?.endedAtMs;
   // Recovered once the new version works at the target AND every consumer presents it (its last proof).
-  const consumerProofs = steps.filter((s) => /^consumer .+: prove$/.test(s.step) && s.ok).map((s) => s.endedAtMs ?? Infinity);
+  const consumerProofs = steps.filter((s) => s.step === 'consumer-prove' && s.ok).map((s) => s.endedAtMs ?? Infinity);
   const timeToRecoverMs = rotation.ok ? (consumerProofs.length ? Math.max(at('test') ?? 0, ...consumerProofs) : at('test')) : undefined;
   // Contained once EVERY version that could still be used is proven rejected: the leaked one and each grace version.
   const proofs = steps.filter((s) => s.step === 'prove-rejected' || s.step === 'previous:prove-rejected');

@@ -149,12 +149,12 @@ describe('entra consumer: the SCIM app and the Graph synchronization double rota
 
     const { result, data } = await w.cli.json<ResultsJson>(['rotate', 'app']);
     expect(result.code, describeRun(result)).toBe(0);
-    const steps = data.results[0]!.steps.map((s) => s.step);
+    const steps = data.results[0]!.steps.map((s) => (s.step.startsWith('consumer-') ? `${s.step} ${s.detail!.split(':')[0]}` : s.step));
     // The order of the protocol: the app accepts the new token before Entra validates it, Entra switches before finish.
-    expect(steps.indexOf('set')).toBeLessThan(steps.indexOf('consumer entra-prod: validate'));
-    expect(steps.indexOf('consumer entra-prod: validate')).toBeLessThan(steps.indexOf('consumer entra-prod: switch'));
-    expect(steps.indexOf('consumer entra-prod: switch')).toBeLessThan(steps.indexOf('consumer entra-prod: prove'));
-    expect(steps.indexOf('consumer entra-prod: prove')).toBeLessThan(steps.indexOf('finish'));
+    expect(steps.indexOf('set')).toBeLessThan(steps.indexOf('consumer-validate entra-prod'));
+    expect(steps.indexOf('consumer-validate entra-prod')).toBeLessThan(steps.indexOf('consumer-switch entra-prod'));
+    expect(steps.indexOf('consumer-switch entra-prod')).toBeLessThan(steps.indexOf('consumer-prove entra-prod'));
+    expect(steps.indexOf('consumer-prove entra-prod')).toBeLessThan(steps.indexOf('finish'));
     const v2 = await w.reveal('v2');
     expect(v2).not.toBe(v1);
     expect(await bearerStatus(scim.url, v2)).toBe(200);
@@ -209,9 +209,9 @@ describe('entra consumer: the SCIM app and the Graph synchronization double rota
     const { result, data } = await w.cli.json<Record<string, unknown>>(['drill', 'compromise', 'app', '--rto', '60s', '--yes']);
     expect(result.code, describeRun(result)).toBe(0);
     const report = data as { timeToRecoverMs: number; steps: { step: string; endedAtMs?: number }[] };
-    const proved = report.steps.find((s) => s.step === 'consumer entra-prod: prove')!;
+    const proved = report.steps.find((s) => s.step === 'consumer-prove')!;
     const set = report.steps.find((s) => s.step === 'set')!;
-    const switched = report.steps.find((s) => s.step === 'consumer entra-prod: switch')!;
+    const switched = report.steps.find((s) => s.step === 'consumer-switch')!;
     expect(report.timeToRecoverMs, 'time-to-recover includes the consumer').toBeGreaterThanOrEqual(proved.endedAtMs!);
     // The outage window without overlap: from the app's set to Entra's switch, reported step by step.
     expect(switched.endedAtMs!).toBeGreaterThanOrEqual(set.endedAtMs!);
