@@ -4,7 +4,9 @@
 // test/harness/fault-matrix/matrix.ts). CI runs a seeded random sample; the full matrix runs
 // with PROVKEY_FAULT_FULL=1 (the scheduled workflow). Replay: PROVKEY_FAULT_SEED=<seed>, or one
 // case with PROVKEY_FAULT_ONLY="<operation>|<store>|<target>|<boundary>|<fault>". Narrow with
-// PROVKEY_FAULT_OPS / _STORES / _TARGETS (comma lists), size the sample with PROVKEY_FAULT_SAMPLE.
+// PROVKEY_FAULT_OPS / _STORES / _TARGETS / _CONSUMERS (comma lists; naming consumers runs only their
+// combinations), size the sample with PROVKEY_FAULT_SAMPLE (PROVKEY_FAULT_CONSUMER_SAMPLE for the
+// consumer dimension: each consumer on the file store with the scim target, ldap too in the full run).
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CONSUMER_ADAPTERS, STORE_ADAPTERS, TARGET_ADAPTERS, type ConsumerFixture, type StoreFixture, type TargetFixture } from '../harness/fault-matrix/adapters.ts';
@@ -13,6 +15,8 @@ import { describeCase, enumerateCases, OPERATIONS, runCase, seededRandom, type M
 const full = process.env.PROVKEY_FAULT_FULL === '1';
 const seed = process.env.PROVKEY_FAULT_SEED ?? String(Math.floor(Math.random() * 2 ** 31));
 const perCombination = Number(process.env.PROVKEY_FAULT_SAMPLE ?? 5);
+/** Consumer combinations sample fewer cases: test/fault/crash-consumers.test.ts runs every kill at their steps anyway. */
+const perConsumerCombination = Number(process.env.PROVKEY_FAULT_CONSUMER_SAMPLE ?? 3);
 const only = process.env.PROVKEY_FAULT_ONLY?.split('|');
 const wantedStores = process.env.PROVKEY_FAULT_STORES?.split(',');
 const wantedTargets = process.env.PROVKEY_FAULT_TARGETS?.split(',');
@@ -74,7 +78,7 @@ describe('fault matrix: every boundary × every fault converges, with no lockout
           const k = Math.floor(random() * (j + 1));
           [shuffled[j], shuffled[k]] = [shuffled[k]!, shuffled[j]!];
         }
-        chosen = shuffled.slice(0, perCombination);
+        chosen = shuffled.slice(0, consumer ? perConsumerCombination : perCombination);
       }
       const failures: string[] = [];
       for (const c of chosen) {
