@@ -13,7 +13,7 @@ export async function testKey(ctx: KeyContext, options: { write?: boolean } = {}
   const { test } = await timer.run('test', () => waitForVerdict(ctx.target, secret, 'accept', { timeoutMs: 0, write }), (w) => ({ ok: w.test.ok, detail: w.test.verdict }));
   timer.tests.push(test);
   await saveLastTest(ctx, record, { ok: test.ok, at: test.at, versionId: current.id, fingerprint: current.fingerprint });
-  await ctx.session.recordAudit({ event: 'key.tested', key: ctx.key.name, outcome: test.ok ? 'ok' : 'failed', fingerprint: current.fingerprint, versionId: current.id, detail: { verdict: test.verdict } });
+  await ctx.session.emit({ type: 'audit', event: 'key.tested', key: ctx.key.name, outcome: test.ok ? 'ok' : 'failed', fingerprint: current.fingerprint, versionId: current.id, detail: { verdict: test.verdict } });
   return {
     key: ctx.key.name,
     operation: 'test',
