@@ -9,7 +9,7 @@ import type { Io } from './io.js';
  */
 export async function createProgress(io: Io): Promise<{ subscriber: Subscriber; stop(): void }> {
   const debugSteps = (event: EngineEvent) => {
-    if (event.type === 'step') io.debug(`${event.key}: ${event.step}${event.detail ? ` (${event.detail})` : ''}`);
+    if (event.type === 'step-start') io.debug(`${event.key}: ${event.step}${event.detail ? ` (${event.detail})` : ''}`);
   };
   if (!io.isTTY || io.json || !process.stderr.isTTY) return { subscriber: debugSteps, stop: () => {} };
   const { SingleBar, Presets } = (await import('cli-progress')).default;

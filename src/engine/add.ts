@@ -34,7 +34,7 @@ function refuseExisting(name: string, existing: KeyRecord | undefined): void {
  */
 export async function addKey(ctx: KeyContext, options: { value?: string; apply?: boolean; expiresAt?: Date } = {}): Promise<KeyResult> {
   const name = ctx.key.name;
-  const timer = new StepTimer();
+  const timer = new StepTimer(ctx.session.stepEvents(ctx.key.name));
   const imported = options.value !== undefined;
   const operation = imported ? 'import' : 'add';
   const existing = await ctx.store.read(name);

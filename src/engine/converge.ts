@@ -57,7 +57,7 @@ export async function convergeFirst(ctx: KeyContext, timer: StepTimer): Promise<
   if (!isClaimStale(claim, new Date(), thisRun())) {
     return { outcome: 'skipped', ok: true, exitCode: ExitCode.ok, message: `${claim.operation} already in progress on ${claim.owner.host} (pid ${claim.owner.pid}) since ${claim.startedAt}` };
   }
-  await ctx.session.emit({ type: 'step', key: ctx.key.name, step: 'converge', detail: 'a previous run stopped part-way' });
+  await ctx.session.emit({ type: 'step-start', key: ctx.key.name, step: 'converge', detail: 'a previous run stopped part-way' });
   const converged = await timer.run('converge', () => convergeStaleClaim(ctx, record));
   return convergenceEndsOperation(converged);
 }
@@ -103,7 +103,7 @@ export async function convergeStaleClaim(ctx: KeyContext, stale: KeyRecord): Pro
     return { outcome: 'cleared', message: `an interrupted ${claim.operation} (stopped at "${claim.step}") was abandoned; the target never saw its new version` };
   }
 
-  const timer = new StepTimer();
+  const timer = new StepTimer(ctx.session.stepEvents(ctx.key.name));
   const next = await secretOf(ctx, pending);
   const fromVersion = claim.fromVersionId ? versionById(record, claim.fromVersionId) : undefined;
   const old = fromVersion ? await secretOf(ctx, fromVersion).catch(() => undefined) : undefined;
@@ -197,7 +197,7 @@ async function finishInterruptedRevoke(ctx: KeyContext, taken: KeyRecord): Promi
   const name = ctx.key.name;
   let record = taken;
   const claim = record.state.claim!;
-  const timer = new StepTimer();
+  const timer = new StepTimer(ctx.session.stepEvents(ctx.key.name));
   const touched = record.versions.filter((v) => v.label === 'revoked' && (claim.versionIds ? claim.versionIds.includes(v.id) : v.labelledAt >= claim.startedAt));
   const currentMeta = record.versions.find((v) => v.label === 'current');
   const current = currentMeta ? await secretOf(ctx, currentMeta) : undefined;

@@ -44,7 +44,7 @@ async function runDrill(ctx: KeyContext, options: { rtoMs: number; dryRun: boole
   const name = ctx.key.name;
   if (!options.dryRun) {
     // A crashed run first: until it is converged the key may have no current version to "leak".
-    const converging = new StepTimer();
+    const converging = new StepTimer(ctx.session.stepEvents(ctx.key.name));
     const ended = await convergeFirst(ctx, converging);
     if (ended && ended.outcome !== 'resumed') {
       const leakedFingerprint = (await ctx.store.read(name).then((r) => r && versionByLabel(r, 'current')))?.fingerprint ?? 'unknown';

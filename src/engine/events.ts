@@ -12,17 +12,24 @@ import type { KeyResult, Outcome } from './result.js';
  * outcomes only: no field is meant for a value, and the audit subscriber redacts anyway.
  */
 
-/** The steps a run reports as it reaches them (the protocols of DESIGN.md and migrate). */
+/** Every step a run reports (the protocols of DESIGN.md, revoke, drills and migrate): a closed set. */
 export type StepName =
+  | 'plan'
+  | 'converge'
+  | 'identify'
+  | 'verify-current'
   | 'claim'
   | 'create'
+  | 'store'
   | 'set'
   | 'test'
+  | 'verify-new-rejected'
   | 'finish'
   | 'retire'
+  | 'prove-rejected'
   | 'rollback'
-  | 'converge'
   | 'copy'
+  | 'remove-unfinished-copy'
   | 'verify'
   | 'switch-config'
   | 'retire-source';
@@ -88,7 +95,9 @@ export type AuditRecord = Omit<AuditEvent, 'event'> & { event: AuditName };
 export type EngineEvent =
   | { type: 'run-start'; operation: RunOperation; total: number }
   | { type: 'key-start'; key: string; operation: RunOperation }
-  | { type: 'step'; key: string; step: StepName; detail?: string }
+  | { type: 'step-start'; key: string; step: StepName; detail?: string }
+  /** A timed step ended: its verdict and how long it took. */
+  | { type: 'step-done'; key: string; step: StepName; ok: boolean; durationMs: number; detail?: string }
   | {
       type: 'key-done';
       key: string;

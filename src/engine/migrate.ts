@@ -88,7 +88,7 @@ export async function migrateKeys(session: Session, names: string[], options: Mi
 }
 
 async function migrateKey(session: Session, name: string, options: MigrateOptions): Promise<MigrationResult> {
-  const timer = new StepTimer();
+  const timer = new StepTimer(session.stepEvents(name));
   const key = session.key(name);
   const from = key.storeName;
   const to = options.to;
@@ -101,7 +101,7 @@ async function migrateKey(session: Session, name: string, options: MigrateOption
     ...partial,
     ms: timer.elapsed(),
   });
-  const progress = (step: StepName, detail?: string) => session.emit({ type: 'step', key: name, step, ...(detail ? { detail } : {}) });
+  const progress = (step: StepName, detail?: string) => session.emit({ type: 'step-start', key: name, step, ...(detail ? { detail } : {}) });
 
   if (from === to) {
     // An earlier migrate may have switched the config and died (or lost its store) before it

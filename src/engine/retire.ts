@@ -26,7 +26,7 @@ export async function proveRetired(
   options: { current?: SecretInUse; probe?: 'auto' | 'always'; disable?: boolean; noFailedBind?: boolean } = {},
 ): Promise<RetireProof> {
   const name = ctx.key.name;
-  await ctx.session.emit({ type: 'step', key: name, step: 'retire' });
+  await ctx.session.emit({ type: 'step-start', key: name, step: 'retire' });
   const retired = await timer.run(
     'retire',
     () => ctx.target.retire({ old, ...(options.current ? { current: options.current } : {}) }),

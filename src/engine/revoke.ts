@@ -37,7 +37,7 @@ export function selectVersions(versions: VersionMeta[], selection: RevokeSelecti
  */
 export async function revokeKey(ctx: KeyContext, selection: RevokeSelection, operation: RevokeOperation = 'revoke'): Promise<KeyResult> {
   const name = ctx.key.name;
-  const timer = new StepTimer();
+  const timer = new StepTimer(ctx.session.stepEvents(ctx.key.name));
   let record = await ctx.store.read(name);
   if (!record) throw new UsageError(`key ${name} has no versions in store "${ctx.key.storeName}"`, 'key.empty');
   const base = { key: name, operation, steps: timer.steps, tests: timer.tests };

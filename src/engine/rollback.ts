@@ -23,7 +23,7 @@ export async function rollback(
   result: (fields: ResultFields) => KeyResult,
 ): Promise<KeyResult> {
   const name = ctx.key.name;
-  await ctx.session.emit({ type: 'step', key: name, step: 'rollback' });
+  await ctx.session.emit({ type: 'step-start', key: name, step: 'rollback' });
   const undone = await timer.run(
     'rollback',
     () => ctx.target.rollback({ next, ...(old ? { current: old } : {}) }),

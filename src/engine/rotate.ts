@@ -35,10 +35,10 @@ export interface RotateOptions {
  * effect, so a run killed at any point leaves a claim the next run converges from.
  */
 export async function rotateKey(ctx: KeyContext, options: RotateOptions = {}): Promise<KeyResult> {
-  const timer = new StepTimer();
+  const timer = new StepTimer(ctx.session.stepEvents(ctx.key.name));
   const operation = options.operation ?? 'rotate';
   const name = ctx.key.name;
-  const progress = (step: StepName, detail?: string) => ctx.session.emit({ type: 'step', key: name, step, ...(detail ? { detail } : {}) });
+  const progress = (step: StepName, detail?: string) => ctx.session.emit({ type: 'step-start', key: name, step, ...(detail ? { detail } : {}) });
   const result = resultsFor(name, operation, timer);
 
   const ended = await convergeFirst(ctx, timer);
@@ -134,7 +134,7 @@ export async function completeRotation(
   const { next, old, overlap, timer, operation } = run;
   let record = run.record;
   const name = ctx.key.name;
-  const progress = (step: StepName) => ctx.session.emit({ type: 'step', key: name, step });
+  const progress = (step: StepName) => ctx.session.emit({ type: 'step-start', key: name, step });
   const result = resultsFor(name, operation, timer, { fingerprint: next.fingerprint, ...(old ? { previousFingerprint: old.fingerprint } : {}) });
 
   // 3. set: the claim says "setting" before the target is touched, so a crash here is resumable.

@@ -14,6 +14,7 @@ import type { Target } from '../targets/target.js';
 import { readOnlyStore, testOnlyTarget } from './dry-run.js';
 import type { AuditRecord, EngineEvent } from './events.js';
 import { EventBus, type Subscriber } from './events-bus.js';
+import type { StepEvents } from './result.js';
 import { EffectSeam, type FaultHook } from './seam.js';
 
 const BEST_EFFORT_DRAIN_MS = 2000;
@@ -185,6 +186,11 @@ export class Session {
   /** Emits one engine event: resolves once the audit log (if it is an audit record) holds it. */
   emit(event: EngineEvent): Promise<void> {
     return this.events.emit(event);
+  }
+
+  /** Where a key's step timer reports its steps. */
+  stepEvents(key: string): StepEvents {
+    return { key, emit: (event) => this.emit(event) };
   }
 
   /** The audit subscriber: each record is appended through the seam (its faults are driven there). */

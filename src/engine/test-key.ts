@@ -6,7 +6,7 @@ import { StepTimer, type KeyResult } from './result.js';
 
 /** `test`: the connection test with the current version; the result is kept in the store for `status`. */
 export async function testKey(ctx: KeyContext, options: { write?: boolean } = {}): Promise<KeyResult> {
-  const timer = new StepTimer();
+  const timer = new StepTimer(ctx.session.stepEvents(ctx.key.name));
   const { record, current } = await readExisting(ctx);
   const secret = await secretOf(ctx, current);
   const write = options.write ?? (ctx.key.config.target.type === 'scim' && ctx.key.config.target.writeProbe);

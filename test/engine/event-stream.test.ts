@@ -32,7 +32,7 @@ async function withAdded(s: Session) {
   return ctx;
 }
 
-const label = (e: EngineEvent) => (e.type === 'step' ? `step:${e.step}` : e.type === 'audit' ? `audit:${e.event}` : e.type);
+const label = (e: EngineEvent) => (e.type === 'step-start' ? `step:${e.step}` : e.type === 'step-done' ? `done:${e.step}:${e.ok}` : e.type === 'audit' ? `audit:${e.event}` : e.type);
 
 beforeEach(() => {
   dir = mkdtempSync(path.join(tmpdir(), 'provkey-events-'));
@@ -49,9 +49,28 @@ describe('the engine event stream', () => {
     seen.length = 0;
     const [result] = await forEachKey(s, ['a'], 'rotate', (ctx) => rotateKey(ctx));
     expect(result!.outcome).toBe('rotated');
-    expect(seen.map(label)).toEqual(['run-start', 'key-start', 'step:claim', 'step:create', 'step:set', 'step:test', 'step:finish', 'audit:rotate.finished', 'key-done', 'run-done']);
+    expect(seen.map(label)).toEqual([
+      'run-start',
+      'key-start',
+      'step:claim',
+      'done:claim:true',
+      'step:create',
+      'done:create:true',
+      'step:set',
+      'done:set:true',
+      'step:test',
+      'done:test:true',
+      'step:finish',
+      'audit:rotate.finished',
+      'done:finish:true',
+      'key-done',
+      'run-done',
+    ]);
     const done = seen.find((e) => e.type === 'key-done')!;
     expect(done).toMatchObject({ key: 'a', operation: 'rotate', outcome: 'rotated', ok: true, exitCode: 0, durationMs: result!.ms });
+    // Each step-done event is the step the result reports, with the same duration.
+    const stepsDone = seen.flatMap((e) => (e.type === 'step-done' ? [{ step: e.step, ok: e.ok, ms: e.durationMs }] : []));
+    expect(stepsDone).toEqual(result!.steps.map((st) => ({ step: st.step, ok: st.ok, ms: st.ms })));
     const logged = (await s.audit.readAll()).map((line) => line.event);
     for (const e of seen) if (e.type === 'audit') expect(logged).toContain(e.event);
     await s.close();

@@ -3,7 +3,7 @@ import type { EngineEvent } from '../../src/engine/events.ts';
 import { EventBus } from '../../src/engine/events-bus.ts';
 
 // The bus alone: who is awaited, who is only told, and in which order.
-const step = (n: number): EngineEvent => ({ type: 'step', key: `k${n}`, step: 'set' });
+const step = (n: number): EngineEvent => ({ type: 'step-start', key: `k${n}`, step: 'set' });
 const audit: EngineEvent = { type: 'audit', event: 'rotate.finished', key: 'k', outcome: 'ok', fingerprint: 'sha256:0123456789ab' };
 
 describe('the engine event bus', () => {
@@ -18,7 +18,7 @@ describe('the engine event bus', () => {
     bus.subscribeAwaited((e) => void seen.push(`audit2:${e.type}:${'key' in e ? e.key : ''}`));
     await bus.emit(step(1));
     await bus.emit(step(2));
-    expect(seen).toEqual(['audit1:step:k1', 'audit2:step:k1', 'late:step:k1', 'audit1:step:k2', 'audit2:step:k2', 'late:step:k2']);
+    expect(seen).toEqual(['audit1:step-start:k1', 'audit2:step-start:k1', 'late:step-start:k1', 'audit1:step-start:k2', 'audit2:step-start:k2', 'late:step-start:k2']);
   });
 
   it('a throwing or rejecting best-effort subscriber fails nothing: emit resolves, the others are told, the failure is counted', async () => {
@@ -36,7 +36,7 @@ describe('the engine event bus', () => {
     await bus.drain(1000);
     expect(told).toEqual([step(1)]);
     expect(bus.failures).toBe(2);
-    expect(reported.sort()).toEqual(['step: progress bar broke', 'step: webhook broke']);
+    expect(reported.sort()).toEqual(['step-start: progress bar broke', 'step-start: webhook broke']);
   });
 
   it('a best-effort subscriber that never settles blocks neither emit nor drain beyond its bound', async () => {
