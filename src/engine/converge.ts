@@ -128,7 +128,7 @@ export async function convergeStaleClaim(ctx: KeyContext, stale: KeyRecord): Pro
     });
     const fromStillLive = fromVersion && versionById(record, fromVersion.id)?.label === 'current';
     await ctx.session.emit({
-    type: 'audit',
+      type: 'audit',
       event: RESUMED[claim.operation],
       key: name,
       outcome: 'resumed',
