@@ -3,6 +3,7 @@ import { exitCodeForTargetAnswer, type ExitCode } from '../core/errors.js';
 import type { ConsumerProgress, ConsumerProof, KeyRecord } from '../core/model.js';
 import type { SecretInUse } from '../targets/target.js';
 import type { KeyContext } from './key-context.js';
+import type { StepName } from './events.js';
 import type { StepTimer } from './result.js';
 
 /**
@@ -41,14 +42,14 @@ export async function deliverToConsumers(ctx: KeyContext, start: KeyRecord, next
   for (const consumer of consumers) {
     const progress = record.state.claim?.consumers?.[consumer.name];
     if (progress === 'proven') continue;
-    const step = (s: ConsumerStep) => ctx.session.progress({ type: 'step', key: name, step: s, detail: consumer.name });
+    const step = (s: ConsumerStep) => ctx.session.emit({ type: 'step-start', key: name, step: s, detail: consumer.name });
     // A consumer already switched (a resumed run) has validated this version once; asking again is harmless, but switching back is not needed.
     if (progress !== 'switched') {
-      step('consumer-validate');
+      await step('consumer-validate');
       const validated = await timer.run('consumer-validate', () => consumer.validate(next), describe(consumer));
       if (!validated.ok) return { ...failure(consumer, 'validate', validated), record };
       record = await markConsumer(ctx, record, consumer.name, 'switching');
-      step('consumer-switch');
+      await step('consumer-switch');
       const switched = await timer.run('consumer-switch', () => consumer.switch(next), describe(consumer));
       if (!switched.ok) {
         // An answered refusal means nothing changed there: only an outage leaves the switch in doubt (and to be undone).
@@ -57,7 +58,7 @@ export async function deliverToConsumers(ctx: KeyContext, start: KeyRecord, next
       }
       record = await markConsumer(ctx, record, consumer.name, 'switched');
     }
-    step('consumer-prove');
+    await step('consumer-prove');
     const proven = await timer.run('consumer-prove', () => consumer.prove(next), describe(consumer));
     if (!proven.ok) return { ...failure(consumer, 'prove', proven), record };
     record = await markConsumer(ctx, record, consumer.name, 'proven', { ok: true, at: new Date().toISOString(), fingerprint: next.fingerprint, ...(proven.detail ? { detail: proven.detail } : {}) });
@@ -79,7 +80,7 @@ export async function restoreConsumers(ctx: KeyContext, current: SecretInUse | u
   const consumers = (await keyConsumers(ctx)).filter((c) => touched[c.name] !== undefined && touched[c.name] !== 'restored').reverse();
   if (consumers.length === 0) return undefined;
   for (const consumer of consumers) {
-    ctx.session.progress({ type: 'step', key: ctx.key.name, step: 'consumer-restore', detail: consumer.name });
+    await ctx.session.emit({ type: 'step-start', key: ctx.key.name, step: 'consumer-restore', detail: consumer.name });
     const restored = await timer.run('consumer-restore', () => consumer.switch(current), describe(consumer));
     if (!restored.ok) return { detail: `consumer ${consumer.name} could not be given ${current.fingerprint} back (${restored.reason}: ${restored.detail})`, unavailable: restored.reason === 'unreachable' };
     record = await markConsumer(ctx, record, consumer.name, 'restored');
@@ -129,8 +130,8 @@ function failure(consumer: Consumer, step: DeliveryFailure['step'], answer: Extr
   };
 }
 
-/** The consumer steps (their names are a closed set; the consumer's name leads the detail). */
-export type ConsumerStep = 'consumer-validate' | 'consumer-switch' | 'consumer-prove' | 'consumer-restore' | 'consumer-check';
+/** The consumer steps (events.ts StepName: a closed set; the consumer's name leads the detail). */
+export type ConsumerStep = Extract<StepName, `consumer-${string}`>;
 
 function describe(consumer: Consumer): (answer: ConsumerAnswer) => { ok: boolean; detail: string } {
   return (answer) => (answer.ok ? { ok: true, detail: `${consumer.name}${answer.detail ? `: ${answer.detail}` : ''}` } : { ok: false, detail: `${consumer.name}: ${answer.reason}: ${answer.detail}` });

@@ -7,7 +7,7 @@ import { checkConsumers, proofsOf } from './consumers.js';
 
 /** `test`: the connection test with the current version; the result is kept in the store for `status`. */
 export async function testKey(ctx: KeyContext, options: { write?: boolean } = {}): Promise<KeyResult> {
-  const timer = new StepTimer();
+  const timer = new StepTimer(ctx.session.stepEvents(ctx.key.name));
   const { record, current } = await readExisting(ctx);
   const secret = await secretOf(ctx, current);
   const write = options.write ?? (ctx.key.config.target.type === 'scim' && ctx.key.config.target.writeProbe);
@@ -18,7 +18,8 @@ export async function testKey(ctx: KeyContext, options: { write?: boolean } = {}
   const failedConsumers = consumers.filter((c) => !c.answer.ok);
   const ok = test.ok && failedConsumers.length === 0;
   await saveLastTest(ctx, record, { ok: test.ok, at: test.at, versionId: current.id, fingerprint: current.fingerprint }, consumers.length ? proofsOf(consumers, secret) : undefined);
-  await ctx.session.recordAudit({
+  await ctx.session.emit({
+    type: 'audit',
     event: 'key.tested',
     key: ctx.key.name,
     outcome: ok ? 'ok' : 'failed',
