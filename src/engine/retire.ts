@@ -65,7 +65,7 @@ async function proveRejection(
     return { ok: true, skipped: true, message: `${old.fingerprint} retired (rejection not probed: lockout guard)` };
   }
   const costly = ctx.target.capabilities.negativeProbe === 'costly' && probe !== 'always';
-  const byCurrent = !ctx.target.capabilities.overlap && current !== undefined && current.value !== old.value;
+  const byCurrent = current !== undefined && current.value !== old.value && oneSecretHolds(ctx, old, current);
   if (costly && ((noFailedBind && byCurrent) || !ctx.session.spendFailedBind(name))) {
     return proveWithoutFailedBind(ctx, old, timer, retired, current);
   }
@@ -94,6 +94,16 @@ async function proveRejection(
 }
 
 /**
+ * Whether `old` and `current` are passwords of one account with one secret, so that `current`
+ * binding proves `old` does not: a target without overlap, or a two-account key's versions
+ * on the same account.
+ */
+function oneSecretHolds(ctx: KeyContext, old: SecretInUse, current: SecretInUse): boolean {
+  if (!ctx.target.capabilities.overlap) return true;
+  return old.account !== undefined && old.account === current.account;
+}
+
+/**
  * This run already spent its one failed bind on the key's directory, or it is converging an
  * interrupted proof and its own operation still needs binds (a failed bind would hold back the
  * directory's lockout guard for the rest of the run). A target with one secret per account proves the
@@ -101,7 +111,7 @@ async function proveRejection(
  * not probed (reported as such: a drill then does not count it as contained).
  */
 async function proveWithoutFailedBind(ctx: KeyContext, old: SecretInUse, timer: StepTimer, retired: ApplyResult, current: SecretInUse | undefined): Promise<RetireProof> {
-  if (ctx.target.capabilities.overlap || !current || current.value === old.value) {
+  if (!current || current.value === old.value || !oneSecretHolds(ctx, old, current)) {
     if (!retired.ok) {
       const unavailable = retired.reason === 'unreachable';
       return { ok: false, ...(unavailable ? { unavailable: true } : {}), message: `${unavailable ? '' : 'NEEDS A HUMAN: '}retiring ${old.fingerprint} failed (${retired.reason}: ${retired.detail}), and this run's failed-bind budget is spent` };

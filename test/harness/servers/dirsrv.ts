@@ -78,6 +78,8 @@ export interface DirsrvServer {
   groupDn: string;
   /** uid=provisioner,ou=services: cn "provisioner", sn "service" (passwordMinTokenLength looks at these). */
   serviceDn: string;
+  /** uid=provisioner-green,ou=services: the second account of a two-account key (random password). */
+  serviceGreenDn: string;
   servicePassword: string;
   /** Has write access to userPassword under ou=services (a delegated admin, not a password administrator). */
   provkeyAdminDn: string;
@@ -237,6 +239,7 @@ export async function startDirsrv(options: StartDirsrvOptions = {}): Promise<Dir
     const servicesDn = `ou=services,${DIRSRV_BASE_DN}`;
     const serviceDn = `uid=provisioner,${servicesDn}`;
     const provkeyAdminDn = `uid=provkey-admin,${servicesDn}`;
+    const serviceGreenDn = `uid=provisioner-green,${servicesDn}`;
     const servicePassword = options.servicePassword ?? password();
     const provkeyAdminPassword = password();
     const policy: Record<string, string | undefined> = { ...DIRSRV_DEFAULT_POLICY, ...options.policy };
@@ -280,6 +283,11 @@ export async function startDirsrv(options: StartDirsrvOptions = {}): Promise<Dir
         objectClass: ['top', 'person', 'organizationalPerson', 'inetOrgPerson'],
         uid: 'provisioner', cn: 'provisioner', sn: 'service', userPassword: servicePassword,
       });
+      // The second account of a two-account key: same rights as the first, a password nobody knows.
+      await client.add(serviceGreenDn, {
+        objectClass: ['top', 'person', 'organizationalPerson', 'inetOrgPerson'],
+        uid: 'provisioner-green', cn: 'provisioner-green', sn: 'service', userPassword: password(),
+      });
       await client.add(provkeyAdminDn, {
         objectClass: ['top', 'person', 'organizationalPerson', 'inetOrgPerson'],
         uid: 'provkey-admin', cn: 'provkey-admin', sn: 'admin', userPassword: provkeyAdminPassword,
@@ -306,6 +314,7 @@ export async function startDirsrv(options: StartDirsrvOptions = {}): Promise<Dir
       stagingDn: `ou=staging,${DIRSRV_BASE_DN}`,
       groupDn: `cn=provisioned,ou=groups,${DIRSRV_BASE_DN}`,
       serviceDn,
+      serviceGreenDn,
       servicePassword,
       provkeyAdminDn,
       provkeyAdminPassword,
