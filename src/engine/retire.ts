@@ -116,6 +116,8 @@ async function proveWithoutFailedBind(ctx: KeyContext, old: SecretInUse, timer: 
       const unavailable = retired.reason === 'unreachable';
       return { ok: false, ...(unavailable ? { unavailable: true } : {}), message: `${unavailable ? '' : 'NEEDS A HUMAN: '}retiring ${old.fingerprint} failed (${retired.reason}: ${retired.detail}), and this run's failed-bind budget is spent` };
     }
+    const evidence = await provenByIdentify(ctx, old, timer);
+    if (evidence) return evidence;
     timer.steps.push({ step: 'prove-rejected', ok: true, ms: 0, endedAtMs: timer.elapsed(), detail: "not probed: this run's failed-bind budget is spent" });
     return { ok: true, skipped: true, message: `${old.fingerprint} retired (rejection not probed: failed-bind budget)` };
   }
@@ -128,6 +130,27 @@ async function proveWithoutFailedBind(ctx: KeyContext, old: SecretInUse, timer: 
   if (check.test.ok) return { ok: true, message: `${old.fingerprint} is rejected: the account runs on ${current.fingerprint}` };
   if (check.test.verdict === 'unreachable') return { ok: false, unavailable: true, message: `proving ${old.fingerprint} rejected could not reach the target; the next run proves it` };
   return { ok: false, message: `NEEDS A HUMAN: ${old.fingerprint} is revoked in the store, but the account does not accept ${current.fingerprint} either; check it by hand` };
+}
+
+/**
+ * A two-account key whose leaked version's account is not the current one: the current pair
+ * binding proves nothing about the other account, but the target's identify can (LDAP: the
+ * stored userPassword read as the admin, no bind; a bind only within that account's own budget).
+ */
+async function provenByIdentify(ctx: KeyContext, old: SecretInUse, timer: StepTimer): Promise<RetireProof | undefined> {
+  if (!old.account || !ctx.target.identify) return undefined;
+  const identification = await timer.run(
+    'prove-rejected',
+    () => ctx.target.identify!([old]),
+    (i) => ({ ok: i.verdicts[old.fingerprint] === 'rejected', detail: i.detail }),
+  );
+  const verdict = identification.verdicts[old.fingerprint];
+  if (verdict === 'rejected') return { ok: true, message: `${old.fingerprint} is rejected on ${old.account} (${identification.detail})` };
+  if (verdict === 'accepted') return { ok: false, message: `NEEDS A HUMAN: ${old.fingerprint} is revoked in the store but ${old.account} still accepts it` };
+  if (verdict === 'unreachable') return { ok: false, unavailable: true, message: `proving ${old.fingerprint} rejected could not reach the target; the next run proves it` };
+  // Not decided (no free evidence, budget spent): the step says so, and the caller reports it not probed.
+  timer.steps.pop();
+  return undefined;
 }
 
 /**

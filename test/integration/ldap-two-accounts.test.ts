@@ -43,12 +43,12 @@ interface KeyResultJson {
 }
 
 const cleanups: Array<() => void> = [];
-let cli: ProvkeyCli | undefined;
+const clis: ProvkeyCli[] = [];
 afterEach(() => {
   try {
-    cli?.scanner.assertClean();
+    for (const cli of clis) cli.scanner.assertClean();
   } finally {
-    cli = undefined;
+    clis.length = 0;
     for (const cleanup of cleanups.splice(0).reverse()) cleanup();
   }
 });
@@ -61,8 +61,9 @@ function cliFor(dir: Directory): ProvkeyCli {
     config,
     ['keys:', `  ${KEY}:`, `    format: ${dir.format}`, '    rotation: { interval: 30d, grace: 1s }', '    target:', '      type: ldap', ...dir.targetLines().map((l) => `      ${l}`), ''].join('\n'),
   );
-  cli = new ProvkeyCli({ cwd: work, config, env: dir.env });
+  const cli = new ProvkeyCli({ cwd: work, config, env: dir.env });
   for (const value of Object.values(dir.env)) cli.scanner.addSecret(value, 'admin password');
+  clis.push(cli);
   return cli;
 }
 
@@ -275,6 +276,45 @@ describe('two-account rotation against OpenLDAP (slapd)', () => {
     await lifecycle(directory());
   });
 
+  it('a rotation killed at each step converges on the right pair; a set the directory refuses rolls back to the old pair', async () => {
+    const dir = directory();
+    const [blue, green] = dir.accounts;
+    const failedBefore = [await dir.failedBinds(blue), await dir.failedBinds(green)];
+    const cli = cliFor(dir);
+    expect((await cli.run(['add', KEY])).code).toBe(0);
+    for (const point of ['after-claim', 'before-set', 'after-set', 'after-test'] as const) {
+      const before = await cli.json<{ account: string }>(['get', KEY]);
+      const old = await cli.reveal(KEY, `before ${point}`);
+      const crashed = await cli.run(['rotate', KEY], { env: { PROVKEY_FAULT: point } });
+      expect(crashed.signal, describeRun(crashed)).toBe('SIGKILL');
+      const resumed = await cli.json<KeyResultJson>(['rotate', KEY]);
+      expect(resumed.result.code, describeRun(resumed.result)).toBe(0);
+      const now = await cli.json<{ account: string }>(['get', KEY]);
+      const current = await cli.reveal(KEY, `after ${point}`);
+      // Whatever the crash left, the current pair binds, and the pair it replaced still does (grace).
+      expect(await dir.bindCode(now.data.account, current), point).toBe(0);
+      expect(await dir.bindCode(before.data.account, old), point).toBe(0);
+      expect(now.data.account, point).toBe(before.data.account === blue ? green : blue);
+    }
+
+    // The second account does not exist: the directory refuses the set, and the key stays on the old pair.
+    const missing = 'cn=provisioner-missing,ou=services,dc=example,dc=com';
+    const broken: Directory = { ...dir, targetLines: () => dir.targetLines().map((l) => (l.startsWith('accounts:') ? `accounts: ["${srv.serviceDn}", "${missing}"]` : l)) };
+    const other = cliFor(broken);
+    expect((await other.run(['add', KEY])).code).toBe(0);
+    const v1 = await other.reveal(KEY, 'v1');
+    const refused = await other.json<KeyResultJson>(['rotate', KEY]);
+    expect(refused.result.code, describeRun(refused.result)).not.toBe(0);
+    expect(refused.data.results[0]!.outcome).toBe('rolled_back');
+    expect((await other.json<{ account: string; fingerprint: string }>(['get', KEY])).data).toMatchObject({ account: blue, fingerprint: fingerprint(v1) });
+    expect(await dir.bindCode(blue, v1)).toBe(0);
+    other.scanner.assertClean();
+
+    // Convergence asked each account about its own candidate: no failed bind beyond the budget.
+    expect((await dir.failedBinds(blue)) - failedBefore[0]!).toBeLessThanOrEqual(1);
+    expect((await dir.failedBinds(green)) - failedBefore[1]!).toBeLessThanOrEqual(1);
+  });
+
   it('config: accounts must be two distinct DNs, without bindDn, in admin mode (exit 2, one line)', async () => {
     const base = directory();
     const cases: Array<[string[], RegExp]> = [
@@ -289,7 +329,6 @@ describe('two-account rotation against OpenLDAP (slapd)', () => {
       expect(run.code, describeRun(run)).toBe(2);
       expect(run.stderr.trim().split('\n')).toHaveLength(1);
       expect(run.stderr).toMatch(message);
-      cli!.scanner.assertClean();
     }
     const self: Directory = { ...base, targetLines: () => base.targetLines().map((l) => l.replace('mode: admin', 'mode: self')) };
     const refused = await cliFor(self).run(['add', KEY]);

@@ -70,6 +70,13 @@ export class TwoAccountTarget implements Target {
     const { next, current } = change;
     if (current && this.#sameAccount(next, current)) return this.#on(next).rollback(change);
     const retired = await this.#on(next).retire({ old: next });
+    if (!retired.ok && retired.reason !== 'unreachable') {
+      // The account could not be reset (e.g. the set never reached it): undone anyway if it does not accept `next`.
+      const found = await this.identify([next]);
+      if (found.verdicts[next.fingerprint] === 'rejected') {
+        return { ok: true, detail: `nothing to undo: ${this.#accountOf(next)} does not accept ${next.fingerprint} (${found.detail}); ${retired.detail}` };
+      }
+    }
     if (!retired.ok) return retired;
     return { ok: true, detail: `${this.#accountOf(next)} moved to an unknown password; ${current ? `${current.fingerprint} on ${this.#accountOf(current)} was never changed` : 'there was no previous version'}` };
   }
