@@ -107,14 +107,13 @@ class ConsumerLoop {
   async #run(): Promise<void> {
     let pair: { account: string; value: string } | undefined;
     while (!this.#stopped) {
-      const read = await runProvkey(['--json', 'get', KEY, '--reveal'], this.cli.defaults);
+      // stdout is the revealed pair (that is its job); stderr is scanned like every other output.
+      const read = this.cli.scanner.capture(await runProvkey(['--json', 'get', KEY, '--reveal'], this.cli.defaults), 'stderr');
       if (read.code === 0) {
         const parsed = JSON.parse(read.stdout) as { account?: string; value: string; fingerprint: string };
         this.cli.scanner.addSecret(parsed.value, `consumer read ${parsed.fingerprint}`);
         if (!parsed.account) this.failures.push('the stored version names no account');
         else pair = { account: parsed.account, value: parsed.value };
-      } else {
-        this.cli.scanner.capture(read, 'stderr');
       }
       if (pair) {
         const problem = await this.#bindAndSearch(pair);
@@ -224,14 +223,52 @@ async function lifecycle(dir: Directory): Promise<void> {
   expect(history.stdout).toContain(green);
   expect((await cli.run(['audit', 'verify'])).code).toBe(0);
 
-  // Lockout budget, from the servers' own counts: the test's own 49 checks above are 4 (2 on blue,
-  // 2 on green: p1, p3 / p2 not asked, p4); provkey's proofs spent at most one per run per account
-  // (grace end and drill on blue, revoke on green), and neither account is locked.
+  // Lockout budget, from the servers' own counts: the test's own 49 checks above are 2 on blue (p1,
+  // p3) and 1 on green (p4); provkey's proofs spent at most one per run per account (grace end and
+  // drill on blue, revoke on green), and neither account is locked.
   const spent = [(await dir.failedBinds(blue)) - failedBefore[0]!, (await dir.failedBinds(green)) - failedBefore[1]!];
   expect(spent[0]).toBeLessThanOrEqual(2 + 2);
   expect(spent[1]).toBeLessThanOrEqual(1 + 1);
   expect(await dir.locked(blue)).toBe(false);
   expect(await dir.locked(green)).toBe(false);
+}
+
+/** Crashes (SIGKILL) at each step of a rotation, each converged by the next run; then a set the directory refuses. */
+async function crashesAndRefusal(dir: Directory, missing: string): Promise<void> {
+  const [blue, green] = dir.accounts;
+  const failedBefore = [await dir.failedBinds(blue), await dir.failedBinds(green)];
+  const cli = cliFor(dir);
+  expect((await cli.run(['add', KEY])).code).toBe(0);
+  for (const point of ['after-claim', 'before-set', 'after-set', 'after-test'] as const) {
+    const before = await cli.json<{ account: string }>(['get', KEY]);
+    const old = await cli.reveal(KEY, `before ${point}`);
+    const crashed = await cli.run(['rotate', KEY], { env: { PROVKEY_FAULT: point } });
+    expect(crashed.signal, describeRun(crashed)).toBe('SIGKILL');
+    const resumed = await cli.json<KeyResultJson>(['rotate', KEY]);
+    expect(resumed.result.code, describeRun(resumed.result)).toBe(0);
+    const now = await cli.json<{ account: string }>(['get', KEY]);
+    const current = await cli.reveal(KEY, `after ${point}`);
+    // Whatever the crash left, the current pair binds, and the pair it replaced still does (grace).
+    expect(await dir.bindCode(now.data.account, current), point).toBe(0);
+    expect(await dir.bindCode(before.data.account, old), point).toBe(0);
+    expect(now.data.account, point).toBe(before.data.account === blue ? green : blue);
+  }
+
+  // The second account does not exist: the directory refuses the set, and the key stays on the old pair.
+  const broken: Directory = { ...dir, targetLines: () => dir.targetLines().map((l) => (l.startsWith('accounts:') ? `accounts: ["${blue}", "${missing}"]` : l)) };
+  const other = cliFor(broken);
+  expect((await other.run(['add', KEY])).code).toBe(0);
+  const v1 = await other.reveal(KEY, 'v1');
+  const refused = await other.json<KeyResultJson>(['rotate', KEY]);
+  expect(refused.result.code, describeRun(refused.result)).not.toBe(0);
+  expect(refused.data.results[0]!.outcome).toBe('rolled_back');
+  expect((await other.json<{ account: string; fingerprint: string }>(['get', KEY])).data).toMatchObject({ account: blue, fingerprint: fingerprint(v1) });
+  expect(await dir.bindCode(blue, v1)).toBe(0);
+  other.scanner.assertClean();
+
+  // Convergence asked each account about its own candidate: no failed bind beyond the budget.
+  expect((await dir.failedBinds(blue)) - failedBefore[0]!).toBeLessThanOrEqual(1);
+  expect((await dir.failedBinds(green)) - failedBefore[1]!).toBeLessThanOrEqual(1);
 }
 
 describe('two-account rotation against OpenLDAP (slapd)', () => {
@@ -277,42 +314,7 @@ describe('two-account rotation against OpenLDAP (slapd)', () => {
   });
 
   it('a rotation killed at each step converges on the right pair; a set the directory refuses rolls back to the old pair', async () => {
-    const dir = directory();
-    const [blue, green] = dir.accounts;
-    const failedBefore = [await dir.failedBinds(blue), await dir.failedBinds(green)];
-    const cli = cliFor(dir);
-    expect((await cli.run(['add', KEY])).code).toBe(0);
-    for (const point of ['after-claim', 'before-set', 'after-set', 'after-test'] as const) {
-      const before = await cli.json<{ account: string }>(['get', KEY]);
-      const old = await cli.reveal(KEY, `before ${point}`);
-      const crashed = await cli.run(['rotate', KEY], { env: { PROVKEY_FAULT: point } });
-      expect(crashed.signal, describeRun(crashed)).toBe('SIGKILL');
-      const resumed = await cli.json<KeyResultJson>(['rotate', KEY]);
-      expect(resumed.result.code, describeRun(resumed.result)).toBe(0);
-      const now = await cli.json<{ account: string }>(['get', KEY]);
-      const current = await cli.reveal(KEY, `after ${point}`);
-      // Whatever the crash left, the current pair binds, and the pair it replaced still does (grace).
-      expect(await dir.bindCode(now.data.account, current), point).toBe(0);
-      expect(await dir.bindCode(before.data.account, old), point).toBe(0);
-      expect(now.data.account, point).toBe(before.data.account === blue ? green : blue);
-    }
-
-    // The second account does not exist: the directory refuses the set, and the key stays on the old pair.
-    const missing = 'cn=provisioner-missing,ou=services,dc=example,dc=com';
-    const broken: Directory = { ...dir, targetLines: () => dir.targetLines().map((l) => (l.startsWith('accounts:') ? `accounts: ["${srv.serviceDn}", "${missing}"]` : l)) };
-    const other = cliFor(broken);
-    expect((await other.run(['add', KEY])).code).toBe(0);
-    const v1 = await other.reveal(KEY, 'v1');
-    const refused = await other.json<KeyResultJson>(['rotate', KEY]);
-    expect(refused.result.code, describeRun(refused.result)).not.toBe(0);
-    expect(refused.data.results[0]!.outcome).toBe('rolled_back');
-    expect((await other.json<{ account: string; fingerprint: string }>(['get', KEY])).data).toMatchObject({ account: blue, fingerprint: fingerprint(v1) });
-    expect(await dir.bindCode(blue, v1)).toBe(0);
-    other.scanner.assertClean();
-
-    // Convergence asked each account about its own candidate: no failed bind beyond the budget.
-    expect((await dir.failedBinds(blue)) - failedBefore[0]!).toBeLessThanOrEqual(1);
-    expect((await dir.failedBinds(green)) - failedBefore[1]!).toBeLessThanOrEqual(1);
+    await crashesAndRefusal(directory(), 'cn=provisioner-missing,ou=services,dc=example,dc=com');
   });
 
   it('config: accounts must be two distinct DNs, without bindDn, in admin mode (exit 2, one line)', async () => {
@@ -350,32 +352,36 @@ describe('two-account rotation against Samba AD DC', () => {
     await dc?.stop();
   });
 
+  const directory = (): Directory => ({
+    accounts,
+    targetLines: () => [
+      'directory: activeDirectory',
+      `urls: [${dc.ldapsUrl}]`,
+      `tls: { caFile: ${dc.caFile} }`,
+      `accounts: ["${accounts[0]}", "${accounts[1]}"]`,
+      `searchBase: "${dc.usersDn}"`,
+      `apply: { mode: admin, adminDn: "${dc.adminDn}", adminPasswordRef: "env:AD_ADMIN" }`,
+      'oldPasswordAllowedPeriod: 0s',
+      'propagationTimeout: 2s',
+    ],
+    format: '{ type: password, length: 24 }',
+    env: { AD_ADMIN: dc.adminPassword },
+    client: { url: dc.ldapsUrl, startTls: false, caPem: dc.caPem },
+    searchBase: dc.usersDn,
+    bindCode: async (dn, pw) => (await dc.bindCode(dn, pw)).code,
+    // What counts toward lockoutThreshold, as the DC counts it: badPwdCount (reset by a successful
+    // bind; binds with the two previous passwords are not counted at all). The lock itself is
+    // checked below from lockoutTime.
+    failedBinds: async (dn) => Number((await dc.read(dn, ['badPwdCount'])).badPwdCount[0] ?? '0'),
+    locked: async (dn) => Number((await dc.read(dn, ['lockoutTime'])).lockoutTime[0] ?? '0') !== 0,
+  });
+
   it('add, rotate, rotate --due (grace end), rotate, drill, revoke; a consumer loop never fails', async () => {
-    await lifecycle({
-      accounts,
-      targetLines: () => [
-        'directory: activeDirectory',
-        `urls: [${dc.ldapsUrl}]`,
-        `tls: { caFile: ${dc.caFile} }`,
-        `accounts: ["${accounts[0]}", "${accounts[1]}"]`,
-        `searchBase: "${dc.usersDn}"`,
-        `apply: { mode: admin, adminDn: "${dc.adminDn}", adminPasswordRef: "env:AD_ADMIN" }`,
-        'oldPasswordAllowedPeriod: 0s',
-        'propagationTimeout: 2s',
-      ],
-      format: '{ type: password, length: 24 }',
-      env: { AD_ADMIN: dc.adminPassword },
-      client: { url: dc.ldapsUrl, startTls: false, caPem: dc.caPem },
-      searchBase: dc.usersDn,
-      bindCode: async (dn, pw) => (await dc.bindCode(dn, pw)).code,
-      // badPwdCount is reset by a successful bind: badPasswordTime says whether any was ever counted,
-      // so the sum of both is a lower bound, and 0 only when the DC never counted one.
-      failedBinds: async (dn) => {
-        const state = await dc.read(dn, ['badPwdCount', 'badPasswordTime']);
-        return Number(state.badPwdCount[0] ?? '0');
-      },
-      locked: async (dn) => Number((await dc.read(dn, ['lockoutTime'])).lockoutTime[0] ?? '0') !== 0,
-    });
+    await lifecycle(directory());
+  });
+
+  it('a rotation killed at each step converges on the right pair; a set the directory refuses rolls back to the old pair', async () => {
+    await crashesAndRefusal(directory(), `CN=svc-missing,${dc.usersDn}`);
   });
 });
 
@@ -388,30 +394,36 @@ describe('two-account rotation against 389 Directory Server', () => {
     await ds?.stop();
   });
 
+  const directory = (): Directory => ({
+    accounts: [ds.serviceDn, ds.serviceGreenDn],
+    targetLines: () => [
+      'directory: 389ds',
+      `urls: [${ds.ldapsUrl}]`,
+      `tls: { caFile: ${ds.caFile} }`,
+      `accounts: ["${ds.serviceDn}", "${ds.serviceGreenDn}"]`,
+      `searchBase: "${ds.peopleDn}"`,
+      `apply: { mode: admin, adminDn: "${ds.provkeyAdminDn}", adminPasswordRef: "env:DS_ADMIN" }`,
+      'passwordPolicy: { maxFailure: 6 }',
+      'propagationTimeout: 2s',
+    ],
+    // passwordMinTokenLength 3: no 3-letter run of provisioner / service / green (docs/ldap.md).
+    format: '{ type: password, length: 24, exclude: "provisnecgPROVISNECG" }',
+    env: { DS_ADMIN: ds.provkeyAdminPassword },
+    client: { url: ds.ldapsUrl, startTls: false, caPem: ds.caPem },
+    searchBase: ds.peopleDn,
+    bindCode: (dn, pw) => ds.bindCode(dn, pw),
+    failedBinds: (dn) => ds.failedBinds(dn),
+    locked: async (dn) => {
+      const entry = await ds.read(dn, ['accountUnlockTime', 'passwordRetryCount']);
+      return (entry.accountUnlockTime ?? []).length > 0;
+    },
+  });
+
   it('add, rotate, rotate --due (grace end), rotate, drill, revoke; a consumer loop never fails', async () => {
-    await lifecycle({
-      accounts: [ds.serviceDn, ds.serviceGreenDn],
-      targetLines: () => [
-        'directory: 389ds',
-        `urls: [${ds.ldapsUrl}]`,
-        `tls: { caFile: ${ds.caFile} }`,
-        `accounts: ["${ds.serviceDn}", "${ds.serviceGreenDn}"]`,
-        `searchBase: "${ds.peopleDn}"`,
-        `apply: { mode: admin, adminDn: "${ds.provkeyAdminDn}", adminPasswordRef: "env:DS_ADMIN" }`,
-        'passwordPolicy: { maxFailure: 6 }',
-        'propagationTimeout: 2s',
-      ],
-      // passwordMinTokenLength 3: no 3-letter run of provisioner / service / green (docs/ldap.md).
-      format: '{ type: password, length: 24, exclude: "provisnecgPROVISNECG" }',
-      env: { DS_ADMIN: ds.provkeyAdminPassword },
-      client: { url: ds.ldapsUrl, startTls: false, caPem: ds.caPem },
-      searchBase: ds.peopleDn,
-      bindCode: (dn, pw) => ds.bindCode(dn, pw),
-      failedBinds: (dn) => ds.failedBinds(dn),
-      locked: async (dn) => {
-        const entry = await ds.read(dn, ['accountUnlockTime', 'passwordRetryCount']);
-        return (entry.accountUnlockTime ?? []).length > 0;
-      },
-    });
+    await lifecycle(directory());
+  });
+
+  it('a rotation killed at each step converges on the right pair; a set the directory refuses rolls back to the old pair', async () => {
+    await crashesAndRefusal(directory(), ds.serviceDn.replace('uid=provisioner,', 'uid=provisioner-missing,'));
   });
 });

@@ -241,7 +241,10 @@ export const TARGET_ADAPTERS: TargetAdapter[] = [
     async start() {
       // passwordMaxFailure 6: the lockout guard allows its one proof per run. passwordMinTokenLength 64 (longer than any name: off):
       // the matrix's format does not leave out the account's name letters (that rule has its own tests).
-      const ds = await startDirsrv({ policy: { passwordMaxFailure: '6', passwordMinTokenLength: '64' } });
+      // passwordStorageScheme SSHA512 (docs/ldap.md, 389-DS): identify then reads the answer from the stored
+      // hash. With the default PBKDF2 it must bind, and one failed bind per run cannot tell two candidates
+      // apart: a set interrupted at "setting" then ends as "needs a human" (exit 3, no lockout), as documented.
+      const ds = await startDirsrv({ policy: { passwordMaxFailure: '6', passwordMinTokenLength: '64', passwordStorageScheme: 'SSHA512' } });
       process.env[DS_ADMIN_ENV] = ds.provkeyAdminPassword;
       return {
         targetConfig: () => [
