@@ -239,12 +239,14 @@ export const TARGET_ADAPTERS: TargetAdapter[] = [
     name: '389-ds',
     sample: 2,
     async start() {
-      // passwordMaxFailure 6: the lockout guard allows its one proof per run. passwordMinTokenLength 64 (longer than any name: off):
-      // the matrix's format does not leave out the account's name letters (that rule has its own tests).
-      // passwordStorageScheme SSHA512 (docs/ldap.md, 389-DS): identify then reads the answer from the stored
+      // passwordMaxFailure 6: the lockout guard allows its one proof per run. The account is uid=fm (cn, sn
+      // fm): two letters have no three-letter run for passwordMinTokenLength 3 to refuse, whatever the
+      // matrix's format draws (the rule itself has its own tests). passwordStorageScheme SSHA512 (docs/ldap.md, 389-DS): identify then reads the answer from the stored
       // hash. With the default PBKDF2 it must bind, and one failed bind per run cannot tell two candidates
       // apart: a set interrupted at "setting" then ends as "needs a human" (exit 3, no lockout), as documented.
-      const ds = await startDirsrv({ policy: { passwordMaxFailure: '6', passwordMinTokenLength: '64', passwordStorageScheme: 'SSHA512' } });
+      const ds = await startDirsrv({ policy: { passwordMaxFailure: '6', passwordStorageScheme: 'SSHA512' } });
+      const initial = `Pk-${randomPassword(20)}`;
+      const dn = await ds.addServiceAccount('fm', initial);
       process.env[DS_ADMIN_ENV] = ds.provkeyAdminPassword;
       return {
         targetConfig: () => [
@@ -252,7 +254,7 @@ export const TARGET_ADAPTERS: TargetAdapter[] = [
           'directory: 389ds',
           `urls: [${ds.ldapsUrl}]`,
           `tls: { caFile: ${ds.caFile} }`,
-          `bindDn: "${ds.serviceDn}"`,
+          `bindDn: "${dn}"`,
           `searchBase: "${ds.peopleDn}"`,
           `apply: { mode: admin, adminDn: "${ds.provkeyAdminDn}", adminPasswordRef: "env:${DS_ADMIN_ENV}" }`,
           'rollback: admin-reset',
@@ -260,13 +262,13 @@ export const TARGET_ADAPTERS: TargetAdapter[] = [
           'passwordPolicy: { maxFailure: 6 }',
           'propagationTimeout: 1s',
         ],
-        secrets: [ds.provkeyAdminPassword, ds.adminPassword, ds.servicePassword],
-        accepts: async (value) => (await ds.bindCode(ds.serviceDn, value)) === 0,
+        secrets: [ds.provkeyAdminPassword, ds.adminPassword, ds.servicePassword, initial],
+        accepts: async (value) => (await ds.bindCode(dn, value)) === 0,
         acceptedSnapshot: async () => [],
         unknownAccepted: async () => [],
-        mark: () => ds.failedBinds(ds.serviceDn),
-        failedSince: async (mark) => (await ds.failedBinds(ds.serviceDn)) - (mark as number),
-        locked: async () => ((await ds.read(ds.serviceDn, ['accountUnlockTime'])).accountUnlockTime ?? []).length > 0,
+        mark: () => ds.failedBinds(dn),
+        failedSince: async (mark) => (await ds.failedBinds(dn)) - (mark as number),
+        locked: async () => ((await ds.read(dn, ['accountUnlockTime'])).accountUnlockTime ?? []).length > 0,
         failedBindBudgetPerRun: 1,
         stop: () => ds.stop(),
       };

@@ -87,6 +87,11 @@ export interface DirsrvServer {
   dir: string;
   pid: number;
   modify(dn: string, changes: Change[]): Promise<void>;
+  /**
+   * Adds uid=UID,ou=services (cn and sn = UID) as Directory Manager; the provkey admin may reset it.
+   * A UID of two letters has no three-letter run for passwordMinTokenLength to refuse.
+   */
+  addServiceAccount(uid: string, password: string): Promise<string>;
   read(dn: string, attributes: string[]): Promise<Record<string, string[]>>;
   /** Result code of a simple bind over LDAPS (0 accepted). */
   bindCode(dn: string, password: string): Promise<number>;
@@ -321,6 +326,11 @@ export async function startDirsrv(options: StartDirsrvOptions = {}): Promise<Dir
       dir,
       pid: running.child.pid!,
       modify: (dn, changes) => asDm((client) => client.modify(dn, changes)),
+      addServiceAccount: async (uid, accountPassword) => {
+        const dn = `uid=${uid},${servicesDn}`;
+        await asDm((client) => client.add(dn, { objectClass: ['top', 'person', 'organizationalPerson', 'inetOrgPerson'], uid, cn: uid, sn: uid, userPassword: accountPassword }));
+        return dn;
+      },
       read: (dn, attributes) => asDm((client) => readAttributes(client, dn, attributes)),
       bindCode: async (dn, pw) => {
         const client = ldapsClient(host, certs.caPem);
