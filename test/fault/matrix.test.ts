@@ -14,6 +14,7 @@ import { describeCase, enumerateCases, OPERATIONS, runCase, seededRandom, type M
 
 const full = process.env.PROVKEY_FAULT_FULL === '1';
 const seed = process.env.PROVKEY_FAULT_SEED ?? String(Math.floor(Math.random() * 2 ** 31));
+const sampleSet = process.env.PROVKEY_FAULT_SAMPLE !== undefined;
 const perCombination = Number(process.env.PROVKEY_FAULT_SAMPLE ?? 5);
 /** Consumer combinations sample fewer cases: test/fault/crash-consumers.test.ts runs every kill at their steps anyway. */
 const perConsumerCombination = Number(process.env.PROVKEY_FAULT_CONSUMER_SAMPLE ?? 3);
@@ -78,7 +79,8 @@ describe('fault matrix: every boundary × every fault converges, with no lockout
           const k = Math.floor(random() * (j + 1));
           [shuffled[j], shuffled[k]] = [shuffled[k]!, shuffled[j]!];
         }
-        chosen = shuffled.slice(0, consumer ? perConsumerCombination : perCombination);
+        const adapterSample = TARGET_ADAPTERS.find((a) => a.name === target)?.sample;
+        chosen = shuffled.slice(0, consumer ? perConsumerCombination : sampleSet || adapterSample === undefined ? perCombination : adapterSample);
       }
       const failures: string[] = [];
       for (const c of chosen) {
