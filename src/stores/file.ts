@@ -388,9 +388,24 @@ class FileStore implements SecretStore {
     return generationProblem(state, await journal.announced(this.name), journal.file);
   }
 
+  private swept = false;
+
+  /**
+   * Before the first write: temp files a killed provkey left beside the store (a half-made
+   * database, a key file's temp, which holds a key; 0.1's lock temps). Removed only when their
+   * maker is provably gone (io/stale-temp.ts).
+   */
+  private async sweepOnce(): Promise<void> {
+    if (this.swept) return;
+    this.swept = true;
+    const { storeFile, key } = this.layout;
+    await removeStaleTemps([storeFile, `${storeFile}.lock`, ...(key.mode === 'keyfile' ? [key.keyFile] : [])], this.lock.staleAfterMs);
+  }
+
   /** One write transaction of this process at a time; the store is created by the first. */
   private write<T>(change: (tx: WriteTransaction) => Change<T>): Promise<T> {
     const run = this.writes.then(async () => {
+      await this.sweepOnce();
       let connection = await this.ready();
       if (!connection) {
         await this.createDatabase();
@@ -524,7 +539,8 @@ class FileStore implements SecretStore {
       const head = Buffer.alloc(sqliteMagic.length);
       const { bytesRead } = await handle.read(head, 0, head.length, 0);
       if (bytesRead === head.length && head.equals(sqliteMagic)) return 'database';
-      return head.subarray(0, bytesRead).toString('latin1').startsWith('{"format":"provkey-file-store"') ? 'legacy' : 'unknown';
+      // A 0.1 store is a JSON envelope; whether it really is one is for its parser to say.
+      return bytesRead > 0 && head[0] === 0x7b ? 'legacy' : 'unknown';
     } catch (error) {
       throw fsFailure('read store file', file, error);
     } finally {
