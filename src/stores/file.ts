@@ -137,6 +137,14 @@ interface Change<T> {
   write: boolean;
 }
 
+interface QueuedWrite {
+  change: (tx: WriteTransaction) => Change<unknown>;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+}
+
+type Outcome = { ok: true; result: unknown; write: boolean } | { ok: false; error: unknown };
+
 /** One write transaction's view: the verified header (updated in place) and the rows. */
 class WriteTransaction {
   readonly db: DatabaseSync;
@@ -184,8 +192,8 @@ class FileStore implements SecretStore {
   /** In flight or done; shared by every caller, so concurrent first calls open (and check) the store once. */
   private opening: Promise<Connection | undefined> | undefined;
   private checking: Promise<Connection | undefined> | undefined;
-  /** This process's writes, one at a time on the writer connection (other processes queue on the database lock). */
-  private writes: Promise<unknown> = Promise.resolve();
+  /** The writer connection holds one transaction at a time (other processes queue on the database lock). */
+  private writer: Promise<unknown> = Promise.resolve();
 
   constructor(name: string, layout: Layout, lock: LockOptions, journal: StoreJournal | undefined, internals: FileStoreInternals) {
     this.name = name;
@@ -288,7 +296,8 @@ class FileStore implements SecretStore {
   }
 
   async close(): Promise<void> {
-    await this.writes.catch(() => undefined);
+    await this.flushing?.catch(() => undefined);
+    await this.writer.catch(() => undefined);
     const connection = await this.opening?.catch(() => undefined);
     this.opening = undefined;
     this.checking = undefined;
@@ -402,38 +411,87 @@ class FileStore implements SecretStore {
     await removeStaleTemps([storeFile, `${storeFile}.lock`, ...(key.mode === 'keyfile' ? [key.keyFile] : [])], this.lock.staleAfterMs);
   }
 
-  /** One write transaction of this process at a time; the store is created by the first. */
+  /**
+   * Writes are queued and committed in groups: every write that arrives while a transaction is
+   * committing goes into the next one. Each change runs in its own savepoint (its own
+   * compare-and-set, its own error), and the group shares one generation, one announcement in
+   * the audit log and one fsync: with 16 keys rotating at once, the cost of a durable commit
+   * is paid once per group, not once per write. Each caller's promise settles after the commit.
+   */
   private write<T>(change: (tx: WriteTransaction) => Change<T>): Promise<T> {
-    const run = this.writes.then(async () => {
-      await this.sweepOnce();
-      let connection = await this.ready();
-      if (!connection) {
-        await this.createDatabase();
-        connection = await this.ready();
-        if (!connection) throw fileStoreError('server_error', `store file ${this.layout.storeFile} vanished right after it was created`);
-      }
-      return this.underWriteLock(connection, async (header, db) => {
-        const problem = await this.generationProblemAt(header.generation, true);
-        if (problem) throw new NeedsHumanError(`[file] ${problem}`, 'store.rollback');
-        const tx = new WriteTransaction(db, connection.rows, header);
-        const { result, write } = change(tx);
-        if (!write) return { result, commit: false };
-        header.generation++;
-        writeHeader(db, header, connection.keys);
-        // Announced before the commit: a store ahead of its log is then always a cut log.
-        await this.journal?.announce(this.name, header.generation, this.layout.storeFile);
-        return { result, commit: true };
+    return new Promise<T>((resolve, reject) => {
+      this.queued.push({ change, resolve: resolve as (value: unknown) => void, reject });
+      this.flushing ??= this.flush().finally(() => {
+        this.flushing = undefined;
       });
     });
-    this.writes = run.catch(() => undefined);
-    return run;
+  }
+
+  private queued: QueuedWrite[] = [];
+  private flushing: Promise<void> | undefined;
+
+  private async flush(): Promise<void> {
+    while (this.queued.length > 0) {
+      const group = this.queued.splice(0);
+      try {
+        const outcomes = await this.commitGroup(group);
+        for (const [i, outcome] of outcomes.entries()) {
+          if (outcome.ok) group[i]!.resolve(outcome.result);
+          else group[i]!.reject(outcome.error);
+        }
+      } catch (error) {
+        for (const item of group) item.reject(error);
+      }
+    }
+  }
+
+  private async commitGroup(group: QueuedWrite[]): Promise<Outcome[]> {
+    await this.sweepOnce();
+    let connection = await this.ready();
+    if (!connection) {
+      await this.createDatabase();
+      connection = await this.ready();
+      if (!connection) throw fileStoreError('server_error', `store file ${this.layout.storeFile} vanished right after it was created`);
+    }
+    const { rows, keys } = connection;
+    return this.underWriteLock(connection, async (header, db) => {
+      const problem = await this.generationProblemAt(header.generation, true);
+      if (problem) throw new NeedsHumanError(`[file] ${problem}`, 'store.rollback');
+      const outcomes: Outcome[] = [];
+      for (const item of group) {
+        const before = { keyCount: header.keyCount, sequence: header.sequence, digest: Buffer.from(header.digest) };
+        db.exec('SAVEPOINT change');
+        try {
+          const { result, write } = item.change(new WriteTransaction(db, rows, header));
+          db.exec('RELEASE change');
+          outcomes.push({ ok: true, result, write });
+        } catch (error) {
+          db.exec('ROLLBACK TO change');
+          db.exec('RELEASE change');
+          Object.assign(header, before);
+          outcomes.push({ ok: false, error });
+        }
+      }
+      if (!outcomes.some((o) => o.ok && o.write)) return { result: outcomes, commit: false };
+      header.generation++;
+      writeHeader(db, header, keys);
+      // Announced before the commit: a store ahead of its log is then always a cut log.
+      await this.journal?.announce(this.name, header.generation, this.layout.storeFile);
+      return { result: outcomes, commit: true };
+    });
   }
 
   /**
    * Runs `body` inside BEGIN IMMEDIATE on the writer connection, with the header read and
    * verified under the lock. `body` returns `{ result, commit }`; anything else rolls back.
    */
-  private async underWriteLock<T>(connection: Connection, body: (header: Header, db: DatabaseSync) => Promise<{ result: T; commit: boolean } | void>): Promise<T> {
+  private underWriteLock<T>(connection: Connection, body: (header: Header, db: DatabaseSync) => Promise<{ result: T; commit: boolean } | void>): Promise<T> {
+    const run = this.writer.then(() => this.inWriteTransaction(connection, body));
+    this.writer = run.catch(() => undefined);
+    return run;
+  }
+
+  private async inWriteTransaction<T>(connection: Connection, body: (header: Header, db: DatabaseSync) => Promise<{ result: T; commit: boolean } | void>): Promise<T> {
     const { writer } = connection;
     const file = this.layout.storeFile;
     await guarded('begin a write transaction on', file, () => beginImmediate(writer, this.lock.timeoutMs, file));
