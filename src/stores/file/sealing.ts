@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, createSecretKey, hkdfSync, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
 
 /**
  * The embedded database's cryptography: every row is sealed with a key derived (HKDF-SHA256)
@@ -23,14 +23,15 @@ const tagBytes = 16;
 export interface StoreKeys {
   /** The store key itself: the audit chain key is derived from it (audit/chain.ts). */
   master: Buffer;
-  record: Buffer;
-  value: Buffer;
-  keyId: Buffer;
-  mac: Buffer;
+  record: KeyObject;
+  value: KeyObject;
+  keyId: KeyObject;
+  mac: KeyObject;
 }
 
+/** KeyObjects, made once: every row operation would otherwise import its key again. */
 export function deriveStoreKeys(master: Buffer): StoreKeys {
-  const derive = (purpose: string) => Buffer.from(hkdfSync('sha256', master, Buffer.alloc(0), `${databaseFormat} v2 ${purpose}`, 32));
+  const derive = (purpose: string) => createSecretKey(Buffer.from(hkdfSync('sha256', master, Buffer.alloc(0), `${databaseFormat} v2 ${purpose}`, 32)));
   return { master, record: derive('record'), value: derive('value'), keyId: derive('key id'), mac: derive('mac') };
 }
 
@@ -43,7 +44,7 @@ function aad(storeId: string, kind: 'record' | 'value', keyId: Buffer, n: number
   return Buffer.from(JSON.stringify([databaseFormat, storeId, kind, keyId.toString('hex'), n]), 'utf8');
 }
 
-export function seal(key: Buffer, plaintext: string, storeId: string, kind: 'record' | 'value', keyId: Buffer, n: number): Buffer {
+export function seal(key: KeyObject, plaintext: string, storeId: string, kind: 'record' | 'value', keyId: Buffer, n: number): Buffer {
   const iv = randomBytes(ivBytes);
   const cipher = createCipheriv('aes-256-gcm', key, iv, { authTagLength: tagBytes });
   cipher.setAAD(aad(storeId, kind, keyId, n));
@@ -52,7 +53,7 @@ export function seal(key: Buffer, plaintext: string, storeId: string, kind: 'rec
 }
 
 /** The plaintext, or undefined when the blob does not authenticate under this key and additional data. */
-export function open(key: Buffer, blob: Uint8Array, storeId: string, kind: 'record' | 'value', keyId: Buffer, n: number): string | undefined {
+export function open(key: KeyObject, blob: Uint8Array, storeId: string, kind: 'record' | 'value', keyId: Buffer, n: number): string | undefined {
   if (blob.length < ivBytes + tagBytes) return undefined;
   const bytes = Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength);
   try {
