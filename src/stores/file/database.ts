@@ -1,6 +1,6 @@
 import { open as openFile, rm } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
-import { DatabaseSync } from 'node:sqlite';
+import type { DatabaseSync } from 'node:sqlite';
 import { fileStoreError } from './errors.js';
 
 /**
@@ -41,12 +41,34 @@ CREATE TABLE key_values (
 ) WITHOUT ROWID;
 `;
 
+/**
+ * node:sqlite, loaded on first use. Node 22 (the oldest provkey supports) prints an
+ * ExperimentalWarning when it loads: noise on every run's stderr, so that one warning is
+ * dropped. getBuiltinModule is synchronous and leaves the single-executable bundle alone.
+ */
+let sqlite: typeof import('node:sqlite') | undefined;
+function sqliteModule(): typeof import('node:sqlite') {
+  if (sqlite) return sqlite;
+  const emit = process.emitWarning;
+  process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
+    if (String(warning instanceof Error ? warning.message : warning).startsWith('SQLite is an experimental feature')) return;
+    (emit as (...args: unknown[]) => void).call(process, warning, ...rest);
+  }) as typeof process.emitWarning;
+  try {
+    sqlite = process.getBuiltinModule('node:sqlite');
+  } finally {
+    process.emitWarning = emit;
+  }
+  if (!sqlite) throw fileStoreError('invalid', `the embedded store needs node:sqlite (Node.js 22.13 or newer); this is Node.js ${process.versions.node}`);
+  return sqlite;
+}
+
 /** The first bytes of every SQLite database file. */
 export const sqliteMagic = Buffer.from('SQLite format 3\0', 'latin1');
 
 /** Opens an existing database file; `busyMs` bounds how long one statement waits for a checkpoint or recovery. */
 export function openConnection(file: string, busyMs = 2000): DatabaseSync {
-  const db = new DatabaseSync(file);
+  const db = new (sqliteModule().DatabaseSync)(file);
   try {
     db.exec(`PRAGMA busy_timeout = ${busyMs}`);
     db.exec('PRAGMA journal_mode = WAL');
