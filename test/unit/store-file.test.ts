@@ -543,6 +543,27 @@ describe('file store: concurrency (the database lock)', () => {
     }
   });
 
+  it('writes made together commit together (one generation, one fsync); each keeps its own compare-and-set and error', async () => {
+    const dir = await tempDir();
+    const { store, key } = await seeded(dir);
+    const before = (await store.generationState!()).generation;
+    const record = (await store.read(key))!;
+    const results = await Promise.allSettled([
+      store.update(key, record.revision, { versions: record.versions, state: { lastRotatedAt: 'a' } }),
+      store.update(key, record.revision, { versions: record.versions, state: { lastRotatedAt: 'b' } }),
+      ...Array.from({ length: 8 }, (_, i) => store.addVersion(`grouped-${i}`, undefined, `grouped-value-${i}`, meta(`grouped-value-${i}`))),
+      store.update('no-such-key', '1', { versions: [], state: {} }),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', ...Array(8).fill('fulfilled'), 'rejected']);
+    expect(((results[1] as PromiseRejectedResult).reason as AdapterError).kind).toBe('conflict');
+    expect((await store.read(key))!.state).toEqual({ lastRotatedAt: 'a' });
+    expect(await store.listKeys()).toHaveLength(9);
+    // The first write ran alone (nothing else was queued yet); the other nine shared one transaction.
+    expect((await store.generationState!()).generation - before).toBe(2);
+    // The failed writes left no trace in the header: a fresh open verifies the digest and count.
+    expect(await (await open(dir)).listKeys()).toHaveLength(9);
+  });
+
   it('loses no update when two processes each add 50 versions with read-modify-write', async () => {
     const dir = await tempDir();
     const script = path.join(dir, 'increment.mjs');
