@@ -22,6 +22,7 @@ import {
   deleteKeyRows,
   digestOfRows,
   eraseValue,
+  keyIdHex,
   pruneValues,
   readAllKeys,
   readKey,
@@ -127,6 +128,11 @@ interface Connection {
   rows: RowContext;
   /** The generation the open-time check saw. */
   generation: number;
+  /**
+   * The writer's view: every key row's digest share as verified (at open, or again when another
+   * process committed since) plus this process's own commits, and the generation it is valid for.
+   */
+  known: { generation: number; shares: Map<string, Buffer> };
 }
 
 type FileKind = 'missing' | 'database' | 'legacy' | 'unknown';
@@ -150,33 +156,61 @@ class WriteTransaction {
   readonly db: DatabaseSync;
   readonly rows: RowContext;
   readonly header: Header;
+  /** The rows as this process knows them (verified against the digest, then its own commits). */
+  private readonly known: Map<string, Buffer>;
+  /** What earlier changes of this group wrote (undefined: row deleted). */
+  private readonly earlier: Map<string, Buffer | undefined>;
+  /** This change's new shares, applied to `known` once committed. */
+  readonly changed = new Map<string, Buffer | undefined>();
 
-  constructor(db: DatabaseSync, rows: RowContext, header: Header) {
+  constructor(db: DatabaseSync, rows: RowContext, header: Header, known: Map<string, Buffer>, earlier: Map<string, Buffer | undefined>) {
     this.db = db;
     this.rows = rows;
     this.header = header;
+    this.known = known;
+    this.earlier = earlier;
   }
 
+  /**
+   * The key's row, refused when it is not the row this process knows: an older row put back
+   * (or one removed) after the store was opened would otherwise be read, written over, and so
+   * made consistent with the header's digest: laundered.
+   */
   read(key: string): StoredKey | undefined {
+    this.checkKnown(key);
     return readKey(this.db, this.rows, key);
+  }
+
+  private checkKnown(key: string): Buffer | undefined {
+    const id = keyIdHex(this.rows, key);
+    const stored = storedShare(this.db, this.rows, key);
+    const known = this.changed.has(id) ? this.changed.get(id) : this.earlier.has(id) ? this.earlier.get(id) : this.known.get(id);
+    const same = stored === undefined ? known === undefined : known !== undefined && stored.equals(known);
+    if (!same) {
+      throw fileStoreError('tampered', `store file ${this.rows.file}: the row of ${key} changed outside provkey since the store was opened (edited, removed or put back from an older copy)`);
+    }
+    return stored;
   }
 
   /** Writes a key row under a new revision, keeping the header's digest and count in step. */
   put(key: StoredKey, options: { keepRevision?: boolean } = {}): void {
-    const before = storedShare(this.db, this.rows, key.name);
+    const before = this.checkKnown(key.name);
     if (before) xorInto(this.header.digest, before);
     else this.header.keyCount++;
     if (!options.keepRevision) key.revision = ++this.header.sequence;
-    xorInto(this.header.digest, writeKey(this.db, this.rows, key));
+    const share = writeKey(this.db, this.rows, key);
+    xorInto(this.header.digest, share);
+    this.changed.set(keyIdHex(this.rows, key.name), share);
   }
 
   remove(key: string): boolean {
-    const before = storedShare(this.db, this.rows, key);
+    const before = this.checkKnown(key);
     if (!before) return false;
     xorInto(this.header.digest, before);
     this.header.keyCount--;
     this.header.sequence++;
     deleteKeyRows(this.db, this.rows, key);
+    this.changed.set(keyIdHex(this.rows, key), undefined);
     return true;
   }
 }
@@ -457,13 +491,26 @@ class FileStore implements SecretStore {
     return this.underWriteLock(connection, async (header, db) => {
       const problem = await this.generationProblemAt(header.generation, true);
       if (problem) throw new NeedsHumanError(`[file] ${problem}`, 'store.rollback');
+      // Another process committed since this one last looked: check all rows against the
+      // header again (one query, no decryption) before trusting the writer's view of them.
+      if (header.generation !== connection.known.generation) {
+        const found = digestOfRows(db, rows);
+        if (found.count !== header.keyCount || !found.digest.equals(header.digest)) {
+          throw fileStoreError('tampered', `store file ${rows.file}: its rows do not match its header (${found.count} key rows, the header counts ${header.keyCount}): a row was removed, added, or put back from an older copy`);
+        }
+        connection.known = { generation: header.generation, shares: found.shares };
+      }
+      const known = connection.known.shares;
+      const changed = new Map<string, Buffer | undefined>();
       const outcomes: Outcome[] = [];
       for (const item of group) {
         const before = { keyCount: header.keyCount, sequence: header.sequence, digest: Buffer.from(header.digest) };
         db.exec('SAVEPOINT change');
         try {
-          const { result, write } = item.change(new WriteTransaction(db, rows, header));
+          const tx = new WriteTransaction(db, rows, header, known, changed);
+          const { result, write } = item.change(tx);
           db.exec('RELEASE change');
+          for (const [id, share] of tx.changed) changed.set(id, share);
           outcomes.push({ ok: true, result, write });
         } catch (error) {
           db.exec('ROLLBACK TO change');
@@ -475,9 +522,17 @@ class FileStore implements SecretStore {
       if (!outcomes.some((o) => o.ok && o.write)) return { result: outcomes, commit: false };
       header.generation++;
       writeHeader(db, header, keys);
+      // Until the commit is known to have happened, the view is not trusted.
+      connection.known = { generation: -1, shares: known };
       // Announced before the commit: a store ahead of its log is then always a cut log.
       await this.journal?.announce(this.name, header.generation, this.layout.storeFile);
-      return { result: outcomes, commit: true };
+      return { result: outcomes, commit: true, onCommit: () => {
+        for (const [id, share] of changed) {
+          if (share) known.set(id, share);
+          else known.delete(id);
+        }
+        connection.known = { generation: header.generation, shares: known };
+      } };
     });
   }
 
@@ -485,13 +540,13 @@ class FileStore implements SecretStore {
    * Runs `body` inside BEGIN IMMEDIATE on the writer connection, with the header read and
    * verified under the lock. `body` returns `{ result, commit }`; anything else rolls back.
    */
-  private underWriteLock<T>(connection: Connection, body: (header: Header, db: DatabaseSync) => Promise<{ result: T; commit: boolean } | void>): Promise<T> {
+  private underWriteLock<T>(connection: Connection, body: (header: Header, db: DatabaseSync) => Promise<{ result: T; commit: boolean; onCommit?: () => void } | void>): Promise<T> {
     const run = this.writer.then(() => this.inWriteTransaction(connection, body));
     this.writer = run.catch(() => undefined);
     return run;
   }
 
-  private async inWriteTransaction<T>(connection: Connection, body: (header: Header, db: DatabaseSync) => Promise<{ result: T; commit: boolean } | void>): Promise<T> {
+  private async inWriteTransaction<T>(connection: Connection, body: (header: Header, db: DatabaseSync) => Promise<{ result: T; commit: boolean; onCommit?: () => void } | void>): Promise<T> {
     const { writer } = connection;
     const file = this.layout.storeFile;
     await guarded('begin a write transaction on', file, () => beginImmediate(writer, this.lock.timeoutMs, file));
@@ -502,6 +557,7 @@ class FileStore implements SecretStore {
       if (outcome?.commit) {
         guardedSync('commit to', file, () => writer.exec('COMMIT'));
         committed = true;
+        outcome.onCommit?.();
       }
       return outcome?.result as T;
     } finally {
@@ -562,6 +618,7 @@ class FileStore implements SecretStore {
         }
         throw fileStoreError('auth_failed', `cannot open store file ${file}: wrong key file or passphrase (${describeKeySource(this.layout.key)})`);
       }
+      let shares = new Map<string, Buffer>();
       // Header and every row's id, revision and tag in one snapshot: a removed, added, moved or
       // older row put back is found here, before anything is read from the store.
       const header = guardedSync('read', file, () => {
@@ -575,12 +632,13 @@ class FileStore implements SecretStore {
               `store file ${file}: its rows do not match its header (${rows.count} key rows, the header counts ${verified.keyCount}): a row was removed, added, or put back from an older copy`,
             );
           }
+          shares = rows.shares;
           return verified;
         } finally {
           db.exec('COMMIT');
         }
       });
-      return { reader, writer, keys, rows: { keys, storeId: header.storeId, file }, generation: header.generation };
+      return { reader, writer, keys, rows: { keys, storeId: header.storeId, file }, generation: header.generation, known: { generation: header.generation, shares } };
     } catch (error) {
       for (const db of [reader, writer]) if (db?.isOpen) db.close();
       throw error;

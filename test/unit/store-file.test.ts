@@ -257,6 +257,31 @@ describe('file store: tampering and wrong keys', () => {
     expect(error.message).not.toContain(secret);
   });
 
+  it('an older row put back while a store is open is refused by its next write, not laundered into the digest', async () => {
+    const dir = await tempDir();
+    const { store, key } = await seeded(dir);
+    const old = keyRows(dir)[0]!;
+    const oldRecord = (await store.read(key))!;
+    const newer = await store.update(key, oldRecord.revision, { versions: oldRecord.versions, state: { lastRotatedAt: 'newer' } });
+    // Another process writing meanwhile is fine: its commit moves the generation, and the rows are checked again.
+    const other = await open(dir);
+    await other.addVersion('from-another-process', undefined, 'another-value-0123', meta('another-value-0123'));
+    putKeyRow(dir, old);
+    await expectTampered(store.update(key, oldRecord.revision, { versions: oldRecord.versions, state: {} }), /changed outside provkey since the store was opened|rows do not match its header/);
+    await expectTampered(store.update(key, newer.revision, { versions: newer.versions, state: {} }), /changed outside provkey since the store was opened|rows do not match its header/);
+    await expectTampered((await open(dir)).read(key), /rows do not match its header/);
+  });
+
+  it('the same replay with no other writer in between is caught by the row check alone', async () => {
+    const dir = await tempDir();
+    const { store, key } = await seeded(dir);
+    const old = keyRows(dir)[0]!;
+    const record = (await store.read(key))!;
+    await store.update(key, record.revision, { versions: record.versions, state: { lastRotatedAt: 'newer' } });
+    putKeyRow(dir, old);
+    await expectTampered(store.update(key, record.revision, { versions: record.versions, state: {} }), /the row of entra-scim-prod changed outside provkey since the store was opened/);
+  });
+
   it('a deleted value row, or a value moved to another version, is refused when read', async () => {
     const dir = await tempDir();
     const { store, key, versionId } = await seeded(dir);

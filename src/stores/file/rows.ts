@@ -86,16 +86,23 @@ export function storedShare(db: DatabaseSync, ctx: RowContext, name: string): Bu
   return row && rowShare(ctx.keys, ctx.storeId, id, row.revision, tagOf(row.record));
 }
 
-/** Recomputes the digest and count of all key rows, from their ids, revisions and tags alone (no decryption). */
-export function digestOfRows(db: DatabaseSync, ctx: RowContext): { digest: Buffer; count: number } {
+/**
+ * Recomputes the digest and count of all key rows, from their ids, revisions and tags alone
+ * (no decryption), and returns each row's share by key id (hex) for the writer's view.
+ */
+export function digestOfRows(db: DatabaseSync, ctx: RowContext): { digest: Buffer; count: number; shares: Map<string, Buffer> } {
   const digest = Buffer.alloc(32);
-  let count = 0;
+  const shares = new Map<string, Buffer>();
   for (const row of db.prepare('SELECT id, revision, record FROM keys').iterate() as Iterable<KeyRow>) {
     const share = rowShare(ctx.keys, ctx.storeId, row.id, row.revision, tagOf(row.record));
     for (let i = 0; i < 32; i++) digest[i]! ^= share[i]!;
-    count++;
+    shares.set(Buffer.from(row.id).toString('hex'), share);
   }
-  return { digest, count };
+  return { digest, count: shares.size, shares };
+}
+
+export function keyIdHex(ctx: RowContext, name: string): string {
+  return keyIdOf(ctx.keys, name).toString('hex');
 }
 
 /** Writes the key row; returns its new digest share. */
