@@ -105,7 +105,7 @@ describe('upgrade of a 0.1 store.enc on first open', () => {
     await withSession(w.configFile, async (session) => {
       const store = await session.storeNamed('default');
       const record = (await store.read('app'))!;
-      await session.recordAudit({ event: 'key.tested', key: 'app', outcome: 'ok' });
+      await session.emit({ type: 'audit', event: 'key.tested', key: 'app', outcome: 'ok' });
       await store.update('app', record.revision, { versions: record.versions, state: { ...record.state, lastTest: { ok: true, at: new Date().toISOString() } } });
       const verified = await verifyAuditLog(session.config.auditPath, {
         key: (await session.auditChainKey())!,
