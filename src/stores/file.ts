@@ -287,6 +287,7 @@ class FileStore implements SecretStore {
         ...(meta.graceUntil === undefined ? {} : { graceUntil: meta.graceUntil }),
         origin: meta.origin,
         ...(meta.expiresAt === undefined ? {} : { expiresAt: meta.expiresAt }),
+        ...(meta.account === undefined ? {} : { account: meta.account }),
         value: writeValue(tx.db, tx.rows, key, versionId, secret),
       });
       if (state) record.state = structuredClone(state);
