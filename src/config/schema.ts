@@ -25,7 +25,7 @@ const int = (min: number, max: number) => v.pipe(v.number(), v.integer(), v.minV
 
 const fileStore = v.strictObject({
   type: v.literal('file'),
-  /** Encrypted store file, relative to the config file; default: store.enc in the state dir (config/load.ts). */
+  /** The embedded store's database (SQLite, every value and record encrypted), relative to the config file; default: store.enc in the state dir (config/load.ts). A provkey 0.1 store file there is upgraded on first open. */
   path: v.optional(filePath),
   /** 32-byte key file (mode 0600), created by `provkey init`; default: store.key in the state dir. Ignored when passphraseEnv is set. */
   keyFile: v.optional(filePath),
