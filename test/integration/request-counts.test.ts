@@ -151,11 +151,20 @@ describe(`requests per key, ${ALL.length} SCIM keys in OpenBao, one SCIM server`
     expect(sent.length, summary(sent)).toBeLessThanOrEqual(3 * STRICT.length + 3);
   });
 
-  it('status and rotate --due (nothing due) read each key once', async () => {
+  it('status, test and rotate --due (nothing due) read each key once', async () => {
     const status = await counted(() => cli.json<{ keys: unknown[] }>(['status']));
     expect(status.value.result.code, describeRun(status.value.result)).toBe(0);
     const due = await counted(() => cli.run(['rotate', '--due']));
     expect(due.value.code, describeRun(due.value)).toBe(0);
+    const tested = await counted(() => cli.run(['test']));
+    expect(tested.value.code, describeRun(tested.value)).toBe(0);
+    // test: each key's state and current value read once, its result written once; at the SCIM
+    // server each key's own Entra query, and the server's facts once.
+    const testStateReads = tested.vault.filter((r) => r.operation === 'read' && r.path.endsWith('/state'));
+    expect(testStateReads.length, summary(tested.vault)).toBe(ALL.length);
+    expect(tested.vault.length, summary(tested.vault)).toBeLessThanOrEqual(3 * ALL.length + 1);
+    expect(tested.scim.length, summary(tested.scim)).toBeLessThanOrEqual(ALL.length + 3);
+    console.log(`test (all keys): ${tested.vault.length} Vault requests, ${tested.scim.length} SCIM requests\n${summary(tested.vault)}\n${summary(tested.scim)}`);
     for (const [what, requests] of [['status', status.vault], ['rotate --due', due.vault]] as const) {
       const stateReads = requests.filter((r) => r.operation === 'read' && r.path.endsWith('/state'));
       console.log(`${what}: ${requests.length} Vault requests\n${summary(requests)}`);
