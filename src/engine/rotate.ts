@@ -13,6 +13,7 @@ import { waitForVerdict } from './propagation.js';
 import { StepTimer, resultsFor, type KeyResult } from './result.js';
 import { convergeFirstSeen, proveRetiredAfterFinish, retireClaim } from './converge.js';
 import { rollback } from './rollback.js';
+import { FINISHED, type StepName } from './events.js';
 
 export interface RotateOptions {
   /** Force no overlap (drills): the old version stops working as part of the rotation. */
@@ -34,10 +35,10 @@ export interface RotateOptions {
  * effect, so a run killed at any point leaves a claim the next run converges from.
  */
 export async function rotateKey(ctx: KeyContext, options: RotateOptions = {}): Promise<KeyResult> {
-  const timer = new StepTimer();
+  const timer = new StepTimer(ctx.session.stepEvents(ctx.key.name));
   const operation = options.operation ?? 'rotate';
   const name = ctx.key.name;
-  const progress = (step: string, detail?: string) => ctx.session.progress({ type: 'step', key: name, step, ...(detail ? { detail } : {}) });
+  const progress = (step: StepName, detail?: string) => ctx.session.emit({ type: 'step-start', key: name, step, ...(detail ? { detail } : {}) });
   const result = resultsFor(name, operation, timer);
 
   const { ended, seen } = await convergeFirstSeen(ctx, timer);
@@ -79,7 +80,7 @@ export async function rotateKey(ctx: KeyContext, options: RotateOptions = {}): P
   // Either way the claim says "created" with the version beside it, not yet named: a run killed
   // before "setting" names it abandons it as an orphan (the target never saw it).
   let created: { record: KeyRecord; versionId: string };
-  progress('claim');
+  await progress('claim');
   if (ctx.store.capabilities.compareAndSet === 'native') {
     try {
       created = await timer.run('claim', () => ctx.store.addVersion(name, record.revision, value, meta, claimedAndCreated), () => ({ ok: true, detail: meta.fingerprint }));
@@ -87,7 +88,7 @@ export async function rotateKey(ctx: KeyContext, options: RotateOptions = {}): P
       return skipped(error);
     }
     faultPoint('after-claim');
-    progress('create');
+    await progress('create');
   } else {
     try {
       record = await timer.run('claim', () => ctx.store.update(name, record.revision, { versions: record.versions, state: { ...record.state, claim } }));
@@ -95,7 +96,7 @@ export async function rotateKey(ctx: KeyContext, options: RotateOptions = {}): P
       return skipped(error);
     }
     faultPoint('after-claim');
-    progress('create');
+    await progress('create');
     const claimed = record;
     created = await timer.run('create', () => ctx.store.addVersion(name, claimed.revision, value, meta, claimedAndCreated), () => ({ ok: true, detail: meta.fingerprint }));
   }
@@ -134,7 +135,7 @@ export async function completeRotation(
     old: SecretInUse | undefined;
     overlap: boolean;
     timer: StepTimer;
-    operation: string;
+    operation: 'add' | 'rotate' | 'drill';
     writeProbe?: boolean;
     /** Why this rotation ran (e.g. "compromise drill"), for the audit record. */
     reason?: string;
@@ -143,7 +144,7 @@ export async function completeRotation(
   const { next, old, overlap, timer, operation } = run;
   let record = run.record;
   const name = ctx.key.name;
-  const progress = (step: string) => ctx.session.progress({ type: 'step', key: name, step });
+  const progress = (step: StepName) => ctx.session.emit({ type: 'step-start', key: name, step });
   const result = resultsFor(name, operation, timer, { fingerprint: next.fingerprint, ...(old ? { previousFingerprint: old.fingerprint } : {}) });
 
   // 3. set: the claim says "setting" (and names the pending version) before the target is
@@ -154,7 +155,7 @@ export async function completeRotation(
   // Where a refusal counts toward lockout (LDAP) each is evidence that spares a bind.
   const recordsEvidence = ctx.target.capabilities.negativeProbe !== 'free';
   faultPoint('before-set');
-  progress('set');
+  await progress('set');
   const applied = await timer.run(
     'set',
     () => ctx.target.set({ next, ...(old ? { current: old } : {}), replace: !overlap }),
@@ -169,7 +170,7 @@ export async function completeRotation(
   if (recordsEvidence) record = await advance(ctx, record, 'set');
 
   // 4. test: the new version must be accepted (waiting for propagation).
-  progress('test');
+  await progress('test');
   const accepted = await timer.run(
     'test',
     () => waitForVerdict(ctx.target, next, 'accept', { write: run.writeProbe ?? false }),
@@ -191,7 +192,7 @@ export async function completeRotation(
   }
 
   // 5. finish: labels move in one compare-and-set write; the rotation claim is released with it.
-  progress('finish');
+  await progress('finish');
   const now = new Date();
   const finished = finishRotation(record, next.versionId!, {
     overlap,
@@ -203,8 +204,9 @@ export async function completeRotation(
   const graceUntil = finished.versions.find((v) => v.id === finished.retiredId)?.graceUntil;
   // Audited before the store commits (the claim is still held): a crash in between resumes and
   // audits again, so the store never holds a change the audit log lacks.
-  await ctx.session.recordAudit({
-    event: operation === 'add' ? 'key.added' : `${operation}.finished`,
+  await ctx.session.emit({
+    type: 'audit',
+    event: FINISHED[operation],
     key: name,
     outcome: 'ok',
     fingerprint: next.fingerprint,
