@@ -343,4 +343,3 @@ function notKv2(path: string, settings: VaultSettings) {
     `${path}: the answer has no KV version; is "${settings.mount}" a KV version 2 mount? (enable one with: bao secrets enable -path=${settings.mount} kv-v2)`,
   );
 }
-
