@@ -65,7 +65,9 @@ export async function rotateKey(ctx: KeyContext, options: RotateOptions = {}): P
   const claim = newClaim(operation, owner(), new Date(), { fromVersionId: current.id, overlap });
   const value = generateSecret(ctx.key.policy);
   registerSecret(value);
-  const meta = newVersionMeta(value, 'generated');
+  // A target with two accounts (blue/green) names the one this version is for: the one not in use.
+  const account = ctx.target.accountFor?.(old);
+  const meta = { ...newVersionMeta(value, 'generated'), ...(account ? { account } : {}) };
   const claimedAndCreated = { ...record.state, claim: { ...claim, step: 'created' as const } };
   const skipped = (error: unknown) => {
     if (!isContention(error)) throw error;
@@ -102,7 +104,7 @@ export async function rotateKey(ctx: KeyContext, options: RotateOptions = {}): P
   }
   record = created.record;
   faultPoint('after-create');
-  const next: SecretInUse = { value, fingerprint: meta.fingerprint, versionId: created.versionId, createdAt: meta.createdAt };
+  const next: SecretInUse = { value, fingerprint: meta.fingerprint, versionId: created.versionId, createdAt: meta.createdAt, ...(account ? { account } : {}) };
 
   return completeRotation(ctx, { record, next, old, overlap, timer, operation, ...(options.writeProbe ? { writeProbe: true } : {}), ...(options.reason ? { reason: options.reason } : {}) });
 }
