@@ -52,15 +52,25 @@ export function convergenceEndsOperation(converged: Convergence): ResultFields |
  * usable version is still pending (issue 7, item 3). Undefined: go on with the operation.
  */
 export async function convergeFirst(ctx: KeyContext, timer: StepTimer): Promise<ResultFields | undefined> {
+  return (await convergeFirstSeen(ctx, timer)).ended;
+}
+
+/**
+ * convergeFirst that also hands back the record it read when there was nothing to converge, so
+ * the operation goes on from it instead of reading the key again (`seen` is absent when a
+ * convergence changed the key: read it afresh).
+ */
+export async function convergeFirstSeen(ctx: KeyContext, timer: StepTimer): Promise<{ ended?: ResultFields; seen?: { record: KeyRecord | undefined } }> {
   const record = await ctx.store.read(ctx.key.name);
   const claim = record?.state.claim;
-  if (!record || !claim) return undefined;
+  if (!record || !claim) return { seen: { record } };
   if (!isClaimStale(claim, new Date(), thisRun())) {
-    return { outcome: 'skipped', ok: true, exitCode: ExitCode.ok, message: `${claim.operation} already in progress on ${claim.owner.host} (pid ${claim.owner.pid}) since ${claim.startedAt}` };
+    return { ended: { outcome: 'skipped', ok: true, exitCode: ExitCode.ok, message: `${claim.operation} already in progress on ${claim.owner.host} (pid ${claim.owner.pid}) since ${claim.startedAt}` } };
   }
   await ctx.session.emit({ type: 'step-start', key: ctx.key.name, step: 'converge', detail: 'a previous run stopped part-way' });
   const converged = await timer.run('converge', () => convergeStaleClaim(ctx, record));
-  return convergenceEndsOperation(converged);
+  const ended = convergenceEndsOperation(converged);
+  return ended ? { ended } : {};
 }
 
 /**

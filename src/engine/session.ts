@@ -40,6 +40,8 @@ export class Session {
   private readonly consumers = new Map<string, Promise<Consumer[]>>();
   private readonly openTarget: (key: ResolvedKey, context: AdapterContext) => Promise<Target>;
   private readonly promptSecret: ((message: string) => Promise<string>) | undefined;
+  /** What adapters learn about a server once per run (AdapterContext.runScope). */
+  private readonly runScope = new Map<string, unknown>();
 
   constructor(options: {
     config: Config;
@@ -84,6 +86,7 @@ export class Session {
       env: this.env,
       debug: this.debug,
       journal: this.audit,
+      runScope: this.runScope,
       ...(prompt
         ? {
             promptSecret: async (message: string) => {
