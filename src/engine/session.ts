@@ -74,6 +74,7 @@ export class Session {
       env: this.env,
       debug: this.debug,
       journal: this.audit,
+      rotationOf: (key) => this.config.keys[key]?.rotation,
       ...(prompt
         ? {
             promptSecret: async (message: string) => {

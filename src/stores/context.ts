@@ -1,4 +1,5 @@
 import type { StoreJournal } from '../audit/generation.js';
+import type { RotationPolicy } from '../core/schedule.js';
 
 /** What every store and target adapter gets from the engine besides its own config. */
 export interface AdapterContext {
@@ -17,4 +18,6 @@ export interface AdapterContext {
    * (replay detection). Absent in tests that open a store on its own.
    */
   journal?: StoreJournal;
+  /** A key's rotation policy from the config (the Azure store derives each version's expiresOn from it); undefined for a key the config does not name. */
+  rotationOf?: (key: string) => RotationPolicy | undefined;
 }

@@ -5,6 +5,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Client } from 'ldapts';
 import { bearerStatus } from '../cli.ts';
+import { CLIENT_SECRET_ENV, DOCUMENTED_PERMISSIONS, emulatorTierSkipReason, startAzureTier } from '../servers/azure-fixture.ts';
 import { startOpenBao } from '../servers/openbao.ts';
 import { sha256Hex, startScimServer } from '../servers/scim.ts';
 import { probeBind, startSlapd } from '../servers/slapd.ts';
@@ -39,7 +40,37 @@ export interface TargetFixture {
 
 export interface StoreAdapter {
   name: string;
+  /** Cases run per combination in the CI sample when PROVKEY_FAULT_SAMPLE does not say (default 5): for a slow backend. */
+  sample?: number;
   start(): Promise<StoreFixture>;
+}
+
+/**
+ * Azure Key Vault: against the third-party emulator pair when PROVKEY_TEST_AZURE_KV_EMULATOR /
+ * PROVKEY_TEST_ENTRA_EMULATOR name its binaries, else against the Key Vault protocol double
+ * (what CI runs), as a principal holding exactly the documented permissions. The double runs
+ * with its strict clock (each new version of a secret a later createdOn second), so the store
+ * decides forks without its one-second settle (`emulator.strictlyIncreasingCreatedOn`, checked
+ * on every listing). The emulator makes no such promise: there every state write waits the
+ * real settle, so its sample is one case per combination.
+ */
+function azureAdapter(): StoreAdapter {
+  const emulator = emulatorTierSkipReason() === undefined;
+  return {
+    name: emulator ? 'azure-emulator' : 'azure-double',
+    ...(emulator ? { sample: 1 } : {}),
+    async start() {
+      const tier = await startAzureTier(emulator ? 'emulator' : 'double', { strictClock: true });
+      await tier.restrict(DOCUMENTED_PERMISSIONS);
+      // In-process runs read the client secret from this process's environment, as the CLI would.
+      process.env[CLIENT_SECRET_ENV] = tier.clientSecret;
+      return {
+        storeConfig: (caseId, name) => JSON.stringify(tier.storeSection({ secretPrefix: `c${caseId}-${name}-` })),
+        secrets: [tier.clientSecret, tier.identity.header],
+        stop: () => tier.stop(),
+      };
+    },
+  };
 }
 export interface TargetAdapter {
   name: string;
@@ -71,6 +102,7 @@ export const STORE_ADAPTERS: StoreAdapter[] = [
       };
     },
   },
+  azureAdapter(),
 ];
 
 const SCIM_ADMIN_ENV = 'FM_SCIM_ADMIN_TOKEN';

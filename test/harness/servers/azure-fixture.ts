@@ -1,6 +1,10 @@
-// One Azure Key Vault store fixture for every test that needs one, over either tier:
-//   - 'emulator': the third-party emulator pair (servers/azure-emulators.ts), when its binaries are given;
-//   - 'double':   the protocol double (../azure-keyvault-double.ts), always.
+// One Azure Key Vault store fixture for every test that needs one, over any tier:
+//   - 'emulator':   the third-party emulator pair (servers/azure-emulators.ts), when its binaries are given;
+//   - 'double':     the protocol double (../azure-keyvault-double.ts), always;
+//   - 'real-azure': a real vault, when PROVKEY_TEST_AZURE_VAULT_URL and AZURE_TENANT_ID /
+//                   AZURE_CLIENT_ID / AZURE_CLIENT_SECRET are given (the principal must hold
+//                   exactly the documented permissions: the harness cannot change real RBAC,
+//                   inject faults or issue tokens there, so the tests that need those skip).
 // It hands out a configured store section (for provkey.yaml or the schema), the environment the
 // CLI needs, an opened store, and a way to read what is stored, so a matrix of adapters (fault
 // simulation, crash tests) can add Azure as one entry.
@@ -21,8 +25,13 @@ export const CLIENT_SECRET_ENV = 'PROVKEY_TEST_AZURE_CLIENT_SECRET';
 /** Exactly the permissions docs/azure.md asks for (Key Vault access-policy names). */
 export const DOCUMENTED_PERMISSIONS = ['secrets/get', 'secrets/list', 'secrets/set', 'secrets/delete', 'secrets/purge'];
 
+export const AZURE_TIER_KINDS = ['emulator', 'double', 'real-azure'] as const;
+export type AzureTierKind = (typeof AZURE_TIER_KINDS)[number];
+
 export interface AzureTier {
-  kind: 'emulator' | 'double';
+  kind: AzureTierKind;
+  /** The harness can change permissions, inject faults and reach an identity endpoint (not on real Azure). */
+  controllable: boolean;
   label: string;
   clientId: string;
   clientSecret: string;
@@ -51,11 +60,34 @@ export function emulatorTierSkipReason(): string | undefined {
   return 'skip' in bins ? bins.skip : undefined;
 }
 
-export async function startAzureTier(kind: 'emulator' | 'double'): Promise<AzureTier> {
+/** Why a tier cannot run here, or undefined when it can. */
+export function azureTierSkipReason(kind: AzureTierKind): string | undefined {
+  if (kind === 'emulator') return emulatorTierSkipReason();
+  if (kind === 'double') return undefined;
+  const real = realAzureSettings();
+  return 'skip' in real ? real.skip : undefined;
+}
+
+/** The real vault and service principal from the environment, or why the real-Azure tier cannot run. */
+function realAzureSettings(): { vaultUrl: string; tenantId: string; clientId: string; clientSecret: string; authorityHost: string | undefined } | { skip: string } {
+  const env = process.env;
+  const missing = ['PROVKEY_TEST_AZURE_VAULT_URL', 'AZURE_TENANT_ID', 'AZURE_CLIENT_ID', 'AZURE_CLIENT_SECRET'].filter((name) => !env[name]);
+  if (missing.length) return { skip: `real Azure: ${missing.join(', ')} not set (a vault URL and a service principal holding exactly the permissions in docs/azure.md)` };
+  let url: URL;
+  try {
+    url = new URL(env.PROVKEY_TEST_AZURE_VAULT_URL!);
+  } catch {
+    return { skip: `real Azure: PROVKEY_TEST_AZURE_VAULT_URL is not a URL` };
+  }
+  if (url.protocol !== 'https:') return { skip: 'real Azure: PROVKEY_TEST_AZURE_VAULT_URL must be https://NAME.vault.azure.net' };
+  return { vaultUrl: url.origin, tenantId: env.AZURE_TENANT_ID!, clientId: env.AZURE_CLIENT_ID!, clientSecret: env.AZURE_CLIENT_SECRET!, authorityHost: env.AZURE_AUTHORITY_HOST || undefined };
+}
+
+export async function startAzureTier(kind: AzureTierKind, options: { strictClock?: boolean } = {}): Promise<AzureTier> {
   const prefix = `it${randomBytes(3).toString('hex')}-`;
   const debugLines: string[] = [];
   const opened: SecretStore[] = [];
-  let base: { vaultUrl: string; authorityHost: string; tenantId: string; caFile: string; clientId: string; clientSecret: string; identity: { endpoint: string; header: string } };
+  let base: { vaultUrl: string; authorityHost: string | undefined; tenantId: string; caFile: string | undefined; clientId: string; clientSecret: string; identity: { endpoint: string; header: string } };
   let emulators: AzureEmulators | undefined;
   let double: KeyVaultDouble | undefined;
   let principal = '';
@@ -74,8 +106,12 @@ export async function startAzureTier(kind: 'emulator' | 'double'): Promise<Azure
       identity: { endpoint: emulators.identityEndpoint, header: emulators.identityHeader },
     };
     principal = await emulators.principalOf(base.clientId, base.clientSecret);
+  } else if (kind === 'real-azure') {
+    const real = realAzureSettings();
+    if ('skip' in real) throw new Error(real.skip);
+    base = { vaultUrl: real.vaultUrl, authorityHost: real.authorityHost, tenantId: real.tenantId, caFile: undefined, clientId: real.clientId, clientSecret: real.clientSecret, identity: { endpoint: '', header: '' } };
   } else {
-    double = await startKeyVaultDouble();
+    double = await startKeyVaultDouble({ strictClock: options.strictClock ?? false });
     const clientId = '3f4b9d8e-0c1a-4c55-9a0e-6b7f2d1e5a90';
     const clientSecret = `dbl-${randomBytes(12).toString('hex')}`;
     double.addClient(clientId, clientSecret);
@@ -88,12 +124,17 @@ export async function startAzureTier(kind: 'emulator' | 'double'): Promise<Azure
     vaultUrl: base.vaultUrl,
     secretPrefix: prefix,
     auth: { method: 'clientSecret', tenantId: base.tenantId, clientId: base.clientId, clientSecretRef: `env:${CLIENT_SECRET_ENV}` },
-    authorityHost: base.authorityHost,
+    ...(base.authorityHost === undefined ? {} : { authorityHost: base.authorityHost }),
     timeout: '10s',
     retries: 3,
     maxRetryDelay: '2s',
-    settle: '1100ms',
-    emulator: { caFile: base.caFile, disableChallengeResourceVerification: true, disableInstanceDiscovery: true },
+    // Real Azure keeps the default settle (a second of margin for Key Vault's own clocks).
+    ...(kind === 'real-azure'
+      ? {}
+      : {
+          settle: '1100ms',
+          emulator: { caFile: base.caFile, disableChallengeResourceVerification: true, disableInstanceDiscovery: true, ...(options.strictClock && kind === 'double' ? { strictlyIncreasingCreatedOn: true } : {}) },
+        }),
     ...fields,
   });
   const env = { [CLIENT_SECRET_ENV]: base.clientSecret };
@@ -119,9 +160,16 @@ export async function startAzureTier(kind: 'emulator' | 'double'): Promise<Azure
     return store;
   };
 
+  const uncontrollable = (what: string) => new Error(`real Azure: the harness cannot ${what}; this test needs the emulator or the double`);
   return {
     kind,
-    label: kind === 'emulator' ? 'azure (azure-keyvault-emulator + entra-emulator, documented permissions only)' : 'azure (Key Vault protocol double, documented permissions only)',
+    controllable: kind !== 'real-azure',
+    label:
+      kind === 'emulator'
+        ? 'azure (azure-keyvault-emulator + entra-emulator, documented permissions only)'
+        : kind === 'double'
+          ? 'azure (Key Vault protocol double, documented permissions only)'
+          : 'azure (real Azure Key Vault, the given principal)',
     clientId: base.clientId,
     clientSecret: base.clientSecret,
     storeSection,
@@ -147,6 +195,11 @@ export async function startAzureTier(kind: 'emulator' | 'double'): Promise<Azure
       }
     },
     async restrict(operations) {
+      if (kind === 'real-azure') {
+        // The principal given is the documented least-privilege one (docs/azure.md, testing).
+        if (operations === undefined || operations.join() === DOCUMENTED_PERMISSIONS.join()) return;
+        throw uncontrollable('change the principal\'s permissions');
+      }
       const map = operations === undefined ? {} : { [principal]: operations };
       if (emulators) {
         // The emulator gates PATCH (update attributes) as "secrets/update"; Key Vault's access
@@ -157,10 +210,12 @@ export async function startAzureTier(kind: 'emulator' | 'double'): Promise<Azure
       } else double!.setPermissions(map);
     },
     async throttleNext(n) {
+      if (kind === 'real-azure') throw uncontrollable('inject throttling');
       if (emulators) await emulators.control('faults', { throttleNextRequests: n });
       else double!.throttleNext(n);
     },
     async failNext(n) {
+      if (kind === 'real-azure') throw uncontrollable('inject failures');
       if (emulators) await emulators.control('faults', { rejectNextRequests: n });
       else double!.failNext(n);
     },
