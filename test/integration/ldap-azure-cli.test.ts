@@ -11,11 +11,10 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AdapterError } from '../../src/core/errors.js';
 import { fingerprint } from '../../src/core/fingerprint.js';
 import { ProvkeyCli, describeRun } from '../harness/cli.ts';
-import { DOCUMENTED_PERMISSIONS, emulatorTierSkipReason, startAzureTier, type AzureTier } from '../harness/servers/azure-fixture.ts';
+import { DOCUMENTED_PERMISSIONS, AZURE_TIER_KINDS, azureTierSkipReason, startAzureTier, type AzureTier } from '../harness/servers/azure-fixture.ts';
 import { startSlapd, type SlapdServer } from '../harness/servers/slapd.ts';
 
 const KEY = 'ldap-provisioner';
-const skip = emulatorTierSkipReason();
 
 async function bindAs(server: SlapdServer, password: string): Promise<number> {
   const client = new Client({ url: server.ldapUrl, timeout: 5000 });
@@ -30,8 +29,8 @@ async function bindAs(server: SlapdServer, password: string): Promise<number> {
   }
 }
 
-for (const kind of ['emulator', 'double'] as const) {
-  const skipped = kind === 'emulator' ? skip : undefined;
+for (const kind of AZURE_TIER_KINDS) {
+  const skipped = azureTierSkipReason(kind);
   describe.skipIf(skipped !== undefined)(`provkey with an LDAP key in the azure store, ${kind} tier${skipped ? ` — SKIPPED: ${skipped}` : ''}`, () => {
     let dir: string;
     let config: string;

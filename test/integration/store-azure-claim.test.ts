@@ -11,7 +11,7 @@ import * as v from 'valibot';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { storeSchema } from '../../src/config/schema.js';
 import { fingerprint } from '../../src/core/fingerprint.js';
-import { DOCUMENTED_PERMISSIONS, emulatorTierSkipReason, startAzureTier, type AzureTier } from '../harness/servers/azure-fixture.ts';
+import { DOCUMENTED_PERMISSIONS, AZURE_TIER_KINDS, azureTierSkipReason, startAzureTier, type AzureTier } from '../harness/servers/azure-fixture.ts';
 
 const WORKER = fileURLToPath(new URL('../harness/servers/azure-claim-worker.ts', import.meta.url));
 const ROUNDS = Number(process.env.PROVKEY_TEST_CLAIM_ROUNDS ?? 10);
@@ -59,10 +59,9 @@ class Contender {
   }
 }
 
-const skip = emulatorTierSkipReason();
 
-for (const kind of ['emulator', 'double'] as const) {
-  const skipped = kind === 'emulator' ? skip : undefined;
+for (const kind of AZURE_TIER_KINDS) {
+  const skipped = azureTierSkipReason(kind);
   describe.skipIf(skipped !== undefined)(`azure claim exclusivity, ${kind} tier${skipped ? ` — SKIPPED: ${skipped}` : ''}`, () => {
     let tier: AzureTier;
     beforeAll(async () => {

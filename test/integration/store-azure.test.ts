@@ -10,12 +10,11 @@ import { fingerprint } from '../../src/core/fingerprint.js';
 import type { NewVersionMeta } from '../../src/stores/store.js';
 import { checkTags } from '../../src/stores/azure/names.js';
 import { describeStoreContract } from '../contract/store-contract.js';
-import { DOCUMENTED_PERMISSIONS, emulatorTierSkipReason, startAzureTier, type AzureTier } from '../harness/servers/azure-fixture.ts';
+import { DOCUMENTED_PERMISSIONS, AZURE_TIER_KINDS, azureTierSkipReason, startAzureTier, type AzureTier } from '../harness/servers/azure-fixture.ts';
 
-const skip = emulatorTierSkipReason();
 
-for (const kind of ['emulator', 'double'] as const) {
-  const skipped = kind === 'emulator' ? skip : undefined;
+for (const kind of AZURE_TIER_KINDS) {
+  const skipped = azureTierSkipReason(kind);
   describe.skipIf(skipped !== undefined)(`azure store, ${kind} tier${skipped ? ` — SKIPPED: ${skipped}` : ''}`, () => {
     let tier: AzureTier;
     beforeAll(async () => {

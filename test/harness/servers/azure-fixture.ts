@@ -10,6 +10,7 @@
 // simulation, crash tests) can add Azure as one entry.
 
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as v from 'valibot';
 import { storeSchema, type AzureStoreConfig } from '../../../src/config/schema.js';
@@ -17,8 +18,9 @@ import type { KeyRecord } from '../../../src/core/model.js';
 import type { AdapterContext } from '../../../src/stores/context.js';
 import type { SecretStore } from '../../../src/stores/store.js';
 import { createAzureStore, type AzureStoreInternals } from '../../../src/stores/azure.js';
+import { secretNames } from '../../../src/stores/azure/names.js';
 import { startKeyVaultDouble, type KeyVaultDouble } from '../azure-keyvault-double.ts';
-import { azureEmulatorBinaries, ENTRA_SEED, startAzureEmulators, type AzureEmulators } from './azure-emulators.ts';
+import { azureEmulatorBinaries, ENTRA_SEED, httpsRequest, startAzureEmulators, type AzureEmulators } from './azure-emulators.ts';
 
 export const CLIENT_SECRET_ENV = 'PROVKEY_TEST_AZURE_CLIENT_SECRET';
 
@@ -47,6 +49,10 @@ export interface AzureTier {
   /** Limits the test principal to `operations` (emulator/Key Vault names); undefined restores full access. */
   restrict(operations: string[] | undefined): Promise<void>;
   throttleNext(n: number): Promise<void>;
+  /** Every Key Vault version of `key`'s value secret with its attributes, read over the REST API (as an app reading Key Vault would). */
+  /** Sets expiresOn (Unix seconds) of one provkey version's value, over the REST API, as someone editing the vault would. */
+  setValueExpiry(key: string, provkeyVersion: string, exp: number): Promise<void>;
+  valueVersions(key: string): Promise<Array<{ version: string; provkeyVersion: string | undefined; enabled: boolean; created: number; exp: number | undefined }>>;
   failNext(n: number): Promise<void>;
   identity: { endpoint: string; header: string };
   emulators?: AzureEmulators;
@@ -160,6 +166,15 @@ export async function startAzureTier(kind: AzureTierKind, options: { strictClock
     return store;
   };
 
+  /** One Key Vault REST call with a client-credentials token of the test principal (no SDK: an app's view). */
+  const rest = async (method: string, url: string, body?: unknown) => {
+    const ca = base.caFile === undefined ? undefined : readFileSync(base.caFile, 'utf8');
+    const form = new URLSearchParams({ grant_type: 'client_credentials', client_id: base.clientId, client_secret: base.clientSecret, scope: 'https://vault.azure.net/.default' });
+    const tokenAnswer = await httpsRequest(`${base.authorityHost ?? 'https://login.microsoftonline.com'}/${base.tenantId}/oauth2/v2.0/token`, 'POST', ca, form.toString(), { 'content-type': 'application/x-www-form-urlencoded' });
+    const token = (JSON.parse(tokenAnswer.body) as { access_token?: string }).access_token;
+    if (!token) throw new Error(`no token for the REST call (${tokenAnswer.status})`);
+    return httpsRequest(url, method, ca, body === undefined ? undefined : JSON.stringify(body), { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) });
+  };
   const uncontrollable = (what: string) => new Error(`real Azure: the harness cannot ${what}; this test needs the emulator or the double`);
   return {
     kind,
@@ -213,6 +228,24 @@ export async function startAzureTier(kind: AzureTierKind, options: { strictClock
       if (kind === 'real-azure') throw uncontrollable('inject throttling');
       if (emulators) await emulators.control('faults', { throttleNextRequests: n });
       else double!.throttleNext(n);
+    },
+    async valueVersions(key) {
+      const out: Array<{ version: string; provkeyVersion: string | undefined; enabled: boolean; created: number; exp: number | undefined }> = [];
+      let next: string | null = `${base.vaultUrl}/secrets/${secretNames(prefix, key).value}/versions?api-version=7.5`;
+      while (next) {
+        const answer = await rest('GET', next);
+        if (answer.status !== 200) throw new Error(`list versions: ${answer.status} ${answer.body}`);
+        const page = JSON.parse(answer.body) as { value: Array<{ id: string; tags?: Record<string, string>; attributes: { enabled: boolean; created: number; exp?: number } }>; nextLink?: string | null };
+        for (const v of page.value) out.push({ version: v.id.split('/').at(-1)!, provkeyVersion: v.tags?.['provkey-version'], enabled: v.attributes.enabled, created: v.attributes.created, exp: v.attributes.exp });
+        next = page.nextLink ?? null;
+      }
+      return out.sort((a, b) => Number(a.provkeyVersion) - Number(b.provkeyVersion));
+    },
+    async setValueExpiry(key, provkeyVersion, exp) {
+      const version = (await this.valueVersions(key)).find((v) => v.provkeyVersion === provkeyVersion);
+      if (!version) throw new Error(`${key} has no value version tagged provkey-version ${provkeyVersion}`);
+      const answer = await rest('PATCH', `${base.vaultUrl}/secrets/${secretNames(prefix, key).value}/${version.version}?api-version=7.5`, { attributes: { exp } });
+      if (answer.status !== 200) throw new Error(`update version: ${answer.status} ${answer.body}`);
     },
     async failNext(n) {
       if (kind === 'real-azure') throw uncontrollable('inject failures');
