@@ -58,6 +58,8 @@ export interface KeyVaultDouble {
   stallNext(n: number): void;
   /** Every token issued so far expires now, and (while `on`) new ones are issued already expired. */
   expireTokens(on?: boolean): void;
+  /** Stops the double's clock at the current second (or lets it run again), as the emulator's /_emulator/clock {freeze} does. */
+  freezeClock(on: boolean): void;
   /** Issues a token for another audience (a Graph token), for negative tests. */
   tokenForAudience(clientId: string, audience: string): string;
   /** The raw state of one secret: its versions oldest first, for assertions. */
@@ -106,7 +108,8 @@ export async function startKeyVaultDouble(options: { strictClock?: boolean } = {
   let order = 0;
   let expired = false;
   const identityHeader = randomBytes(16).toString('hex');
-  const now = () => Math.floor(Date.now() / 1000);
+  let frozenAt: number | undefined;
+  const now = () => frozenAt ?? Math.floor(Date.now() / 1000);
   let origin = '';
 
   const issue = (sub: string, aud: string) => {
@@ -428,6 +431,7 @@ export async function startKeyVaultDouble(options: { strictClock?: boolean } = {
       expired = on;
       if (on) for (const token of tokens.values()) token.exp = 0;
     },
+    freezeClock: (on) => void (frozenAt = on ? now() : undefined),
     tokenForAudience: (clientId, audience) => issue(clientId, audience),
     versionsOf: (name) => sortedVersions(find(name) ?? { name, versions: [] }).map((v) => ({ id: v.id, enabled: v.enabled, tags: { ...v.tags }, value: v.value, created: v.created, ...(v.exp === undefined ? {} : { exp: v.exp }) })),
     requests: 0,

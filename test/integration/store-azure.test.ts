@@ -45,6 +45,27 @@ for (const kind of AZURE_TIER_KINDS) {
         await store.close();
       }
     });
+
+    it.skipIf(kind === 'real-azure')('emulator.strictlyIncreasingCreatedOn on a server that does not keep it (two versions in one second): the store stops, it never decides a fork unsettled', async () => {
+      const key = `strict-${randomBytes(4).toString('hex')}`;
+      const emulator = tier.storeSection().emulator as Record<string, unknown>;
+      const store = await tier.openStore({ emulator: { ...emulator, strictlyIncreasingCreatedOn: true } });
+      await tier.freezeClock(true);
+      try {
+        const value = secret();
+        const added = await store.addVersion(key, undefined, value, meta(value));
+        const error = await store.update(key, added.record.revision, { versions: added.record.versions, state: added.record.state }).catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(AdapterError);
+        expect((error as AdapterError).message).toMatch(/emulator\.strictlyIncreasingCreatedOn is set, but \S+ gave two versions of \S+-state the same createdOn second/);
+        expect((error as AdapterError).exitCode).toBe(2);
+      } finally {
+        await tier.freezeClock(false);
+        await store.close();
+        const cleanup = await tier.openStore();
+        await cleanup.deleteKey(key).catch(() => undefined);
+        await cleanup.close();
+      }
+    });
   });
 }
 

@@ -50,6 +50,8 @@ export interface AzureTier {
   restrict(operations: string[] | undefined): Promise<void>;
   throttleNext(n: number): Promise<void>;
   /** Every Key Vault version of `key`'s value secret with its attributes, read over the REST API (as an app reading Key Vault would). */
+  /** Stops the vault's clock at the current second, or lets it run again. */
+  freezeClock(on: boolean): Promise<void>;
   /** Sets expiresOn (Unix seconds) of one provkey version's value, over the REST API, as someone editing the vault would. */
   setValueExpiry(key: string, provkeyVersion: string, exp: number): Promise<void>;
   valueVersions(key: string): Promise<Array<{ version: string; provkeyVersion: string | undefined; enabled: boolean; created: number; exp: number | undefined }>>;
@@ -228,6 +230,13 @@ export async function startAzureTier(kind: AzureTierKind, options: { strictClock
       if (kind === 'real-azure') throw uncontrollable('inject throttling');
       if (emulators) await emulators.control('faults', { throttleNextRequests: n });
       else double!.throttleNext(n);
+    },
+    async freezeClock(on) {
+      if (kind === 'real-azure') throw uncontrollable("stop Key Vault's clock");
+      if (emulators) {
+        const answer = await emulators.control('clock', { freeze: on });
+        if (answer.status !== 200) throw new Error(`emulator clock: ${answer.status} ${answer.body}`);
+      } else double!.freezeClock(on);
     },
     async valueVersions(key) {
       const out: Array<{ version: string; provkeyVersion: string | undefined; enabled: boolean; created: number; exp: number | undefined }> = [];
