@@ -110,7 +110,7 @@ for (const kind of AZURE_TIER_KINDS) {
       if (dir) rmSync(dir, { recursive: true, force: true });
     });
 
-    it('import, rotate (self), status, revoke --current, add (admin), drill compromise: slapd and Key Vault agree at every step', async () => {
+    it('import, rotate (self), status, revoke --current, add (admin), drill compromise, migrate azure ↔ file: slapd and Key Vault agree at every step', async () => {
       const initial = srv.servicePassword;
       const imported = await cli.run(['import', KEY], { input: `${initial}\n` });
       expect(imported.code, describeRun(imported)).toBe(0);
@@ -152,6 +152,23 @@ for (const kind of AZURE_TIER_KINDS) {
       expect(await bindAs(srv, v4.value)).toBe(0);
       expect(await bindAs(srv, v3.value)).toBe(49);
       expect(await readKind('3')).toBe('not_found');
+
+      // migrate azure → the embedded file store → azure: every version with its label, the live
+      // password verified by fingerprint, each source retired, and the key still rotates.
+      const toFile = await cli.run(['migrate', KEY, '--to', 'default', '--yes']);
+      expect(toFile.code, describeRun(toFile)).toBe(0);
+      expect(await tier.readState(KEY)).toBeUndefined();
+      expect(await cli.reveal(KEY, `${KEY} v4 from the file store`)).toBe(v4.value);
+      const back = await cli.run(['migrate', KEY, '--to', 'azure', '--yes']);
+      expect(back.code, describeRun(back)).toBe(0);
+      expect((await tier.readState(KEY))?.versions.map((v) => v.label)).toEqual(['revoked', 'revoked', 'revoked', 'current']);
+      expect((await current()).value).toBe(v4.value);
+      expect(await bindAs(srv, v4.value)).toBe(0);
+      const rotatedAgain = await cli.run(['rotate', KEY]);
+      expect(rotatedAgain.code, describeRun(rotatedAgain)).toBe(0);
+      const v5 = await current();
+      expect(await bindAs(srv, v5.value)).toBe(0);
+      expect(await bindAs(srv, v4.value)).toBe(49);
     }, 300_000);
   });
 }
