@@ -86,7 +86,8 @@ class AzureStore implements SecretStore {
     const versionId = String(loaded.document?.nextId ?? 1);
     const tags = valueTags(key, versionId, meta.fingerprint, meta.label);
     checkTags(key, tags);
-    const expiresOn = this.expiresOnOf(key, meta);
+    // Renewing from now: a migrated version older than its lifetime is not stored already expired.
+    const expiresOn = this.expiresOnOf(key, meta, Date.now());
     const written = await this.client.whileBeingDeleted(`storing ${loaded.names.value}`, () =>
       this.client.setSecret(loaded.names.value, secret, { tags, contentType: VALUE_CONTENT_TYPE, ...(expiresOn ? { expiresOn } : {}) }),
     );

@@ -12,7 +12,8 @@ import { expiryMarginMs, type RotationPolicy } from '../../core/schedule.js';
  * Key Vault refuses to return an expired value (403), but provkey may still need a live one
  * (an overdue rotation; proving that a no-overlap rotation's old version is now rejected): then
  * the store renews it, `renewingAt` set to now, to no earlier than now + the margin `--due`
- * rotates ahead of an expiry (a tenth of the interval, at most a day).
+ * rotates ahead of an expiry (a tenth of the interval, at most a day). A version is stored the
+ * same way, so one migrated in after its lifetime is not born expired.
  *
  * `lifetimeMs` (the store's `valueExpiry`), when set, replaces interval + grace. Undefined when
  * neither is known (a store opened outside a config), and for revoked or failed versions,
