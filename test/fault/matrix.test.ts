@@ -12,8 +12,8 @@ import { describeCase, enumerateCases, OPERATIONS, runCase, seededRandom, type M
 
 const full = process.env.PROVKEY_FAULT_FULL === '1';
 const seed = process.env.PROVKEY_FAULT_SEED ?? String(Math.floor(Math.random() * 2 ** 31));
-const sampleOverride = process.env.PROVKEY_FAULT_SAMPLE === undefined ? undefined : Number(process.env.PROVKEY_FAULT_SAMPLE);
-const perCombination = sampleOverride ?? 5;
+const sampleSet = process.env.PROVKEY_FAULT_SAMPLE !== undefined;
+const perCombination = Number(process.env.PROVKEY_FAULT_SAMPLE ?? 5);
 const only = process.env.PROVKEY_FAULT_ONLY?.split('|');
 const wantedStores = process.env.PROVKEY_FAULT_STORES?.split(',');
 const wantedTargets = process.env.PROVKEY_FAULT_TARGETS?.split(',');
@@ -59,7 +59,10 @@ describe('fault matrix: every boundary × every fault converges, with no lockout
           const k = Math.floor(random() * (j + 1));
           [shuffled[j], shuffled[k]] = [shuffled[k]!, shuffled[j]!];
         }
-        chosen = shuffled.slice(0, sampleOverride ?? stores.find((a) => a.name === store)?.sample ?? perCombination);
+        // A slow store or target asks for a smaller sample; the smaller of the two wins.
+        const samples = [STORE_ADAPTERS.find((a) => a.name === store)?.sample, TARGET_ADAPTERS.find((a) => a.name === target)?.sample].filter((n) => n !== undefined);
+        const adapterSample = samples.length ? Math.min(...samples) : undefined;
+        chosen = shuffled.slice(0, sampleSet || adapterSample === undefined ? perCombination : adapterSample);
       }
       const failures: string[] = [];
       for (const c of chosen) {
