@@ -9,6 +9,7 @@ import { decide, identifyAccepted } from './identify.js';
 import { StepTimer, resultsFor, type ResultFields } from './result.js';
 import { settleRetired, type RetireProof } from './retire.js';
 import { rollback } from './rollback.js';
+import { deliverToConsumers } from './consumers.js';
 import { ABANDONED, RESUMED } from './events.js';
 
 export interface Convergence {
@@ -120,6 +121,15 @@ export async function convergeStaleClaim(ctx: KeyContext, stale: KeyRecord): Pro
       : await timer.run('identify', () => identifyAccepted(ctx, candidates), (i) => ({ ok: true, detail: i.detail }));
   const decision = decide(identification, candidates);
   if (decision.kind === 'accepted' && decision.secret === next) {
+    // The target holds the new version: the consumers get it too before anything is finished.
+    const delivered = await deliverToConsumers(ctx, record, next, timer);
+    if (!delivered.ok) {
+      const rolled = await rollback(ctx, delivered.record, next, old, timer, `an interrupted ${claim.operation}: ${delivered.reason}`, resultsFor(name, claim.operation, timer));
+      if (rolled.exitCode === ExitCode.unavailable || delivered.exitCode === ExitCode.unavailable) return { outcome: 'unavailable', message: rolled.message };
+      if (rolled.exitCode === ExitCode.needsHuman) return { outcome: rolled.outcome === 'lockout' ? 'lockout' : 'needs_human', message: rolled.message };
+      return { outcome: 'rolled_back', message: rolled.message };
+    }
+    record = delivered.record;
     const finished = finishRotation(record, pending.id, {
       overlap: claim.overlap,
       graceMs: ctx.key.rotation.graceMs,

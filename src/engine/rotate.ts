@@ -13,6 +13,8 @@ import { waitForVerdict } from './propagation.js';
 import { StepTimer, resultsFor, type KeyResult } from './result.js';
 import { convergeFirst, proveRetiredAfterFinish, retireClaim } from './converge.js';
 import { rollback } from './rollback.js';
+import { deliverToConsumers } from './consumers.js';
+import { consumerNameOf } from '../config/validate.js';
 import { FINISHED, type StepName } from './events.js';
 
 export interface RotateOptions {
@@ -169,6 +171,15 @@ export async function completeRotation(
   record = await advance(ctx, record, 'tested');
   faultPoint('after-test');
 
+  // 5. deliver: each consumer validates, switches to and proves the new version; a failure rolls
+  // back consumers first, then the target (engine/consumers.ts).
+  const delivered = await deliverToConsumers(ctx, record, next, timer);
+  if (!delivered.ok) {
+    const rolled = await rollback(ctx, delivered.record, next, old, timer, delivered.reason, result);
+    return rolled.exitCode === ExitCode.failed ? { ...rolled, exitCode: delivered.exitCode } : rolled;
+  }
+  record = delivered.record;
+
   // Without overlap the old version is relabelled revoked before finish (so an app reading the
   // store drops it too); finish then keeps a revoke claim on it until the target is proven to
   // reject it, so a crash or an outage from here on is resumed like an interrupted revoke.
@@ -177,7 +188,7 @@ export async function completeRotation(
     record = await ctx.store.update(name, record.revision, { versions: revokeVersions(record, [retiring.versionId!], new Date()), state: record.state });
   }
 
-  // 5. finish: labels move in one compare-and-set write; the rotation claim is released with it.
+  // 6. finish: labels move in one compare-and-set write; the rotation claim is released with it.
   await progress('finish');
   const now = new Date();
   const finished = finishRotation(record, next.versionId!, {
@@ -197,7 +208,7 @@ export async function completeRotation(
     outcome: 'ok',
     fingerprint: next.fingerprint,
     versionId: next.versionId!,
-    detail: { previous: old?.fingerprint ?? null, overlap, graceUntil: graceUntil ?? null, reason: run.reason ?? null },
+    detail: { previous: old?.fingerprint ?? null, overlap, graceUntil: graceUntil ?? null, reason: run.reason ?? null, ...(ctx.key.config.consumers.length ? { consumers: ctx.key.config.consumers.map((c, i) => consumerNameOf(c, i)) } : {}) },
   });
   record = await timer.run('finish', () => ctx.store.update(name, record.revision, { versions: finished.versions, state }));
   faultPoint('after-finish');
@@ -213,7 +224,9 @@ export async function completeRotation(
     : old
       ? `rotated: ${next.fingerprint} is current; ${old.fingerprint} is revoked`
       : `${next.fingerprint} is current`;
-  return result({ outcome: operation === 'add' ? 'added' : 'rotated', ok: true, exitCode: ExitCode.ok, message });
+  const consumers = ctx.key.config.consumers.length;
+  const toConsumers = consumers ? `; ${consumers} consumer(s) switched and proven` : '';
+  return result({ outcome: operation === 'add' ? 'added' : 'rotated', ok: true, exitCode: ExitCode.ok, message: message + toConsumers });
 }
 
 function summarize(test: { verdict: string; probes: { name: string; outcome: string; status?: number | string; detail?: string }[] }): string {
