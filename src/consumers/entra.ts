@@ -72,6 +72,11 @@ export function createEntraConsumer(options: EntraConsumerOptions): Consumer {
     } catch (error) {
       const e = error as { name?: string; statusCode?: number; message?: string };
       const text = serverText(e.message ?? '');
+      // MSAL reports a token endpoint's refusal (e.g. AADSTS500011, unknown resource) as
+      // AuthenticationRequiredError without a status: a refusal, never "unreachable".
+      if (e.name === 'AuthenticationRequiredError') {
+        return { ok: false, reason: 'denied', detail: `no Graph token for auth method "${config.auth.method}": the identity provider refused to issue a token for ${graphOrigin} (check the tenant, client and that the app may call Graph)` };
+      }
       if (e.name === 'AuthenticationError' && (e.statusCode ?? 400) < 500) {
         const aadsts = /AADSTS\d+/.exec(e.message ?? '')?.[0];
         return { ok: false, reason: 'denied', detail: `no Graph token for auth method "${config.auth.method}"${aadsts ? ` (${aadsts})` : ''}: the identity provider refused the credential` };

@@ -73,6 +73,8 @@ export interface GraphDoubleOptions {
    * emulator's tokens carry no Graph app roles, so `grants` says which client (appid/azp) holds which.
    */
   entraEmulator?: { jwksUrl: string; issuer: string; ca: string; grants: Record<string, string[]> };
+  /** Listen on this loopback port (default: any free one), so a token service can be told its origin first. */
+  port?: number;
 }
 
 interface Claims {
@@ -312,7 +314,7 @@ export async function startGraphSynchronizationDouble(options: GraphDoubleOption
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
+    server.listen(options.port ?? 0, '127.0.0.1', () => resolve());
   });
   origin = `https://127.0.0.1:${(server.address() as { port: number }).port}`;
 

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bearerStatus, describeRun, ProvkeyCli } from '../harness/cli.ts';
 import { startGraphSynchronizationDouble, type GraphSynchronizationDouble } from '../harness/graph-synchronization-double.ts';
-import { azureEmulatorBinaries, ENTRA_SEED, startAzureEmulators, type AzureEmulators } from '../harness/servers/azure-emulators.ts';
+import { azureEmulatorBinaries, ENTRA_SEED, freePort, startAzureEmulators, type AzureEmulators } from '../harness/servers/azure-emulators.ts';
 import { startScimServer, type ScimServer } from '../harness/servers/scim.ts';
 
 const ADMIN_TOKEN = `scim-admin-${randomBytes(18).toString('base64url')}`;
@@ -28,11 +28,13 @@ describe.skipIf('skip' in bins)(`entra consumer with entra-emulator tokens${'ski
   let dir: string;
 
   beforeAll(async () => {
-    emulators = await startAzureEmulators(bins as { kv: string; entra: string });
+    // entra-emulator issues Graph tokens for the resource it is told is Graph: the double's origin.
+    const graphPort = await freePort();
+    emulators = await startAzureEmulators(bins as { kv: string; entra: string }, { graphResourceId: `https://127.0.0.1:${graphPort}` });
     const ca = readFileSync(emulators.caFile, 'utf8');
     const discovery = await emulators.entra('GET', `/${emulators.tenantId}/v2.0/.well-known/openid-configuration`);
     const { jwks_uri: jwksUrl, issuer } = JSON.parse(discovery.body) as { jwks_uri: string; issuer: string };
-    graph = await startGraphSynchronizationDouble({ entraEmulator: { jwksUrl, issuer, ca, grants: { [ENTRA_SEED.daemonClientId]: ['Synchronization.ReadWrite.All'] } } });
+    graph = await startGraphSynchronizationDouble({ port: graphPort, entraEmulator: { jwksUrl, issuer, ca, grants: { [ENTRA_SEED.daemonClientId]: ['Synchronization.ReadWrite.All'] } } });
     scim = await startScimServer({ adminToken: ADMIN_TOKEN });
     dir = mkdtempSync(join(tmpdir(), 'provkey-entra-emu-'));
     writeFileSync(join(dir, 'ca.pem'), ca + readFileSync(graph.caFile, 'utf8'));
@@ -67,6 +69,19 @@ describe.skipIf('skip' in bins)(`entra consumer with entra-emulator tokens${'ski
       expect(await bearerStatus(scim.url, current)).toBe(200);
     }
     cli.scanner.assertClean();
+
+    // A wrong client secret: entra-emulator refuses it; provkey says so (exit 6, never "unreachable")
+    // and both sides keep the current token.
+    const before = await cli.reveal('app');
+    const wrong = new ProvkeyCli({ cwd: dir, config: join(dir, 'provkey.yaml'), env: { SCIM_ADMIN_TOKEN: ADMIN_TOKEN, ENTRA_DAEMON_SECRET: `wrong-${randomBytes(12).toString('hex')}` } });
+    wrong.scanner.addSecret(ADMIN_TOKEN, 'SCIM admin token');
+    const refused = await wrong.run(['rotate', 'app']);
+    expect(refused.code, describeRun(refused)).toBe(6);
+    expect(refused.stderr + refused.stdout).toMatch(/refused/);
+    expect(await cli.reveal('app')).toBe(before);
+    expect(graph.savedToken() === before).toBe(true);
+    expect(await bearerStatus(scim.url, before)).toBe(200);
+    wrong.scanner.assertClean();
   });
 });
 

@@ -65,7 +65,12 @@ export function azureEmulatorBinaries(): { kv: string; entra: string } | { skip:
 
 const START_TIMEOUT_MS = 30_000;
 
-export async function startAzureEmulators(bins: { kv: string; entra: string }): Promise<AzureEmulators> {
+export interface AzureEmulatorOptions {
+  /** The resource entra-emulator treats as Microsoft Graph (its GRAPH_RESOURCE_ID): a Graph double's origin. */
+  graphResourceId?: string;
+}
+
+export async function startAzureEmulators(bins: { kv: string; entra: string }, options: AzureEmulatorOptions = {}): Promise<AzureEmulators> {
   const dir = mkdtempSync(join(tmpdir(), 'provkey-azure-emu-'));
   const [entraPort, kvPort] = [await freePort(), await freePort()];
   const identityHeader = randomBytes(16).toString('hex');
@@ -91,6 +96,7 @@ export async function startAzureEmulators(bins: { kv: string; entra: string }): 
         CONFIG_FILE: join(dir, 'no-entra-config.json'),
         MANAGED_IDENTITY_SECRET: identityHeader,
         LOG_LEVEL: 'warn',
+        ...(options.graphResourceId ? { GRAPH_RESOURCE_ID: options.graphResourceId } : {}),
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -139,7 +145,7 @@ export async function startAzureEmulators(bins: { kv: string; entra: string }): 
   }
 }
 
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);
