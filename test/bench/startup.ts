@@ -46,11 +46,11 @@ for (let round = 0; round < rounds + 2; round++) {
     const start = process.hrtime.bigint();
     const run = spawnSync(process.execPath, args, { cwd: name.startsWith('import') ? root : dir, stdio: 'ignore', env: { ...process.env, NO_COLOR: '1' } });
     const ms = Number(process.hrtime.bigint() - start) / 1e6;
-    if (run.status !== 0) throw new Error(`${name} exited ${run.status}`);
+    if (run.status !== 0) throw new Error(`${name} exited ${run.status} in ${dir}`);
     if (round >= 2) samples.get(name)!.push(ms); // two warm-up rounds fill the page cache
   }
 }
-rmSync(dir, { recursive: true, force: true });
+if (!process.env.KEEP) rmSync(dir, { recursive: true, force: true });
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const baseline = median(samples.get('node -e 0 (baseline)')!);
