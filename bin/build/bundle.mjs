@@ -43,7 +43,13 @@ function builtinsPlugin() {
   return {
     name: 'node-builtins',
     setup(b) {
-      b.onResolve({ filter: /^[a-z_:/]+$/ }, (args) => (builtins.has(args.path) ? { path: args.path.replace(/^node:/, ''), namespace: 'node-builtin' } : undefined));
+      b.onResolve({ filter: /^[a-z_:/]+$/ }, (args) => {
+        if (!builtins.has(args.path)) return undefined;
+        // `await import('node:fs/promises')` must give the real namespace (its named exports):
+        // a dynamic import stays Node's own, and runs only when that code does.
+        if (args.kind === 'dynamic-import') return { path: args.path, external: true };
+        return { path: args.path.replace(/^node:/, ''), namespace: 'node-builtin' };
+      });
       b.onLoad({ filter: /.*/, namespace: 'node-builtin' }, (args) => ({ contents: `module.exports = process.getBuiltinModule(${JSON.stringify(`node:${args.path}`)});`, loader: 'js' }));
     },
   };
@@ -90,7 +96,32 @@ export async function bundleEsm({ outdir, trace = false }) {
     chunkNames: 'chunks/[name]-[hash]',
     banner: trace ? { js: `${ESM_REQUIRE_BANNER}\n${TRACE_BANNER}` } : {},
   });
+  await refuseDestructuredCommonJsImports(outdir);
   return path.join(outdir, 'provkey.js');
+}
+
+/**
+ * `const { x } = await import('some-commonjs-package')` works in Node (it reads the names out
+ * of the CommonJS source) but not in an esbuild split bundle, whose chunk for that package
+ * exports only `default`: x is undefined at run time. Such an import must use `.default`, or be
+ * a static import; the build fails rather than ship the difference.
+ */
+async function refuseDestructuredCommonJsImports(outdir) {
+  const { readdir } = await import('node:fs/promises');
+  const chunks = path.join(outdir, 'chunks');
+  const files = (await readdir(chunks)).map((f) => path.join(chunks, f)).concat(path.join(outdir, 'provkey.js'));
+  const defaultOnly = new Set();
+  const texts = new Map();
+  for (const file of files) {
+    const text = await readFile(file, 'utf8');
+    texts.set(file, text);
+    if (/^(import[^;]*;)*export default [\w$]+\(\);\s*$/.test(text.trim())) defaultOnly.add(path.basename(file));
+  }
+  for (const [file, text] of texts) {
+    for (const match of text.matchAll(/(let|const|var)\s*\{[^}]*\}\s*=\s*await import\("\.\/(?:chunks\/)?([^"]+)"\)/g)) {
+      if (defaultOnly.has(match[2])) throw new Error(`bundle: ${path.basename(file)} destructures a dynamic import of the CommonJS chunk ${match[2]}; use its .default or a static import`);
+    }
+  }
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
