@@ -21,7 +21,7 @@ const unbundled = path.join(root, 'dist/cli/main.js');
 const rounds = Number(process.env.BENCH_ROUNDS ?? 25);
 const dir = mkdtempSync(path.join(tmpdir(), 'provkey-bench-'));
 const cache = path.join(dir, 'cache');
-const env = { ...process.env, NO_COLOR: '1', XDG_CACHE_HOME: cache };
+const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1', XDG_CACHE_HOME: cache };
 delete env.NODE_COMPILE_CACHE;
 
 // One key, and a realistic 20, on the embedded store (nothing listens on 127.0.0.1:9: status
