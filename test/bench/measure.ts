@@ -40,14 +40,15 @@ export async function measured(command: string, args: string[], options: { cwd: 
   const [file, argv] = withTime ? [GNU_TIME, ['-f', '%M', '-o', rssFile, command, ...args]] : [command, args];
   const loadBefore = loadNow();
   const started = process.hrtime.bigint();
-  const child = spawn(file, argv, { cwd: options.cwd, env: options.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
+  // Its own process group: at the time limit the whole group goes (GNU time and provkey under it).
+  const child = spawn(file, argv, { cwd: options.cwd, env: options.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout = keepTail(stdout + chunk)));
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr = keepTail(stderr + chunk)));
   child.stdin.end(options.input ?? '');
   let timedOut = false;
-  const timer = options.timeoutMs ? setTimeout(() => ((timedOut = true), child.kill('SIGKILL')), options.timeoutMs) : undefined;
+  const timer = options.timeoutMs ? setTimeout(() => ((timedOut = true), process.kill(-child.pid!, 'SIGKILL')), options.timeoutMs) : undefined;
   const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
   if (timer) clearTimeout(timer);
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
