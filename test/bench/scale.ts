@@ -41,6 +41,8 @@ interface Row {
   goal: string;
   met: boolean | undefined;
   load: string;
+  /** A count of requests, not a time: the load does not change it. */
+  counted?: boolean;
 }
 const rows: Row[] = [];
 /** The harness's own requests to the SCIM app (state barriers, log markers), not provkey's. */
@@ -180,7 +182,7 @@ async function embeddedStore(): Promise<void> {
     if (small) {
       rows.push({ figure: rotateFigure, measured: `${ratio.toFixed(2)}× (${run.seconds.toFixed(2)} s / ${result.rawSeconds.toFixed(2)} s, ${same}; provkey ${mb(run)})`, goal: rotateGoal, met: ratio <= 1.5, load: `${loadText(run.load)}; ceiling ${loadText(result.rawLoad)}` });
       const scimPerKey = perKey(result.groups, 'scim', count);
-      rows.push({ figure: 'SCIM requests per rotated key in a batch (overlap)', measured: `${scimPerKey.toFixed(2)} (${describeGroups(result.groups, 'scim', count)})`, goal: '≤ 3', met: scimPerKey <= 3, load: loadText(run.load) });
+      rows.push({ figure: 'SCIM requests per rotated key in a batch (overlap)', measured: `${scimPerKey.toFixed(2)} (${describeGroups(result.groups, 'scim', count)})`, goal: '≤ 3', met: scimPerKey <= 3, load: loadText(run.load), counted: true });
     } else {
       rows.push({ figure: rotateFigure, measured: `${run.seconds.toFixed(1)} s, ${mb(run)} (raw ceiling ${result.rawSeconds.toFixed(2)} s, ${same})`, goal: rotateGoal, met: count >= 10_000 ? run.seconds < 60 && (run.peakRssMb ?? Infinity) <= 150 : undefined, load: loadText(run.load) });
     }
@@ -288,5 +290,5 @@ console.log(`provkey scale benchmark, ${begun.toISOString().slice(0, 16).replace
 console.log('| figure | measured | goal | met | load |');
 console.log('| --- | --- | --- | --- | --- |');
 // Above one runnable process per core, time is shared: such a figure says little about provkey.
-const busy = (row: Row) => Math.max(...(row.load.match(/\d+\.\d+/g) ?? ['0']).map(Number)) > CORES;
+const busy = (row: Row) => !row.counted && Math.max(...(row.load.match(/\d+\.\d+/g) ?? ['0']).map(Number)) > CORES;
 for (const row of rows) console.log(`| ${row.figure} | ${row.measured} | ${row.goal} | ${row.met === undefined ? '-' : row.met ? 'yes' : 'no'}${busy(row) && row.met !== undefined ? ' (load > cores: unreliable)' : ''} | ${row.load} |`);
