@@ -280,7 +280,7 @@ try {
 } finally {
   rmSync(root, { recursive: true, force: true });
 }
-const order = ['`rotate --all`, 1,', '`rotate --all`, 10,', 'growth', '`status', '`rotate --due', '`rotate --all`, ' + vaultKeys.toLocaleString('en') + ' keys, OpenBao', 'SCIM', '`provkey --help', '`provkey status'];
+const order = [...sizes.map((n) => `\`rotate --all\`, ${n.toLocaleString('en')} SCIM`), 'growth', '`status', '`rotate --due', '`rotate --all`, ' + vaultKeys.toLocaleString('en') + ' keys, OpenBao', 'SCIM', '`provkey --help', '`provkey status'];
 rows.sort((a, b) => rank(a) - rank(b));
 function rank(row: Row): number {
   const i = order.findIndex((prefix) => row.figure.startsWith(prefix));
