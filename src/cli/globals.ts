@@ -61,7 +61,7 @@ export async function withSession<T>(globals: GlobalOptions, io: Io, fn: (sessio
   const progress = await createProgress(io);
   const session = new Session({
     config,
-    progress: progress.sink,
+    subscribers: [progress.subscriber],
     dryRun: globals.dryRun,
     debug: io.debug,
     ...(io.interactive ? { promptSecret: (message: string) => promptHidden(message) } : {}),

@@ -34,7 +34,7 @@ function refuseExisting(name: string, existing: KeyRecord | undefined): void {
  */
 export async function addKey(ctx: KeyContext, options: { value?: string; apply?: boolean; expiresAt?: Date } = {}): Promise<KeyResult> {
   const name = ctx.key.name;
-  const timer = new StepTimer();
+  const timer = new StepTimer(ctx.session.stepEvents(ctx.key.name));
   const imported = options.value !== undefined;
   const operation = imported ? 'import' : 'add';
   const existing = await ctx.store.read(name);
@@ -54,7 +54,7 @@ export async function addKey(ctx: KeyContext, options: { value?: string; apply?:
     // Left by an add that died between storing its version and claiming the key: the target never saw it.
     const now = new Date();
     const cleaned = orphans.reduce((r, id) => ({ ...r, ...abandonPending(r, id, now) }), existing);
-    await ctx.session.recordAudit({ event: 'add.abandoned', key: name, outcome: 'rolled_back', detail: { orphans } });
+    await ctx.session.emit({ type: 'audit', event: 'add.abandoned', key: name, outcome: 'rolled_back', detail: { orphans } });
     await ctx.store.update(name, existing.revision, { versions: cleaned.versions, state: cleaned.state });
     for (const id of orphans) await ctx.store.disableVersion(name, id);
     return addKey(ctx, options);
@@ -79,7 +79,7 @@ export async function addKey(ctx: KeyContext, options: { value?: string; apply?:
     const now = new Date();
     const created = await timer.run('store', () => ctx.store.addVersion(name, existing?.revision, value, meta));
     const finished = finishRotation(created.record, created.versionId, { overlap: false, graceMs: 0, now, test: { ok: true, at: now.toISOString(), versionId: created.versionId, fingerprint: secret.fingerprint } });
-    await ctx.session.recordAudit({ event: 'key.imported', key: name, outcome: 'ok', fingerprint: secret.fingerprint, versionId: created.versionId });
+    await ctx.session.emit({ type: 'audit', event: 'key.imported', key: name, outcome: 'ok', fingerprint: secret.fingerprint, versionId: created.versionId });
     await ctx.store.update(name, created.record.revision, { versions: finished.versions, state: finished.state });
     return {
       key: name, operation, outcome: 'imported', ok: true, exitCode: ExitCode.ok, message: `imported: ${secret.fingerprint} is current`,

@@ -1,5 +1,6 @@
 import pLimit from 'p-limit';
 import { ExitCode, isProvkeyError, mostSerious } from '../core/errors.js';
+import { keyDone, type RunOperation } from './events.js';
 import { openKey, type KeyContext } from './key-context.js';
 import type { KeyResult } from './result.js';
 import { SessionAborted } from './seam.js';
@@ -12,15 +13,15 @@ import type { Session } from './session.js';
 export async function forEachKey(
   session: Session,
   names: string[],
-  operation: string,
+  operation: RunOperation,
   run: (ctx: KeyContext) => Promise<KeyResult>,
 ): Promise<KeyResult[]> {
   const limit = pLimit(session.config.concurrency);
-  session.progress({ type: 'batch-start', total: names.length, operation });
+  await session.emit({ type: 'run-start', total: names.length, operation });
   const results = await Promise.all(
     names.map((name) =>
       limit(async () => {
-        session.progress({ type: 'key-start', key: name });
+        await session.emit({ type: 'key-start', key: name, operation: operation });
         const started = Date.now();
         let result: KeyResult;
         try {
@@ -33,16 +34,24 @@ export async function forEachKey(
           const message = known ? error.message : `internal error: ${error instanceof Error ? error.message : String(error)} (please report this)`;
           result = { key: name, operation, outcome: 'failed', ok: false, exitCode: known ? error.exitCode : ExitCode.failed, message, steps: [], tests: [], ms: Date.now() - started };
         }
-        session.progress({ type: 'key-done', key: name, outcome: result.outcome });
+        await session.emit(keyDone(result));
         return result;
       }),
     ),
   );
-  session.progress({ type: 'batch-done' });
+  await session.emit({ type: 'run-done', operation: operation });
   return results;
 }
 
 /** The exit code of a batch: the most serious of its keys' codes. */
 export function batchExitCode(results: KeyResult[]): ExitCode {
   return results.reduce<ExitCode>((worst, r) => mostSerious(worst, r.exitCode), ExitCode.ok);
+}
+
+/** One key run on its own (revoke): its start and outcome are events, as in a batch. */
+export async function runOneKey(session: Session, name: string, operation: RunOperation, run: () => Promise<KeyResult>): Promise<KeyResult> {
+  await session.emit({ type: 'key-start', key: name, operation });
+  const result = await run();
+  await session.emit(keyDone(result));
+  return result;
 }

@@ -9,6 +9,7 @@ import { decide, identifyAccepted } from './identify.js';
 import { StepTimer, resultsFor, type ResultFields } from './result.js';
 import { settleRetired, type RetireProof } from './retire.js';
 import { rollback } from './rollback.js';
+import { ABANDONED, RESUMED } from './events.js';
 
 export interface Convergence {
   /**
@@ -56,7 +57,7 @@ export async function convergeFirst(ctx: KeyContext, timer: StepTimer): Promise<
   if (!isClaimStale(claim, new Date(), thisRun())) {
     return { outcome: 'skipped', ok: true, exitCode: ExitCode.ok, message: `${claim.operation} already in progress on ${claim.owner.host} (pid ${claim.owner.pid}) since ${claim.startedAt}` };
   }
-  ctx.session.progress({ type: 'step', key: ctx.key.name, step: 'converge', detail: 'a previous run stopped part-way' });
+  await ctx.session.emit({ type: 'step-start', key: ctx.key.name, step: 'converge', detail: 'a previous run stopped part-way' });
   const converged = await timer.run('converge', () => convergeStaleClaim(ctx, record));
   return convergenceEndsOperation(converged);
 }
@@ -94,7 +95,7 @@ export async function convergeStaleClaim(ctx: KeyContext, stale: KeyRecord): Pro
       versions = abandonPending({ ...record, versions }, id, now).versions;
     }
     const { claim: _dropped, ...state } = record.state;
-    await ctx.session.recordAudit({ event: `${claim.operation}.abandoned`, key: name, outcome: 'rolled_back', detail: { step: claim.step, claimedAt: claim.startedAt } });
+    await ctx.session.emit({ type: 'audit', event: ABANDONED[claim.operation], key: name, outcome: 'rolled_back', detail: { step: claim.step, claimedAt: claim.startedAt } });
     await ctx.store.update(name, record.revision, { versions, state });
     for (const id of [...orphans, ...(pending && pending.label === 'pending' ? [pending.id] : [])]) {
       await ctx.store.disableVersion(name, id).catch(() => undefined);
@@ -102,7 +103,7 @@ export async function convergeStaleClaim(ctx: KeyContext, stale: KeyRecord): Pro
     return { outcome: 'cleared', message: `an interrupted ${claim.operation} (stopped at "${claim.step}") was abandoned; the target never saw its new version` };
   }
 
-  const timer = new StepTimer();
+  const timer = new StepTimer(ctx.session.stepEvents(ctx.key.name));
   const next = await secretOf(ctx, pending);
   const fromVersion = claim.fromVersionId ? versionById(record, claim.fromVersionId) : undefined;
   const old = fromVersion ? await secretOf(ctx, fromVersion).catch(() => undefined) : undefined;
@@ -126,8 +127,9 @@ export async function convergeStaleClaim(ctx: KeyContext, stale: KeyRecord): Pro
       test: { ok: true, at: now.toISOString(), versionId: pending.id, fingerprint: pending.fingerprint },
     });
     const fromStillLive = fromVersion && versionById(record, fromVersion.id)?.label === 'current';
-    await ctx.session.recordAudit({
-      event: `${claim.operation}.resumed`,
+    await ctx.session.emit({
+      type: 'audit',
+      event: RESUMED[claim.operation],
       key: name,
       outcome: 'resumed',
       fingerprint: pending.fingerprint,
@@ -155,7 +157,7 @@ export async function convergeStaleClaim(ctx: KeyContext, stale: KeyRecord): Pro
   if (decision.kind === 'accepted' && !ctx.target.capabilities.overlap) {
     // One secret per account, and it is the old one: the new version never arrived. Nothing to undo at the target.
     const abandoned = abandonPending(record, pending.id, now);
-    await ctx.session.recordAudit({ event: `${claim.operation}.abandoned`, key: name, outcome: 'rolled_back', fingerprint: pending.fingerprint, versionId: pending.id, detail: { step: claim.step, evidence: identification.detail } });
+    await ctx.session.emit({ type: 'audit', event: ABANDONED[claim.operation], key: name, outcome: 'rolled_back', fingerprint: pending.fingerprint, versionId: pending.id, detail: { step: claim.step, evidence: identification.detail } });
     await ctx.store.update(name, record.revision, { versions: abandoned.versions, state: abandoned.state });
     await ctx.store.disableVersion(name, pending.id);
     return { outcome: 'cleared', message: `an interrupted ${claim.operation} was abandoned: the target still holds ${decision.secret.fingerprint}` };
@@ -195,7 +197,7 @@ async function finishInterruptedRevoke(ctx: KeyContext, taken: KeyRecord): Promi
   const name = ctx.key.name;
   let record = taken;
   const claim = record.state.claim!;
-  const timer = new StepTimer();
+  const timer = new StepTimer(ctx.session.stepEvents(ctx.key.name));
   const touched = record.versions.filter((v) => v.label === 'revoked' && (claim.versionIds ? claim.versionIds.includes(v.id) : v.labelledAt >= claim.startedAt));
   const currentMeta = record.versions.find((v) => v.label === 'current');
   const current = currentMeta ? await secretOf(ctx, currentMeta) : undefined;
@@ -233,7 +235,7 @@ async function finishInterruptedRevoke(ctx: KeyContext, taken: KeyRecord): Promi
     // The claim stays (ours now): the next run proves what this one could not reach.
     return { outcome: 'unavailable', message: `an interrupted revoke is waiting: ${unavailable.join('; ')}` };
   }
-  await ctx.session.recordAudit({ event: 'revoke.resumed', key: name, outcome: problems.length ? 'failed' : 'resumed', detail: { versions: touched.map((v) => v.fingerprint) } });
+  await ctx.session.emit({ type: 'audit', event: 'revoke.resumed', key: name, outcome: problems.length ? 'failed' : 'resumed', detail: { versions: touched.map((v) => v.fingerprint) } });
   const latest = (await ctx.store.read(name))!;
   const { claim: _released, ...state } = latest.state;
   const attention = problems.length ? { attention: { at: new Date().toISOString(), detail: problems.join('; ') } } : {};

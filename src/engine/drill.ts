@@ -34,10 +34,17 @@ export interface DrillReport {
  * accepts the new one (with the write probe), timed against the recovery objective.
  */
 export async function drillCompromise(ctx: KeyContext, options: { rtoMs: number; dryRun: boolean }): Promise<DrillReport> {
+  const report = await runDrill(ctx, options);
+  // Every real drill's end, however it ended, is one event (webhooks announce drill.finished).
+  if (!report.dryRun) await ctx.session.emit({ type: 'drill-finished', key: report.key, ok: report.ok, report });
+  return report;
+}
+
+async function runDrill(ctx: KeyContext, options: { rtoMs: number; dryRun: boolean }): Promise<DrillReport> {
   const name = ctx.key.name;
   if (!options.dryRun) {
     // A crashed run first: until it is converged the key may have no current version to "leak".
-    const converging = new StepTimer();
+    const converging = new StepTimer(ctx.session.stepEvents(ctx.key.name));
     const ended = await convergeFirst(ctx, converging);
     if (ended && ended.outcome !== 'resumed') {
       const leakedFingerprint = (await ctx.store.read(name).then((r) => r && versionByLabel(r, 'current')))?.fingerprint ?? 'unknown';
@@ -135,7 +142,8 @@ export async function drillCompromise(ctx: KeyContext, options: { rtoMs: number;
     containmentProven,
     steps,
   };
-  await ctx.session.recordAudit({
+  await ctx.session.emit({
+    type: 'audit',
     event: 'drill.report',
     key: name,
     outcome: report.ok ? 'ok' : 'failed',

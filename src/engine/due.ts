@@ -24,7 +24,7 @@ export async function waitJitter(maxMs: number, debug: (message: string) => void
  * again once the key is claimed: another cron host may have rotated it in between.
  */
 export async function runDue(ctx: KeyContext): Promise<KeyResult> {
-  const timer = new StepTimer();
+  const timer = new StepTimer(ctx.session.stepEvents(ctx.key.name));
   // A crashed run first: the key may have no current version until it is converged.
   const ended = await convergeFirst(ctx, timer);
   if (ended) return resultsFor(ctx.key.name, 'rotate', timer)(ended);

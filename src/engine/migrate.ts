@@ -13,6 +13,7 @@ import type { SecretStore } from '../stores/store.js';
 import { owner , thisRun } from './key-context.js';
 import { StepTimer, type StepRecord } from './result.js';
 import type { Session } from './session.js';
+import { keyDone, type StepName } from './events.js';
 
 /**
  * `provkey migrate KEY... --to STORE`: moves keys between stores with their whole history.
@@ -75,19 +76,19 @@ export async function migrateKeys(session: Session, names: string[], options: Mi
   if (!session.config.file) throw new ConfigError('migrate needs a config file: it rewrites the key\'s store: field', 'config.missing');
   await session.ensureAuditWritable();
   const results: MigrationResult[] = [];
-  session.progress({ type: 'batch-start', total: names.length, operation: 'migrate' });
+  await session.emit({ type: 'run-start', total: names.length, operation: 'migrate' });
   for (const name of names) {
-    session.progress({ type: 'key-start', key: name });
+    await session.emit({ type: 'key-start', key: name, operation: 'migrate' });
     const result = await migrateKey(session, name, options);
-    session.progress({ type: 'key-done', key: name, outcome: result.outcome });
+    await session.emit(keyDone(result));
     results.push(result);
   }
-  session.progress({ type: 'batch-done' });
+  await session.emit({ type: 'run-done', operation: 'migrate' });
   return results;
 }
 
 async function migrateKey(session: Session, name: string, options: MigrateOptions): Promise<MigrationResult> {
-  const timer = new StepTimer();
+  const timer = new StepTimer(session.stepEvents(name));
   const key = session.key(name);
   const from = key.storeName;
   const to = options.to;
@@ -100,7 +101,7 @@ async function migrateKey(session: Session, name: string, options: MigrateOption
     ...partial,
     ms: timer.elapsed(),
   });
-  const progress = (step: string, detail?: string) => session.progress({ type: 'step', key: name, step, ...(detail ? { detail } : {}) });
+  const progress = (step: StepName, detail?: string) => session.emit({ type: 'step-start', key: name, step, ...(detail ? { detail } : {}) });
 
   if (from === to) {
     // An earlier migrate may have switched the config and died (or lost its store) before it
@@ -165,7 +166,7 @@ async function migrateKey(session: Session, name: string, options: MigrateOption
   }
 
   // 1. claim the source: a rotation that starts now sees it and skips this key.
-  progress('claim');
+  await progress('claim');
   let claimed: KeyRecord;
   try {
     claimed = await timer.run('claim', () =>
@@ -189,7 +190,7 @@ async function migrateKey(session: Session, name: string, options: MigrateOption
   };
 
   // 2. copy
-  progress('copy');
+  await progress('copy');
   let copied: { record: KeyRecord; idMap: Map<string, string> };
   try {
     if (leftover) await timer.run('remove-unfinished-copy', () => target.deleteKey(name));
@@ -201,7 +202,7 @@ async function migrateKey(session: Session, name: string, options: MigrateOption
   const versions = planned.map((p) => ({ ...p, toId: copied.idMap.get(p.fromId)! }));
 
   // 3. verify: every label, date and value as read back from the destination.
-  progress('verify');
+  await progress('verify');
   try {
     await timer.run('verify', () => verifyCopy(target, name, plan, copied.idMap), (n) => ({ ok: true, detail: `${n} value(s) match their fingerprints` }));
     const stillMine = await source.read(name);
@@ -212,14 +213,15 @@ async function migrateKey(session: Session, name: string, options: MigrateOption
   }
 
   // 4. switch: provkey.yaml now says the key lives in the destination.
-  progress('switch-config');
+  await progress('switch-config');
   try {
     await timer.run('switch-config', () => session.writeConfig(name, () => setKeyStore(session.config.file!, name, to)), () => ({ ok: true, detail: `keys.${name}.store: ${to}` }));
   } catch (error) {
     await undoCopy();
     return failed(error, versions, `the config was not changed, the copy was removed; the key stays in "${from}"`);
   }
-  await session.recordAudit({
+  await session.emit({
+    type: 'audit',
     event: 'key.migrated',
     key: name,
     outcome: 'ok',
@@ -230,7 +232,7 @@ async function migrateKey(session: Session, name: string, options: MigrateOption
 
   // 5. retire the source. The key already works from the destination; a failure here leaves a
   // stale copy (claimed, so no rotation touches it) that a human removes.
-  progress('retire-source');
+  await progress('retire-source');
   try {
     await timer.run('retire-source', async () => {
       await source.deleteKey(name);
@@ -297,7 +299,7 @@ async function retireLeftoverSources(session: Session, name: string, to: string,
     const claim = copy?.state.claim;
     if (!copy || !claim || claim.operation !== MIGRATE_OPERATION || !isClaimStale(claim, new Date(), thisRun())) continue;
     if (!isLeftoverCopy(copy, destination) && !isLeftoverCopy(destination, copy)) continue;
-    await session.recordAudit({ event: 'key.migrated', key: name, outcome: 'resumed', fingerprint: current.fingerprint, versionId: current.id, detail: { from: storeName, to, finished: 'retire-source' } });
+    await session.emit({ type: 'audit', event: 'key.migrated', key: name, outcome: 'resumed', fingerprint: current.fingerprint, versionId: current.id, detail: { from: storeName, to, finished: 'retire-source' } });
     await timer.run('retire-source', async () => {
       await source.deleteKey(name);
       if (await source.read(name)) throw new AdapterError(storeName, 'server_error', `${name} is still there after deleting it`);

@@ -1,5 +1,12 @@
 import type { ExitCode } from '../core/errors.js';
 import type { ConnectionTest } from '../targets/target.js';
+import type { EngineEvent, StepName } from './events.js';
+
+/** Where a timer reports each step it times: the key's session event stream. */
+export interface StepEvents {
+  key: string;
+  emit(event: EngineEvent): Promise<void>;
+}
 
 /** One protocol step as it happened, for human output, --json and drill reports. */
 export interface StepRecord {
@@ -43,18 +50,30 @@ export class StepTimer {
   readonly steps: StepRecord[] = [];
   readonly tests: ConnectionTest[] = [];
   readonly started = Date.now();
+  private readonly events: StepEvents | undefined;
 
-  async run<T>(step: string, fn: () => Promise<T>, describe?: (value: T) => { ok: boolean; detail?: string }): Promise<T> {
+  constructor(events?: StepEvents) {
+    this.events = events;
+  }
+
+  async run<T>(step: StepName, fn: () => Promise<T>, describe?: (value: T) => { ok: boolean; detail?: string }): Promise<T> {
     const start = Date.now();
+    let value: T;
+    let verdict: { ok: boolean; detail?: string };
     try {
-      const value = await fn();
-      const verdict = describe?.(value) ?? { ok: true };
-      this.steps.push({ step, ok: verdict.ok, ms: Date.now() - start, endedAtMs: Date.now() - this.started, ...(verdict.detail ? { detail: verdict.detail } : {}) });
-      return value;
+      value = await fn();
+      verdict = describe?.(value) ?? { ok: true };
     } catch (error) {
-      this.steps.push({ step, ok: false, ms: Date.now() - start, endedAtMs: Date.now() - this.started, detail: (error as Error).message });
+      await this.record({ step, ok: false, ms: Date.now() - start, endedAtMs: Date.now() - this.started, detail: (error as Error).message });
       throw error;
     }
+    await this.record({ step, ok: verdict.ok, ms: Date.now() - start, endedAtMs: Date.now() - this.started, ...(verdict.detail ? { detail: verdict.detail } : {}) });
+    return value;
+  }
+
+  private async record(record: StepRecord & { step: StepName }): Promise<void> {
+    this.steps.push(record);
+    await this.events?.emit({ type: 'step-done', key: this.events.key, step: record.step, ok: record.ok, durationMs: record.ms, ...(record.detail ? { detail: record.detail } : {}) });
   }
 
   elapsed(): number {

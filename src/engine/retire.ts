@@ -26,7 +26,7 @@ export async function proveRetired(
   options: { current?: SecretInUse; probe?: 'auto' | 'always'; disable?: boolean; noFailedBind?: boolean } = {},
 ): Promise<RetireProof> {
   const name = ctx.key.name;
-  ctx.session.progress({ type: 'step', key: name, step: 'retire' });
+  await ctx.session.emit({ type: 'step-start', key: name, step: 'retire' });
   const retired = await timer.run(
     'retire',
     () => ctx.target.retire({ old, ...(options.current ? { current: options.current } : {}) }),
@@ -57,7 +57,7 @@ async function proveRejection(
   }
   if (guarded && !retired.ok) {
     // Without a probe, a failed retire is all we know: never call that a revoke.
-    await ctx.session.recordAudit({ event: 'retire.unproven', key: name, outcome: 'failed', fingerprint: old.fingerprint, ...(old.versionId ? { versionId: old.versionId } : {}), detail: { reason: retired.reason } });
+    await ctx.session.emit({ type: 'audit', event: 'retire.unproven', key: name, outcome: 'failed', fingerprint: old.fingerprint, ...(old.versionId ? { versionId: old.versionId } : {}), detail: { reason: retired.reason } });
     return { ok: false, message: `NEEDS A HUMAN: ${old.fingerprint} is revoked in the store but retiring it at the target failed (${retired.reason}: ${retired.detail}), and the lockout guard forbids probing it` };
   }
   if (guarded) {
@@ -78,11 +78,12 @@ async function proveRejection(
   if (proof.test.ok) return { ok: true, message: `${old.fingerprint} is rejected by the target` };
   if (proof.test.verdict === 'unreachable') {
     // No answer is no evidence either way: never "needs a human", never a success.
-    await ctx.session.recordAudit({ event: 'retire.unavailable', key: name, outcome: 'failed', fingerprint: old.fingerprint, ...(old.versionId ? { versionId: old.versionId } : {}), detail: { verdict: proof.test.verdict } });
+    await ctx.session.emit({ type: 'audit', event: 'retire.unavailable', key: name, outcome: 'failed', fingerprint: old.fingerprint, ...(old.versionId ? { versionId: old.versionId } : {}), detail: { verdict: proof.test.verdict } });
     return { ok: false, unavailable: true, message: `proving ${old.fingerprint} rejected could not reach the target; the next run proves it` };
   }
   const why = retired.ok ? `the target still ${proof.test.verdict === 'accepted' ? 'accepts' : 'cannot be shown to reject'} it` : `retiring it failed (${retired.ok ? '' : `${retired.reason}: ${retired.detail}`})`;
-  await ctx.session.recordAudit({
+  await ctx.session.emit({
+    type: 'audit',
     event: 'retire.unproven',
     key: name,
     outcome: 'failed',

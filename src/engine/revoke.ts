@@ -8,6 +8,7 @@ import { convergeStaleClaim, convergenceEndsOperation } from './converge.js';
 import { owner, secretOf, type KeyContext , thisRun } from './key-context.js';
 import { StepTimer, type KeyResult } from './result.js';
 import { settleRetired } from './retire.js';
+import { REVOKE_STARTED, REVOKE_VERSION, type RevokeOperation } from './events.js';
 
 export type RevokeSelection = { which: 'all' | 'previous' | 'current' } | { version: string };
 
@@ -34,9 +35,9 @@ export function selectVersions(versions: VersionMeta[], selection: RevokeSelecti
  * Revoke: the target is made to reject each selected version, the store disables it, and a
  * rejected request proves it. Previous versions go first so a failure leaves the current one.
  */
-export async function revokeKey(ctx: KeyContext, selection: RevokeSelection, operation = 'revoke'): Promise<KeyResult> {
+export async function revokeKey(ctx: KeyContext, selection: RevokeSelection, operation: RevokeOperation = 'revoke'): Promise<KeyResult> {
   const name = ctx.key.name;
-  const timer = new StepTimer();
+  const timer = new StepTimer(ctx.session.stepEvents(ctx.key.name));
   let record = await ctx.store.read(name);
   if (!record) throw new UsageError(`key ${name} has no versions in store "${ctx.key.storeName}"`, 'key.empty');
   const base = { key: name, operation, steps: timer.steps, tests: timer.tests };
@@ -91,7 +92,7 @@ export async function revokeKey(ctx: KeyContext, selection: RevokeSelection, ope
         if (!(error instanceof AdapterError && error.kind === 'not_found')) throw error;
       }
       // Audited before the relabel (the claim is held): every store change has its audit line.
-      await ctx.session.recordAudit({ event: `${operation}.started`, key: name, fingerprint: version.fingerprint, versionId: version.id, detail: { label: version.label, valueInStore: old !== undefined } });
+      await ctx.session.emit({ type: 'audit', event: REVOKE_STARTED[operation], key: name, fingerprint: version.fingerprint, versionId: version.id, detail: { label: version.label, valueInStore: old !== undefined } });
       // Relabel first: an app reading the store (store applier) stops accepting it from here on.
       record = await ctx.store.update(name, record.revision, { versions: revokeVersions(record, [version.id], new Date()), state: record.state });
       if (!old) {
@@ -102,7 +103,7 @@ export async function revokeKey(ctx: KeyContext, selection: RevokeSelection, ope
       const settled = await settleRetired(ctx, record, old, timer, current);
       record = settled.record;
       const proof = settled.proof;
-      await ctx.session.recordAudit({ event: `${operation}.version`, key: name, outcome: proof.ok ? 'ok' : 'failed', fingerprint: version.fingerprint, versionId: version.id, detail: { label: version.label, proven: proof.ok && !proof.skipped, ...(proof.unavailable ? { unavailable: true } : {}) } });
+      await ctx.session.emit({ type: 'audit', event: REVOKE_VERSION[operation], key: name, outcome: proof.ok ? 'ok' : 'failed', fingerprint: version.fingerprint, versionId: version.id, detail: { label: version.label, proven: proof.ok && !proof.skipped, ...(proof.unavailable ? { unavailable: true } : {}) } });
       if (proof.unavailable) unavailable.push(proof.message);
       else if (!proof.ok) problems.push(proof.message);
     }

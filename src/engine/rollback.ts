@@ -23,7 +23,7 @@ export async function rollback(
   result: (fields: ResultFields) => KeyResult,
 ): Promise<KeyResult> {
   const name = ctx.key.name;
-  ctx.session.progress({ type: 'step', key: name, step: 'rollback' });
+  await ctx.session.emit({ type: 'step-start', key: name, step: 'rollback' });
   const undone = await timer.run(
     'rollback',
     () => ctx.target.rollback({ next, ...(old ? { current: old } : {}) }),
@@ -95,7 +95,8 @@ async function abandon(
   const fresh = (await ctx.store.read(name)) ?? record;
   const abandoned = abandonPending(fresh, next.versionId, now, { ok: false, at: now.toISOString(), ...(next.versionId ? { versionId: next.versionId } : {}), fingerprint: next.fingerprint });
   const state = lockout ? { ...abandoned.state, lockout: { at: now.toISOString(), detail: lockout } } : abandoned.state;
-  await ctx.session.recordAudit({
+  await ctx.session.emit({
+    type: 'audit',
     event: 'rotate.rolled_back',
     key: name,
     outcome: lockout ? 'lockout' : 'rolled_back',
@@ -128,7 +129,7 @@ async function keepForRetry(
   exitCode: ExitCode = ExitCode.unavailable,
 ): Promise<KeyResult> {
   const name = ctx.key.name;
-  await ctx.session.recordAudit({ event: 'rotate.rollback_unproven', key: name, outcome: 'failed', fingerprint: next.fingerprint, ...(next.versionId ? { versionId: next.versionId } : {}), detail: { reason, why } });
+  await ctx.session.emit({ type: 'audit', event: 'rotate.rollback_unproven', key: name, outcome: 'failed', fingerprint: next.fingerprint, ...(next.versionId ? { versionId: next.versionId } : {}), detail: { reason, why } });
   return result({
     outcome: 'failed',
     ok: false,
@@ -160,7 +161,8 @@ async function keepNext(
     now,
     test: { ok: false, at: now.toISOString(), versionId: next.versionId!, fingerprint: next.fingerprint },
   });
-  await ctx.session.recordAudit({
+  await ctx.session.emit({
+    type: 'audit',
     event: 'rotate.kept_new',
     key: name,
     outcome: 'failed',

@@ -13,6 +13,7 @@ import { waitForVerdict } from './propagation.js';
 import { StepTimer, resultsFor, type KeyResult } from './result.js';
 import { convergeFirst, proveRetiredAfterFinish, retireClaim } from './converge.js';
 import { rollback } from './rollback.js';
+import { FINISHED, type StepName } from './events.js';
 
 export interface RotateOptions {
   /** Force no overlap (drills): the old version stops working as part of the rotation. */
@@ -34,10 +35,10 @@ export interface RotateOptions {
  * effect, so a run killed at any point leaves a claim the next run converges from.
  */
 export async function rotateKey(ctx: KeyContext, options: RotateOptions = {}): Promise<KeyResult> {
-  const timer = new StepTimer();
+  const timer = new StepTimer(ctx.session.stepEvents(ctx.key.name));
   const operation = options.operation ?? 'rotate';
   const name = ctx.key.name;
-  const progress = (step: string, detail?: string) => ctx.session.progress({ type: 'step', key: name, step, ...(detail ? { detail } : {}) });
+  const progress = (step: StepName, detail?: string) => ctx.session.emit({ type: 'step-start', key: name, step, ...(detail ? { detail } : {}) });
   const result = resultsFor(name, operation, timer);
 
   const ended = await convergeFirst(ctx, timer);
@@ -57,7 +58,7 @@ export async function rotateKey(ctx: KeyContext, options: RotateOptions = {}): P
   const overlap = !options.noOverlap && ctx.key.rotation.graceMs > 0 && ctx.target.capabilities.overlap;
 
   // 1. claim: compare-and-set; a second rotator loses here and skips the key.
-  progress('claim');
+  await progress('claim');
   const claimedFrom = record;
   try {
     record = await timer.run('claim', () =>
@@ -81,7 +82,7 @@ export async function rotateKey(ctx: KeyContext, options: RotateOptions = {}): P
   faultPoint('after-claim');
 
   // 2. create: a fresh value, stored as `pending` before the target ever sees it.
-  progress('create');
+  await progress('create');
   const value = generateSecret(ctx.key.policy);
   registerSecret(value);
   const meta = newVersionMeta(value, 'generated');
@@ -124,7 +125,7 @@ export async function completeRotation(
     old: SecretInUse | undefined;
     overlap: boolean;
     timer: StepTimer;
-    operation: string;
+    operation: 'add' | 'rotate' | 'drill';
     writeProbe?: boolean;
     /** Why this rotation ran (e.g. "compromise drill"), for the audit record. */
     reason?: string;
@@ -133,13 +134,13 @@ export async function completeRotation(
   const { next, old, overlap, timer, operation } = run;
   let record = run.record;
   const name = ctx.key.name;
-  const progress = (step: string) => ctx.session.progress({ type: 'step', key: name, step });
+  const progress = (step: StepName) => ctx.session.emit({ type: 'step-start', key: name, step });
   const result = resultsFor(name, operation, timer, { fingerprint: next.fingerprint, ...(old ? { previousFingerprint: old.fingerprint } : {}) });
 
   // 3. set: the claim says "setting" before the target is touched, so a crash here is resumable.
   record = await advance(ctx, record, 'setting');
   faultPoint('before-set');
-  progress('set');
+  await progress('set');
   const applied = await timer.run(
     'set',
     () => ctx.target.set({ next, ...(old ? { current: old } : {}), replace: !overlap }),
@@ -154,7 +155,7 @@ export async function completeRotation(
   record = await advance(ctx, record, 'set');
 
   // 4. test: the new version must be accepted (waiting for propagation).
-  progress('test');
+  await progress('test');
   const accepted = await timer.run(
     'test',
     () => waitForVerdict(ctx.target, next, 'accept', { write: run.writeProbe ?? false }),
@@ -176,7 +177,7 @@ export async function completeRotation(
   }
 
   // 5. finish: labels move in one compare-and-set write; the rotation claim is released with it.
-  progress('finish');
+  await progress('finish');
   const now = new Date();
   const finished = finishRotation(record, next.versionId!, {
     overlap,
@@ -188,8 +189,9 @@ export async function completeRotation(
   const graceUntil = finished.versions.find((v) => v.id === finished.retiredId)?.graceUntil;
   // Audited before the store commits (the claim is still held): a crash in between resumes and
   // audits again, so the store never holds a change the audit log lacks.
-  await ctx.session.recordAudit({
-    event: operation === 'add' ? 'key.added' : `${operation}.finished`,
+  await ctx.session.emit({
+    type: 'audit',
+    event: FINISHED[operation],
     key: name,
     outcome: 'ok',
     fingerprint: next.fingerprint,

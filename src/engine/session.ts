@@ -1,4 +1,4 @@
-import { AuditLog, type AuditEvent } from '../audit/audit-log.js';
+import { AuditLog } from '../audit/audit-log.js';
 import type { AuditKey } from '../audit/chain.js';
 import type { Config, ResolvedKey } from '../config/load.js';
 import { keyOrThrow } from '../config/load.js';
@@ -12,18 +12,23 @@ import type { SecretStore } from '../stores/store.js';
 import { openTarget } from '../targets/index.js';
 import type { Target } from '../targets/target.js';
 import { readOnlyStore, testOnlyTarget } from './dry-run.js';
-import type { ProgressSink } from './progress.js';
-import { silentProgress } from './progress.js';
+import type { AuditRecord, EngineEvent } from './events.js';
+import { EventBus, type Subscriber } from './events-bus.js';
+import type { StepEvents } from './result.js';
 import { EffectSeam, type FaultHook } from './seam.js';
+
+const BEST_EFFORT_DRAIN_MS = 2000;
 
 /**
  * Everything one provkey run shares: the config, stores and targets opened on first use
- * (each adapter module is imported only then), the audit log and the progress sink.
+ * (each adapter module is imported only then), the audit log and the event stream whose
+ * awaited subscriber the audit log is.
  */
 export class Session {
   readonly config: Config;
   readonly audit: AuditLog;
-  readonly progress: ProgressSink;
+  /** The run's one event stream (events.ts); the audit log is its awaited subscriber. */
+  readonly events: EventBus;
   readonly dryRun: boolean;
   readonly debug: (message: string) => void;
   /** Every side effect of this run passes through it (src/engine/seam.ts). */
@@ -37,7 +42,8 @@ export class Session {
   constructor(options: {
     config: Config;
     env?: NodeJS.ProcessEnv;
-    progress?: ProgressSink;
+    /** Best-effort subscribers of the event stream (the progress bar). */
+    subscribers?: Subscriber[];
     dryRun?: boolean;
     debug?: (message: string) => void;
     /** Asks a person for a secret (the CLI passes one only when prompting is possible). */
@@ -56,9 +62,11 @@ export class Session {
       key: (options) => this.auditChainKey(options),
       ...(options.config.auditAnchor ? { anchor: options.config.auditAnchor } : {}),
     });
-    this.progress = options.progress ?? silentProgress;
     this.dryRun = options.dryRun ?? false;
     this.debug = options.debug ?? (() => {});
+    this.events = new EventBus({ onFailure: (error, event) => this.debug(`event subscriber failed on ${event.type}: ${(error as Error)?.message ?? String(error)}`) });
+    this.events.subscribeAwaited((event) => (event.type === 'audit' ? this.appendAudit(event) : undefined));
+    for (const subscriber of options.subscribers ?? []) this.events.subscribe(subscriber);
     this.promptSecret = options.promptSecret;
     this.openTarget = options.openTarget ?? ((key, context) => openTarget(key.name, key.config.target, context));
   }
@@ -175,9 +183,21 @@ export class Session {
     return this.auditChecked;
   }
 
-  async recordAudit(event: AuditEvent): Promise<void> {
+  /** Emits one engine event: resolves once the audit log (if it is an audit record) holds it. */
+  emit(event: EngineEvent): Promise<void> {
+    return this.events.emit(event);
+  }
+
+  /** Where a key's step timer reports its steps. */
+  stepEvents(key: string): StepEvents {
+    return { key, emit: (event) => this.emit(event) };
+  }
+
+  /** The audit subscriber: each record is appended through the seam (its faults are driven there). */
+  private async appendAudit(event: { type: 'audit' } & AuditRecord): Promise<void> {
     if (this.dryRun) return;
-    await this.seam.run({ boundary: 'audit', operation: 'append', adapter: 'audit', ...(event.key ? { key: event.key } : {}) }, () => this.audit.append(event), () => {
+    const { type: _type, ...record } = event;
+    await this.seam.run({ boundary: 'audit', operation: 'append', adapter: 'audit', ...(record.key ? { key: record.key } : {}) }, () => this.audit.append(record), () => {
       throw new Error('unreachable: the audit boundary only has crash faults');
     });
   }
@@ -190,6 +210,8 @@ export class Session {
   }
 
   async close(): Promise<void> {
+    // Best-effort subscribers get a bounded moment to finish; they never hold the run up longer.
+    await this.events.drain(BEST_EFFORT_DRAIN_MS);
     const all = [...this.stores.values(), ...this.targets.values()];
     await Promise.allSettled(all.map(async (p) => (await p).close()));
   }

@@ -6,14 +6,14 @@ import { StepTimer, type KeyResult } from './result.js';
 
 /** `test`: the connection test with the current version; the result is kept in the store for `status`. */
 export async function testKey(ctx: KeyContext, options: { write?: boolean } = {}): Promise<KeyResult> {
-  const timer = new StepTimer();
+  const timer = new StepTimer(ctx.session.stepEvents(ctx.key.name));
   const { record, current } = await readExisting(ctx);
   const secret = await secretOf(ctx, current);
   const write = options.write ?? (ctx.key.config.target.type === 'scim' && ctx.key.config.target.writeProbe);
   const { test } = await timer.run('test', () => waitForVerdict(ctx.target, secret, 'accept', { timeoutMs: 0, write }), (w) => ({ ok: w.test.ok, detail: w.test.verdict }));
   timer.tests.push(test);
   await saveLastTest(ctx, record, { ok: test.ok, at: test.at, versionId: current.id, fingerprint: current.fingerprint });
-  await ctx.session.recordAudit({ event: 'key.tested', key: ctx.key.name, outcome: test.ok ? 'ok' : 'failed', fingerprint: current.fingerprint, versionId: current.id, detail: { verdict: test.verdict } });
+  await ctx.session.emit({ type: 'audit', event: 'key.tested', key: ctx.key.name, outcome: test.ok ? 'ok' : 'failed', fingerprint: current.fingerprint, versionId: current.id, detail: { verdict: test.verdict } });
   return {
     key: ctx.key.name,
     operation: 'test',

@@ -1,6 +1,6 @@
 /**
  * The webhook event types, in a module with no imports: the config schema names them too.
- * (When the engine's typed event stream lands, these become the outcomes it maps from.)
+ * observer.ts maps the engine's typed events (engine/events.ts) onto them.
  */
 export const WEBHOOK_EVENTS = [
   'rotation.succeeded',

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { parseDuration } from '../core/duration.js';
 import { ConfigError, UsageError } from '../core/errors.js';
 import type { DrillReport } from '../engine/drill.js';
+import type { EngineEvent } from '../engine/events.js';
 import type { KeyResult } from '../engine/result.js';
 import type { Session } from '../engine/session.js';
 import type { KeyStatus } from '../engine/status.js';
@@ -11,21 +12,18 @@ import type { WebhookEventType } from './events.js';
 import type { WebhookData, WebhookEvent, WebhookTarget } from './webhooks.js';
 
 /**
- * Metrics and webhooks for one command run, attached at the CLI layer once the results are
- * known. Set-up (`observeRun`) checks the metrics path and resolves webhook secrets before
- * the command changes anything, so a bad setting is a usage error (exit 2), not a surprise
- * after a rotation. `finish` is best-effort: it only warns on stderr and never changes the
- * run's exit code.
- *
- * Hook point for the engine's coming typed event stream: `finish` derives events from the
- * returned results; a stream subscriber would replace `eventsFor` and feed the same senders.
+ * Metrics and webhooks for one command run: a best-effort subscriber of the engine's event
+ * stream (engine/events.ts) that keeps each key's outcome and each drill's report as the run
+ * emits them, and at the end writes the metrics file and sends the webhooks they stand for.
+ * Set-up (`observeRun`) checks the metrics path and resolves webhook secrets before the
+ * command changes anything, so a bad setting is a usage error (exit 2), not a surprise after
+ * a rotation. `finish` is best-effort: it only warns on stderr and never changes the run's
+ * exit code; the subscriber itself only collects, so it can neither fail nor slow a rotation.
  */
 export type ObservedCommand = 'rotate' | 'revoke' | 'drill' | 'status' | 'test';
 
 export interface RunEnd {
   exitCode: number;
-  results?: KeyResult[];
-  drill?: DrillReport;
   /** Status data the command already has (status); else it is read after the run. */
   statuses?: KeyStatus[];
 }
@@ -53,10 +51,15 @@ export async function observeRun(session: Session, options: { metricsFile?: stri
   const metricsFile = options.metricsFile === undefined ? undefined : path.resolve(options.metricsFile);
   if (metricsFile) await checkWritableDir(metricsFile);
   const webhooks = configured.length ? await resolveWebhooks(session) : [];
+  const stream: EngineEvent[] = [];
+  const unsubscribe = session.events.subscribe((event) => {
+    if (event.type === 'key-done' || event.type === 'drill-finished') stream.push(event);
+  });
   return {
     finish: async (end) => {
+      unsubscribe();
       try {
-        await finishRun(session, io, command, { metricsFile, webhooks, started }, end);
+        await finishRun(session, io, command, { metricsFile, webhooks, started }, stream, end);
       } catch (error) {
         io.err(`provkey: warning: metrics/webhooks after ${command} failed: ${(error as Error).message}`);
       }
@@ -107,9 +110,11 @@ async function finishRun(
   io: Warn,
   command: ObservedCommand,
   setup: { metricsFile: string | undefined; webhooks: ResolvedWebhook[]; started: number },
+  stream: EngineEvent[],
   end: RunEnd,
 ): Promise<void> {
-  const results = end.results ?? (end.drill ? [drillAsResult(end.drill)] : []);
+  const drill = drillOf(stream);
+  const results = drill ? [drillAsResult(drill)] : keyResultsOf(stream);
   const wantsStatuses = setup.metricsFile !== undefined || (setup.webhooks.length > 0 && (command === 'status' || command === 'rotate'));
   let statuses = end.statuses;
   if (!statuses && wantsStatuses) {
@@ -134,7 +139,7 @@ async function finishRun(
         const { sendWebhooks } = await import('./webhooks.js');
         const dueSource = command === 'status' || command === 'rotate' ? (statuses ?? []) : [];
         // Every receiver at once: a dead one delays the others by nothing.
-        const deliveries = await Promise.all(setup.webhooks.map((hook) => sendWebhooks([hook], eventsFor(command, results, end.drill, dueSource, hook.dueWithinMs, now))));
+        const deliveries = await Promise.all(setup.webhooks.map((hook) => sendWebhooks([hook], eventsFor(command, stream, dueSource, hook.dueWithinMs, now))));
         for (const delivery of deliveries.flat()) {
           // The origin only: a webhook URL's path is often itself a secret.
           const where = new URL(delivery.url).origin;
@@ -145,6 +150,15 @@ async function finishRun(
     );
   }
   await Promise.all(tasks);
+}
+
+/** The outcomes of the keys the run went over, as the engine emitted them (migrations aside). */
+function keyResultsOf(stream: EngineEvent[]): KeyResult[] {
+  return stream.flatMap((e) => (e.type === 'key-done' && e.result.operation !== 'migrate' ? [e.result as KeyResult] : []));
+}
+
+function drillOf(stream: EngineEvent[]): DrillReport | undefined {
+  return stream.flatMap((e) => (e.type === 'drill-finished' ? [e.report] : [])).at(-1);
 }
 
 function drillAsResult(report: DrillReport): KeyResult {
@@ -162,8 +176,10 @@ function drillAsResult(report: DrillReport): KeyResult {
   };
 }
 
-/** The webhook events a run's outcome stands for. Bodies: names, fingerprints, outcomes, times. */
-export function eventsFor(command: ObservedCommand, results: KeyResult[], drill: DrillReport | undefined, statuses: KeyStatus[], dueWithinMs: number, now: Date): WebhookEvent[] {
+/** The webhook events a run's engine events stand for. Bodies: names, fingerprints, outcomes, times. */
+export function eventsFor(command: ObservedCommand, stream: EngineEvent[], statuses: KeyStatus[], dueWithinMs: number, now: Date): WebhookEvent[] {
+  const drill = drillOf(stream);
+  const results = drill ? [] : keyResultsOf(stream);
   const events: WebhookEvent[] = [];
   const base = (key: string): WebhookData => ({ schemaVersion: 1, key, command, host: hostname() });
   const push = (type: WebhookEventType, data: WebhookData) => events.push({ type, data });
@@ -182,7 +198,7 @@ export function eventsFor(command: ObservedCommand, results: KeyResult[], drill:
       containmentProven: drill.containmentProven ?? null,
     });
   }
-  for (const r of drill ? [] : results) {
+  for (const r of results) {
     const data: WebhookData = {
       ...base(r.key),
       operation: r.operation,

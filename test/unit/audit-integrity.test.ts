@@ -44,14 +44,14 @@ const meta = (secret: string, label: 'current' | 'pending' = 'current') => ({ la
 
 /** What the engine does for one change: audit first, then the store write. */
 async function addKey(session: Session, key: string, secret: string): Promise<void> {
-  await session.recordAudit({ event: 'key.added', key, outcome: 'ok', fingerprint: fingerprint(secret) });
+  await session.emit({ type: 'audit', event: 'key.added', key, outcome: 'ok', fingerprint: fingerprint(secret) });
   await (await session.storeNamed('default')).addVersion(key, undefined, secret, meta(secret));
 }
 
 async function rotate(session: Session, key: string, secret: string): Promise<void> {
   const store = await session.storeNamed('default');
   const before = (await store.read(key))!;
-  await session.recordAudit({ event: 'key.rotated', key, outcome: 'ok', fingerprint: fingerprint(secret) });
+  await session.emit({ type: 'audit', event: 'rotate.finished', key, outcome: 'ok', fingerprint: fingerprint(secret) });
   const added = await store.addVersion(key, before.revision, secret, meta(secret, 'pending'));
   const versions = added.record.versions.map((v) => ({ ...v, label: v.id === added.versionId ? ('current' as const) : ('revoked' as const) }));
   await store.update(key, added.record.revision, { versions, state: {} });
@@ -144,7 +144,7 @@ describe('the keyed chain', () => {
     const w = workspace();
     await withSession(w.config, async (s) => {
       await addKey(s, 'app', 'value-one-0123456789');
-      await s.recordAudit({ event: 'key.revealed', key: 'app', outcome: 'ok' });
+      await s.emit({ type: 'audit', event: 'key.revealed', key: 'app', outcome: 'ok' });
       await rotate(s, 'app', 'value-two-0123456789');
     });
     const original = lines(w.log);
@@ -171,7 +171,7 @@ describe('the keyed chain', () => {
     const last = JSON.parse(all.at(-1)!);
     const body = { seq: last.seq + 1, at, actor: last.actor, event: 'key.revoked', key: 'app', prev: last.mac };
     writeLines(w.log, [...all, JSON.stringify({ ...body, hash: legacyHash(body) })]);
-    const refused = await withSession(w.config, (s) => s.recordAudit({ event: 'key.tested', key: 'app' })).then(() => undefined, (e: unknown) => e);
+    const refused = await withSession(w.config, (s) => s.emit({ type: 'audit', event: 'key.tested', key: 'app' })).then(() => undefined, (e: unknown) => e);
     expect((refused as Error).message).toMatch(/unkeyed although keyed lines come before it/);
     expect((await verify(w.config)).problem).toMatch(/unkeyed line after keyed lines/);
   });
@@ -204,7 +204,7 @@ describe('the anchor: a second place holding the log head', () => {
     const w = workspace(`audit:\n  anchor: ${path.join(anchorDir, 'head.json')}\n`);
     await withSession(w.config, (s) => addKey(s, 'app', 'value-one-0123456789'));
     const [oldStore, oldLog] = [readFileSync(w.store), readFileSync(w.log)];
-    await withSession(w.config, (s) => s.recordAudit({ event: 'key.revealed', key: 'app', outcome: 'ok' }));
+    await withSession(w.config, (s) => s.emit({ type: 'audit', event: 'key.revealed', key: 'app', outcome: 'ok' }));
     const full = lines(w.log);
     writeLines(w.log, full.slice(0, -1));
     // The generation alone cannot see this cut (the store was not written after the line); the
@@ -301,7 +301,7 @@ for (let i = 0; i < 30; i++) {
   for (;;) {
     const record = await store.read('app');
     try {
-      await session.recordAudit({ event: 'key.tested', key: 'app', detail: { worker: process.env.WORKER, i } });
+      await session.emit({ type: 'audit', event: 'key.tested', key: 'app', detail: { worker: process.env.WORKER, i } });
       await store.update('app', record.revision, { versions: record.versions, state: { lastRotatedAt: process.env.WORKER + i } });
       break;
     } catch (error) {

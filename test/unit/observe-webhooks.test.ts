@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Webhook } from 'standardwebhooks';
 import { describe, expect, it } from 'vitest';
+import { keyDone } from '../../src/engine/events.ts';
 import type { KeyResult } from '../../src/engine/result.ts';
 import { eventsFor } from '../../src/observe/observer.ts';
 import { checkWebhookUrl, signingKey, signPayload } from '../../src/observe/webhooks.ts';
@@ -27,16 +28,16 @@ describe('webhook signatures', () => {
   });
 });
 
-describe('events from results', () => {
+describe('webhook events from the engine\'s key-done events', () => {
   const now = new Date('2026-12-01T10:00:00Z');
-  const types = (results: KeyResult[]) => eventsFor('rotate', results, undefined, [], 0, now).map((e) => e.type);
+  const types = (results: KeyResult[]) => eventsFor('rotate', results.map(keyDone), [], 0, now).map((e) => e.type);
   it('each outcome maps to its event; nothing for outcomes that are not news', () => {
     expect(types([result('rotate', 'rotated'), result('rotate', 'resumed'), result('rotate', 'failed'), result('rotate', 'rolled_back')])).toEqual(['rotation.succeeded', 'rotation.succeeded', 'rotation.failed', 'rotation.rolled_back']);
     expect(types([result('rotate', 'lockout'), result('test', 'lockout'), result('revoke', 'revoked'), result('revoke', 'failed')])).toEqual(['key.lockout', 'key.lockout', 'key.revoked', 'revoke.failed']);
     expect(types([result('rotate', 'skipped'), result('test', 'tested'), result('test', 'failed')])).toEqual([]);
   });
   it('bodies carry fingerprints, outcomes and failed steps', () => {
-    const [event] = eventsFor('rotate', [result('rotate', 'failed')], undefined, [], 0, now);
+    const [event] = eventsFor('rotate', [keyDone(result('rotate', 'failed'))], [], 0, now);
     expect(event!.data).toMatchObject({ schemaVersion: 1, key: 'k', outcome: 'failed', fingerprint: 'sha256:0123456789ab', failedSteps: ['set'] });
   });
 });

@@ -25,7 +25,7 @@ export async function drillCommand(options: { scenario: string; key: string; rto
     const observer = await observeRun(session, globals, io, 'drill');
     const report = await drillCompromise(ctx, { rtoMs, dryRun: globals.dryRun });
     renderDrill(io, report);
-    await observer.finish({ exitCode: report.exitCode, drill: report });
+    await observer.finish({ exitCode: report.exitCode });
     return report.exitCode;
   });
 }

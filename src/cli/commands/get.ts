@@ -18,7 +18,7 @@ export async function getCommand(options: { key: string; reveal: boolean }, glob
     }
     if (globals.dryRun) throw new UsageError('get --reveal: nothing to plan in a dry run', 'usage.get');
     const value = await store.readSecret(options.key, current.id);
-    await session.recordAudit({ event: 'key.revealed', key: options.key, outcome: 'ok', fingerprint: current.fingerprint, versionId: current.id });
+    await session.emit({ type: 'audit', event: 'key.revealed', key: options.key, outcome: 'ok', fingerprint: current.fingerprint, versionId: current.id });
     if (io.json) io.reveal(JSON.stringify(withSchemaVersion({ key: options.key, fingerprint: current.fingerprint, value })));
     else io.reveal(value);
     return 0;

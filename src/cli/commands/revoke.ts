@@ -1,4 +1,5 @@
 import { UsageError } from '../../core/errors.js';
+import { runOneKey } from '../../engine/batch.js';
 import { openKey } from '../../engine/key-context.js';
 import { revokeKey, selectVersions, type RevokeSelection } from '../../engine/revoke.js';
 import { confirmDestructive } from '../confirm.js';
@@ -36,9 +37,9 @@ export async function revokeCommand(
       `revoke: refusing to revoke ${list} of ${options.key}`,
     );
     const observer = await observeRun(session, globals, io, 'revoke');
-    const result = await revokeKey(ctx, selection);
+    const result = await runOneKey(session, options.key, 'revoke', () => revokeKey(ctx, selection));
     renderResults(io, [result], result.exitCode);
-    await observer.finish({ exitCode: result.exitCode, results: [result] });
+    await observer.finish({ exitCode: result.exitCode });
     return result.exitCode;
   });
 }

@@ -56,7 +56,7 @@ export async function rotateCommand(options: RotateOptions, globals: GlobalOptio
     const results = await forEachKey(session, names, 'rotate', (ctx) => (options.due ? runDue(ctx) : rotateKey(ctx)));
     const exitCode = batchExitCode(results);
     renderResults(io, results, exitCode);
-    await observer.finish({ exitCode, results });
+    await observer.finish({ exitCode });
     return exitCode;
   });
 }

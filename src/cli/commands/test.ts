@@ -12,7 +12,7 @@ export async function testCommand(options: { keys: string[]; write: boolean }, g
     const results = await forEachKey(session, names, 'test', (ctx) => testKey(ctx, options.write ? { write: true } : {}));
     const exitCode = batchExitCode(results);
     renderResults(io, results, exitCode);
-    await observer.finish({ exitCode, results });
+    await observer.finish({ exitCode });
     return exitCode;
   });
 }
