@@ -181,7 +181,13 @@ const ldapTarget = v.strictObject({
   /** Plain LDAP without TLS: refused except to loopback unless true. */
   allowPlain: bool(false),
   tls,
-  bindDn: v.string(),
+  /** The service account; with `accounts` (two-account rotation) leave it out. */
+  bindDn: v.optional(v.pipe(v.string(), v.maxLength(1024)), ''),
+  /**
+   * Two-account (blue/green) rotation: two service accounts of the same directory; each rotation
+   * sets a fresh password on the one not in use (docs/ldap.md). Needs apply.mode admin.
+   */
+  accounts: v.optional(v.pipe(v.array(v.pipe(v.string(), v.maxLength(1024))), v.length(2, 'must list exactly two account DNs'))),
   /** The provisioning base DN the connection test searches under. */
   searchBase: v.string(),
   searchFilter: v.optional(v.string(), '(objectClass=*)'),

@@ -20,6 +20,11 @@ export interface VersionMeta {
   origin: 'generated' | 'imported';
   /** When the issuer stops accepting this value (a vendor-issued token's expiry, `import --expires-at`). */
   expiresAt?: string;
+  /**
+   * Two-account keys (LDAP `accounts: [A, B]`): the DN this value is the password of. Not a
+   * secret; the pair (account, value) is what a consumer binds with.
+   */
+  account?: string;
 }
 
 export type Operation = 'add' | 'rotate' | 'revoke' | 'drill' | 'migrate';

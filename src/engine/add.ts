@@ -62,8 +62,10 @@ export async function addKey(ctx: KeyContext, options: { value?: string; apply?:
   if (!imported) await ctx.target.checkGenerationPolicy?.(ctx.key.policy);
   const value = options.value ?? generateSecret(ctx.key.policy);
   registerSecret(value);
-  const meta = { ...newVersionMeta(value, imported ? 'imported' : 'generated'), ...(options.expiresAt ? { expiresAt: options.expiresAt.toISOString() } : {}) };
-  const secret = { value, fingerprint: fingerprint(value) };
+  // Two-account keys: a first version goes to the first account (an import is that account's password).
+  const account = ctx.target.accountFor?.();
+  const meta = { ...newVersionMeta(value, imported ? 'imported' : 'generated'), ...(options.expiresAt ? { expiresAt: options.expiresAt.toISOString() } : {}), ...(account ? { account } : {}) };
+  const secret = { value, fingerprint: fingerprint(value), ...(account ? { account } : {}) };
 
   if (imported && !options.apply) {
     // The target already runs on this value: prove it before the store adopts it.

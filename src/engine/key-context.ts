@@ -45,7 +45,7 @@ export function isProcessAlive(pid: number): boolean {
 export async function secretOf(ctx: KeyContext, version: VersionMeta): Promise<SecretInUse> {
   const value = await ctx.store.readSecret(ctx.key.name, version.id);
   registerSecret(value);
-  return { value, fingerprint: version.fingerprint, versionId: version.id, createdAt: version.createdAt };
+  return { value, fingerprint: version.fingerprint, versionId: version.id, createdAt: version.createdAt, ...(version.account ? { account: version.account } : {}) };
 }
 
 

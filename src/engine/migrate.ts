@@ -390,6 +390,7 @@ async function copyVersions(target: SecretStore, name: string, plan: PlannedVers
       ...(p.meta.graceUntil === undefined ? {} : { graceUntil: p.meta.graceUntil }),
       origin: p.meta.origin,
       ...(p.meta.expiresAt === undefined ? {} : { expiresAt: p.meta.expiresAt }),
+      ...(p.meta.account === undefined ? {} : { account: p.meta.account }),
     };
     const added = await target.addVersion(name, revision, value, meta);
     idMap.set(p.meta.id, added.versionId);

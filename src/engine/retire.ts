@@ -65,7 +65,7 @@ async function proveRejection(
     return { ok: true, skipped: true, message: `${old.fingerprint} retired (rejection not probed: lockout guard)` };
   }
   const costly = ctx.target.capabilities.negativeProbe === 'costly' && probe !== 'always';
-  const byCurrent = !ctx.target.capabilities.overlap && current !== undefined && current.value !== old.value;
+  const byCurrent = current !== undefined && current.value !== old.value && oneSecretHolds(ctx, old, current);
   if (costly && ((noFailedBind && byCurrent) || !ctx.session.spendFailedBind(name))) {
     return proveWithoutFailedBind(ctx, old, timer, retired, current);
   }
@@ -95,6 +95,16 @@ async function proveRejection(
 }
 
 /**
+ * Whether `old` and `current` are passwords of one account with one secret, so that `current`
+ * binding proves `old` does not: a target without overlap, or a two-account key's versions
+ * on the same account.
+ */
+function oneSecretHolds(ctx: KeyContext, old: SecretInUse, current: SecretInUse): boolean {
+  if (!ctx.target.capabilities.overlap) return true;
+  return old.account !== undefined && old.account === current.account;
+}
+
+/**
  * This run already spent its one failed bind on the key's directory, or it is converging an
  * interrupted proof and its own operation still needs binds (a failed bind would hold back the
  * directory's lockout guard for the rest of the run). A target with one secret per account proves the
@@ -102,11 +112,13 @@ async function proveRejection(
  * not probed (reported as such: a drill then does not count it as contained).
  */
 async function proveWithoutFailedBind(ctx: KeyContext, old: SecretInUse, timer: StepTimer, retired: ApplyResult, current: SecretInUse | undefined): Promise<RetireProof> {
-  if (ctx.target.capabilities.overlap || !current || current.value === old.value) {
+  if (!current || current.value === old.value || !oneSecretHolds(ctx, old, current)) {
     if (!retired.ok) {
       const unavailable = retired.reason === 'unreachable';
       return { ok: false, ...(unavailable ? { unavailable: true } : {}), message: `${unavailable ? '' : 'NEEDS A HUMAN: '}retiring ${old.fingerprint} failed (${retired.reason}: ${retired.detail}), and this run's failed-bind budget is spent` };
     }
+    const evidence = await provenByIdentify(ctx, old, timer);
+    if (evidence) return evidence;
     timer.steps.push({ step: 'prove-rejected', ok: true, ms: 0, endedAtMs: timer.elapsed(), detail: "not probed: this run's failed-bind budget is spent" });
     return { ok: true, skipped: true, message: `${old.fingerprint} retired (rejection not probed: failed-bind budget)` };
   }
@@ -119,6 +131,24 @@ async function proveWithoutFailedBind(ctx: KeyContext, old: SecretInUse, timer: 
   if (check.test.ok) return { ok: true, message: `${old.fingerprint} is rejected: the account runs on ${current.fingerprint}` };
   if (check.test.verdict === 'unreachable') return { ok: false, unavailable: true, message: `proving ${old.fingerprint} rejected could not reach the target; the next run proves it` };
   return { ok: false, message: `NEEDS A HUMAN: ${old.fingerprint} is revoked in the store, but the account does not accept ${current.fingerprint} either; check it by hand` };
+}
+
+/**
+ * A two-account key whose leaked version's account is not the current one: the current pair
+ * binding proves nothing about the other account, but the target's identify can (LDAP: the
+ * stored userPassword read as the admin, no bind; a bind only within that account's own budget).
+ */
+async function provenByIdentify(ctx: KeyContext, old: SecretInUse, timer: StepTimer): Promise<RetireProof | undefined> {
+  if (!old.account || !ctx.target.identify) return undefined;
+  const started = Date.now();
+  const identification = await ctx.target.identify([old]);
+  const verdict = identification.verdicts[old.fingerprint];
+  // Not decided (no free evidence, budget spent): the caller reports it as not probed.
+  if (verdict !== 'rejected' && verdict !== 'accepted' && verdict !== 'unreachable') return undefined;
+  timer.steps.push({ step: 'prove-rejected', ok: verdict === 'rejected', ms: Date.now() - started, endedAtMs: timer.elapsed(), detail: identification.detail });
+  if (verdict === 'rejected') return { ok: true, message: `${old.fingerprint} is rejected on ${old.account} (${identification.detail})` };
+  if (verdict === 'accepted') return { ok: false, message: `NEEDS A HUMAN: ${old.fingerprint} is revoked in the store but ${old.account} still accepts it` };
+  return { ok: false, unavailable: true, message: `proving ${old.fingerprint} rejected could not reach the target; the next run proves it` };
 }
 
 /**

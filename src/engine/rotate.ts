@@ -85,14 +85,15 @@ export async function rotateKey(ctx: KeyContext, options: RotateOptions = {}): P
   await progress('create');
   const value = generateSecret(ctx.key.policy);
   registerSecret(value);
-  const meta = newVersionMeta(value, 'generated');
+  const account = ctx.target.accountFor?.(old);
+  const meta = { ...newVersionMeta(value, 'generated'), ...(account ? { account } : {}) };
   const created = await timer.run('create', () => ctx.store.addVersion(name, record.revision, value, meta), () => ({ ok: true, detail: meta.fingerprint }));
   record = await ctx.store.update(name, created.record.revision, {
     versions: created.record.versions,
     state: { ...created.record.state, claim: { ...claim, step: 'created', pendingVersionId: created.versionId } },
   });
   faultPoint('after-create');
-  const next: SecretInUse = { value, fingerprint: meta.fingerprint, versionId: created.versionId, createdAt: meta.createdAt };
+  const next: SecretInUse = { value, fingerprint: meta.fingerprint, versionId: created.versionId, createdAt: meta.createdAt, ...(account ? { account } : {}) };
 
   return completeRotation(ctx, { record, next, old, overlap, timer, operation, ...(options.writeProbe ? { writeProbe: true } : {}), ...(options.reason ? { reason: options.reason } : {}) });
 }

@@ -190,6 +190,8 @@ export class EffectSeam {
       const check = target.checkGenerationPolicy.bind(target);
       wrapped.checkGenerationPolicy = (policy, current) => seam.run(at('checkGenerationPolicy'), () => check(policy, current), () => undefined);
     }
+    // A pure choice (no side effect): passed through as it is.
+    if (target.accountFor) wrapped.accountFor = target.accountFor.bind(target);
     if (target.expiresAt) {
       const expires = target.expiresAt.bind(target);
       wrapped.expiresAt = (current) => seam.run(at('expiresAt'), () => expires(current), () => undefined);

@@ -15,7 +15,8 @@ export interface KeyStatus {
   state: 'ok' | 'empty' | 'rotating' | 'interrupted' | 'lockout' | 'attention' | 'error';
   /** What needs a human, for `lockout`, `attention` and `interrupted`. */
   problem?: string;
-  current: { fingerprint: string; createdAt: string; versionId: string } | null;
+  /** `account`: two-account keys, the DN the current password belongs to. */
+  current: { fingerprint: string; createdAt: string; versionId: string; account?: string } | null;
   ageMs: number | null;
   nextRotationAt: string | null;
   due: boolean;
@@ -51,7 +52,7 @@ export async function keyStatuses(session: Session, names: string[]): Promise<Ke
         return {
           ...base,
           state,
-          current: current ? { fingerprint: current.fingerprint, createdAt: current.createdAt, versionId: current.id } : null,
+          current: current ? { fingerprint: current.fingerprint, createdAt: current.createdAt, versionId: current.id, ...(current.account ? { account: current.account } : {}) } : null,
           ageMs: current ? now - Date.parse(current.createdAt) : null,
           nextRotationAt: next?.toISOString() ?? null,
           due: next !== undefined && next.getTime() <= now,
@@ -71,7 +72,7 @@ export async function keyStatuses(session: Session, names: string[]): Promise<Ke
 
 export interface KeyHistory {
   key: string;
-  versions: { id: string; label: string; fingerprint: string; createdAt: string; labelledAt: string; graceUntil?: string; origin: string }[];
+  versions: { id: string; label: string; fingerprint: string; createdAt: string; labelledAt: string; graceUntil?: string; origin: string; account?: string }[];
   events: Pick<AuditEntry, 'seq' | 'at' | 'event' | 'outcome' | 'fingerprint' | 'actor' | 'detail'>[];
 }
 

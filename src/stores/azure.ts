@@ -96,6 +96,7 @@ class AzureStore implements SecretStore {
       labelledAt: meta.labelledAt,
       ...(meta.graceUntil === undefined ? {} : { graceUntil: meta.graceUntil }),
       origin: meta.origin,
+      ...(meta.account === undefined ? {} : { account: meta.account }),
       azureVersion: written.versionId,
     };
     const document: StateDocument = loaded.document

@@ -174,6 +174,7 @@ class FileStore implements SecretStore {
         ...(meta.graceUntil === undefined ? {} : { graceUntil: meta.graceUntil }),
         origin: meta.origin,
         ...(meta.expiresAt === undefined ? {} : { expiresAt: meta.expiresAt }),
+        ...(meta.account === undefined ? {} : { account: meta.account }),
         value: secret,
       });
       if (state) record.state = structuredClone(state);

@@ -4,7 +4,7 @@ import type { VersionMeta } from '../core/model.js';
  * The rule every store's `update` applies to a RecordChange's versions, so the stores cannot
  * drift apart: only labels change through `update`.
  * - Every id must already be stored (versions are only created by addVersion), and appear once.
- * - fingerprint, createdAt and origin describe the stored value, so they cannot change.
+ * - fingerprint, createdAt, origin and account describe the stored value, so they cannot change.
  * - label, labelledAt and graceUntil are taken from the change (graceUntil removed when absent).
  * - A stored version the change leaves out is dropped (pruning); the result keeps the stored
  *   oldest→newest order, whatever order the change lists them in.
@@ -17,7 +17,7 @@ export function applyRecordChange<T extends VersionMeta>(key: string, stored: re
     const found = stored.find((v) => v.id === meta.id);
     if (!found) throw refuse(`update of ${key} names version ${meta.id}, which does not exist`);
     if (changes.has(meta.id)) throw refuse(`update of ${key} names version ${meta.id} twice`);
-    for (const field of ['fingerprint', 'createdAt', 'origin'] as const) {
+    for (const field of ['fingerprint', 'createdAt', 'origin', 'account'] as const) {
       if (meta[field] !== found[field]) throw refuse(`update of ${key} may not change the ${field} of version ${meta.id}`);
     }
     changes.set(meta.id, meta);

@@ -13,6 +13,7 @@ export const versionMetaEntries = {
   graceUntil: v.optional(v.string()),
   origin: v.picklist(['generated', 'imported']),
   expiresAt: v.optional(v.string()),
+  account: v.optional(v.string()),
 };
 
 const note = v.looseObject({ at: v.string(), detail: v.string() });

@@ -109,6 +109,7 @@ class VaultStore implements SecretStore {
       ...(meta.graceUntil === undefined ? {} : { graceUntil: meta.graceUntil }),
       origin: meta.origin,
       ...(meta.expiresAt === undefined ? {} : { expiresAt: meta.expiresAt }),
+      ...(meta.account === undefined ? {} : { account: meta.account }),
     };
     const document: StateDocument = stored
       ? { ...stored.document, versions: [...stored.document.versions, version], state: state ? structuredClone(state) : stored.document.state }

@@ -39,6 +39,11 @@ export interface Target {
   checkGenerationPolicy?(policy: GenerationPolicy, current?: SecretInUse): Promise<void>;
   /** When the target itself will expire the secret (LDAP pwdChangedTime + pwdMaxAge). */
   expiresAt?(current: SecretInUse): Promise<Date | undefined>;
+  /**
+   * A target with two accounts (LDAP blue/green): the account a new version goes to, the one
+   * `current` is not on (the first account when there is no current). Recorded on the version.
+   */
+  accountFor?(current?: SecretInUse): string;
   close(): Promise<void>;
 }
 
@@ -66,6 +71,8 @@ export interface SecretInUse {
    * directory's pwdChangedTime: a version created after the password last changed was never set.
    */
   createdAt?: string;
+  /** Two-account keys: the account (DN) this value is the password of (VersionMeta.account). */
+  account?: string;
 }
 
 export interface TestOptions {

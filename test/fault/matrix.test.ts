@@ -12,6 +12,7 @@ import { describeCase, enumerateCases, OPERATIONS, runCase, seededRandom, type M
 
 const full = process.env.PROVKEY_FAULT_FULL === '1';
 const seed = process.env.PROVKEY_FAULT_SEED ?? String(Math.floor(Math.random() * 2 ** 31));
+const sampleSet = process.env.PROVKEY_FAULT_SAMPLE !== undefined;
 const perCombination = Number(process.env.PROVKEY_FAULT_SAMPLE ?? 5);
 const only = process.env.PROVKEY_FAULT_ONLY?.split('|');
 const wantedStores = process.env.PROVKEY_FAULT_STORES?.split(',');
@@ -58,7 +59,8 @@ describe('fault matrix: every boundary × every fault converges, with no lockout
           const k = Math.floor(random() * (j + 1));
           [shuffled[j], shuffled[k]] = [shuffled[k]!, shuffled[j]!];
         }
-        chosen = shuffled.slice(0, perCombination);
+        const adapterSample = TARGET_ADAPTERS.find((a) => a.name === target)?.sample;
+        chosen = shuffled.slice(0, sampleSet || adapterSample === undefined ? perCombination : adapterSample);
       }
       const failures: string[] = [];
       for (const c of chosen) {

@@ -91,7 +91,7 @@ describe('createLdapTarget: config checks, no I/O', () => {
   it('durations and DNs', async () => {
     await expect(create({ timeout: '10' })).rejects.toThrow(/^keys\.prov\.target\.timeout: is not a duration/);
     await expect(create({ passwordPolicy: { maxAge: 'soon' } })).rejects.toThrow(/passwordPolicy\.maxAge/);
-    await expect(create({ bindDn: ' ' })).rejects.toThrow(/bindDn: must not be empty/);
+    await expect(create({ bindDn: ' ' })).rejects.toThrow(/bindDn: required \(the service account's DN\), or accounts/);
   });
 
   it('capabilities: no overlap, a costly negative probe, the propagation timeout', async () => {
@@ -258,5 +258,36 @@ describe('replication state (entryCSN)', () => {
     states.know(1, mark, 'sha256:other', false);
     expect(states.get(1, mark)).toEqual({ fingerprint: 'sha256:seen', proven: true });
     expect(states.get(2, mark)).toBeUndefined();
+  });
+});
+
+describe('two-account keys (accounts: [A, B]): config checks and the account a new version goes to, no I/O', () => {
+  const blue = 'cn=svc-blue,ou=services,dc=example,dc=com';
+  const green = 'cn=svc-green,ou=services,dc=example,dc=com';
+  const admin = { mode: 'admin', adminDn: 'cn=provkey-admin,dc=example,dc=com', adminPasswordRef: 'env:ADMIN' };
+  const create = (fields: Record<string, unknown>) => createLdapTarget('prov', config({ bindDn: undefined, apply: admin, ...fields }), context);
+
+  it('refuses one, three, equal or non-DN accounts, a bindDn beside them, and self mode', async () => {
+    expect(() => config({ accounts: [blue] })).toThrow(/exactly two account DNs/);
+    expect(() => config({ accounts: [blue, green, blue] })).toThrow(/exactly two account DNs/);
+    expect(() => config({ accounts: [blue, 'x'.repeat(1025)] })).toThrow();
+    await expect(create({ accounts: [blue, ' CN=svc-blue , ou=services,dc=example,dc=com'] })).rejects.toThrow(/^keys\.prov\.target\.accounts: the two accounts must be different DNs$/);
+    await expect(create({ accounts: [blue, 'svc-green'] })).rejects.toThrow(/^keys\.prov\.target\.accounts\.1: not a DN/);
+    await expect(create({ accounts: [blue, green], bindDn: blue })).rejects.toThrow(/^keys\.prov\.target\.bindDn: leave it out with accounts/);
+    await expect(create({ accounts: [blue, green], apply: { ...admin, mode: 'self' } })).rejects.toThrow(/^keys\.prov\.target\.apply\.mode: accounts needs apply\.mode admin/);
+    await expect(create({ accounts: [blue, green] })).resolves.toMatchObject({ type: 'ldap' });
+  });
+
+  it('alternates: the first account first, then the one the current version is not on; the target has overlap', async () => {
+    const target = await create({ accounts: [blue, green] });
+    expect(target.capabilities.overlap).toBe(true);
+    expect(target.accountFor!()).toBe(blue);
+    expect(target.accountFor!({ value: 'x', fingerprint: 'f', account: blue })).toBe(green);
+    expect(target.accountFor!({ value: 'x', fingerprint: 'f', account: green.toUpperCase() })).toBe(blue);
+    // A version from before the key had two accounts is the first account's (the old bindDn).
+    expect(target.accountFor!({ value: 'x', fingerprint: 'f' })).toBe(green);
+    // A version whose account the config no longer lists is never guessed.
+    expect(() => target.accountFor!({ value: 'x', fingerprint: 'sha256:abc', account: 'cn=gone,dc=example,dc=com' })).toThrow(ConfigError);
+    await target.close();
   });
 });

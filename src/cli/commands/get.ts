@@ -11,15 +11,17 @@ export async function getCommand(options: { key: string; reveal: boolean }, glob
     const store = await session.storeFor(key);
     // Reads the store only: `get` never opens the key's target.
     const { current } = await readExisting({ key, store });
+    // Two-account keys: the value is the password of this account (not a secret).
+    const account = current.account ? { account: current.account } : {};
     if (!options.reveal) {
-      if (io.json) printJson(io.out, { key: options.key, fingerprint: current.fingerprint, versionId: current.id, createdAt: current.createdAt });
-      else io.out(`${current.fingerprint}  (pass --reveal to print the value)`);
+      if (io.json) printJson(io.out, { key: options.key, fingerprint: current.fingerprint, versionId: current.id, createdAt: current.createdAt, ...account });
+      else io.out(`${current.fingerprint}${current.account ? `  account ${current.account}` : ''}  (pass --reveal to print the value)`);
       return 0;
     }
     if (globals.dryRun) throw new UsageError('get --reveal: nothing to plan in a dry run', 'usage.get');
     const value = await store.readSecret(options.key, current.id);
     await session.emit({ type: 'audit', event: 'key.revealed', key: options.key, outcome: 'ok', fingerprint: current.fingerprint, versionId: current.id });
-    if (io.json) io.reveal(JSON.stringify(withSchemaVersion({ key: options.key, fingerprint: current.fingerprint, value })));
+    if (io.json) io.reveal(JSON.stringify(withSchemaVersion({ key: options.key, fingerprint: current.fingerprint, ...account, value })));
     else io.reveal(value);
     return 0;
   });

@@ -16,7 +16,7 @@ export async function historyCommand(options: { key: string }, globals: GlobalOp
     for (const v of [...history.versions].reverse()) {
       const label = v.label === 'current' ? color.green(v.label) : v.label === 'revoked' || v.label === 'failed' ? color.red(v.label) : color.yellow(v.label);
       const grace = v.label === 'previous' && v.graceUntil ? color.dim(` accepted until ${v.graceUntil}`) : '';
-      io.out(`  ${v.id.padStart(4)}  ${v.fingerprint}  ${label.padEnd(18)} created ${ago(v.createdAt)}  ${color.dim(v.origin)}${grace}`);
+      io.out(`  ${v.id.padStart(4)}  ${v.fingerprint}  ${label.padEnd(18)} created ${ago(v.createdAt)}  ${color.dim(v.origin)}${v.account ? color.dim(` ${v.account}`) : ''}${grace}`);
     }
     io.out(color.bold(`${history.key}: events`));
     if (history.events.length === 0) io.out('  (none)');

@@ -32,7 +32,8 @@ export async function createLdapTarget(keyName: string, config: LdapTargetConfig
   const timeoutMs = parseDuration(config.timeout, `${field}.timeout`);
   if (timeoutMs <= 0) throw new ConfigError(`${field}.timeout: must be longer than 0`);
   const propagationTimeoutMs = parseDuration(config.propagationTimeout, `${field}.propagationTimeout`);
-  if (!config.bindDn.trim()) throw new ConfigError(`${field}.bindDn: must not be empty`);
+  if (config.accounts) return createTwoAccountTarget(keyName, config, context);
+  if (!config.bindDn.trim()) throw new ConfigError(`${field}.bindDn: required (the service account's DN), or accounts: [A, B] for two-account rotation`);
   if (!config.searchBase.trim()) throw new ConfigError(`${field}.searchBase: must not be empty`);
 
   const { adminDn, adminPasswordRef } = config.apply;
@@ -60,6 +61,28 @@ export async function createLdapTarget(keyName: string, config: LdapTargetConfig
   // Active Directory has no RFC 3062 and no ppolicy: its own module (active-directory.ts).
   if (config.directory === 'activeDirectory') return (await import('./active-directory.js')).createActiveDirectoryTarget(setup);
   return new LdapTarget(setup);
+}
+
+/**
+ * `accounts: [A, B]`: one single-account target per account, alternated by TwoAccountTarget.
+ * Each new password is set by an admin reset: the account not in use has, by design, a password
+ * nobody knows (set at the end of the last grace period), so it cannot change its own.
+ */
+async function createTwoAccountTarget(keyName: string, config: LdapTargetConfig, context: AdapterContext): Promise<Target> {
+  const field = `keys.${keyName}.target`;
+  const accounts = config.accounts!;
+  if (config.bindDn.trim()) throw new ConfigError(`${field}.bindDn: leave it out with accounts (each rotation binds as one of the two accounts)`);
+  accounts.forEach((dn, i) => {
+    if (!/^[^=,]+=[^=]+/.test(dn.trim())) throw new ConfigError(`${field}.accounts.${i}: not a DN (e.g. cn=svc-blue,ou=services,dc=example,dc=com)`);
+  });
+  const { normalizeDn, TwoAccountTarget } = await import('./two-accounts.js');
+  if (normalizeDn(accounts[0]!) === normalizeDn(accounts[1]!)) throw new ConfigError(`${field}.accounts: the two accounts must be different DNs`);
+  if (config.apply.mode !== 'admin') {
+    throw new ConfigError(`${field}.apply.mode: accounts needs apply.mode admin (the account not in use has an unknown password, so only an admin can set its next one)`);
+  }
+  const one = (dn: string) => createLdapTarget(keyName, { ...config, accounts: undefined, bindDn: dn.trim() }, context);
+  const targets = [await one(accounts[0]!), await one(accounts[1]!)] as const;
+  return new TwoAccountTarget([accounts[0]!.trim(), accounts[1]!.trim()], targets, `${field}.accounts`);
 }
 
 /**

@@ -1,13 +1,14 @@
 // The adapters the fault matrix runs against, each with a fixture factory for its REAL server.
 // A new store or target joins the matrix by adding one entry here: no new test code.
 
-import { readFile } from 'node:fs/promises';
-import path from 'node:path';
 import { Client } from 'ldapts';
+import { storedPasswordMatches } from '../../../src/targets/ldap/password-hash.ts';
 import { bearerStatus } from '../cli.ts';
+import { startDirsrv } from '../servers/dirsrv.ts';
 import { startOpenBao } from '../servers/openbao.ts';
+import { replace, startSamba } from '../servers/samba.ts';
 import { sha256Hex, startScimServer } from '../servers/scim.ts';
-import { probeBind, startSlapd } from '../servers/slapd.ts';
+import { probeBind, randomPassword, slapdFailedBinds, startSlapd, type SlapdServer } from '../servers/slapd.ts';
 
 /** A running store backend: the YAML of one store entry for a case, and secrets the scan must know. */
 export interface StoreFixture {
@@ -43,6 +44,11 @@ export interface StoreAdapter {
 }
 export interface TargetAdapter {
   name: string;
+  /**
+   * Cases per combination in the CI sample (default: PROVKEY_FAULT_SAMPLE, else 5). Slower
+   * directories sample fewer; PROVKEY_FAULT_SAMPLE set explicitly, or the full matrix, overrides it.
+   */
+  sample?: number;
   start(): Promise<TargetFixture>;
 }
 
@@ -75,6 +81,9 @@ export const STORE_ADAPTERS: StoreAdapter[] = [
 
 const SCIM_ADMIN_ENV = 'FM_SCIM_ADMIN_TOKEN';
 const LDAP_ADMIN_ENV = 'FM_LDAP_ADMIN_PASSWORD';
+const LDAP_TWO_ADMIN_ENV = 'FM_LDAP_TWO_ADMIN_PASSWORD';
+const AD_ADMIN_ENV = 'FM_AD_ADMIN_PASSWORD';
+const DS_ADMIN_ENV = 'FM_DS_ADMIN_PASSWORD';
 
 export const TARGET_ADAPTERS: TargetAdapter[] = [
   {
@@ -112,31 +121,6 @@ export const TARGET_ADAPTERS: TargetAdapter[] = [
     async start() {
       const srv = await startSlapd({ debugLevel: 'stats' });
       process.env[LDAP_ADMIN_ENV] = srv.provkeyAdminPassword;
-      const logFile = path.join(srv.dir, 'slapd.log');
-      /**
-       * Failed binds as the service account that slapd itself logged. The log is flushed every
-       * 500 ms, so a marker (a failed bind as a DN that does not exist, never counted) is the
-       * barrier: once it is in the file, everything before it is too.
-       */
-      const failedBinds = async (): Promise<number> => {
-        const marker = `cn=fm-marker-${Date.now()}-${Math.random().toString(36).slice(2)},${srv.baseDn}`;
-        await probeBind(srv.ldapPort, marker, 'not-a-password').catch(() => undefined);
-        for (;;) {
-          const log = await readFile(logFile, 'utf8').catch(() => '');
-          if (log.includes(marker)) return countFailedBinds(log, srv.serviceDn);
-          await new Promise((resolve) => setTimeout(resolve, 100));
-        }
-      };
-      const adminSearch = async (attributes: string[]): Promise<Record<string, unknown>> => {
-        const client = new Client({ url: srv.ldapUrl, timeout: 5000 });
-        try {
-          await client.startTLS({ ca: [srv.caPem], host: '127.0.0.1' });
-          await client.bind(srv.adminDn, srv.adminPassword);
-          return (await client.search(srv.serviceDn, { scope: 'base', attributes })).searchEntries[0] ?? {};
-        } finally {
-          await client.unbind().catch(() => undefined);
-        }
-      };
       return {
         targetConfig: () => [
           'type: ldap',
@@ -152,25 +136,163 @@ export const TARGET_ADAPTERS: TargetAdapter[] = [
         acceptedSnapshot: async () => [],
         // One password per account: once the current one binds, no other version can.
         unknownAccepted: async () => [],
-        mark: () => failedBinds(),
-        failedSince: async (mark) => (await failedBinds()) - (mark as number),
-        locked: async () => ([] as unknown[]).concat((await adminSearch(['pwdAccountLockedTime'])).pwdAccountLockedTime ?? []).length > 0,
+        // Failed binds as the service account that slapd itself logged.
+        mark: () => slapdFailedBinds(srv, srv.serviceDn),
+        failedSince: async (mark) => (await slapdFailedBinds(srv, srv.serviceDn)) - (mark as number),
+        locked: async () => (await slapdLocked(srv, srv.serviceDn)),
         // docs: at most one failed bind per server per run.
         failedBindBudgetPerRun: 1,
         stop: () => srv.stop(),
       };
     },
   },
+  {
+    // Two-account (blue/green) rotation on slapd: the key's versions alternate between two accounts.
+    name: 'ldap-two-accounts',
+    sample: 2,
+    async start() {
+      const srv = await startSlapd({ debugLevel: 'stats' });
+      process.env[LDAP_TWO_ADMIN_ENV] = srv.provkeyAdminPassword;
+      const accounts = [srv.serviceDn, srv.serviceGreenDn];
+      const failed = async () => (await Promise.all(accounts.map((dn) => slapdFailedBinds(srv, dn)))).reduce((a, b) => a + b, 0);
+      return {
+        targetConfig: () => [
+          'type: ldap',
+          `urls: [${srv.ldapUrl}]`,
+          `tls: { caFile: ${srv.caFile} }`,
+          `accounts: ["${srv.serviceDn}", "${srv.serviceGreenDn}"]`,
+          `searchBase: "${srv.peopleDn}"`,
+          `apply: { mode: admin, adminDn: "${srv.provkeyAdminDn}", adminPasswordRef: "env:${LDAP_TWO_ADMIN_ENV}" }`,
+          'propagationTimeout: 1s',
+        ],
+        secrets: [srv.provkeyAdminPassword, srv.adminPassword, srv.servicePassword],
+        // The account is found from the stored hash (read as the rootdn, checked locally), so the
+        // check spends no failed bind on the other account; then a real bind proves it.
+        async accepts(value) {
+          for (const dn of accounts) {
+            const stored = await slapdUserPasswords(srv, dn);
+            if (storedPasswordMatches(value, stored) === true) return (await probeBind(srv.ldapPort, dn, value)) === 0;
+          }
+          return false;
+        },
+        acceptedSnapshot: async () => [],
+        // Each account has one password; the one not in use is unknown to everyone after a grace end.
+        unknownAccepted: async () => [],
+        mark: () => failed(),
+        failedSince: async (mark) => (await failed()) - (mark as number),
+        locked: async () => (await Promise.all(accounts.map((dn) => slapdLocked(srv, dn)))).some(Boolean),
+        // docs: at most one failed bind per server per run, on each of the two accounts.
+        failedBindBudgetPerRun: 2,
+        stop: () => srv.stop(),
+      };
+    },
+  },
+  {
+    // Samba AD DC (directory: activeDirectory). Failed binds are the DC's own badPwdCount (what
+    // counts toward lockoutThreshold: AD does not count the two previous passwords); lockoutThreshold 6
+    // lets provkey's lockout guard spend its one proof per run (at 3 it forbids every proof).
+    name: 'samba-ad',
+    sample: 2,
+    async start() {
+      const dc = await startSamba({ oldPasswordAllowedPeriod: 0 });
+      await dc.modify(dc.baseDn, [replace('lockoutThreshold', ['6'])]);
+      const initial = `Pk-${randomPassword(20)}`;
+      const dn = await dc.createUser('svc-fm', initial);
+      process.env[AD_ADMIN_ENV] = dc.adminPassword;
+      const counted = async () => {
+        const state = await dc.read(dn, ['badPwdCount', 'badPasswordTime']);
+        return { count: Number(state.badPwdCount[0] ?? '0'), at: state.badPasswordTime[0] ?? '0' };
+      };
+      return {
+        targetConfig: () => [
+          'type: ldap',
+          'directory: activeDirectory',
+          `urls: [${dc.ldapsUrl}]`,
+          `tls: { caFile: ${dc.caFile} }`,
+          `bindDn: "${dn}"`,
+          `searchBase: "${dc.usersDn}"`,
+          `apply: { mode: admin, adminDn: "${dc.adminDn}", adminPasswordRef: "env:${AD_ADMIN_ENV}" }`,
+          'rollback: admin-reset',
+          'oldPasswordAllowedPeriod: 0s',
+          'propagationTimeout: 1s',
+        ],
+        secrets: [dc.adminPassword, initial],
+        accepts: async (value) => (await dc.bindCode(dn, value)).code === 0,
+        acceptedSnapshot: async () => [],
+        unknownAccepted: async () => [],
+        mark: () => counted(),
+        // A successful bind resets badPwdCount: a changed badPasswordTime says a failure was counted since the mark.
+        async failedSince(mark) {
+          const before = mark as { count: number; at: string };
+          const now = await counted();
+          if (now.at === before.at) return 0;
+          return Math.max(1, now.count - (now.count >= before.count ? before.count : 0));
+        },
+        locked: async () => Number((await dc.read(dn, ['lockoutTime'])).lockoutTime[0] ?? '0') !== 0,
+        failedBindBudgetPerRun: 1,
+        stop: () => dc.stop(),
+      };
+    },
+  },
+  {
+    // 389 Directory Server (directory: 389ds): failed binds from its own access log.
+    name: '389-ds',
+    sample: 2,
+    async start() {
+      // passwordMaxFailure 6: the lockout guard allows its one proof per run. The account is uid=fm (cn, sn
+      // fm): two letters have no three-letter run for passwordMinTokenLength 3 to refuse, whatever the
+      // matrix's format draws (the rule itself has its own tests). passwordStorageScheme SSHA512 (docs/ldap.md, 389-DS): identify then reads the answer from the stored
+      // hash. With the default PBKDF2 it must bind, and one failed bind per run cannot tell two candidates
+      // apart: a set interrupted at "setting" then ends as "needs a human" (exit 3, no lockout), as documented.
+      const ds = await startDirsrv({ policy: { passwordMaxFailure: '6', passwordStorageScheme: 'SSHA512' } });
+      const initial = `Pk-${randomPassword(20)}`;
+      const dn = await ds.addServiceAccount('fm', initial);
+      process.env[DS_ADMIN_ENV] = ds.provkeyAdminPassword;
+      return {
+        targetConfig: () => [
+          'type: ldap',
+          'directory: 389ds',
+          `urls: [${ds.ldapsUrl}]`,
+          `tls: { caFile: ${ds.caFile} }`,
+          `bindDn: "${dn}"`,
+          `searchBase: "${ds.peopleDn}"`,
+          `apply: { mode: admin, adminDn: "${ds.provkeyAdminDn}", adminPasswordRef: "env:${DS_ADMIN_ENV}" }`,
+          'rollback: admin-reset',
+          // cn=config is readable by Directory Manager only: the documented set-up states the limit.
+          'passwordPolicy: { maxFailure: 6 }',
+          'propagationTimeout: 1s',
+        ],
+        secrets: [ds.provkeyAdminPassword, ds.adminPassword, ds.servicePassword, initial],
+        accepts: async (value) => (await ds.bindCode(dn, value)) === 0,
+        acceptedSnapshot: async () => [],
+        unknownAccepted: async () => [],
+        mark: () => ds.failedBinds(dn),
+        failedSince: async (mark) => (await ds.failedBinds(dn)) - (mark as number),
+        locked: async () => ((await ds.read(dn, ['accountUnlockTime'])).accountUnlockTime ?? []).length > 0,
+        failedBindBudgetPerRun: 1,
+        stop: () => ds.stop(),
+      };
+    },
+  },
 ];
 
-function countFailedBinds(log: string, serviceDn: string): number {
-  const dnOf = new Map<string, string>();
-  let failed = 0;
-  for (const line of log.split('\n')) {
-    const bind = /(conn=\d+ op=\d+) BIND dn="([^"]*)" method=128/.exec(line);
-    if (bind) dnOf.set(bind[1]!, bind[2]!.toLowerCase());
-    const refused = /(conn=\d+ op=\d+) RESULT tag=97 err=49\b/.exec(line);
-    if (refused && dnOf.get(refused[1]!) === serviceDn.toLowerCase()) failed += 1;
+/** Attributes of one slapd entry as the rootdn (ACLs bypassed). */
+async function slapdRead(srv: SlapdServer, dn: string, attributes: string[]): Promise<Record<string, unknown>> {
+  const client = new Client({ url: srv.ldapUrl, timeout: 5000 });
+  try {
+    await client.startTLS({ ca: [srv.caPem], host: '127.0.0.1' });
+    await client.bind(srv.adminDn, srv.adminPassword);
+    return (await client.search(dn, { scope: 'base', attributes })).searchEntries[0] ?? {};
+  } finally {
+    await client.unbind().catch(() => undefined);
   }
-  return failed;
+}
+
+async function slapdLocked(srv: SlapdServer, dn: string): Promise<boolean> {
+  return ([] as unknown[]).concat((await slapdRead(srv, dn, ['pwdAccountLockedTime'])).pwdAccountLockedTime ?? []).length > 0;
+}
+
+async function slapdUserPasswords(srv: SlapdServer, dn: string): Promise<string[]> {
+  const values = ([] as unknown[]).concat((await slapdRead(srv, dn, ['userPassword'])).userPassword ?? []);
+  return values.map((v) => (Buffer.isBuffer(v) ? v.toString('utf8') : String(v)));
 }

@@ -78,6 +78,8 @@ export interface DirsrvServer {
   groupDn: string;
   /** uid=provisioner,ou=services: cn "provisioner", sn "service" (passwordMinTokenLength looks at these). */
   serviceDn: string;
+  /** uid=provisioner-green,ou=services: the second account of a two-account key (random password). */
+  serviceGreenDn: string;
   servicePassword: string;
   /** Has write access to userPassword under ou=services (a delegated admin, not a password administrator). */
   provkeyAdminDn: string;
@@ -85,6 +87,11 @@ export interface DirsrvServer {
   dir: string;
   pid: number;
   modify(dn: string, changes: Change[]): Promise<void>;
+  /**
+   * Adds uid=UID,ou=services (cn and sn = UID) as Directory Manager; the provkey admin may reset it.
+   * A UID of two letters has no three-letter run for passwordMinTokenLength to refuse.
+   */
+  addServiceAccount(uid: string, password: string): Promise<string>;
   read(dn: string, attributes: string[]): Promise<Record<string, string[]>>;
   /** Result code of a simple bind over LDAPS (0 accepted). */
   bindCode(dn: string, password: string): Promise<number>;
@@ -237,6 +244,7 @@ export async function startDirsrv(options: StartDirsrvOptions = {}): Promise<Dir
     const servicesDn = `ou=services,${DIRSRV_BASE_DN}`;
     const serviceDn = `uid=provisioner,${servicesDn}`;
     const provkeyAdminDn = `uid=provkey-admin,${servicesDn}`;
+    const serviceGreenDn = `uid=provisioner-green,${servicesDn}`;
     const servicePassword = options.servicePassword ?? password();
     const provkeyAdminPassword = password();
     const policy: Record<string, string | undefined> = { ...DIRSRV_DEFAULT_POLICY, ...options.policy };
@@ -280,6 +288,11 @@ export async function startDirsrv(options: StartDirsrvOptions = {}): Promise<Dir
         objectClass: ['top', 'person', 'organizationalPerson', 'inetOrgPerson'],
         uid: 'provisioner', cn: 'provisioner', sn: 'service', userPassword: servicePassword,
       });
+      // The second account of a two-account key: same rights as the first, a password nobody knows.
+      await client.add(serviceGreenDn, {
+        objectClass: ['top', 'person', 'organizationalPerson', 'inetOrgPerson'],
+        uid: 'provisioner-green', cn: 'provisioner-green', sn: 'service', userPassword: password(),
+      });
       await client.add(provkeyAdminDn, {
         objectClass: ['top', 'person', 'organizationalPerson', 'inetOrgPerson'],
         uid: 'provkey-admin', cn: 'provkey-admin', sn: 'admin', userPassword: provkeyAdminPassword,
@@ -306,12 +319,18 @@ export async function startDirsrv(options: StartDirsrvOptions = {}): Promise<Dir
       stagingDn: `ou=staging,${DIRSRV_BASE_DN}`,
       groupDn: `cn=provisioned,ou=groups,${DIRSRV_BASE_DN}`,
       serviceDn,
+      serviceGreenDn,
       servicePassword,
       provkeyAdminDn,
       provkeyAdminPassword,
       dir,
       pid: running.child.pid!,
       modify: (dn, changes) => asDm((client) => client.modify(dn, changes)),
+      addServiceAccount: async (uid, accountPassword) => {
+        const dn = `uid=${uid},${servicesDn}`;
+        await asDm((client) => client.add(dn, { objectClass: ['top', 'person', 'organizationalPerson', 'inetOrgPerson'], uid, cn: uid, sn: uid, userPassword: accountPassword }));
+        return dn;
+      },
       read: (dn, attributes) => asDm((client) => readAttributes(client, dn, attributes)),
       bindCode: async (dn, pw) => {
         const client = ldapsClient(host, certs.caPem);

@@ -89,6 +89,8 @@ export interface SlapdServer {
   adminDn: string;
   adminPassword: string;
   serviceDn: string;
+  /** A second service account (cn=provisioner-green) with the same rights, for two-account keys. */
+  serviceGreenDn: string;
   servicePassword: string;
   provkeyAdminDn: string;
   provkeyAdminPassword: string;
@@ -136,6 +138,8 @@ const ADMIN_DN = `cn=admin,${BASE_DN}`;
 const SERVICES_DN = `ou=services,${BASE_DN}`;
 const SERVICE_DN = `cn=provisioner,${SERVICES_DN}`;
 const PKADMIN_DN = `cn=provkey-admin,${SERVICES_DN}`;
+/** The second account of a two-account (blue/green) key; its password is random and unknown to the tests. */
+const SERVICE_GREEN_DN = `cn=provisioner-green,${SERVICES_DN}`;
 const PEOPLE_DN = `ou=people,${BASE_DN}`;
 const POLICIES_DN = `ou=policies,${BASE_DN}`;
 const POLICY_DN = `cn=default,${POLICIES_DN}`;
@@ -354,6 +358,34 @@ export function probeBind(port: number, dn: string, password: string, timeoutMs 
 // Certificates
 // ---------------------------------------------------------------------------
 
+/**
+ * Failed binds as `dn` that slapd itself logged (needs debugLevel "stats"). The log is flushed
+ * every 500 ms, so a marker (a failed bind as a DN that does not exist) is the barrier: once it
+ * is in the file, everything before it is too.
+ */
+export async function slapdFailedBinds(srv: SlapdServer, dn: string): Promise<number> {
+  const logFile = path.join(srv.dir, 'slapd.log');
+  const marker = `cn=fm-marker-${Date.now()}-${Math.random().toString(36).slice(2)},${srv.baseDn}`;
+  await probeBind(srv.ldapPort, marker, 'not-a-password').catch(() => undefined);
+  for (;;) {
+    const log = await readFile(logFile, 'utf8').catch(() => '');
+    if (log.includes(marker)) return countFailedBinds(log, dn);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+function countFailedBinds(log: string, dn: string): number {
+  const dnOf = new Map<string, string>();
+  let failed = 0;
+  for (const line of log.split('\n')) {
+    const bind = /(conn=\d+ op=\d+) BIND dn="([^"]*)" method=128/.exec(line);
+    if (bind) dnOf.set(bind[1]!, bind[2]!.toLowerCase());
+    const refused = /(conn=\d+ op=\d+) RESULT tag=97 err=49\b/.exec(line);
+    if (refused && dnOf.get(refused[1]!) === dn.toLowerCase()) failed += 1;
+  }
+  return failed;
+}
+
 export interface TestCa {
   caFile: string;
   caKeyFile: string;
@@ -437,6 +469,7 @@ access to dn.subtree="ou=services,{BASE}"
 # the provisioning base
 access to dn.subtree="ou=people,{BASE}"
     by dn.exact="{SERVICE}" read
+    by dn.exact="{SERVICE_GREEN}" read
     by dn.exact="{PKADMIN}" read
     by self read
     by * none
@@ -464,6 +497,7 @@ function buildConfig(p: {
   const { dir, opts } = p;
   const acl = (opts.acl ?? defaultAcl(opts.provkeyAdminAccess ?? 'manage'))
     .replaceAll('{BASE}', BASE_DN)
+    .replaceAll('{SERVICE_GREEN}', SERVICE_GREEN_DN)
     .replaceAll('{SERVICE}', SERVICE_DN)
     .replaceAll('{PKADMIN}', PKADMIN_DN);
   const lines = [
@@ -560,6 +594,15 @@ function buildLdif(creds: Creds, opts: StartSlapdOptions): string {
       'cn: provisioner',
       'description: provkey test service account (SCIM/LDAP provisioning)',
       `userPassword: ${ssha(creds.servicePassword)}`,
+      `pwdChangedTime: ${now}`,
+    ],
+    [
+      `dn: ${SERVICE_GREEN_DN}`,
+      'objectClass: applicationProcess',
+      'objectClass: simpleSecurityObject',
+      'cn: provisioner-green',
+      'description: provkey test second service account (two-account rotation)',
+      `userPassword: ${ssha(randomPassword())}`,
       `pwdChangedTime: ${now}`,
     ],
     [
@@ -991,6 +1034,7 @@ function makeServer(p: {
     adminDn: ADMIN_DN,
     adminPassword: p.creds.adminPassword,
     serviceDn: SERVICE_DN,
+    serviceGreenDn: SERVICE_GREEN_DN,
     servicePassword: p.creds.servicePassword,
     provkeyAdminDn: PKADMIN_DN,
     provkeyAdminPassword: p.creds.provkeyAdminPassword,
