@@ -25,7 +25,7 @@ const int = (min: number, max: number) => v.pipe(v.number(), v.integer(), v.minV
 
 const fileStore = v.strictObject({
   type: v.literal('file'),
-  /** Encrypted store file, relative to the config file; default: store.enc in the state dir (config/load.ts). */
+  /** The embedded store's database (SQLite, every value and record encrypted), relative to the config file; default: store.enc in the state dir (config/load.ts). A provkey 0.1 store file there is upgraded on first open. */
   path: v.optional(filePath),
   /** 32-byte key file (mode 0600), created by `provkey init`; default: store.key in the state dir. Ignored when passphraseEnv is set. */
   keyFile: v.optional(filePath),
@@ -226,6 +226,87 @@ const ldapTarget = v.strictObject({
 
 export const targetSchema = v.variant('type', [scimTarget, ldapTarget]);
 
+/**
+ * Consumers (docs/consumers.md): the places a key is presented from, each told every new
+ * version and each with its own proof. `name` tells them apart in output and in the claim.
+ */
+const consumerName = v.optional(name);
+const entraConsumer = v.strictObject({
+  type: v.literal('entra'),
+  name: consumerName,
+  /** The enterprise application's service principal object id and its provisioning job id (docs/entra.md). */
+  servicePrincipalId: v.pipe(v.string(), v.minLength(1, 'must not be empty')),
+  jobId: v.pipe(v.string(), v.minLength(1, 'must not be empty')),
+  /** The SCIM endpoint Entra is told (BaseAddress); default: the key's target url. */
+  baseAddress: v.optional(v.string()),
+  auth: v.optional(azureAuth, { method: 'default' }),
+  /** Entra authority for sovereign clouds (or a test double), e.g. https://login.microsoftonline.us */
+  authorityHost: v.optional(v.string()),
+  /** Microsoft Graph's base URL with its version; default https://graph.microsoft.com/v1.0 */
+  graphUrl: v.optional(v.string(), 'https://graph.microsoft.com/v1.0'),
+  /** Extra CA trust for Graph and the authority (a private endpoint or a test double); verification stays on. */
+  tls,
+  /** Skip the authority's instance discovery (a private authority, e.g. a test double). */
+  disableInstanceDiscovery: bool(false),
+  /** POST .../jobs/{jobId}/restart after the switch (clears a quarantine left by the old token). */
+  restart: bool(false),
+  timeout: v.optional(duration, '15s'),
+  /** Attempts after a 429/503 (Retry-After honoured), each wait at most maxRetryDelay. */
+  retries: v.optional(int(0, 10), 4),
+  maxRetryDelay: v.optional(duration, '30s'),
+  /** How far back `test`/`status` read provisioning logs for failed credential validations. */
+  auditWindow: v.optional(duration, '24h'),
+});
+const oktaConsumer = v.strictObject({
+  type: v.literal('okta'),
+  name: consumerName,
+  /** https://YOUR-ORG.okta.com */
+  orgUrl: v.string(),
+  appId: v.pipe(v.string(), v.minLength(1, 'must not be empty')),
+  /** An Okta API token (SSWS) allowed to manage the app's connection. */
+  apiTokenRef: secretRef,
+  /** The SCIM base URL Okta is told; default: the key's target url. */
+  baseUrl: v.optional(v.string()),
+  tls,
+  allowInsecureHttp: bool(false),
+  timeout: v.optional(duration, '15s'),
+  retries: v.optional(int(0, 10), 4),
+  maxRetryDelay: v.optional(duration, '30s'),
+});
+const fileConsumer = v.strictObject({
+  type: v.literal('file'),
+  name: consumerName,
+  /** Written atomically with mode 0600. */
+  path: filePath,
+  /** Numeric uid (and gid) to chown the file to; needs the privilege to do so. */
+  owner: v.optional(v.strictObject({ uid: int(0, 4294967294), gid: v.optional(int(0, 4294967294)) })),
+});
+const execConsumer = v.strictObject({
+  type: v.literal('exec'),
+  name: consumerName,
+  /** Receives the value on stdin; PROVKEY_ACTION=validate|switch|prove|check (see docs/consumers.md). */
+  command: v.pipe(v.array(v.pipe(v.string(), v.minLength(1, 'must not be empty'))), v.minLength(1)),
+  timeout: v.optional(duration, '30s'),
+  passEnv: v.optional(v.array(v.string()), []),
+});
+const storeConsumer = v.strictObject({
+  type: v.literal('store'),
+  name: consumerName,
+  /**
+   * How provkey learns the consumer has picked up the new version: a URL answering 200 with the
+   * fingerprint in its body, or a command exiting 0 for PROVKEY_FINGERPRINT. None: no proof.
+   */
+  probe: v.optional(
+    v.union([
+      v.strictObject({ url: v.string(), tls, allowInsecureHttp: bool(false) }),
+      v.strictObject({ command: v.pipe(v.array(v.pipe(v.string(), v.minLength(1, 'must not be empty'))), v.minLength(1)), passEnv: v.optional(v.array(v.string()), []) }),
+    ]),
+  ),
+  /** How long to wait for the probe to see the new fingerprint. */
+  timeout: v.optional(duration, '60s'),
+});
+export const consumerSchema = v.variant('type', [entraConsumer, oktaConsumer, fileConsumer, execConsumer, storeConsumer]);
+
 const rotation = v.strictObject({
   interval: v.optional(duration, '30d'),
   /** How long the previous version stays accepted after a rotation; "0" for none. */
@@ -238,6 +319,7 @@ const keySchema = v.strictObject({
   format: v.optional(formatSchema, { type: 'token' }),
   rotation: v.optional(rotation, {}),
   target: targetSchema,
+  consumers: v.optional(v.array(consumerSchema), []),
 });
 
 /** A Standard Webhooks receiver told of rotations, revokes, drills and keys coming due (docs/observability.md). */
@@ -283,4 +365,10 @@ export type TargetConfig = v.InferOutput<typeof targetSchema>;
 export type ScimTargetConfig = v.InferOutput<typeof scimTarget>;
 export type LdapTargetConfig = v.InferOutput<typeof ldapTarget>;
 export type KeyConfig = v.InferOutput<typeof keySchema>;
+export type ConsumerConfig = v.InferOutput<typeof consumerSchema>;
+export type EntraConsumerConfig = v.InferOutput<typeof entraConsumer>;
+export type OktaConsumerConfig = v.InferOutput<typeof oktaConsumer>;
+export type FileConsumerConfig = v.InferOutput<typeof fileConsumer>;
+export type ExecConsumerConfig = v.InferOutput<typeof execConsumer>;
+export type StoreConsumerConfig = v.InferOutput<typeof storeConsumer>;
 export type WebhookConfig = v.InferOutput<typeof webhook>;

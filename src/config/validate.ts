@@ -1,7 +1,7 @@
 import { MAX_TIMEOUT_MS, parseDuration } from '../core/duration.js';
 import { ConfigError } from '../core/errors.js';
 import { isLoopbackHost } from '../core/loopback.js';
-import type { KeyConfig } from './schema.js';
+import type { ConsumerConfig, KeyConfig } from './schema.js';
 
 /**
  * Checks of a key's config that every command makes at load, before any store or target is
@@ -27,6 +27,60 @@ export function checkKeyConfig(name: string, key: KeyConfig): void {
     target.urls.forEach((url, index) => checkLdapUrl(url, `${field}.urls.${index}`, target.startTls, target.allowPlain));
     if (target.passwordPolicy.maxAge !== undefined) parseDuration(target.passwordPolicy.maxAge, `${field}.passwordPolicy.maxAge`);
   }
+  checkConsumers(name, key);
+}
+
+/** The name a consumer goes by in output and in the claim: its own, or "<type>-<position>". */
+export function consumerNameOf(consumer: ConsumerConfig, index: number): string {
+  return consumer.name ?? `${consumer.type}-${index + 1}`;
+}
+
+function checkConsumers(name: string, key: KeyConfig): void {
+  const seen = new Set<string>();
+  key.consumers.forEach((consumer, index) => {
+    const field = `keys.${name}.consumers.${index}`;
+    const id = consumerNameOf(consumer, index);
+    if (seen.has(id)) throw new ConfigError(`${field}.name: "${id}" names two consumers of this key`);
+    seen.add(id);
+    const timeout = (value: string | undefined, at: string) => {
+      if (value !== undefined && parseDuration(value, `${field}.${at}`, MAX_TIMEOUT_MS) <= 0) throw new ConfigError(`${field}.${at}: must be longer than 0`);
+    };
+    switch (consumer.type) {
+      case 'entra':
+      case 'okta': {
+        // Both tell an identity provider where to send the token: that is a SCIM endpoint.
+        const base = consumer.type === 'entra' ? consumer.baseAddress : consumer.baseUrl;
+        const baseField = consumer.type === 'entra' ? 'baseAddress' : 'baseUrl';
+        if (key.target.type !== 'scim') throw new ConfigError(`${field}.type: an ${consumer.type} consumer presents a SCIM token; the key's target is ${key.target.type}`);
+        if (base !== undefined) checkHttpUrl(base, `${field}.${baseField}`, key.target.allowInsecureHttp);
+        timeout(consumer.timeout, 'timeout');
+        parseDuration(consumer.maxRetryDelay, `${field}.maxRetryDelay`, MAX_TIMEOUT_MS);
+        if (consumer.type === 'entra') {
+          checkHttpsUrl(consumer.graphUrl, `${field}.graphUrl`);
+          if (consumer.authorityHost !== undefined) checkHttpsUrl(consumer.authorityHost, `${field}.authorityHost`);
+          parseDuration(consumer.auditWindow, `${field}.auditWindow`);
+        } else {
+          checkHttpUrl(consumer.orgUrl, `${field}.orgUrl`, consumer.allowInsecureHttp);
+        }
+        break;
+      }
+      case 'exec':
+        timeout(consumer.timeout, 'timeout');
+        break;
+      case 'store':
+        timeout(consumer.timeout, 'timeout');
+        if (consumer.probe && 'url' in consumer.probe) checkHttpUrl(consumer.probe.url, `${field}.probe.url`, consumer.probe.allowInsecureHttp);
+        break;
+      case 'file':
+        break;
+    }
+  });
+}
+
+/** Credentials for Microsoft Graph go over https only, loopback included (a double has its own CA). */
+function checkHttpsUrl(raw: string, field: string): void {
+  const url = URL.canParse(raw) ? new URL(raw) : undefined;
+  if (!url || url.protocol !== 'https:') throw new ConfigError(`${field}: must be an https:// URL`);
 }
 
 /** https, or plain http only to loopback or with the config's explicit opt-out. */

@@ -58,6 +58,22 @@ export interface Claim {
   versionIds?: string[];
   /** Revoke: the last step of this finished no-overlap operation (its replaced version's proof). */
   finishes?: Operation;
+  /**
+   * Rotate/drill/add with consumers: how far each consumer (by name) got, stored before and after
+   * each switch, so a resumed run knows which consumers may present the new version.
+   */
+  consumers?: Record<string, ConsumerProgress>;
+}
+
+/** `switching`: the switch was asked for and may or may not have happened; `restored`: given the current version back. */
+export type ConsumerProgress = 'switching' | 'switched' | 'proven' | 'restored';
+
+/** A consumer's last proof, for `status` (docs/consumers.md). */
+export interface ConsumerProof {
+  ok: boolean;
+  at: string;
+  fingerprint: string;
+  detail?: string;
 }
 
 export interface TestSummary {
@@ -78,6 +94,8 @@ export interface LifecycleState {
    * target still accepts. Cleared by a revoke or no-overlap rotation whose proofs all pass.
    */
   attention?: { at: string; detail: string };
+  /** Each consumer's last proof (delivery or `test`), by consumer name. */
+  consumerProofs?: Record<string, ConsumerProof>;
 }
 
 export interface KeyRecord {

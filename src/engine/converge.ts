@@ -9,6 +9,7 @@ import { decide, identifyAccepted } from './identify.js';
 import { StepTimer, resultsFor, type ResultFields } from './result.js';
 import { settleRetired, type RetireProof } from './retire.js';
 import { rollback } from './rollback.js';
+import { deliverToConsumers } from './consumers.js';
 import { ABANDONED, RESUMED } from './events.js';
 
 export interface Convergence {
@@ -51,15 +52,25 @@ export function convergenceEndsOperation(converged: Convergence): ResultFields |
  * usable version is still pending (issue 7, item 3). Undefined: go on with the operation.
  */
 export async function convergeFirst(ctx: KeyContext, timer: StepTimer): Promise<ResultFields | undefined> {
+  return (await convergeFirstSeen(ctx, timer)).ended;
+}
+
+/**
+ * convergeFirst that also hands back the record it read when there was nothing to converge, so
+ * the operation goes on from it instead of reading the key again (`seen` is absent when a
+ * convergence changed the key: read it afresh).
+ */
+export async function convergeFirstSeen(ctx: KeyContext, timer: StepTimer): Promise<{ ended?: ResultFields; seen?: { record: KeyRecord | undefined } }> {
   const record = await ctx.store.read(ctx.key.name);
   const claim = record?.state.claim;
-  if (!record || !claim) return undefined;
+  if (!record || !claim) return { seen: { record } };
   if (!isClaimStale(claim, new Date(), thisRun())) {
-    return { outcome: 'skipped', ok: true, exitCode: ExitCode.ok, message: `${claim.operation} already in progress on ${claim.owner.host} (pid ${claim.owner.pid}) since ${claim.startedAt}` };
+    return { ended: { outcome: 'skipped', ok: true, exitCode: ExitCode.ok, message: `${claim.operation} already in progress on ${claim.owner.host} (pid ${claim.owner.pid}) since ${claim.startedAt}` } };
   }
   await ctx.session.emit({ type: 'step-start', key: ctx.key.name, step: 'converge', detail: 'a previous run stopped part-way' });
   const converged = await timer.run('converge', () => convergeStaleClaim(ctx, record));
-  return convergenceEndsOperation(converged);
+  const ended = convergenceEndsOperation(converged);
+  return ended ? { ended } : {};
 }
 
 /**
@@ -120,6 +131,15 @@ export async function convergeStaleClaim(ctx: KeyContext, stale: KeyRecord): Pro
       : await timer.run('identify', () => identifyAccepted(ctx, candidates), (i) => ({ ok: true, detail: i.detail }));
   const decision = decide(identification, candidates);
   if (decision.kind === 'accepted' && decision.secret === next) {
+    // The target holds the new version: the consumers get it too before anything is finished.
+    const delivered = await deliverToConsumers(ctx, record, next, timer);
+    if (!delivered.ok) {
+      const rolled = await rollback(ctx, delivered.record, next, old, timer, `an interrupted ${claim.operation}: ${delivered.reason}`, resultsFor(name, claim.operation, timer));
+      if (rolled.exitCode === ExitCode.unavailable || delivered.exitCode === ExitCode.unavailable) return { outcome: 'unavailable', message: rolled.message };
+      if (rolled.exitCode === ExitCode.needsHuman) return { outcome: rolled.outcome === 'lockout' ? 'lockout' : 'needs_human', message: rolled.message };
+      return { outcome: 'rolled_back', message: rolled.message };
+    }
+    record = delivered.record;
     const finished = finishRotation(record, pending.id, {
       overlap: claim.overlap,
       graceMs: ctx.key.rotation.graceMs,

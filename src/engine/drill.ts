@@ -1,3 +1,4 @@
+import { consumerNameOf } from '../config/validate.js';
 import { ExitCode } from '../core/errors.js';
 import { versionByLabel } from '../core/model.js';
 import { readExisting, secretOf, type KeyContext } from './key-context.js';
@@ -68,6 +69,7 @@ async function runDrill(ctx: KeyContext, options: { rtoMs: number; dryRun: boole
         `claim ${name} in store "${ctx.key.storeName}" and generate a new ${ctx.key.policy.type}`,
         `apply it with no overlap (${target.type === 'scim' ? `applier: ${target.applier.type}` : `password modify, ${target.apply.mode}`}), replacing the leaked version`,
         'test the new version (with the write probe) until it is accepted or the propagation timeout ends',
+        ...ctx.key.config.consumers.map((c, i) => `consumer ${consumerNameOf(c, i)} (${c.type}): validate, switch to and prove the new version (it presents the leaked one until then)`),
         `revoke ${current.fingerprint} in the store and at the target, and prove it is rejected`,
         'revoke any older version still in its grace period, so only the new version works',
         `report time-to-contain and time-to-recover against the ${Math.round(options.rtoMs / 1000)}s objective`,
@@ -104,7 +106,9 @@ async function runDrill(ctx: KeyContext, options: { rtoMs: number; dryRun: boole
   }
   const previousOk = previous?.ok ?? true;
   const at = (name: string) => steps.find((s) => s.step === name && s.ok)?.endedAtMs;
-  const timeToRecoverMs = rotation.ok ? at('test') : undefined;
+  // Recovered once the new version works at the target AND every consumer presents it (its last proof).
+  const consumerProofs = steps.filter((s) => s.step === 'consumer-prove' && s.ok).map((s) => s.endedAtMs ?? Infinity);
+  const timeToRecoverMs = rotation.ok ? (consumerProofs.length ? Math.max(at('test') ?? 0, ...consumerProofs) : at('test')) : undefined;
   // Contained once EVERY version that could still be used is proven rejected: the leaked one and each grace version.
   const proofs = steps.filter((s) => s.step === 'prove-rejected' || s.step === 'previous:prove-rejected');
   const unprobed = proofs.some((s) => s.detail?.startsWith('not probed'));

@@ -1,3 +1,4 @@
+import type { Consumer } from '../consumers/consumer.js';
 import { UsageError } from '../core/errors.js';
 import type { SecretStore } from '../stores/store.js';
 import type { Target } from '../targets/target.js';
@@ -28,6 +29,20 @@ export function readOnlyStore(store: SecretStore): SecretStore {
     // Reading, not changing: the audit chain key and the generation (audit verify, replay checks).
     ...(store.auditKey ? { auditKey: () => store.auditKey!({ create: false }) } : {}),
     ...(store.generationState ? { generationState: () => store.generationState!() } : {}),
+  };
+}
+
+/** A dry run's consumer: `check` (changes nothing) works; a change would be a bug, and is refused. */
+export function checkOnlyConsumer(consumer: Consumer): Consumer {
+  const where = `consumer ${consumer.name}`;
+  return {
+    type: consumer.type,
+    name: consumer.name,
+    check: (current) => consumer.check(current),
+    close: () => consumer.close(),
+    validate: async () => refuse(where),
+    switch: async () => refuse(where),
+    prove: async () => refuse(where),
   };
 }
 

@@ -2,7 +2,7 @@ import { randomInt } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { ExitCode, mostSerious } from '../core/errors.js';
 import { dueWork } from '../core/schedule.js';
-import { convergeFirst } from './converge.js';
+import { convergeFirstSeen } from './converge.js';
 import { readExisting, secretOf, type KeyContext } from './key-context.js';
 import { resultsFor, StepTimer, type KeyResult } from './result.js';
 import { revokeKey } from './revoke.js';
@@ -26,9 +26,9 @@ export async function waitJitter(maxMs: number, debug: (message: string) => void
 export async function runDue(ctx: KeyContext): Promise<KeyResult> {
   const timer = new StepTimer(ctx.session.stepEvents(ctx.key.name));
   // A crashed run first: the key may have no current version until it is converged.
-  const ended = await convergeFirst(ctx, timer);
+  const { ended, seen } = await convergeFirstSeen(ctx, timer);
   if (ended) return resultsFor(ctx.key.name, 'rotate', timer)(ended);
-  const { record, current } = await readExisting(ctx);
+  const { record, current } = await readExisting(ctx, seen);
   const expiry = ctx.target.expiresAt ? await ctx.target.expiresAt(await secretOf(ctx, current)) : undefined;
   const work = dueWork(record, ctx.key.rotation, new Date(), expiry);
   const results: KeyResult[] = timer.steps.length ? [resultsFor(ctx.key.name, 'rotate', timer)({ outcome: 'resumed', ok: true, exitCode: ExitCode.ok, message: 'an interrupted run was converged' })] : [];

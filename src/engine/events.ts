@@ -32,7 +32,13 @@ export type StepName =
   | 'remove-unfinished-copy'
   | 'verify'
   | 'switch-config'
-  | 'retire-source';
+  | 'retire-source'
+  /** Each consumer's delivery, rollback and test (engine/consumers.ts); the consumer's name is the step's detail. */
+  | 'consumer-validate'
+  | 'consumer-switch'
+  | 'consumer-prove'
+  | 'consumer-restore'
+  | 'consumer-check';
 
 /** What a batch runs over its keys (forEachKey's operation). */
 export type RunOperation = Operation | 'test' | 'grace-end';

@@ -49,8 +49,9 @@ export async function secretOf(ctx: KeyContext, version: VersionMeta): Promise<S
 }
 
 
-export async function readExisting(ctx: Pick<KeyContext, 'key' | 'store'>): Promise<{ record: KeyRecord; current: VersionMeta }> {
-  const record = await ctx.store.read(ctx.key.name);
+/** `seen`: the record this operation has just read (convergeFirstSeen), instead of reading it again. */
+export async function readExisting(ctx: Pick<KeyContext, 'key' | 'store'>, seen?: { record: KeyRecord | undefined }): Promise<{ record: KeyRecord; current: VersionMeta }> {
+  const record = seen ? seen.record : await ctx.store.read(ctx.key.name);
   const current = record && versionByLabel(record, 'current');
   if (record && !current && record.state.claim) {
     // Not "run add": an interrupted change holds the key's next version (issue 7, item 3).

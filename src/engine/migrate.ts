@@ -8,7 +8,7 @@ import { fingerprint } from '../core/fingerprint.js';
 import type { Claim, KeyRecord, LifecycleState, Operation, VersionLabel, VersionMeta } from '../core/model.js';
 import { versionByLabel } from '../core/model.js';
 import { registerSecret } from '../core/redact.js';
-import { writeFileAtomic } from '../stores/file/atomic-write.js';
+import { writeFileAtomic } from '../io/atomic-write.js';
 import type { SecretStore } from '../stores/store.js';
 import { owner , thisRun } from './key-context.js';
 import { StepTimer, type StepRecord } from './result.js';

@@ -6,10 +6,11 @@ import type { KeyContext } from './key-context.js';
 import { faultPoint } from './fault.js';
 import { decide, identifyAccepted } from './identify.js';
 import { waitForVerdict } from './propagation.js';
+import { restoreConsumers } from './consumers.js';
 import type { KeyResult, ResultFields, StepTimer } from './result.js';
 
 /**
- * Undo a failed set/test: the target goes back to the current version, the pending version
+ * Undo a failed set/test/delivery: consumers given the current version back, then the target goes back to the current version, the pending version
  * is marked failed and disabled, the claim is released. If the current version no longer
  * works either, that is a lockout: recorded in the store and reported with exit code 3.
  */
@@ -23,6 +24,10 @@ export async function rollback(
   result: (fields: ResultFields) => KeyResult,
 ): Promise<KeyResult> {
   const name = ctx.key.name;
+  // Consumers first: one that presents the new version must have the current one back before
+  // the target drops the new one; if that cannot be done, the target keeps both for the next run.
+  const unrestored = await restoreConsumers(ctx, old, timer);
+  if (unrestored) return keepForRetry(ctx, next, reason, unrestored.detail, result, unrestored.unavailable ? ExitCode.unavailable : ExitCode.needsHuman);
   await ctx.session.emit({ type: 'step-start', key: name, step: 'rollback' });
   const undone = await timer.run(
     'rollback',

@@ -11,8 +11,10 @@ import { owner, readExisting, secretOf, type KeyContext } from './key-context.js
 import { faultPoint } from './fault.js';
 import { waitForVerdict } from './propagation.js';
 import { StepTimer, resultsFor, type KeyResult } from './result.js';
-import { convergeFirst, proveRetiredAfterFinish, retireClaim } from './converge.js';
+import { convergeFirstSeen, proveRetiredAfterFinish, retireClaim } from './converge.js';
 import { rollback } from './rollback.js';
+import { deliverToConsumers } from './consumers.js';
+import { consumerNameOf } from '../config/validate.js';
 import { FINISHED, type StepName } from './events.js';
 
 export interface RotateOptions {
@@ -41,9 +43,9 @@ export async function rotateKey(ctx: KeyContext, options: RotateOptions = {}): P
   const progress = (step: StepName, detail?: string) => ctx.session.emit({ type: 'step-start', key: name, step, ...(detail ? { detail } : {}) });
   const result = resultsFor(name, operation, timer);
 
-  const ended = await convergeFirst(ctx, timer);
+  const { ended, seen } = await convergeFirstSeen(ctx, timer);
   if (ended) return result(ended);
-  let { record, current } = await readExisting(ctx);
+  let { record, current } = await readExisting(ctx, seen);
   if (record.state.lockout) {
     return result({
       outcome: 'lockout',
@@ -57,41 +59,52 @@ export async function rotateKey(ctx: KeyContext, options: RotateOptions = {}): P
   await ctx.target.checkGenerationPolicy?.(ctx.key.policy, old);
   const overlap = !options.noOverlap && ctx.key.rotation.graceMs > 0 && ctx.target.capabilities.overlap;
 
-  // 1. claim: compare-and-set; a second rotator loses here and skips the key.
-  await progress('claim');
-  const claimedFrom = record;
-  try {
-    record = await timer.run('claim', () =>
-      ctx.store.update(name, record.revision, {
-        versions: record.versions,
-        state: { ...record.state, claim: newClaim(operation, owner(), new Date(), { fromVersionId: current.id, overlap }) },
-      }),
-    );
-  } catch (error) {
-    if (isContention(error)) {
-      return result({ outcome: 'skipped', ok: true, exitCode: ExitCode.ok, message: `another run holds this key (${(error as Error).message}); skipped, nothing changed` });
-    }
-    throw error;
-  }
-  const claim = record.state.claim!;
-  if (options.stillDue && !options.stillDue(claimedFrom)) {
-    const { claim: _mine, ...state } = record.state;
-    await ctx.store.update(name, record.revision, { versions: record.versions, state });
+  // Due-ness decided on the record the claim below is checked against: if another run rotated
+  // the key since, the claim fails anyway; if not, this is the record it wins against.
+  if (options.stillDue && !options.stillDue(record)) {
     return result({ outcome: 'skipped', ok: true, exitCode: ExitCode.ok, message: 'not due any more (another run rotated it)' });
   }
-  faultPoint('after-claim');
-
-  // 2. create: a fresh value, stored as `pending` before the target ever sees it.
-  await progress('create');
+  const claim = newClaim(operation, owner(), new Date(), { fromVersionId: current.id, overlap });
   const value = generateSecret(ctx.key.policy);
   registerSecret(value);
+  // A target with two accounts (blue/green) names the one this version is for: the one not in use.
   const account = ctx.target.accountFor?.(old);
   const meta = { ...newVersionMeta(value, 'generated'), ...(account ? { account } : {}) };
-  const created = await timer.run('create', () => ctx.store.addVersion(name, record.revision, value, meta), () => ({ ok: true, detail: meta.fingerprint }));
-  record = await ctx.store.update(name, created.record.revision, {
-    versions: created.record.versions,
-    state: { ...created.record.state, claim: { ...claim, step: 'created', pendingVersionId: created.versionId } },
-  });
+  const claimedAndCreated = { ...record.state, claim: { ...claim, step: 'created' as const } };
+  const skipped = (error: unknown) => {
+    if (!isContention(error)) throw error;
+    return result({ outcome: 'skipped', ok: true, exitCode: ExitCode.ok, message: `another run holds this key (${(error as Error).message}); skipped, nothing changed` });
+  };
+
+  // 1. claim: compare-and-set; a second rotator loses here and skips the key.
+  // 2. create: a fresh value, stored as `pending` before the target ever sees it.
+  // A store with a native compare-and-set (Vault) does both in one write: it stores the value,
+  // then the claim and the pending version in one check-and-set, and a loser destroys its value.
+  // Elsewhere (a lock, Azure's re-read) the claim is won first, so a loser never writes a value.
+  // Either way the claim says "created" with the version beside it, not yet named: a run killed
+  // before "setting" names it abandons it as an orphan (the target never saw it).
+  let created: { record: KeyRecord; versionId: string };
+  await progress('claim');
+  if (ctx.store.capabilities.compareAndSet === 'native') {
+    try {
+      created = await timer.run('claim', () => ctx.store.addVersion(name, record.revision, value, meta, claimedAndCreated), () => ({ ok: true, detail: meta.fingerprint }));
+    } catch (error) {
+      return skipped(error);
+    }
+    faultPoint('after-claim');
+    await progress('create');
+  } else {
+    try {
+      record = await timer.run('claim', () => ctx.store.update(name, record.revision, { versions: record.versions, state: { ...record.state, claim } }));
+    } catch (error) {
+      return skipped(error);
+    }
+    faultPoint('after-claim');
+    await progress('create');
+    const claimed = record;
+    created = await timer.run('create', () => ctx.store.addVersion(name, claimed.revision, value, meta, claimedAndCreated), () => ({ ok: true, detail: meta.fingerprint }));
+  }
+  record = created.record;
   faultPoint('after-create');
   const next: SecretInUse = { value, fingerprint: meta.fingerprint, versionId: created.versionId, createdAt: meta.createdAt, ...(account ? { account } : {}) };
 
@@ -108,12 +121,12 @@ export function newVersionMeta(value: string, origin: VersionMeta['origin']): Om
   return { label: 'pending', fingerprint: fingerprint(value), createdAt: now, labelledAt: now, origin };
 }
 
-async function advance(ctx: KeyContext, record: KeyRecord, step: Claim['step']): Promise<KeyRecord> {
+async function advance(ctx: KeyContext, record: KeyRecord, step: Claim['step'], fields: Partial<Claim> = {}): Promise<KeyRecord> {
   const claim = record.state.claim!;
   const expiresAt = new Date(Date.now() + CLAIM_TTL_MS).toISOString();
   return ctx.store.update(ctx.key.name, record.revision, {
     versions: record.versions,
-    state: { ...record.state, claim: { ...claim, step, expiresAt } },
+    state: { ...record.state, claim: { ...claim, ...fields, step, expiresAt } },
   });
 }
 
@@ -138,8 +151,13 @@ export async function completeRotation(
   const progress = (step: StepName) => ctx.session.emit({ type: 'step-start', key: name, step });
   const result = resultsFor(name, operation, timer, { fingerprint: next.fingerprint, ...(old ? { previousFingerprint: old.fingerprint } : {}) });
 
-  // 3. set: the claim says "setting" before the target is touched, so a crash here is resumable.
-  record = await advance(ctx, record, 'setting');
+  // 3. set: the claim says "setting" (and names the pending version) before the target is
+  // touched, so a crash here is resumable.
+  record = await advance(ctx, record, 'setting', { pendingVersionId: next.versionId! });
+  // Where asking the target which version it holds costs nothing (SCIM: a 401 is free), a
+  // resumed run asks it: storing "set" and "tested" would spare it nothing, at a write each.
+  // Where a refusal counts toward lockout (LDAP) each is evidence that spares a bind.
+  const recordsEvidence = ctx.target.capabilities.negativeProbe !== 'free';
   faultPoint('before-set');
   await progress('set');
   const applied = await timer.run(
@@ -153,7 +171,7 @@ export async function completeRotation(
     return rolled.exitCode === ExitCode.failed ? { ...rolled, exitCode: exitCodeForTargetAnswer(applied.reason) } : rolled;
   }
   faultPoint('after-set');
-  record = await advance(ctx, record, 'set');
+  if (recordsEvidence) record = await advance(ctx, record, 'set');
 
   // 4. test: the new version must be accepted (waiting for propagation).
   await progress('test');
@@ -166,8 +184,17 @@ export async function completeRotation(
   if (!accepted.test.ok) {
     return rollback(ctx, record, next, old, timer, `the connection test with the new version failed (${summarize(accepted.test)})`, result);
   }
-  record = await advance(ctx, record, 'tested');
+  if (recordsEvidence) record = await advance(ctx, record, 'tested');
   faultPoint('after-test');
+
+  // 5. deliver: each consumer validates, switches to and proves the new version; a failure rolls
+  // back consumers first, then the target (engine/consumers.ts).
+  const delivered = await deliverToConsumers(ctx, record, next, timer);
+  if (!delivered.ok) {
+    const rolled = await rollback(ctx, delivered.record, next, old, timer, delivered.reason, result);
+    return rolled.exitCode === ExitCode.failed ? { ...rolled, exitCode: delivered.exitCode } : rolled;
+  }
+  record = delivered.record;
 
   // Without overlap the old version is relabelled revoked before finish (so an app reading the
   // store drops it too); finish then keeps a revoke claim on it until the target is proven to
@@ -177,7 +204,7 @@ export async function completeRotation(
     record = await ctx.store.update(name, record.revision, { versions: revokeVersions(record, [retiring.versionId!], new Date()), state: record.state });
   }
 
-  // 5. finish: labels move in one compare-and-set write; the rotation claim is released with it.
+  // 6. finish: labels move in one compare-and-set write; the rotation claim is released with it.
   await progress('finish');
   const now = new Date();
   const finished = finishRotation(record, next.versionId!, {
@@ -197,7 +224,7 @@ export async function completeRotation(
     outcome: 'ok',
     fingerprint: next.fingerprint,
     versionId: next.versionId!,
-    detail: { previous: old?.fingerprint ?? null, overlap, graceUntil: graceUntil ?? null, reason: run.reason ?? null },
+    detail: { previous: old?.fingerprint ?? null, overlap, graceUntil: graceUntil ?? null, reason: run.reason ?? null, ...(ctx.key.config.consumers.length ? { consumers: ctx.key.config.consumers.map((c, i) => consumerNameOf(c, i)) } : {}) },
   });
   record = await timer.run('finish', () => ctx.store.update(name, record.revision, { versions: finished.versions, state }));
   faultPoint('after-finish');
@@ -213,7 +240,9 @@ export async function completeRotation(
     : old
       ? `rotated: ${next.fingerprint} is current; ${old.fingerprint} is revoked`
       : `${next.fingerprint} is current`;
-  return result({ outcome: operation === 'add' ? 'added' : 'rotated', ok: true, exitCode: ExitCode.ok, message });
+  const consumers = ctx.key.config.consumers.length;
+  const toConsumers = consumers ? `; ${consumers} consumer(s) switched and proven` : '';
+  return result({ outcome: operation === 'add' ? 'added' : 'rotated', ok: true, exitCode: ExitCode.ok, message: message + toConsumers });
 }
 
 function summarize(test: { verdict: string; probes: { name: string; outcome: string; status?: number | string; detail?: string }[] }): string {

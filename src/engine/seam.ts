@@ -1,4 +1,5 @@
 import { AdapterError, ConflictError } from '../core/errors.js';
+import type { Consumer, ConsumerAnswer } from '../consumers/consumer.js';
 import type { SecretStore } from '../stores/store.js';
 import type { ApplyResult, ConnectionTest, Identification, Target } from '../targets/target.js';
 
@@ -10,7 +11,7 @@ import type { ApplyResult, ConnectionTest, Identification, Target } from '../tar
  * would, or make the call fail exactly as the real adapter fails in an outage.
  */
 
-export type Boundary = 'store' | 'target' | 'audit' | 'config';
+export type Boundary = 'store' | 'target' | 'consumer' | 'audit' | 'config';
 
 export type Fault =
   /** The process dies just before the call: nothing of it, nor after it, happens. */
@@ -35,7 +36,7 @@ export interface EffectCall {
   boundary: Boundary;
   /** The adapter method, e.g. "update", "set", "test", "append". */
   operation: string;
-  /** Store name, target type, "audit" or "config". */
+  /** Store name, target type, consumer type ("entra", "file", …), "audit" or "config". */
   adapter: string;
   key?: string;
   /** For target tests: what the engine expects the target to do with the secret. */
@@ -72,6 +73,8 @@ export function describeCall(call: Omit<EffectCall, 'index'>): string {
 export function applicableFaults(call: Omit<EffectCall, 'index'>): Fault[] {
   if (call.boundary === 'audit' || call.boundary === 'config') return [...KILLS];
   if (call.boundary === 'store') return [...KILLS, ...OUTAGES, 'rejection'];
+  // A consumer can refuse a credential at each step; `check` (test/status) changes nothing, so a kill there proves nothing new.
+  if (call.boundary === 'consumer') return call.operation === 'check' ? [...OUTAGES] : [...KILLS, ...OUTAGES, 'rejection'];
   switch (call.operation) {
     case 'test':
       return call.expect === 'accept' ? [...KILLS, ...OUTAGES, 'rejection'] : [...KILLS, ...OUTAGES];
@@ -198,6 +201,25 @@ export class EffectSeam {
     }
     return wrapped;
   }
+
+  /** A key's consumer: validate, switch, prove and check each pass through the seam. */
+  consumer(consumer: Consumer, key: string): Consumer {
+    const via = (operation: 'validate' | 'switch' | 'prove' | 'check', effect: () => Promise<ConsumerAnswer>) =>
+      this.run({ boundary: 'consumer', operation, adapter: consumer.type, key }, effect, consumerFault);
+    return {
+      type: consumer.type,
+      name: consumer.name,
+      validate: (next) => via('validate', () => consumer.validate(next)),
+      switch: (secret) => via('switch', () => consumer.switch(secret)),
+      prove: (secret) => via('prove', () => consumer.prove(secret)),
+      check: (current) => via('check', () => consumer.check(current)),
+      close: () => consumer.close(),
+    };
+  }
+}
+
+export function consumerFault(fault: Fault): ConsumerAnswer {
+  return fault === 'rejection' ? { ok: false, reason: 'rejected', detail: 'the consumer refused the credential' } : { ok: false, reason: 'unreachable', detail: outageDetail(fault) };
 }
 
 function outageDetail(fault: Fault): string {

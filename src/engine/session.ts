@@ -11,7 +11,8 @@ import { openStore } from '../stores/index.js';
 import type { SecretStore } from '../stores/store.js';
 import { openTarget } from '../targets/index.js';
 import type { Target } from '../targets/target.js';
-import { readOnlyStore, testOnlyTarget } from './dry-run.js';
+import type { Consumer } from '../consumers/consumer.js';
+import { checkOnlyConsumer, readOnlyStore, testOnlyTarget } from './dry-run.js';
 import type { AuditRecord, EngineEvent } from './events.js';
 import { EventBus, type Subscriber } from './events-bus.js';
 import type { StepEvents } from './result.js';
@@ -36,8 +37,11 @@ export class Session {
   private readonly env: NodeJS.ProcessEnv;
   private readonly stores = new Map<string, Promise<SecretStore>>();
   private readonly targets = new Map<string, Promise<Target>>();
+  private readonly consumers = new Map<string, Promise<Consumer[]>>();
   private readonly openTarget: (key: ResolvedKey, context: AdapterContext) => Promise<Target>;
   private readonly promptSecret: ((message: string) => Promise<string>) | undefined;
+  /** What adapters learn about a server once per run (AdapterContext.runScope). */
+  private readonly runScope = new Map<string, unknown>();
 
   constructor(options: {
     config: Config;
@@ -82,6 +86,7 @@ export class Session {
       env: this.env,
       debug: this.debug,
       journal: this.audit,
+      runScope: this.runScope,
       ...(prompt
         ? {
             promptSecret: async (message: string) => {
@@ -144,6 +149,20 @@ export class Session {
       this.targets.set(key.name, target);
     }
     return target;
+  }
+
+  /** A key's consumers (docs/consumers.md), opened on first use, each through the seam; none when the key has none. */
+  consumersFor(key: ResolvedKey): Promise<Consumer[]> {
+    if (key.config.consumers.length === 0) return Promise.resolve([]);
+    let consumers = this.consumers.get(key.name);
+    if (!consumers) {
+      consumers = import('../consumers/index.js')
+        .then(({ openConsumers }) => openConsumers(key, this.adapterContext()))
+        .then((opened) => opened.map((consumer) => this.seam.consumer(consumer, key.name)))
+        .then((seen) => (this.dryRun ? seen.map(checkOnlyConsumer) : seen));
+      this.consumers.set(key.name, consumers);
+    }
+    return consumers;
   }
 
   /** The current value of another key, for `key:` references (e.g. an LDAP admin password). */
@@ -214,5 +233,6 @@ export class Session {
     await this.events.drain(BEST_EFFORT_DRAIN_MS);
     const all = [...this.stores.values(), ...this.targets.values()];
     await Promise.allSettled(all.map(async (p) => (await p).close()));
+    await Promise.allSettled([...this.consumers.values()].map(async (p) => Promise.allSettled((await p).map((c) => c.close()))));
   }
 }

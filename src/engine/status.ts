@@ -1,3 +1,4 @@
+import { consumerNameOf } from '../config/validate.js';
 import { isProvkeyError } from '../core/errors.js';
 import { versionByLabel } from '../core/model.js';
 import { currentExpiry, expiryWarning, nextRotationAt } from '../core/schedule.js';
@@ -26,6 +27,8 @@ export interface KeyStatus {
   warnings: string[];
   previous: { fingerprint: string; graceUntil: string | null }[];
   lastTest: { ok: boolean; at: string } | null;
+  /** Each configured consumer's last proof (delivery or `test`); null when it has none yet. Absent for a key without consumers. */
+  consumers?: { name: string; type: string; lastProof: { ok: boolean; at: string; fingerprint: string; detail?: string } | null }[];
   error?: string;
   /** With `error`: the exit code that error carries (5 unreachable, 3 tampered, …). */
   errorExitCode?: number;
@@ -61,6 +64,7 @@ export async function keyStatuses(session: Session, names: string[]): Promise<Ke
           previous: (record?.versions ?? []).filter((v) => v.label === 'previous').map((v) => ({ fingerprint: v.fingerprint, graceUntil: v.graceUntil ?? null })),
           lastTest: record?.state.lastTest ? { ok: record.state.lastTest.ok, at: record.state.lastTest.at } : null,
           ...(problem ? { problem } : {}),
+          ...(key.config.consumers.length ? { consumers: consumerProofs(key, record?.state.consumerProofs) } : {}),
         };
       } catch (error) {
         if (!isProvkeyError(error)) throw error;
@@ -68,6 +72,14 @@ export async function keyStatuses(session: Session, names: string[]): Promise<Ke
       }
     }),
   );
+}
+
+function consumerProofs(key: ReturnType<Session['key']>, proofs: Record<string, { ok: boolean; at: string; fingerprint: string; detail?: string }> | undefined): NonNullable<KeyStatus['consumers']> {
+  return key.config.consumers.map((consumer, index) => {
+    const name = consumerNameOf(consumer, index);
+    const proof = proofs?.[name];
+    return { name, type: consumer.type, lastProof: proof ? { ok: proof.ok, at: proof.at, fingerprint: proof.fingerprint, ...(proof.detail ? { detail: proof.detail } : {}) } : null };
+  });
 }
 
 export interface KeyHistory {

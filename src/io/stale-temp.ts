@@ -9,7 +9,7 @@ import path from 'node:path';
  * one another process is writing right now: it removes a temp file only when its maker is
  * provably gone (this host, and that pid no longer exists).
  *
- *   .<file>.<host>.<pid>.<12 hex>.tmp
+ *   .<file>.<host>.<pid>.<12 hex>.tmp   (and its -wal/-shm/-journal when the temp is a database)
  */
 
 export function tempPathFor(file: string): string {
@@ -53,7 +53,7 @@ async function sweepDirectory(dir: string, files: readonly string[], legacyAfter
   const patterns = files.map((file) => {
     const base = escape(path.basename(file));
     return {
-      current: new RegExp(`^\\.${base}\\.(.+)\\.(\\d+)\\.[0-9a-f]{12}\\.tmp$`),
+      current: new RegExp(`^\\.${base}\\.(.+)\\.(\\d+)\\.[0-9a-f]{12}\\.tmp(?:-wal|-shm|-journal)?$`),
       legacy: [new RegExp(`^\\.${base}\\.(\\d+)\\.[0-9a-f]{12}\\.tmp$`), new RegExp(`^${base}\\.(\\d+)\\.[0-9a-f]{12}$`)],
     };
   });

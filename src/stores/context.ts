@@ -17,4 +17,9 @@ export interface AdapterContext {
    * (replay detection). Absent in tests that open a store on its own.
    */
   journal?: StoreJournal;
+  /**
+   * One map per run, for what adapters learn about a server rather than a key (a SCIM server's
+   * answers to the wrong-token probe): shared by every key of the run. Absent: nothing shared.
+   */
+  runScope?: Map<string, unknown>;
 }

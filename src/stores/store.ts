@@ -54,7 +54,7 @@ export interface SecretStore {
 export type StoreType = 'file' | 'vault' | 'azure';
 
 export interface StoreCapabilities {
-  /** How a claim is made exclusive: native CAS (Vault), re-read and compare (Azure), an exclusive lock (file). */
+  /** How a claim is made exclusive: native CAS (Vault KV cas, the embedded store's database transaction), re-read and compare (Azure). */
   compareAndSet: 'native' | 'reread' | 'lock';
   /** The backend keeps versions itself (Vault, Azure) rather than provkey emulating them. */
   nativeVersions: boolean;

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import pLimit from 'p-limit';
 import type { VaultStoreConfig } from '../config/schema.js';
 import type { KeyRecord, LifecycleState, VersionMeta } from '../core/model.js';
 import type { AdapterContext } from './context.js';
@@ -33,6 +34,12 @@ export const vaultStoreType = 'vault';
  */
 const VALUE_MAX_VERSIONS = 1000;
 
+/**
+ * At most this many state reads in flight per store: `status` and `test` over a fleet ask for
+ * every key at once, and a Vault server should see a bounded queue, not a burst of thousands.
+ */
+const READ_CONCURRENCY = 8;
+
 export type VaultStoreInternals = VaultClientInternals;
 
 /** Checks the config now (no I/O); connects and authenticates on the first call. */
@@ -53,6 +60,15 @@ class VaultStore implements SecretStore {
   private readonly settings: VaultSettings;
   private readonly client: VaultClient;
   private readonly context: AdapterContext;
+  /**
+   * The state each key had when this run last read or wrote it. A write whose expected revision
+   * is that state's skips the read before it: the check-and-set on its KV version is what
+   * detects a change by anyone else, and a refused write forgets the entry.
+   */
+  private readonly lastSeen = new Map<string, StoredState>();
+  /** State reads in flight, one per key: concurrent readers of one key share it. */
+  private readonly reading = new Map<string, Promise<StoredState | undefined>>();
+  private readonly readSlot = pLimit(READ_CONCURRENCY);
 
   constructor(name: string, settings: VaultSettings, client: VaultClient, context: AdapterContext) {
     this.name = name;
@@ -88,7 +104,7 @@ class VaultStore implements SecretStore {
   ): Promise<{ record: KeyRecord; versionId: string }> {
     if (typeof secret !== 'string' || secret.length === 0) throw vaultError('invalid', `refusing to store an empty value for ${key}`);
     const paths = keyPaths(this.settings, key);
-    const stored = await this.readState(paths, key);
+    const stored = await this.stateFor(paths, key, expectedRevision);
     checkRevision(stored, key, expectedRevision);
 
     // The value first: its KV version number is the new version's id. The state write below
@@ -128,7 +144,7 @@ class VaultStore implements SecretStore {
 
   async update(key: string, expectedRevision: string, change: RecordChange): Promise<KeyRecord> {
     const paths = keyPaths(this.settings, key);
-    const stored = await this.readState(paths, key);
+    const stored = await this.stateFor(paths, key, expectedRevision);
     checkRevision(stored, key, expectedRevision);
     const current = stored!;
     const document: StateDocument = {
@@ -180,6 +196,7 @@ class VaultStore implements SecretStore {
   /** Removes both secrets with all their versions and metadata. Unknown keys are not an error (KV answers 204). */
   async deleteKey(key: string): Promise<void> {
     const paths = keyPaths(this.settings, key);
+    this.lastSeen.delete(key);
     // State first: from then on the key does not exist for any reader, even if the second call fails.
     await this.client.call({ method: 'DELETE', path: paths.stateMetadata, capability: 'delete', accept: [404] });
     await this.client.call({ method: 'DELETE', path: paths.valueMetadata, capability: 'delete', accept: [404] });
@@ -189,7 +206,34 @@ class VaultStore implements SecretStore {
     this.client.close();
   }
 
-  private async readState(paths: KeyPaths, key: string): Promise<StoredState | undefined> {
+  /**
+   * The state a write is checked against: the one this run last saw when its revision is the
+   * expected one (no read; the check-and-set still refuses it if anyone wrote since), else a read.
+   */
+  private async stateFor(paths: KeyPaths, key: string, expectedRevision: string | undefined): Promise<StoredState | undefined> {
+    const seen = this.lastSeen.get(key);
+    if (seen && expectedRevision !== undefined && revisionOf(seen) === expectedRevision) return seen;
+    return this.readState(paths, key);
+  }
+
+  /** One read per key at a time (shared by concurrent callers), at most READ_CONCURRENCY keys at once. */
+  private readState(paths: KeyPaths, key: string): Promise<StoredState | undefined> {
+    let pending = this.reading.get(key);
+    if (!pending) {
+      pending = this.readSlot(() => this.fetchState(paths, key)).finally(() => this.reading.delete(key));
+      this.reading.set(key, pending);
+    }
+    return pending;
+  }
+
+  private async fetchState(paths: KeyPaths, key: string): Promise<StoredState | undefined> {
+    const stored = await this.fetchStateOnce(paths, key);
+    if (stored) this.lastSeen.set(key, stored);
+    else this.lastSeen.delete(key);
+    return stored;
+  }
+
+  private async fetchStateOnce(paths: KeyPaths, key: string): Promise<StoredState | undefined> {
     const answer = await this.client.call({ method: 'GET', path: paths.stateData, capability: 'read', accept: [404] });
     if (answer.status === 404) {
       const metadata = answer.body?.data?.metadata;
@@ -225,6 +269,7 @@ class VaultStore implements SecretStore {
     });
     if (answer.status === 400) {
       const message = vaultMessage(answer.body);
+      this.lastSeen.delete(key);
       if (/check-and-set/i.test(message)) {
         throw vaultConflict(
           expectedRevision === undefined
@@ -235,8 +280,13 @@ class VaultStore implements SecretStore {
       throw vaultError('invalid', `writing ${paths.stateData} was refused: ${message}`);
     }
     const kvVersion = kvVersionOf(answer.body, paths.stateData, this.settings);
-    if (kvVersion !== cas + 1) throw notKv2(paths.stateData, this.settings);
-    return { kvVersion, document };
+    if (kvVersion !== cas + 1) {
+      this.lastSeen.delete(key);
+      throw notKv2(paths.stateData, this.settings);
+    }
+    const saved = { kvVersion, document: structuredClone(document) };
+    this.lastSeen.set(key, saved);
+    return saved;
   }
 
   /** A value written by an addVersion that then lost its compare-and-set: destroyed, best effort. */

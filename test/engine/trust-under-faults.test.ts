@@ -1,6 +1,7 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseConfigText } from '../../src/config/load.ts';
 import { newClaim } from '../../src/core/claim.ts';
@@ -236,14 +237,15 @@ describe('item 6: contention is not failure', () => {
     const s = session({ env: { PROVKEY_LOCK_TIMEOUT_MS: '50' } });
     const ctx = await addedKey(s);
     const before = await record(ctx);
-    // Another provkey (our parent process: alive, on this host) holds the store's lock.
-    mkdirSync(path.join(dir, '.provkey'), { recursive: true });
-    writeFileSync(path.join(dir, '.provkey', 'store.enc.lock'), JSON.stringify({ pid: process.ppid, host: hostname(), at: new Date().toISOString(), nonce: 'someone-else' }));
+    // Another provkey holds the store's write lock: a write transaction left open on the database.
+    const other = new DatabaseSync(path.join(dir, '.provkey', 'store.enc'));
+    other.exec('BEGIN IMMEDIATE');
     const [result] = await forEachKey(s, ['k'], 'rotate', (c) => rotateKey(c));
     expect(result!.exitCode, result!.message).toBe(0);
     expect(result!.outcome).toBe('skipped');
     expect(result!.message).not.toMatch(/rolled back/);
-    rmSync(path.join(dir, '.provkey', 'store.enc.lock'));
+    other.exec('ROLLBACK');
+    other.close();
     const after = await record(ctx);
     expect(after.versions).toEqual(before.versions);
     expect(after.state.claim).toBeUndefined();

@@ -24,7 +24,8 @@ describe('SIGKILL through the seam at every boundary of a rotation (grace 1h, ht
     const clean = await withHook(plan, () => runInProcess(['--config', `${counted.dir}/provkey.yaml`, 'rotate', KEY]));
     expect(clean.code, clean.stderr).toBe(0);
     const boundaries = plan.calls.length;
-    expect(boundaries).toBeGreaterThan(10);
+    // Reads, claim+create, setting, the applier, the test's requests, audit, finish (issue 8 made it fewer writes).
+    expect(boundaries).toBeGreaterThan(6);
 
     for (let at = 0; at <= boundaries; at++) {
       const { cli, dir } = suite.key(mode);

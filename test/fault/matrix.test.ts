@@ -4,24 +4,31 @@
 // test/harness/fault-matrix/matrix.ts). CI runs a seeded random sample; the full matrix runs
 // with PROVKEY_FAULT_FULL=1 (the scheduled workflow). Replay: PROVKEY_FAULT_SEED=<seed>, or one
 // case with PROVKEY_FAULT_ONLY="<operation>|<store>|<target>|<boundary>|<fault>". Narrow with
-// PROVKEY_FAULT_OPS / _STORES / _TARGETS (comma lists), size the sample with PROVKEY_FAULT_SAMPLE.
+// PROVKEY_FAULT_OPS / _STORES / _TARGETS / _CONSUMERS (comma lists; naming consumers runs only their
+// combinations), size the sample with PROVKEY_FAULT_SAMPLE (PROVKEY_FAULT_CONSUMER_SAMPLE for the
+// consumer dimension: each consumer on the file store with the scim target, ldap too in the full run).
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { STORE_ADAPTERS, TARGET_ADAPTERS, type StoreFixture, type TargetFixture } from '../harness/fault-matrix/adapters.ts';
+import { CONSUMER_ADAPTERS, STORE_ADAPTERS, TARGET_ADAPTERS, type ConsumerFixture, type StoreFixture, type TargetFixture } from '../harness/fault-matrix/adapters.ts';
 import { describeCase, enumerateCases, OPERATIONS, runCase, seededRandom, type MatrixCase } from '../harness/fault-matrix/matrix.ts';
 
 const full = process.env.PROVKEY_FAULT_FULL === '1';
 const seed = process.env.PROVKEY_FAULT_SEED ?? String(Math.floor(Math.random() * 2 ** 31));
 const sampleSet = process.env.PROVKEY_FAULT_SAMPLE !== undefined;
 const perCombination = Number(process.env.PROVKEY_FAULT_SAMPLE ?? 5);
+/** Consumer combinations sample fewer cases: test/fault/crash-consumers.test.ts runs every kill at their steps anyway. */
+const perConsumerCombination = Number(process.env.PROVKEY_FAULT_CONSUMER_SAMPLE ?? 3);
 const only = process.env.PROVKEY_FAULT_ONLY?.split('|');
 const wantedStores = process.env.PROVKEY_FAULT_STORES?.split(',');
 const wantedTargets = process.env.PROVKEY_FAULT_TARGETS?.split(',');
+const wantedConsumers = process.env.PROVKEY_FAULT_CONSUMERS?.split(',');
 const stores = STORE_ADAPTERS.filter((a) => !wantedStores || wantedStores.includes(a.name));
 const targets = TARGET_ADAPTERS.filter((a) => !wantedTargets || wantedTargets.includes(a.name));
+const consumers = CONSUMER_ADAPTERS.filter((a) => !wantedConsumers || wantedConsumers.includes(a.name));
 
 const storeFixtures = new Map<string, StoreFixture>();
 const targetFixtures = new Map<string, TargetFixture>();
+const consumerFixtures = new Map<string, ConsumerFixture>();
 const totals = { cases: 0, enumerated: 0, violations: 0, started: Date.now() };
 
 beforeAll(async () => {
@@ -29,25 +36,38 @@ beforeAll(async () => {
   await Promise.all([
     ...stores.map(async (a) => storeFixtures.set(a.name, await a.start())),
     ...targets.map(async (a) => targetFixtures.set(a.name, await a.start())),
+    ...consumers.map(async (a) => consumerFixtures.set(a.name, await a.start())),
   ]);
 });
 
 afterAll(async () => {
   console.log(`fault matrix: ${totals.cases} case(s) run of ${totals.enumerated} enumerated, ${totals.violations} violation(s), ${Math.round((Date.now() - totals.started) / 1000)}s, seed ${seed}`);
-  await Promise.all([...storeFixtures.values(), ...targetFixtures.values()].map((f) => f.stop()));
+  await Promise.all([...storeFixtures.values(), ...targetFixtures.values(), ...consumerFixtures.values()].map((f) => f.stop()));
 });
 
 const wantedOperations = process.env.PROVKEY_FAULT_OPS?.split(',');
-const combinations = OPERATIONS.filter((o) => !wantedOperations || wantedOperations.includes(o.name)).flatMap((operation) => stores.flatMap((store) => targets.map((target) => ({ operation, store: store.name, target: target.name }))));
+const operations = OPERATIONS.filter((o) => !wantedOperations || wantedOperations.includes(o.name));
+/**
+ * The consumer dimension: each consumer with every operation, on the embedded store (a consumer's
+ * protocol does not depend on the store), with the scim target, and with ldap too in the full run.
+ */
+const consumerTargets = (targetNames: string[]) => targets.filter((t) => targetNames.includes(t.name) && (full || wantedTargets !== undefined || t.name === 'scim'));
+const combinations: Array<{ operation: (typeof OPERATIONS)[number]; store: string; target: string; consumer?: string }> = [
+  ...(wantedConsumers ? [] : operations.flatMap((operation) => stores.flatMap((store) => targets.map((target) => ({ operation, store: store.name, target: target.name }))))),
+  ...operations.flatMap((operation) =>
+    consumers.flatMap((consumer) => (stores.some((s) => s.name === 'file') ? consumerTargets(consumer.targets).map((target) => ({ operation, store: 'file', target: target.name, consumer: consumer.name })) : [])),
+  ),
+];
 
 describe('fault matrix: every boundary × every fault converges, with no lockout and nothing left behind', () => {
-  it.each(combinations.map((c, i) => ({ ...c, label: `${c.operation.name} × ${c.store} × ${c.target}`, i })))(
+  it.each(combinations.map((c, i) => ({ ...c, label: `${c.operation.name} × ${c.store} × ${c.target}${c.consumer ? ` × consumer ${c.consumer}` : ''}`, i })))(
     '$label',
-    async ({ operation, store, target, i }) => {
+    async ({ operation, store, target, consumer, i }) => {
       if (only && (only[0] !== operation.name || only[1] !== store || only[2] !== target)) return;
       const storeFixture = storeFixtures.get(store)!;
       const targetFixture = targetFixtures.get(target)!;
-      const all = await enumerateCases(operation, store, target, storeFixture, targetFixture);
+      const consumerFixture = consumer ? consumerFixtures.get(consumer)! : undefined;
+      const all = await enumerateCases(operation, store, target, storeFixture, targetFixture, consumer ? { name: consumer, fixture: consumerFixture! } : undefined);
       totals.enumerated += all.length;
       let chosen: MatrixCase[];
       if (only) chosen = all.filter((c) => c.boundary === Number(only[3]) && c.fault === only[4]);
@@ -60,14 +80,14 @@ describe('fault matrix: every boundary × every fault converges, with no lockout
           [shuffled[j], shuffled[k]] = [shuffled[k]!, shuffled[j]!];
         }
         const adapterSample = TARGET_ADAPTERS.find((a) => a.name === target)?.sample;
-        chosen = shuffled.slice(0, sampleSet || adapterSample === undefined ? perCombination : adapterSample);
+        chosen = shuffled.slice(0, consumer ? perConsumerCombination : sampleSet || adapterSample === undefined ? perCombination : adapterSample);
       }
       const failures: string[] = [];
       for (const c of chosen) {
         totals.cases++;
         let violations: string[];
         try {
-          violations = await runCase(c, operation, storeFixture, targetFixture);
+          violations = await runCase(c, operation, storeFixture, targetFixture, consumerFixture);
         } catch (error) {
           violations = [`the case itself failed: ${(error as Error).stack ?? error}`];
         }
@@ -77,7 +97,7 @@ describe('fault matrix: every boundary × every fault converges, with no lockout
         }
       }
       const boundaries = new Set(all.map((c) => c.boundary)).size;
-      console.log(`${operation.name} × ${store} × ${target}: ${boundaries} boundaries, ${all.length} case(s) enumerated (boundary × applicable fault), ${chosen.length} run, ${failures.length} failing`);
+      console.log(`${operation.name} × ${store} × ${target}${consumer ? ` × consumer ${consumer}` : ''}: ${boundaries} boundaries, ${all.length} case(s) enumerated (boundary × applicable fault), ${chosen.length} run, ${failures.length} failing`);
       expect(failures, failures.join('\n')).toEqual([]);
     },
     full ? 3_600_000 : 600_000,

@@ -89,7 +89,7 @@ async function open(fields: Record<string, unknown> = {}, env: NodeJS.ProcessEnv
 }
 
 beforeAll(async () => {
-  bao = await startOpenBao();
+  bao = await startOpenBao({ audit: true });
   await bao.enableKv2(MOUNT);
   token = await bao.createPolicyToken('provkey', shippedPolicy(MOUNT, PREFIX), { ttl: '1h' });
   secretsSeen.push(token, bao.rootToken);
@@ -103,6 +103,44 @@ afterAll(async () => {
 describeStoreContract('vault (OpenBao KV v2, least-privilege token)', async () => ({ store: await open() }));
 
 describe('vault store against OpenBao', () => {
+  it('a write checked against the state this run last saw (no read before it) still loses to another process\'s write', async () => {
+    // Two store instances are two provkey processes: neither sees the other's writes except through Vault.
+    const [mine, theirs] = [await open(), await open()];
+    const key = `seen-${randomBytes(4).toString('hex')}`;
+    const a = newSecret();
+    const first = await mine.addVersion(key, undefined, a, meta('current', a));
+    const read = (await theirs.read(key))!;
+    expect(read.revision).toBe(first.record.revision);
+    const theirWrite = await theirs.update(key, read.revision, { versions: read.versions, state: { claim: claim('theirs') } });
+
+    // `mine` still holds first.record as the last state it saw; the check-and-set refuses it.
+    await expect(mine.update(key, first.record.revision, { versions: first.record.versions, state: { claim: claim('mine') } })).rejects.toBeInstanceOf(ConflictError);
+    const b = newSecret();
+    await expect(mine.addVersion(key, first.record.revision, b, meta('pending', b))).rejects.toBeInstanceOf(ConflictError);
+    expect(await theirs.read(key)).toEqual(theirWrite);
+    // With the revision it now reads, it writes.
+    const now = (await mine.read(key))!;
+    const mineWrite = await mine.update(key, now.revision, { versions: now.versions, state: {} });
+    expect(await theirs.read(key)).toEqual(mineWrite);
+    await mine.deleteKey(key);
+  });
+
+  it('many concurrent reads of one key share one request; of many keys, all answer', async () => {
+    const store = await open();
+    const keys = Array.from({ length: 12 }, (_, i) => `fleet-${i}-${randomBytes(3).toString('hex')}`);
+    for (const key of keys) {
+      const value = newSecret();
+      await store.addVersion(key, undefined, value, meta('current', value));
+    }
+    const stateReads = () => bao.auditedRequests().filter((r) => r.operation === 'read' && keys.some((key) => r.path.endsWith(`/${key}/state`))).length;
+    const before = stateReads();
+    const records = await Promise.all([...keys, ...keys].map((key) => store.read(key)));
+    expect(records.map((r) => r?.key)).toEqual([...keys, ...keys]);
+    // Counted by OpenBao's own audit device: one read per key, the second asker shared it.
+    expect(stateReads() - before).toBe(keys.length);
+    for (const key of keys) await store.deleteKey(key);
+  });
+
   it('lays a key out as <prefix>/<key>/value (versions) and <prefix>/<key>/state (cas), with a label copy', async () => {
     const store = await open();
     const key = `layout-${randomBytes(4).toString('hex')}`;

@@ -384,9 +384,11 @@ describe.each(['http', 'exec', 'store'] as const)('scim target, %s applier, behi
       await f.accepting([current]);
       // A fault change drops every connection: what follows opens them afresh.
       await f.proxy.fault({ kind: 'pass' });
-      const result = await f.target.test(current, { expect: 'accept' });
+      // With the write probe: the server's facts may already be known to this target (asked once
+      // per run), the key's own requests are still four (the Entra query, create, patch, delete).
+      const result = await f.target.test(current, { expect: 'accept', write: true });
       expect(result.ok, summary(result)).toBe(true);
-      expect(f.proxy.seen().length).toBe(4);
+      expect(f.proxy.seen().length).toBeGreaterThanOrEqual(4);
       expect(f.proxy.connections()).toBe(1);
     });
   }

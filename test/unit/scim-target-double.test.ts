@@ -240,16 +240,26 @@ describe('http applier vs a token-endpoint double', () => {
   it('sends add / replace / remove bodies with the admin token; rollback removes then adds', async () => {
     const { target, double } = await applierTarget(204);
     expect(await target.set({ next, current: token, replace: false })).toMatchObject({ ok: true });
-    expect(await target.set({ next, current: token, replace: true })).toMatchObject({ ok: true });
     expect(await target.retire({ old: token, current: next })).toMatchObject({ ok: true });
+    expect(await target.set({ next, current: token, replace: true })).toMatchObject({ ok: true });
     expect(await target.rollback({ next, current: token })).toMatchObject({ ok: true });
     expect(double.seen.map((r) => [r.method, r.url, r.authorization, JSON.parse(r.body)])).toEqual([
       ['POST', '/admin/tokens', `Bearer ${admin}`, { action: 'add', token: next.value }],
-      ['POST', '/admin/tokens', `Bearer ${admin}`, { action: 'replace', token: next.value, replaces: token.value }],
       ['POST', '/admin/tokens', `Bearer ${admin}`, { action: 'remove', token: token.value }],
+      ['POST', '/admin/tokens', `Bearer ${admin}`, { action: 'replace', token: next.value, replaces: token.value }],
       ['POST', '/admin/tokens', `Bearer ${admin}`, { action: 'remove', token: next.value }],
       ['POST', '/admin/tokens', `Bearer ${admin}`, { action: 'add', token: token.value }],
     ]);
+  });
+
+  it('retire after this run\'s replace sends no second remove; after a rollback re-added the token, it does', async () => {
+    const { target, double } = await applierTarget(204);
+    expect(await target.set({ next, current: token, replace: true })).toMatchObject({ ok: true });
+    expect(await target.retire({ old: token, current: next })).toMatchObject({ ok: true, detail: expect.stringContaining('removed by this run') });
+    expect(double.seen.map((r) => JSON.parse(r.body).action)).toEqual(['replace']);
+    expect(await target.rollback({ next, current: token })).toMatchObject({ ok: true });
+    expect(await target.retire({ old: token, current: next })).toMatchObject({ ok: true });
+    expect(double.seen.map((r) => JSON.parse(r.body).action)).toEqual(['replace', 'remove', 'add', 'remove']);
   });
 
   it.each([
@@ -338,5 +348,67 @@ describe.runIf(hasOpenssl)('TLS: verified by default, tls.caFile adds a CA, tls.
   it('with the CA (relative to the config dir) and serverName, the test passes', async () => {
     const result = await (await tlsTarget({ tls: { caFile: 'ca.pem', serverName: 'scim.test' } })).test(token, { expect: 'accept' });
     expect(result.ok).toBe(true);
+  });
+});
+
+describe('facts about the server, asked once per run by all its keys (issue 8)', () => {
+  const other: SecretInUse = { value: 'pk_other_key_token_ZYXWVUTSRQPONMLK', fingerprint: fingerprint('pk_other_key_token_ZYXWVUTSRQPONMLK') };
+
+  /** Two keys' targets on one server, opened in one run (one runScope). */
+  async function twoKeys(handler: Handler): Promise<{ first: Target; second: Target; double: ScimDouble }> {
+    const double = await startScimDouble(handler);
+    open.push(double);
+    const runScope = new Map<string, unknown>();
+    const open2 = (name: string) => createScimTarget(name, config({ url: double.base }), { ...context(tmpdir()), runScope });
+    const [first, second] = await Promise.all([open2('first'), open2('second')]);
+    open.push(first, second);
+    return { first, second, double };
+  }
+
+  // Accepts both keys' tokens (the recorded request is left as it came).
+  const bothTokens: Handler = (req, res) => scimHandler()(bearerOf(req) === other.value ? { ...req, authorization: `Bearer ${token.value}` } : req, res);
+
+  it('the second key sends only its own proof (the Entra query) and still reports every probe', async () => {
+    const { first, second, double } = await twoKeys(bothTokens);
+    expect(await first.test(token, { expect: 'accept' })).toMatchObject({ ok: true });
+    const before = double.seen.length;
+    const result = await second.test(other, { expect: 'accept' });
+    expect(result.ok).toBe(true);
+    const sent = double.seen.slice(before);
+    expect(sent.map((r) => [r.url.replace(/\?.*$/, ''), bearerOf(r)])).toEqual([['/scim/v2/Users', other.value]]);
+    expect(sent[0]!.url).toMatch(/filter=externalId/);
+    expect(result.probes.map((p) => [p.name, p.outcome])).toEqual([
+      ['entra-user-query', 'pass'],
+      ['okta-user-page', 'pass'],
+      ['service-provider-config', 'pass'],
+      ['wrong-token-rejected', 'pass'],
+    ]);
+    expect(result.probes.slice(1).every((p) => p.detail?.includes('asked once per server in this run'))).toBe(true);
+  });
+
+  it('keys tested at the same time share one request for each server fact', async () => {
+    const { first, second, double } = await twoKeys(bothTokens);
+    const results = await Promise.all([first.test(token, { expect: 'accept' }), second.test(other, { expect: 'accept' })]);
+    expect(results.map((r) => r.ok)).toEqual([true, true]);
+    expect(double.seen.filter((r) => r.url.includes('ServiceProviderConfig'))).toHaveLength(1);
+    expect(double.seen.filter((r) => r.url.includes('filter=externalId'))).toHaveLength(3);
+  });
+
+  it('a failed server fact is never kept: the next key asks again and fails on its own answer', async () => {
+    const { first, second, double } = await twoKeys((req, res) => (req.url.includes('ServiceProviderConfig') ? json(res, 200, SPC) : json(res, 200, LIST)));
+    const results = [await first.test(token, { expect: 'accept' }), await second.test(other, { expect: 'accept' })];
+    for (const result of results) {
+      expect(result.ok).toBe(false);
+      expect(result.probes.find((p) => p.name === 'wrong-token-rejected')).toMatchObject({ outcome: 'fail', status: 200 });
+    }
+    const wrongTokenQueries = double.seen.filter((r) => r.url.includes('filter=externalId') && bearerOf(r) !== token.value && bearerOf(r) !== other.value);
+    expect(wrongTokenQueries).toHaveLength(2);
+  });
+
+  it('the token a key is rejected with is still proven per key, never shared', async () => {
+    const { first, second, double } = await twoKeys(scimHandler());
+    expect(await first.test(other, { expect: 'reject' })).toMatchObject({ ok: true, verdict: 'rejected' });
+    expect(await second.test(other, { expect: 'reject' })).toMatchObject({ ok: true, verdict: 'rejected' });
+    expect(double.seen.map(bearerOf)).toEqual([other.value, other.value]);
   });
 });

@@ -1,19 +1,21 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
-import { hostname, tmpdir } from 'node:os';
+import { chmod, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { DatabaseSync } from 'node:sqlite';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { FileStoreConfig } from '../../src/config/schema.js';
-import { AdapterError } from '../../src/core/errors.js';
+import { AuditLog } from '../../src/audit/audit-log.js';
+import { AdapterError, ExitCode, NeedsHumanError } from '../../src/core/errors.js';
 import { fingerprint } from '../../src/core/fingerprint.js';
 import type { AdapterContext } from '../../src/stores/context.js';
 import { createFileStore, initFileStore, type FileStoreInternals } from '../../src/stores/file.js';
 import type { NewVersionMeta, SecretStore } from '../../src/stores/store.js';
 import { describeStoreContract } from '../contract/store-contract.js';
 
-/** Lets one test play a file system without hard links (the lock then falls back to O_EXCL). */
+/** Lets one test play a file system without hard links (a new store is then renamed into place). */
 const linkSupport = vi.hoisted(() => ({ enabled: true }));
 vi.mock('node:fs/promises', async (importOriginal) => {
   const actual = await importOriginal<typeof import('node:fs/promises')>();
@@ -53,7 +55,6 @@ function open(dir: string, env: NodeJS.ProcessEnv = {}, cfg = config, internals:
 
 const storePath = (dir: string) => path.join(dir, config.path);
 const keyPath = (dir: string) => path.join(dir, config.keyFile);
-const lockPath = (dir: string) => `${storePath(dir)}.lock`;
 
 function meta(secret: string): NewVersionMeta {
   const at = new Date().toISOString();
@@ -89,6 +90,25 @@ describeStoreContract('file store, passphrase', async () => {
   return { store: await open(dir, { TEST_PROVKEY_PASSPHRASE: 'correct horse battery staple' }, passphraseConfig) };
 });
 
+/** Raw SQL on the store's database, as an attacker with write access to the file would do it. */
+function raw<T>(dir: string, body: (db: DatabaseSync) => T): T {
+  const db = new DatabaseSync(storePath(dir));
+  try {
+    return body(db);
+  } finally {
+    db.close();
+  }
+}
+
+interface KeyRow {
+  id: Uint8Array;
+  revision: number;
+  record: Uint8Array;
+}
+const keyRows = (dir: string) => raw(dir, (db) => db.prepare('SELECT id, revision, record FROM keys').all() as unknown as KeyRow[]);
+const valueRows = (dir: string) => raw(dir, (db) => db.prepare('SELECT key_id, version, value FROM key_values').all() as unknown as { key_id: Uint8Array; version: number; value: Uint8Array }[]);
+const putKeyRow = (dir: string, row: KeyRow) => raw(dir, (db) => db.prepare('INSERT OR REPLACE INTO keys (id, revision, record) VALUES (?, ?, ?)').run(row.id, row.revision, row.record));
+
 describe('file store: at rest', () => {
   it('reads a missing store as empty and creates nothing until the first write', async () => {
     const dir = await tempDir();
@@ -98,37 +118,42 @@ describe('file store: at rest', () => {
     expect(await readdir(dir)).toEqual([]);
   });
 
-  it('creates the key file and store file private (0600) on the first write', async () => {
+  it('is a SQLite database in WAL mode, private (0600) with its key file, and leaves nothing behind once closed', async () => {
     const dir = await tempDir();
-    await seeded(dir);
+    const { store } = await seeded(dir);
     expect((await stat(keyPath(dir))).mode & 0o777).toBe(0o600);
     expect((await stat(storePath(dir))).mode & 0o777).toBe(0o600);
+    expect((await stat(`${storePath(dir)}-wal`)).mode & 0o777, 'the WAL is as private as the database').toBe(0o600);
     expect((await stat(path.dirname(storePath(dir)))).mode & 0o777).toBe(0o700);
-    // No temp or lock files are left behind.
+    expect((await readFile(storePath(dir))).subarray(0, 16).toString('latin1')).toBe('SQLite format 3\0');
+    expect(raw(dir, (db) => db.prepare('PRAGMA journal_mode').get())).toEqual({ journal_mode: 'wal' });
+    await store.close();
+    // No temp, lock, WAL or shared-memory file is left behind.
     expect((await readdir(path.dirname(storePath(dir)))).sort()).toEqual(['store.enc', 'store.key']);
   });
 
   it('keeps no secret, fingerprint or key name in clear in the file', async () => {
     const dir = await tempDir();
-    const { secret, key } = await seeded(dir);
+    const { store, secret, key } = await seeded(dir);
+    await store.close();
     const bytes = await readFile(storePath(dir));
     expect(bytes.includes(secret)).toBe(false);
     expect(bytes.includes(Buffer.from(secret).toString('base64'))).toBe(false);
     expect(bytes.includes(fingerprint(secret))).toBe(false);
     expect(bytes.includes(key)).toBe(false);
-    const envelope = JSON.parse(bytes.toString('utf8'));
-    expect(Object.keys(envelope).sort()).toEqual(['data', 'format', 'iv', 'kdf', 'keyCheck', 'tag', 'version']);
-    expect(envelope).toMatchObject({ format: 'provkey-file-store', version: 1, kdf: { type: 'keyfile' } });
   });
 
-  it('uses a fresh IV for every write', async () => {
+  it('keeps one row per key and one per version value, each sealed with a fresh IV on every write', async () => {
     const dir = await tempDir();
     const { store, key } = await seeded(dir);
-    const first = JSON.parse(await readFile(storePath(dir), 'utf8'));
+    await store.addVersion('second', undefined, 'second-value', meta('second-value'));
+    expect(keyRows(dir)).toHaveLength(2);
+    expect(valueRows(dir)).toHaveLength(2);
+    const before = keyRows(dir).map((r) => Buffer.from(r.record).subarray(0, 12).toString('hex'));
     const record = (await store.read(key))!;
     await store.update(key, record.revision, { versions: record.versions, state: record.state });
-    const second = JSON.parse(await readFile(storePath(dir), 'utf8'));
-    expect(second.iv).not.toBe(first.iv);
+    const after = keyRows(dir).map((r) => Buffer.from(r.record).subarray(0, 12).toString('hex'));
+    expect(after.filter((iv) => !before.includes(iv)), 'only the written row changed').toHaveLength(1);
   });
 
   it('survives a new process: a second store instance reads what the first wrote', async () => {
@@ -137,81 +162,170 @@ describe('file store: at rest', () => {
     const again = await open(dir);
     expect(await again.readSecret(key, versionId)).toBe(secret);
   });
+
+  it('disabling a version erases its value row; the metadata stays', async () => {
+    const dir = await tempDir();
+    const { store, key, versionId, secret } = await seeded(dir);
+    const revision = (await store.read(key))!.revision;
+    await store.disableVersion(key, versionId);
+    expect(valueRows(dir)).toHaveLength(0);
+    expect((await store.read(key))!.revision, 'a disable keeps the revision').toBe(revision);
+    await store.close();
+    expect((await readFile(storePath(dir))).includes(secret)).toBe(false);
+  });
 });
 
 describe('file store: tampering and wrong keys', () => {
-  /** Flips one bit of a base64 field's decoded bytes and writes the envelope back. */
-  async function flipField(dir: string, field: 'data' | 'tag' | 'iv' | 'keyCheck') {
-    const envelope = JSON.parse(await readFile(storePath(dir), 'utf8'));
-    const bytes = Buffer.from(envelope[field], 'base64');
-    bytes[bytes.length >> 1]! ^= 0x01;
-    envelope[field] = bytes.toString('base64');
-    await writeFile(storePath(dir), JSON.stringify(envelope));
+  /** A store with two keys, closed, so the attacker edits a quiet file. */
+  async function twoKeys(dir: string) {
+    const { store, key, versionId, secret } = await seeded(dir);
+    await store.addVersion('other', undefined, 'other-value-0123456789', meta('other-value-0123456789'));
+    await store.close();
+    return { key, versionId, secret };
   }
 
-  for (const field of ['data', 'tag', 'iv', 'keyCheck'] as const) {
-    it(`reports a flipped bit in ${field} as tampered`, async () => {
-      const dir = await tempDir();
-      const { store, key, secret, versionId } = await seeded(dir);
-      await flipField(dir, field);
-      const error = await kindOf(store.readSecret(key, versionId));
-      expect(error.kind).toBe('tampered');
-      expect(error.message).toBe(`[file] store file ${storePath(dir)} failed authentication: it was modified or truncated`);
-      expect(error.message).not.toContain(secret);
-      // A write must not paper over the damage either.
-      expect((await kindOf(store.addVersion('other', undefined, 'x-secret', meta('x-secret')))).kind).toBe('tampered');
+  async function expectTampered(promise: Promise<unknown>, pattern: RegExp) {
+    const error = await kindOf(promise);
+    expect(error.kind).toBe('tampered');
+    expect(error.message).toMatch(pattern);
+    expect(error.message.split('\n')).toHaveLength(1);
+    return error;
+  }
+
+  it('an edited key row (a flipped ciphertext byte) fails authentication, whole: never half-read', async () => {
+    const dir = await tempDir();
+    const { key, secret } = await twoKeys(dir);
+    for (const row of keyRows(dir)) {
+      const record = Buffer.from(row.record);
+      record[record.length - 1]! ^= 0x01;
+      putKeyRow(dir, { ...row, record });
+    }
+    const store = await open(dir);
+    const error = await expectTampered(store.listKeys(), /a key row failed authentication/);
+    expect(error.message).not.toContain(secret);
+    await expectTampered(store.read(key), /a key row failed authentication/);
+    // A write must not paper over the damage either: the damaged key cannot be written, and
+    // a write to another key leaves the damage in place.
+    await expectTampered(store.update(key, '1', { versions: [], state: {} }), /a key row failed authentication/);
+    await store.addVersion('third', undefined, 'x-secret-value', meta('x-secret-value'));
+    await expectTampered((await open(dir)).read(key), /a key row failed authentication/);
+  });
+
+  it('an edited revision or tag no longer matches the header digest (found on open)', async () => {
+    const dir = await tempDir();
+    await twoKeys(dir);
+    const row = keyRows(dir)[0]!;
+    putKeyRow(dir, { ...row, revision: row.revision + 1 });
+    await expectTampered((await open(dir)).read('other'), /rows do not match its header/);
+    putKeyRow(dir, row);
+    expect(await (await open(dir)).listKeys()).toEqual(['entra-scim-prod', 'other']);
+  });
+
+  it('key rows swapped between two keys are refused, on open and by a store that is already open', async () => {
+    const dir = await tempDir();
+    const { key } = await twoKeys(dir);
+    const openBefore = await open(dir);
+    expect(await openBefore.listKeys()).toHaveLength(2);
+    const [a, b] = keyRows(dir) as [KeyRow, KeyRow];
+    raw(dir, (db) => {
+      db.prepare('UPDATE keys SET revision = ?, record = ? WHERE id = ?').run(b.revision, b.record, a.id);
+      db.prepare('UPDATE keys SET revision = ?, record = ? WHERE id = ?').run(a.revision, a.record, b.id);
     });
-  }
-
-  it('reports an edited header (kdf, format, version) as tampered: the header is authenticated data', async () => {
-    const dir = await tempDir();
-    const { store } = await seeded(dir);
-    const original = await readFile(storePath(dir), 'utf8');
-    const edits: Array<(e: Record<string, unknown>) => void> = [
-      (e) => (e.format = 'provkey-file-storf'),
-      (e) => (e.version = 0),
-      (e) => (e.kdf = { type: 'keyfilf' }),
-      (e) => (e.kdf = { type: 'keyfile', extra: 1 }),
-      (e) => delete e.tag,
-    ];
-    for (const edit of edits) {
-      const envelope = JSON.parse(original);
-      edit(envelope);
-      await writeFile(storePath(dir), JSON.stringify(envelope));
-      expect((await kindOf(store.listKeys())).kind).toBe('tampered');
-    }
+    await expectTampered((await open(dir)).read(key), /rows do not match its header/);
+    await expectTampered(openBefore.read(key), /a key row failed authentication/);
   });
 
-  it('reports every single flipped byte anywhere in the file as tampered', async () => {
+  it('a deleted key row is found on open (the header counts the rows)', async () => {
     const dir = await tempDir();
-    const { store } = await seeded(dir);
-    const original = await readFile(storePath(dir));
-    const kinds = new Map<string, number>();
-    for (let i = 0; i < original.length; i++) {
-      const damaged = Buffer.from(original);
-      damaged[i]! ^= 0x01;
-      await writeFile(storePath(dir), damaged);
-      const { kind } = await kindOf(store.listKeys());
-      kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
-    }
-    expect(Object.fromEntries(kinds)).toEqual({ tampered: original.length });
+    const { key } = await twoKeys(dir);
+    const row = keyRows(dir)[0]!;
+    raw(dir, (db) => db.prepare('DELETE FROM keys WHERE id = ?').run(row.id));
+    await expectTampered((await open(dir)).read(key), /1 key rows, the header counts 2/);
   });
 
-  it('reports a truncated or emptied file as tampered', async () => {
+  it('an older, authentic key row put back (a revoked value brought back to life) is found on open', async () => {
     const dir = await tempDir();
-    const { store } = await seeded(dir);
+    const { store, key, versionId, secret } = await seeded(dir);
+    const oldRows = keyRows(dir);
+    const oldValues = valueRows(dir);
+    await store.disableVersion(key, versionId);
+    await store.close();
+    // The attacker restores the key row and the value row from before the disable.
+    putKeyRow(dir, oldRows[0]!);
+    raw(dir, (db) => db.prepare('INSERT INTO key_values (key_id, version, value) VALUES (?, ?, ?)').run(oldValues[0]!.key_id, oldValues[0]!.version, oldValues[0]!.value));
+    const error = await expectTampered((await open(dir)).readSecret(key, versionId), /rows do not match its header/);
+    expect(error.message).not.toContain(secret);
+  });
+
+  it('an older row put back while a store is open is refused by its next write, not laundered into the digest', async () => {
+    const dir = await tempDir();
+    const { store, key } = await seeded(dir);
+    const old = keyRows(dir)[0]!;
+    const oldRecord = (await store.read(key))!;
+    const newer = await store.update(key, oldRecord.revision, { versions: oldRecord.versions, state: { lastRotatedAt: 'newer' } });
+    // Another process writing meanwhile is fine: its commit moves the generation, and the rows are checked again.
+    const other = await open(dir);
+    await other.addVersion('from-another-process', undefined, 'another-value-0123', meta('another-value-0123'));
+    putKeyRow(dir, old);
+    await expectTampered(store.update(key, oldRecord.revision, { versions: oldRecord.versions, state: {} }), /changed outside provkey since the store was opened|rows do not match its header/);
+    await expectTampered(store.update(key, newer.revision, { versions: newer.versions, state: {} }), /changed outside provkey since the store was opened|rows do not match its header/);
+    await expectTampered((await open(dir)).read(key), /rows do not match its header/);
+  });
+
+  it('the same replay with no other writer in between is caught by the row check alone', async () => {
+    const dir = await tempDir();
+    const { store, key } = await seeded(dir);
+    const old = keyRows(dir)[0]!;
+    const record = (await store.read(key))!;
+    await store.update(key, record.revision, { versions: record.versions, state: { lastRotatedAt: 'newer' } });
+    putKeyRow(dir, old);
+    await expectTampered(store.update(key, record.revision, { versions: record.versions, state: {} }), /the row of entra-scim-prod changed outside provkey since the store was opened/);
+  });
+
+  it('a deleted value row, or a value moved to another version, is refused when read', async () => {
+    const dir = await tempDir();
+    const { store, key, versionId } = await seeded(dir);
+    const second = await store.addVersion(key, (await store.read(key))!.revision, 'second-value-0123456789', meta('second-value-0123456789'));
+    await store.close();
+    const [v1, v2] = valueRows(dir);
+    raw(dir, (db) => db.prepare('UPDATE key_values SET value = ? WHERE version = ?').run(v1!.value, v2!.version));
+    await expectTampered((await open(dir)).readSecret(key, second.versionId), /is not the one its record pins/);
+    raw(dir, (db) => db.prepare('DELETE FROM key_values WHERE version = ?').run(v1!.version));
+    await expectTampered((await open(dir)).readSecret(key, versionId), /is missing although its record holds one/);
+  });
+
+  it('an edited header (generation, digest) fails its MAC; an edited key check alone is tampering, not a wrong key', async () => {
+    const dir = await tempDir();
+    await twoKeys(dir);
+    const header = raw(dir, (db) => db.prepare('SELECT body, key_check FROM header').get() as { body: string; key_check: Uint8Array });
+    const body = JSON.parse(header.body);
+    raw(dir, (db) => db.prepare('UPDATE header SET body = ?').run(JSON.stringify({ ...body, generation: body.generation + 5 })));
+    await expectTampered((await open(dir)).listKeys(), /header failed authentication/);
+    raw(dir, (db) => db.prepare('UPDATE header SET body = ?').run(header.body));
+    const check = Buffer.from(header.key_check);
+    check[0]! ^= 0x01;
+    raw(dir, (db) => db.prepare('UPDATE header SET key_check = ?').run(check));
+    await expectTampered((await open(dir)).listKeys(), /key check was edited/);
+  });
+
+  it('reports a truncated, emptied or replaced file as tampered', async () => {
+    const dir = await tempDir();
+    await twoKeys(dir);
     const original = await readFile(storePath(dir));
-    for (const length of [0, 1, 40, original.length >> 1, original.length - 3, original.length - 2]) {
+    for (const length of [0, 1, 40, original.length >> 1, 4096]) {
       await writeFile(storePath(dir), original.subarray(0, length));
-      expect((await kindOf(store.listKeys())).kind, `truncated to ${length} bytes`).toBe('tampered');
+      expect((await kindOf((await open(dir)).listKeys())).kind, `truncated to ${length} bytes`).toBe('tampered');
     }
+    await writeFile(storePath(dir), 'not a store at all');
+    expect((await kindOf((await open(dir)).listKeys())).kind).toBe('tampered');
   });
 
   it('tells a wrong key file apart from tampering (auth_failed)', async () => {
     const dir = await tempDir();
     const { store, key } = await seeded(dir);
+    await store.close();
     await writeFile(keyPath(dir), randomBytes(32).toString('base64'), { mode: 0o600 });
-    const error = await kindOf(store.read(key));
+    const error = await kindOf((await open(dir)).read(key));
     expect(error.kind).toBe('auth_failed');
     expect(error.message).toContain('wrong key file or passphrase');
     expect(error.message).toContain(keyPath(dir));
@@ -220,29 +334,30 @@ describe('file store: tampering and wrong keys', () => {
   for (const mode of [0o640, 0o604, 0o660]) {
     it(`refuses a key file with mode ${mode.toString(8)}, telling how to fix it`, async () => {
       const dir = await tempDir();
-      const { store, key } = await seeded(dir);
+      const { key } = await seeded(dir);
       await chmod(keyPath(dir), mode);
-      const error = await kindOf(store.read(key));
+      const error = await kindOf((await open(dir)).read(key));
       expect(error.kind).toBe('invalid');
       expect(error.message).toContain(keyPath(dir));
       expect(error.message).toContain(`chmod 600 ${keyPath(dir)}`);
       expect(error.message.split('\n')).toHaveLength(1);
       await chmod(keyPath(dir), 0o600);
-      expect(await store.read(key)).toBeDefined();
+      expect(await (await open(dir)).read(key)).toBeDefined();
     });
   }
 
   it('refuses a key file that does not hold a 32-byte key', async () => {
     const dir = await tempDir();
-    const { store, key } = await seeded(dir);
+    const { key } = await seeded(dir);
     await writeFile(keyPath(dir), 'c2hvcnQ=\n', { mode: 0o600 });
-    expect((await kindOf(store.read(key))).kind).toBe('invalid');
+    expect((await kindOf((await open(dir)).read(key))).kind).toBe('invalid');
   });
 
   it('never creates a new key when the store exists but its key file is gone', async () => {
     const dir = await tempDir();
-    const { store, key } = await seeded(dir);
+    const { key } = await seeded(dir);
     await rm(keyPath(dir));
+    const store = await open(dir);
     const error = await kindOf(store.addVersion('another', undefined, 'value-1', meta('value-1')));
     expect(error.kind).toBe('invalid');
     expect(error.message).toContain(keyPath(dir));
@@ -263,38 +378,51 @@ describe('file store: tampering and wrong keys', () => {
     expect(errors[0]!.message).toBe(`[file] version ${versionId} of ${key} is disabled`);
     for (const error of errors) expect(error.message).not.toContain(secret);
   });
+});
 
-  it('disabling a version erases its value from the file', async () => {
+describe('file store: replay of the whole file', () => {
+  it('an older copy of the database put back is refused on open (exit 3), against the audit log', async () => {
     const dir = await tempDir();
-    const { store, key, versionId } = await seeded(dir);
-    const before = (await readFile(storePath(dir))).length;
-    await store.disableVersion(key, versionId);
-    // The ciphertext shrinks by about the value's length: the value is gone, not just flagged.
-    expect((await readFile(storePath(dir))).length).toBeLessThan(before - 30);
+    const log = new AuditLog(path.join(dir, 'state/audit.jsonl'));
+    const withLog = () => createFileStore('default', config, { ...context(dir), journal: log });
+    const store = await withLog();
+    const { record, versionId } = await store.addVersion('app', undefined, 'value-one-0123456789', meta('value-one-0123456789'));
+    await store.close();
+    const copy = await readFile(storePath(dir));
+    const again = await withLog();
+    await again.addVersion('app', record.revision, 'value-two-0123456789', meta('value-two-0123456789'));
+    await again.disableVersion('app', versionId);
+    await again.close();
+    await writeFile(storePath(dir), copy);
+    const error = await kindOf((await withLog()).readSecret('app', versionId)).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(NeedsHumanError);
+    expect((error as NeedsHumanError).exitCode).toBe(ExitCode.needsHuman);
+    expect((error as Error).message).toMatch(/at generation 1 but the audit log .* records generation 3: an older copy of the store was put back/);
   });
 });
 
 describe('file store: passphrase', () => {
   const env = { TEST_PROVKEY_PASSPHRASE: 'correct horse battery staple' };
+  const kdfOf = (dir: string) => JSON.parse(raw(dir, (db) => (db.prepare('SELECT kdf FROM header').get() as { kdf: string }).kdf));
 
-  it('round-trips through scrypt with no key file, and the salt sits in the envelope', async () => {
+  it('round-trips through scrypt with no key file, and the salt sits in the header', async () => {
     const dir = await tempDir();
-    const { secret, key, versionId } = await seeded(dir, env, passphraseConfig);
+    const { store, secret, key, versionId } = await seeded(dir, env, passphraseConfig);
     const again = await open(dir, { ...env }, passphraseConfig);
     expect(await again.readSecret(key, versionId)).toBe(secret);
     await expect(stat(keyPath(dir))).rejects.toMatchObject({ code: 'ENOENT' });
-    const envelope = JSON.parse(await readFile(storePath(dir), 'utf8'));
-    expect(envelope.kdf).toMatchObject({ type: 'scrypt', N: 32768, r: 8, p: 1 });
-    expect(Buffer.from(envelope.kdf.salt, 'base64')).toHaveLength(16);
+    expect(kdfOf(dir)).toMatchObject({ type: 'scrypt', N: 32768, r: 8, p: 1 });
+    expect(Buffer.from(kdfOf(dir).salt, 'base64')).toHaveLength(16);
+    await Promise.all([store.close(), again.close()]);
     expect((await readFile(storePath(dir), 'utf8')).includes(env.TEST_PROVKEY_PASSPHRASE)).toBe(false);
   });
 
   it('keeps the salt across writes, so the derived key is reused', async () => {
     const dir = await tempDir();
     const { store } = await seeded(dir, env, passphraseConfig);
-    const salt = JSON.parse(await readFile(storePath(dir), 'utf8')).kdf.salt;
+    const salt = kdfOf(dir).salt;
     await store.addVersion('second', undefined, 'second-value', meta('second-value'));
-    expect(JSON.parse(await readFile(storePath(dir), 'utf8')).kdf.salt).toBe(salt);
+    expect(kdfOf(dir).salt).toBe(salt);
   });
 
   it('reports a wrong passphrase as auth_failed, naming the variable but not the passphrase', async () => {
@@ -347,11 +475,12 @@ describe('initFileStore', () => {
   it('reuses an existing key file rather than replacing it', async () => {
     const dir = await tempDir();
     const { store } = await seeded(dir);
+    await store.close();
     const key = await readFile(keyPath(dir), 'utf8');
     await rm(storePath(dir));
     expect((await initFileStore(config, context(dir), {})).created).toBe(true);
     expect(await readFile(keyPath(dir), 'utf8')).toBe(key);
-    expect(await store.listKeys()).toEqual([]);
+    expect(await (await open(dir)).listKeys()).toEqual([]);
   });
 
   it('checks that the key opens an existing store', async () => {
@@ -367,114 +496,103 @@ describe('initFileStore', () => {
     await expect(stat(keyPath(dir))).rejects.toMatchObject({ code: 'ENOENT' });
     expect(await (await open(dir, { TEST_PROVKEY_PASSPHRASE: 'init passphrase' }, passphraseConfig)).listKeys()).toEqual([]);
   });
-});
 
-describe('file store: lock', () => {
-  async function writeLock(dir: string, holder: { pid: number; host?: string; at?: string }) {
-    const at = holder.at ?? new Date().toISOString();
-    await writeFile(lockPath(dir), JSON.stringify({ pid: holder.pid, host: holder.host ?? hostname(), at, nonce: 'test' }), { mode: 0o600 });
-    return at;
-  }
-
-  function deadPid(): number {
-    const child = spawnSync(process.execPath, ['-e', '']);
-    return child.pid!;
-  }
-
-  it('takes over a lock left by a dead process on this host', async () => {
-    const dir = await tempDir();
-    const { store } = await seeded(dir);
-    await writeLock(dir, { pid: deadPid() });
-    const started = Date.now();
-    await store.addVersion('after-crash', undefined, 'value-2', meta('value-2'));
-    expect(Date.now() - started).toBeLessThan(2000);
-    await expect(stat(lockPath(dir))).rejects.toMatchObject({ code: 'ENOENT' });
-  });
-
-  it('takes over a lock with its own pid that it does not hold (a container run that restarted as the same pid)', async () => {
-    const dir = await tempDir();
-    const { store } = await seeded(dir);
-    await writeLock(dir, { pid: process.pid });
-    await store.addVersion('same-pid', undefined, 'value-6', meta('value-6'));
-    await expect(stat(lockPath(dir))).rejects.toMatchObject({ code: 'ENOENT' });
-  });
-
-  it('takes over a lock older than two minutes, even from another host', async () => {
-    const dir = await tempDir();
-    const { store } = await seeded(dir);
-    const old = new Date(Date.now() - 3 * 60_000);
-    await writeLock(dir, { pid: 1, host: 'some-other-host', at: old.toISOString() });
-    await utimes(lockPath(dir), old, old);
-    await store.addVersion('after-stale', undefined, 'value-3', meta('value-3'));
-    expect(await store.listKeys()).toContain('after-stale');
-  });
-
-  it('waits for a live holder and fails with kind locked naming its pid (PROVKEY_LOCK_TIMEOUT_MS)', async () => {
-    const dir = await tempDir();
-    await seeded(dir);
-    const store = await open(dir, { PROVKEY_LOCK_TIMEOUT_MS: '300' });
-    await writeLock(dir, { pid: process.ppid });
-    const started = Date.now();
-    const error = await kindOf(store.addVersion('blocked', undefined, 'value-4', meta('value-4')));
-    const waited = Date.now() - started;
-    expect(error.kind).toBe('locked');
-    expect(error.message).toContain(`pid ${process.ppid}`);
-    expect(error.message).toContain(lockPath(dir));
-    expect(waited).toBeGreaterThanOrEqual(290);
-    expect(waited).toBeLessThan(3000);
-    // The holder's lock is left alone, and nothing was written.
-    expect(JSON.parse(await readFile(lockPath(dir), 'utf8')).pid).toBe(process.ppid);
-    await rm(lockPath(dir));
-    expect(await store.listKeys()).toEqual(['entra-scim-prod']);
-  });
-
-  it('proceeds as soon as a live holder releases the lock', async () => {
-    const dir = await tempDir();
-    const { store } = await seeded(dir);
-    await writeLock(dir, { pid: process.ppid });
-    setTimeout(() => void rm(lockPath(dir)), 250);
-    const started = Date.now();
-    await store.addVersion('waited', undefined, 'value-5', meta('value-5'));
-    expect(Date.now() - started).toBeGreaterThanOrEqual(240);
-    expect(await store.listKeys()).toContain('waited');
-  });
-
-  it('still locks on a file system without hard links', async () => {
-    const dir = await tempDir();
-    await seeded(dir);
+  it('creates the store without hard links too (some network and FUSE file systems)', async () => {
     linkSupport.enabled = false;
     try {
-      const [a, b] = [await open(dir), await open(dir)];
-      const record = (await a.read('entra-scim-prod'))!;
-      const results = await Promise.allSettled(
-        [a, b].map((store, i) => store.update('entra-scim-prod', record.revision, { versions: record.versions, state: { lastRotatedAt: `${i}` } })),
-      );
-      expect(results.map((r) => r.status).sort()).toEqual(['fulfilled', 'rejected']);
-      await writeLock(dir, { pid: process.ppid });
-      expect((await kindOf((await open(dir, { PROVKEY_LOCK_TIMEOUT_MS: '100' })).deleteKey('entra-scim-prod'))).kind).toBe('locked');
-      // The key file of a new store is created without a link too.
       const fresh = await tempDir();
       expect((await initFileStore(config, context(fresh), {})).created).toBe(true);
       expect((await stat(keyPath(fresh))).mode & 0o777).toBe(0o600);
+      expect((await stat(storePath(fresh))).mode & 0o777).toBe(0o600);
+      expect(await (await open(fresh)).listKeys()).toEqual([]);
     } finally {
       linkSupport.enabled = true;
     }
   });
+});
 
-  it('does not need the lock to read', async () => {
+describe('file store: concurrency (the database lock)', () => {
+  /** Another process's write transaction, held open (SQLite locks across connections in one process too). */
+  function holdWriteLock(dir: string): { release: () => void } {
+    const db = new DatabaseSync(storePath(dir));
+    db.exec('BEGIN IMMEDIATE');
+    db.exec("UPDATE header SET body = body WHERE id = 1");
+    return {
+      release: () => {
+        db.exec('ROLLBACK');
+        db.close();
+      },
+    };
+  }
+
+  it('a write waits for another writer and gives up with kind locked (PROVKEY_LOCK_TIMEOUT_MS); nothing is written', async () => {
     const dir = await tempDir();
-    const { store, key, secret, versionId } = await seeded(dir, {}, config);
-    await writeLock(dir, { pid: process.ppid });
-    expect(await store.readSecret(key, versionId)).toBe(secret);
+    const { store: first } = await seeded(dir);
+    await first.close();
+    const store = await open(dir, { PROVKEY_LOCK_TIMEOUT_MS: '100' });
+    const holder = holdWriteLock(dir);
+    try {
+      const error = await kindOf(store.addVersion('blocked', undefined, 'value-4', meta('value-4')));
+      expect(error.kind).toBe('locked');
+      expect(error.message).toContain(storePath(dir));
+    } finally {
+      holder.release();
+    }
+    expect(await store.listKeys()).toEqual(['entra-scim-prod']);
+    await store.addVersion('after', undefined, 'value-5', meta('value-5'));
+    expect(await store.listKeys()).toEqual(['after', 'entra-scim-prod']);
+  });
+
+  it('proceeds once the other writer is done', async () => {
+    const dir = await tempDir();
+    const { store } = await seeded(dir);
+    const holder = holdWriteLock(dir);
+    const writing = store.addVersion('waited', undefined, 'value-5', meta('value-5'));
+    setImmediate(() => holder.release());
+    await writing;
+    expect(await store.listKeys()).toContain('waited');
+  });
+
+  it('reads never wait for a writer, and see only what it committed', async () => {
+    const dir = await tempDir();
+    const { store, key, secret, versionId } = await seeded(dir);
+    const db = new DatabaseSync(storePath(dir));
+    db.exec('BEGIN IMMEDIATE');
+    db.exec('DELETE FROM key_values');
+    try {
+      expect(await store.readSecret(key, versionId)).toBe(secret);
+      expect(await (await open(dir)).listKeys()).toEqual([key]);
+    } finally {
+      db.exec('ROLLBACK');
+      db.close();
+    }
+  });
+
+  it('writes made together commit together (one generation, one fsync); each keeps its own compare-and-set and error', async () => {
+    const dir = await tempDir();
+    const { store, key } = await seeded(dir);
+    const before = (await store.generationState!()).generation;
+    const record = (await store.read(key))!;
+    const results = await Promise.allSettled([
+      store.update(key, record.revision, { versions: record.versions, state: { lastRotatedAt: 'a' } }),
+      store.update(key, record.revision, { versions: record.versions, state: { lastRotatedAt: 'b' } }),
+      ...Array.from({ length: 8 }, (_, i) => store.addVersion(`grouped-${i}`, undefined, `grouped-value-${i}`, meta(`grouped-value-${i}`))),
+      store.update('no-such-key', '1', { versions: [], state: {} }),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', ...Array(8).fill('fulfilled'), 'rejected']);
+    expect(((results[1] as PromiseRejectedResult).reason as AdapterError).kind).toBe('conflict');
+    expect((await store.read(key))!.state).toEqual({ lastRotatedAt: 'a' });
+    expect(await store.listKeys()).toHaveLength(9);
+    // The first write ran alone (nothing else was queued yet); the other nine shared one transaction.
+    expect((await store.generationState!()).generation - before).toBe(2);
+    // The failed writes left no trace in the header: a fresh open verifies the digest and count.
+    expect(await (await open(dir)).listKeys()).toHaveLength(9);
   });
 
   it('loses no update when two processes each add 50 versions with read-modify-write', async () => {
     const dir = await tempDir();
     const script = path.join(dir, 'increment.mjs');
     await writeFile(script, childScript);
-    // Both start against a lock left by a crashed run: exactly one may take it over.
-    await mkdir(path.dirname(storePath(dir)), { recursive: true });
-    await writeLock(dir, { pid: deadPid() });
     // A start barrier: each child says "ready" once loaded, and both get "go" together, so a
     // slow start of one cannot turn the race into two runs one after the other.
     let ready = 0;
@@ -494,6 +612,8 @@ describe('file store: lock', () => {
         child.stderr.on('data', (d) => (stderr += d));
         child.on('close', (code) => resolve({ code, stdout: stdout.replace('ready\n', ''), stderr }));
       });
+    // The store exists before the race, so both open the same database.
+    await initFileStore(config, context(dir), {});
     const results = await Promise.all([run('a'), run('b')]);
     for (const result of results) expect(result, result.stderr).toMatchObject({ code: 0 });
     const conflicts = results.map((r) => (JSON.parse(r.stdout) as { conflicts: number }).conflicts);

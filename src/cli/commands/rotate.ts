@@ -40,12 +40,15 @@ export async function rotateCommand(options: RotateOptions, globals: GlobalOptio
         wouldRevoke: options.due ? s.previous.filter((p) => graceEnded(p.graceUntil, now)).map((p) => p.fingerprint) : [],
         current: s.current?.fingerprint ?? null,
         nextRotationAt: s.nextRotationAt,
+        // The consumers a rotation would switch too (docs/consumers.md).
+        consumers: (s.consumers ?? []).map((c) => c.name),
       }));
       if (io.json) printJson(io.out, { dryRun: true, plan });
       else {
         for (const p of plan) {
           const revoke = p.wouldRevoke.length ? io.color.yellow(`  would revoke ${p.wouldRevoke.join(', ')} (grace ended)`) : '';
-          io.out(`${p.wouldRotate ? io.color.yellow('would rotate') : io.color.dim('not due     ')}  ${p.key}  ${p.current ?? '-'}  next: ${p.nextRotationAt ?? '-'}${revoke}`);
+          const consumers = p.wouldRotate && p.consumers.length ? `  and switch ${p.consumers.join(', ')}` : '';
+          io.out(`${p.wouldRotate ? io.color.yellow('would rotate') : io.color.dim('not due     ')}  ${p.key}  ${p.current ?? '-'}  next: ${p.nextRotationAt ?? '-'}${consumers}${revoke}`);
         }
       }
       return 0;

@@ -32,6 +32,13 @@ export async function renderStatus(io: Io, keys: KeyStatus[]): Promise<void> {
     ];
   });
   io.out(io.isTTY ? await boxedTable(head, rows, color.level > 0) : plainColumns([head, ...rows]));
+  // Each consumer's last proof under its key (docs/consumers.md).
+  for (const k of keys) {
+    for (const c of k.consumers ?? []) {
+      const proof = c.lastProof ? `${c.lastProof.ok ? color.green('pass') : color.red('FAIL')} ${ago(c.lastProof.at)} with ${c.lastProof.fingerprint}${c.lastProof.detail ? `: ${c.lastProof.detail}` : ''}` : 'no proof yet';
+      io.out(`  ${k.name} → ${c.name} (${c.type}): ${proof}`);
+    }
+  }
   // Long messages go under the table, not into it.
   for (const k of keys) if (k.problem || k.error) io.err(`${color.red(`${k.name}: ${k.state}`)}  ${k.problem ?? k.error}`);
   for (const k of keys) for (const warning of k.warnings) io.err(`${color.yellow(`${k.name}: warning`)}  ${warning}`);

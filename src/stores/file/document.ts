@@ -1,11 +1,11 @@
 import * as v from 'valibot';
-import type { KeyRecord, LifecycleState, VersionMeta } from '../../core/model.js';
+import type { LifecycleState, VersionMeta } from '../../core/model.js';
 import { fileStoreError } from './errors.js';
 import { lifecycleStateSchema, versionMetaEntries } from '../record-schema.js';
 
 /**
- * The decrypted contents of a store file. Only ever held in memory; the values live here and
- * nowhere else in the file store.
+ * The decrypted contents of a provkey 0.1 store file (file/envelope.ts), read only to upgrade
+ * it into the database (file/upgrade.ts). Only ever held in memory.
  */
 export interface StoreDocument {
   /** Bumped on every write; a key's revision is the sequence of its last write, so a key that is
@@ -52,10 +52,6 @@ const documentSchema = v.strictObject({
   ),
 });
 
-export function emptyDocument(): StoreDocument {
-  return { sequence: 0, keys: [] };
-}
-
 /**
  * Checks the whole decrypted document before any of it is used. The tag already proved the
  * bytes are the ones we wrote, so a failure here means another program or a newer provkey
@@ -81,24 +77,4 @@ export function parseDocument(plaintext: string, file: string): StoreDocument {
     if (ids.some((id, i) => id > key.lastVersionId || (i > 0 && id <= (ids[i - 1] as number)))) throw invalid(`keys.${index}.versions (ids)`);
   }
   return document;
-}
-
-export function serializeDocument(document: StoreDocument): string {
-  document.keys.sort((a, b) => compareNames(a.name, b.name));
-  return JSON.stringify(document);
-}
-
-/** Code-unit order, the same on every platform and locale. */
-export function compareNames(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
-/** What `read` hands out: a deep copy, without values. */
-export function toKeyRecord(key: StoredKey): KeyRecord {
-  return {
-    key: key.name,
-    versions: key.versions.map(({ value: _value, ...meta }) => structuredClone(meta)),
-    state: structuredClone(key.state),
-    revision: String(key.revision),
-  };
 }

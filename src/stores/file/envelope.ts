@@ -2,7 +2,9 @@ import { createCipheriv, createDecipheriv, createHmac, randomBytes, timingSafeEq
 import { fileStoreError } from './errors.js';
 
 /**
- * The on-disk form of a store file: a small JSON envelope around one AES-256-GCM ciphertext.
+ * The on-disk form of a store file before the embedded database (provkey 0.1): a small JSON
+ * envelope around one AES-256-GCM ciphertext. Only read now, to upgrade such a file
+ * (file/upgrade.ts); the kdf and key check live on in the database's header.
  *
  *   {format, version, kdf, keyCheck, iv, tag, data}
  *
@@ -57,7 +59,7 @@ export function parseEnvelope(text: string, file: string): Envelope {
   return { format: storeFormat, version: storeFormatVersion, kdf, keyCheck: value.keyCheck as string, iv: value.iv as string, tag: value.tag as string, data: value.data as string };
 }
 
-function parseKdf(value: unknown): Kdf | undefined {
+export function parseKdf(value: unknown): Kdf | undefined {
   if (!isObject(value)) return undefined;
   if (value.type === 'keyfile' && Object.keys(value).length === 1) return { type: 'keyfile' };
   if (value.type !== 'scrypt' || !decodeBase64(value.salt, 16)) return undefined;
@@ -112,7 +114,7 @@ export function openEnvelope(envelope: Envelope, key: Buffer, file: string, keyS
   return plaintext;
 }
 
-function keyCheck(key: Buffer): Buffer {
+export function keyCheck(key: Buffer): Buffer {
   return createHmac('sha256', key).update('provkey-key-check').digest().subarray(0, keyCheckBytes);
 }
 

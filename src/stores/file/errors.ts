@@ -15,3 +15,19 @@ export function fsFailure(action: string, file: string, error: unknown): unknown
   const kind: AdapterErrorKind = code === 'EACCES' || code === 'EPERM' ? 'permission_denied' : 'server_error';
   return fileStoreError(kind, `cannot ${action} ${file}: ${code}`, error);
 }
+
+/**
+ * Turns a node:sqlite error into a one-line AdapterError naming the file and SQLite's own
+ * words (never a row's contents). A damaged file is tampering (exit 3); anything that is
+ * not a SQLite error (our own errors, bugs) passes through.
+ */
+export function sqliteFailure(action: string, file: string, error: unknown): unknown {
+  const { code, errcode, errstr } = (error ?? {}) as { code?: string; errcode?: number; errstr?: string };
+  if (error instanceof AdapterError || code !== 'ERR_SQLITE_ERROR' || typeof errcode !== 'number') return error;
+  const primary = errcode & 0xff;
+  const why = errstr ?? 'error';
+  if (primary === 11 || primary === 26) return fileStoreError('tampered', `store file ${file} is damaged (${why}): it was modified or truncated`, error);
+  if (primary === 5 || primary === 6) return fileStoreError('locked', `cannot ${action} store file ${file}: ${why} (another process holds it)`, error);
+  const kind: AdapterErrorKind = primary === 3 || primary === 8 || primary === 23 ? 'permission_denied' : 'server_error';
+  return fileStoreError(kind, `cannot ${action} store file ${file}: ${why}`, error);
+}

@@ -3,7 +3,7 @@ import { link, mkdir, open, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { openStateFile } from '../../io/safe-file.js';
 import { tempPathFor } from '../../io/stale-temp.js';
-import { syncDirectory } from './atomic-write.js';
+import { syncDirectory } from '../../io/atomic-write.js';
 import { decodeBase64, type Kdf } from './envelope.js';
 import { fileStoreError, fsFailure } from './errors.js';
 

@@ -20,6 +20,7 @@ import {
 import { scrubSecrets } from './redact.js';
 import { RetryAfterBudget } from './retry-after.js';
 import { scimEndpoint, type ScimEndpoint } from './scim-endpoint.js';
+import { serverFactsOf, type ScimServerFacts } from './server-facts.js';
 
 /**
  * The SCIM 2.0 target (RFC 7644). Creation checks the config and does no I/O; the CA file
@@ -40,7 +41,9 @@ export async function createScimTarget(keyName: string, config: ScimTargetConfig
   // An exec hook others can write is refused at open (exit 2), before any change is made.
   if (config.applier.type === 'exec') await assertHookTrusted({ keyName, command: config.applier.command, cwd: context.configDir, env: context.env });
   const endpoint = (budget: RetryAfterBudget) => scimEndpoint(baseUrl, http, requestTimeoutMs, budget);
-  return new ScimTarget(endpoint, applier, http, capabilities, config.writeProbe);
+  // The same URL behind other TLS settings may be another server (or another trust decision).
+  const server = JSON.stringify([baseUrl.href, config.tls ?? {}, config.allowInsecureHttp ?? false]);
+  return new ScimTarget(endpoint, applier, http, capabilities, config.writeProbe, { facts: serverFactsOf(context.runScope), server });
 }
 
 function createApplier(keyName: string, config: ScimTargetConfig, context: AdapterContext, http: HttpClient): TokenApplier {
@@ -90,6 +93,7 @@ class ScimTarget implements Target {
   readonly #applier: TokenApplier;
   readonly #http: HttpClient;
   readonly #alwaysWriteProbe: boolean;
+  readonly #shared: { facts: ScimServerFacts; server: string };
 
   constructor(
     endpoint: (budget: RetryAfterBudget) => ScimEndpoint,
@@ -97,12 +101,14 @@ class ScimTarget implements Target {
     http: HttpClient,
     capabilities: TargetCapabilities,
     alwaysWriteProbe: boolean,
+    shared: { facts: ScimServerFacts; server: string },
   ) {
     this.#endpoint = endpoint;
     this.#applier = applier;
     this.#http = http;
     this.capabilities = capabilities;
     this.#alwaysWriteProbe = alwaysWriteProbe;
+    this.#shared = shared;
   }
 
   async test(secret: SecretInUse, options: TestOptions): Promise<ConnectionTest> {
@@ -142,9 +148,12 @@ class ScimTarget implements Target {
       probes.push(...later.map((name) => skipped(name, `not run: entra-user-query was ${entra.verdict}`)));
       return { probes, verdict: entra.verdict };
     }
-    probes.push(await probeOktaUserPage(scim, secret.value));
-    probes.push(await probeServiceProviderConfig(scim, secret.value));
-    probes.push(await probeWrongTokenRejected(scim));
+    // The key's own proof is the Entra query above. What follows describes the server (does it
+    // page users, serve its config, check tokens at all), so a batch asks it once per server.
+    const { facts, server } = this.#shared;
+    probes.push(await facts.probe(server, 'okta-user-page', () => probeOktaUserPage(scim, secret.value)));
+    probes.push(await facts.probe(server, 'service-provider-config', () => probeServiceProviderConfig(scim, secret.value)));
+    probes.push(await facts.probe(server, 'wrong-token-rejected', () => probeWrongTokenRejected(scim)));
     if (write) probes.push(...(await probeWriteUser(scim, secret.value)));
     return { probes, verdict: entra.verdict };
   }

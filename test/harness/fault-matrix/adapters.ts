@@ -1,9 +1,15 @@
 // The adapters the fault matrix runs against, each with a fixture factory for its REAL server.
 // A new store or target joins the matrix by adding one entry here: no new test code.
 
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Client } from 'ldapts';
 import { storedPasswordMatches } from '../../../src/targets/ldap/password-hash.ts';
 import { bearerStatus } from '../cli.ts';
+import { startGraphSynchronizationDouble } from '../graph-synchronization-double.ts';
+import { startOktaConnectionsDouble } from '../okta-connections-double.ts';
 import { startDirsrv } from '../servers/dirsrv.ts';
 import { startOpenBao } from '../servers/openbao.ts';
 import { replace, startSamba } from '../servers/samba.ts';
@@ -36,6 +42,23 @@ export interface TargetFixture {
   /** Failed binds one provkey run may spend (the documented budget); Infinity when a refusal costs nothing. */
   failedBindBudgetPerRun: number;
   stop(): Promise<void>;
+}
+
+/** A consumer of the key (docs/consumers.md) and the real (or double) service behind it. */
+export interface ConsumerFixture {
+  /** YAML lines of one item under `consumers:` (indented by the caller), for case `caseId`. */
+  consumerConfig(caseId: string): string[];
+  secrets: string[];
+  /** Whether the consumer holds (and works with) exactly `value` now, for case `caseId`. */
+  holds(caseId: string, value: string): Promise<boolean>;
+  stop(): Promise<void>;
+}
+
+export interface ConsumerAdapter {
+  name: string;
+  /** The target types it can present a key to (entra: a SCIM token). */
+  targets: string[];
+  start(): Promise<ConsumerFixture>;
 }
 
 export interface StoreAdapter {
@@ -271,6 +294,97 @@ export const TARGET_ADAPTERS: TargetAdapter[] = [
         locked: async () => ((await ds.read(dn, ['accountUnlockTime'])).accountUnlockTime ?? []).length > 0,
         failedBindBudgetPerRun: 1,
         stop: () => ds.stop(),
+      };
+    },
+  },
+];
+
+const GRAPH_SECRET_ENV = 'FM_GRAPH_CLIENT_SECRET';
+const OKTA_TOKEN_ENV = 'FM_OKTA_API_TOKEN';
+const EXEC_CONSUMER_HOOK = fileURLToPath(new URL('../consumers/exec-consumer-hook.ts', import.meta.url));
+
+/** Read a consumer's file, or undefined when it is not there. */
+function readIfThere(file: string): string | undefined {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The consumer dimension of the matrix: each runs with the scim target (and the ldap one where it
+ * applies) on the file store; after every case the consumer must hold the key's current version.
+ */
+export const CONSUMER_ADAPTERS: ConsumerAdapter[] = [
+  {
+    name: 'entra',
+    targets: ['scim'],
+    async start() {
+      const graph = await startGraphSynchronizationDouble();
+      const clientId = '2d4f6a8c-1b3d-4e5f-8a7b-9c0d1e2f3a4b';
+      const secret = `fm-graph-${sha256Hex(`${process.pid}-${Date.now()}-graph`).slice(0, 32)}`;
+      graph.addClient(clientId, secret, ['Synchronization.ReadWrite.All', 'AuditLog.Read.All']);
+      process.env[GRAPH_SECRET_ENV] = secret;
+      return {
+        consumerConfig: () => [
+          'type: entra',
+          `servicePrincipalId: ${JSON.stringify(graph.servicePrincipalId)}`,
+          `jobId: ${JSON.stringify(graph.jobId)}`,
+          `graphUrl: ${JSON.stringify(graph.graphUrl)}`,
+          `authorityHost: ${JSON.stringify(graph.authorityHost)}`,
+          'disableInstanceDiscovery: true',
+          `tls: { caFile: ${JSON.stringify(graph.caFile)} }`,
+          `auth: { method: clientSecret, tenantId: ${JSON.stringify(graph.tenantId)}, clientId: ${JSON.stringify(clientId)}, clientSecretRef: "env:${GRAPH_SECRET_ENV}" }`,
+          'retries: 1',
+          'maxRetryDelay: 1s',
+        ],
+        secrets: [secret],
+        // The job holds the value, and a provisioning cycle with it succeeds against the real SCIM app.
+        holds: async (_caseId, value) => graph.savedToken() === value && (await graph.runCycle()) === 'success',
+        stop: () => graph.stop(),
+      };
+    },
+  },
+  {
+    name: 'okta',
+    targets: ['scim'],
+    async start() {
+      const okta = await startOktaConnectionsDouble();
+      process.env[OKTA_TOKEN_ENV] = okta.apiToken;
+      return {
+        consumerConfig: () => ['type: okta', `orgUrl: ${JSON.stringify(okta.orgUrl)}`, `appId: ${JSON.stringify(okta.appId)}`, `apiTokenRef: "env:${OKTA_TOKEN_ENV}"`, 'retries: 1', 'maxRetryDelay: 1s'],
+        secrets: [okta.apiToken, okta.readOnlyToken],
+        holds: async (_caseId, value) => okta.connectionToken() === value && okta.status() === 'ENABLED',
+        stop: () => okta.stop(),
+      };
+    },
+  },
+  {
+    name: 'file',
+    targets: ['scim', 'ldap'],
+    async start() {
+      const dir = mkdtempSync(path.join(tmpdir(), 'provkey-fm-file-consumer-'));
+      const fileOf = (caseId: string) => path.join(dir, `${caseId}.token`);
+      return {
+        consumerConfig: (caseId) => ['type: file', `path: ${JSON.stringify(fileOf(caseId))}`],
+        secrets: [],
+        holds: async (caseId, value) => readIfThere(fileOf(caseId)) === value,
+        stop: async () => rmSync(dir, { recursive: true, force: true }),
+      };
+    },
+  },
+  {
+    name: 'exec',
+    targets: ['scim', 'ldap'],
+    async start() {
+      const dir = mkdtempSync(path.join(tmpdir(), 'provkey-fm-exec-consumer-'));
+      const fileOf = (caseId: string) => path.join(dir, `${caseId}.state`);
+      return {
+        consumerConfig: (caseId) => ['type: exec', `command: ${JSON.stringify([process.execPath, EXEC_CONSUMER_HOOK, fileOf(caseId)])}`, 'timeout: 10s'],
+        secrets: [],
+        holds: async (caseId, value) => readIfThere(fileOf(caseId)) === value,
+        stop: async () => rmSync(dir, { recursive: true, force: true }),
       };
     },
   },

@@ -11,7 +11,7 @@ import type { KeyRecord } from '../../../src/core/model.ts';
 import { applicableFaults, describeCall, installFaultHook, type EffectCall, type Fault } from '../../../src/engine/seam.ts';
 import { Session } from '../../../src/engine/session.ts';
 import { expectNoSecrets, type CapturedOutput } from '../cli.ts';
-import type { StoreFixture, TargetFixture } from './adapters.ts';
+import type { ConsumerFixture, StoreFixture, TargetFixture } from './adapters.ts';
 import { runInProcess, type InProcessRun } from './in-process-cli.ts';
 
 export const KEY = 'fm-key';
@@ -49,13 +49,15 @@ export interface MatrixCase {
   operation: string;
   store: string;
   target: string;
+  /** The consumer the key has (docs/consumers.md), or none. */
+  consumer?: string;
   boundary: number;
   call: string;
   fault: Fault;
 }
 
 export function describeCase(c: MatrixCase, seed: string): string {
-  return `operation="${c.operation}" store=${c.store} target=${c.target} boundary=#${c.boundary} ${c.call} fault=${c.fault} seed=${seed} (replay: PROVKEY_FAULT_SEED=${seed} PROVKEY_FAULT_ONLY="${c.operation}|${c.store}|${c.target}|${c.boundary}|${c.fault}")`;
+  return `operation="${c.operation}" store=${c.store} target=${c.target}${c.consumer ? ` consumer=${c.consumer}` : ''} boundary=#${c.boundary} ${c.call} fault=${c.fault} seed=${seed} (replay: PROVKEY_FAULT_SEED=${seed} PROVKEY_FAULT_ONLY="${c.operation}|${c.store}|${c.target}|${c.boundary}|${c.fault}"${c.consumer ? ` PROVKEY_FAULT_CONSUMERS=${c.consumer}` : ''})`;
 }
 
 let caseCounter = 0;
@@ -65,13 +67,16 @@ export class CaseFixture {
   readonly config: string;
   readonly outputs: CapturedOutput[] = [];
   readonly secrets = new Set<string>();
+  readonly id: string;
 
   constructor(
     readonly operation: MatrixOperation,
     readonly store: StoreFixture,
     readonly target: TargetFixture,
+    readonly consumer?: ConsumerFixture,
   ) {
     const id = `${process.pid}-${++caseCounter}`;
+    this.id = id;
     this.dir = mkdtempSync(path.join(tmpdir(), 'provkey-fm-'));
     this.config = path.join(this.dir, 'provkey.yaml');
     writeFileSync(
@@ -87,10 +92,11 @@ export class CaseFixture {
         `    rotation: { interval: 30d, grace: ${operation.grace} }`,
         '    target:',
         ...target.targetConfig().map((line) => `      ${line}`),
+        ...(consumer ? ['    consumers:', ...consumer.consumerConfig(id).map((line, i) => `${i === 0 ? '      - ' : '        '}${line}`)] : []),
         '',
       ].join('\n'),
     );
-    for (const s of [...store.secrets, ...target.secrets]) this.secrets.add(s);
+    for (const s of [...store.secrets, ...target.secrets, ...(consumer?.secrets ?? [])]) this.secrets.add(s);
   }
 
   async cli(args: string[]): Promise<InProcessRun> {
@@ -171,8 +177,8 @@ export async function withHook<T>(plan: FaultPlan, fn: () => Promise<T>): Promis
 }
 
 /** Sets up a fresh key for the operation (normal runs), returning a fixture ready for the faulted run. */
-export async function freshCase(operation: MatrixOperation, store: StoreFixture, target: TargetFixture): Promise<CaseFixture> {
-  const fixture = new CaseFixture(operation, store, target);
+export async function freshCase(operation: MatrixOperation, store: StoreFixture, target: TargetFixture, consumer?: ConsumerFixture): Promise<CaseFixture> {
+  const fixture = new CaseFixture(operation, store, target, consumer);
   for (const args of operation.setup) {
     const run = await fixture.cli(args);
     if (run.code !== 0) throw new Error(`set-up "provkey ${args.join(' ')}" exited ${run.code}: ${run.stderr || run.stdout}`);
@@ -182,13 +188,13 @@ export async function freshCase(operation: MatrixOperation, store: StoreFixture,
 }
 
 /** The clean run's boundaries, and the cases (boundary × applicable fault) they give. */
-export async function enumerateCases(operation: MatrixOperation, storeName: string, targetName: string, store: StoreFixture, target: TargetFixture): Promise<MatrixCase[]> {
-  const fixture = await freshCase(operation, store, target);
+export async function enumerateCases(operation: MatrixOperation, storeName: string, targetName: string, store: StoreFixture, target: TargetFixture, consumer?: { name: string; fixture: ConsumerFixture }): Promise<MatrixCase[]> {
+  const fixture = await freshCase(operation, store, target, consumer?.fixture);
   const plan = new FaultPlan();
   const clean = await withHook(plan, () => fixture.cli(operation.run));
   if (clean.code !== 0) throw new Error(`the clean run of "${operation.name}" exited ${clean.code}: ${clean.stderr || clean.stdout}`);
   return plan.calls.flatMap((call) =>
-    applicableFaults(call).map((fault) => ({ operation: operation.name, store: storeName, target: targetName, boundary: call.index, call: describeCall(call), fault })),
+    applicableFaults(call).map((fault) => ({ operation: operation.name, store: storeName, target: targetName, ...(consumer ? { consumer: consumer.name } : {}), boundary: call.index, call: describeCall(call), fault })),
   );
 }
 
@@ -206,9 +212,9 @@ function allowedFaultedCodes(fault: Fault): number[] {
 }
 
 /** Runs one case; returns the invariant violations (empty when it converged cleanly). */
-export async function runCase(c: MatrixCase, operation: MatrixOperation, store: StoreFixture, target: TargetFixture): Promise<string[]> {
+export async function runCase(c: MatrixCase, operation: MatrixOperation, store: StoreFixture, target: TargetFixture, consumer?: ConsumerFixture): Promise<string[]> {
   const violations: string[] = [];
-  const fixture = await freshCase(operation, store, target);
+  const fixture = await freshCase(operation, store, target, consumer);
   const before = await target.acceptedSnapshot();
   const mark = await target.mark();
 
@@ -252,6 +258,7 @@ export async function runCase(c: MatrixCase, operation: MatrixOperation, store: 
   const { current, live } = await fixture.liveValues(record);
   if (!current) violations.push('the current version has no readable value');
   else if (!(await target.accepts(current))) violations.push('the target does not accept the current version');
+  else if (consumer && !(await consumer.holds(fixture.id, current))) violations.push(`consumer ${c.consumer} does not hold the current version`);
   const unknown = await target.unknownAccepted(before, live);
   if (unknown.length) violations.push(`the target accepts ${unknown.length} credential(s) the store does not know as live`);
   if (await target.locked()) violations.push('the account is locked by the directory');

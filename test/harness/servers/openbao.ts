@@ -12,7 +12,7 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { accessSync, constants as fsConstants, mkdtempSync, rmSync } from 'node:fs';
+import { accessSync, constants as fsConstants, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -53,6 +53,29 @@ export interface OpenBaoServer {
   unseal(): Promise<void>;
   /** Last lines of the server's stdout+stderr, for debugging. */
   logs(): string;
+  /**
+   * Every request the server's own file audit device recorded so far, oldest first (only with
+   * `startOpenBao({ audit: true })`; otherwise it throws). The count of what a client really sent.
+   */
+  auditedRequests(): AuditedRequest[];
+}
+
+/** One "request" entry of OpenBao's file audit device (token and values are HMACed by the server). */
+export interface AuditedRequest {
+  /** KV and sys operations: read, create, update, list, delete. */
+  operation: string;
+  /** Relative to /v1/, e.g. "secret/data/provkey/k1/state". */
+  path: string;
+  /** The policies of the token that sent it (["root"] for the harness's own calls). */
+  policies: string[];
+}
+
+export interface StartOpenBaoOptions {
+  /**
+   * Enable a file audit device, declared in a config file (OpenBao refuses to enable one
+   * through the API), so a test can count the requests a run made from the server's own record.
+   */
+  audit?: boolean;
 }
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
@@ -234,7 +257,7 @@ class StartError extends Error {
   portInUse = false;
 }
 
-async function launch(bin: string, dir: string, rootToken: string): Promise<Launched> {
+async function launch(bin: string, dir: string, rootToken: string, configFile: string | undefined): Promise<Launched> {
   const port = await freePortPair();
   const addr = `http://127.0.0.1:${port}`;
   const args = [
@@ -244,6 +267,7 @@ async function launch(bin: string, dir: string, rootToken: string): Promise<Laun
     `-dev-root-token-id=${rootToken}`,
     '-dev-no-store-token',
     '-log-level=warn',
+    ...(configFile ? [`-config=${configFile}`] : []),
   ];
   const child = spawn(bin, args, { cwd: dir, env: cleanEnv(dir), stdio: ['ignore', 'pipe', 'pipe'] });
   running.add(child);
@@ -318,15 +342,21 @@ async function launch(bin: string, dir: string, rootToken: string): Promise<Laun
 }
 
 /** Starts `bao server -dev` on 127.0.0.1 at a random free port; resolves once sys/health is 200. */
-export async function startOpenBao(): Promise<OpenBaoServer> {
+export async function startOpenBao(options: StartOpenBaoOptions = {}): Promise<OpenBaoServer> {
   const bin = await ensureOpenBao();
   const rootToken = `root-${randomBytes(16).toString('hex')}`;
   const dir = mkdtempSync(join(tmpdir(), 'provkey-openbao-'));
+  const auditFile = join(dir, 'audit.log');
+  let configFile: string | undefined;
+  if (options.audit) {
+    configFile = join(dir, 'audit.hcl');
+    writeFileSync(configFile, `audit "file" "counted" {\n  options {\n    file_path = ${JSON.stringify(auditFile)}\n  }\n}\n`);
+  }
 
   let launched: Launched | undefined;
   for (let attempt = 1; !launched; attempt++) {
     try {
-      launched = await launch(bin, dir, rootToken);
+      launched = await launch(bin, dir, rootToken, configFile);
     } catch (e) {
       if (e instanceof StartError && e.portInUse && attempt < 5) continue;
       rmSync(dir, { recursive: true, force: true });
@@ -363,12 +393,26 @@ export async function startOpenBao(): Promise<OpenBaoServer> {
     }
   };
 
+  const auditedRequests = (): AuditedRequest[] => {
+    if (!options.audit) throw new Error('auditedRequests() needs startOpenBao({ audit: true })');
+    if (!existsSync(auditFile)) return [];
+    const requests: AuditedRequest[] = [];
+    for (const line of readFileSync(auditFile, 'utf8').split('\n')) {
+      if (!line.trim()) continue;
+      const entry = JSON.parse(line) as { type?: string; auth?: { policies?: string[] }; request?: { operation?: string; path?: string } };
+      if (entry.type !== 'request') continue;
+      requests.push({ operation: entry.request?.operation ?? '', path: entry.request?.path ?? '', policies: entry.auth?.policies ?? [] });
+    }
+    return requests;
+  };
+
   const server: OpenBaoServer = {
     addr,
     rootToken,
     stop,
     api,
     logs,
+    auditedRequests,
     async createPolicyToken(policyName, policyHcl, opts = {}) {
       expectOk(`write policy ${policyName}`, await api('PUT', `sys/policies/acl/${encodeURIComponent(policyName)}`, { policy: policyHcl }));
       const req: Record<string, unknown> = { policies: [policyName] };

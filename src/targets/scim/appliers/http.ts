@@ -41,15 +41,29 @@ export function createHttpApplier(options: HttpApplierOptions): TokenApplier {
     return applyResultOf(reply, `${request.action} ${request.token.fingerprint}`);
   }
 
+  // Tokens a `replace` of this run already removed: retiring one again would repeat the replace.
+  // Only this run's own answers count; a resumed run (which has none) sends the remove.
+  const replacedAway = new Set<string>();
+
   return {
-    set: ({ next, current, replace }) =>
-      post(replace && current ? { action: 'replace', token: next, replaces: current } : { action: 'add', token: next }),
-    retire: ({ old }) => post({ action: 'remove', token: old }),
+    async set({ next, current, replace }) {
+      if (!(replace && current)) return post({ action: 'add', token: next });
+      const replaced = await post({ action: 'replace', token: next, replaces: current });
+      if (replaced.ok) replacedAway.add(current.value);
+      return replaced;
+    },
+    async retire({ old }) {
+      // The engine still proves the rejection with the old token itself (per key).
+      if (replacedAway.has(old.value)) return { ok: true, detail: `token endpoint: ${old.fingerprint} was removed by this run's replace` };
+      return post({ action: 'remove', token: old });
+    },
     async rollback({ next, current }) {
       // Remove first, then add: each step is idempotent, so a resumed rollback can repeat both.
       const budget = new RetryAfterBudget();
       const removed = await post({ action: 'remove', token: next }, budget);
       if (!removed.ok || !current) return removed;
+      // Whatever the add answers, `current` may be accepted again: a later retire must remove it.
+      replacedAway.delete(current.value);
       return post({ action: 'add', token: current }, budget);
     },
   };
