@@ -1,5 +1,7 @@
+import { readFile } from 'node:fs/promises';
 import type { TokenCredential } from '@azure/identity';
 import type { AzureStoreConfig } from '../config/schema.js';
+import { ConfigError } from '../core/errors.js';
 
 /** The auth methods the config offers wherever provkey talks to Microsoft (Key Vault, Graph). */
 export type AzureAuthConfig = AzureStoreConfig['auth'];
@@ -30,8 +32,9 @@ export async function createAzureCredential(
     }
     case 'clientCertificate': {
       const chain = { ...options, sendCertificateChain: auth.sendCertificateChain };
-      if (auth.certificatePath) return new identity.ClientCertificateCredential(auth.tenantId, auth.clientId, { certificatePath: auth.certificatePath }, chain);
-      const certificate = await resolveSecret(auth.certificateRef!, `${field}.certificateRef`);
+      const certificate = auth.certificatePath
+        ? checkedPem(await readCertificateFile(auth.certificatePath, `${field}.certificatePath`), `${field}.certificatePath (${auth.certificatePath})`)
+        : checkedPem(await resolveSecret(auth.certificateRef!, `${field}.certificateRef`), `${field}.certificateRef`);
       return new identity.ClientCertificateCredential(auth.tenantId, auth.clientId, { certificate }, chain);
     }
     case 'managedIdentity':
@@ -39,4 +42,21 @@ export async function createAzureCredential(
         ? new identity.ManagedIdentityCredential(options)
         : new identity.ManagedIdentityCredential({ ...options, clientId: auth.clientId });
   }
+}
+
+async function readCertificateFile(file: string, field: string): Promise<string> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (error) {
+    throw new ConfigError(`${field}: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+}
+
+/** The SDK's own error for a bad PEM is a stack deep in MSAL; say which field is wrong instead (never quoting the file). */
+function checkedPem(pem: string, field: string): string {
+  if (!/-----BEGIN CERTIFICATE-----/.test(pem) || !/-----BEGIN (RSA |EC |ENCRYPTED )?PRIVATE KEY-----/.test(pem)) {
+    throw new ConfigError(`${field}: must be a PEM holding the certificate and its private key (-----BEGIN CERTIFICATE----- and -----BEGIN PRIVATE KEY-----)`);
+  }
+  if (/ENCRYPTED PRIVATE KEY/.test(pem)) throw new ConfigError(`${field}: the private key is encrypted; provkey needs an unencrypted PEM (protect the file instead)`);
+  return pem;
 }

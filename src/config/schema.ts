@@ -114,6 +114,8 @@ const azureStore = v.strictObject({
       disableInstanceDiscovery: bool(false),
       /** Host override: connect to this loopback IP whatever vaultUrl's host resolves to (DNS pin). */
       connectTo: v.optional(v.string()),
+      /** The server gives each new version of a secret a later createdOn second than the one before (a test double's promise): forks are decided without `settle`. */
+      strictlyIncreasingCreatedOn: bool(false),
     }),
   ),
 });

@@ -91,8 +91,8 @@ export async function rotateKey(ctx: KeyContext, options: RotateOptions = {}): P
     } catch (error) {
       return skipped(error);
     }
+    // The claim step stored the version too: no separate create step to announce.
     faultPoint('after-claim');
-    await progress('create');
   } else {
     try {
       record = await timer.run('claim', () => ctx.store.update(name, record.revision, { versions: record.versions, state: { ...record.state, claim } }));

@@ -87,6 +87,7 @@ export class Session {
       debug: this.debug,
       journal: this.audit,
       runScope: this.runScope,
+      rotationOf: (key) => this.config.keys[key]?.rotation,
       ...(prompt
         ? {
             promptSecret: async (message: string) => {

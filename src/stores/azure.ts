@@ -1,9 +1,10 @@
 import type { AzureStoreConfig } from '../config/schema.js';
 import type { KeyRecord, LifecycleState } from '../core/model.js';
 import { chainNodeOf, resolveChain, revisionOf, ROOT, TAG, type ChainNode } from './azure/chain.js';
-import { AzureVaultClient, type AzureClientInternals } from './azure/client.js';
+import { AzureVaultClient, type AzureClientInternals, type ListedVersion } from './azure/client.js';
 import { parseStateDocument, STATE_CONTENT_TYPE, toKeyRecord, VALUE_CONTENT_TYPE, type StateDocument, type StoredVersion } from './azure/document.js';
 import { azureConflict, azureError } from './azure/errors.js';
+import { valueExpiresOn } from './azure/expiry.js';
 import { checkTags, checkValueSize, keyOfStateSecret, secretNames, type SecretNames } from './azure/names.js';
 import { resolveAzureSettings, type AzureSettings } from './azure/settings.js';
 import type { AdapterContext } from './context.js';
@@ -20,7 +21,8 @@ import type { NewVersionMeta, RecordChange, SecretStore, StoreCapabilities } fro
  *                        makes a claim exclusive although Key Vault has no compare-and-set.
  *
  * provkey version ids are provkey's own sequence ("1", "2", …); the state maps each to the
- * Key Vault version id of its value. Set-up, permissions and limits: docs/azure.md.
+ * Key Vault version id of its value. Each value version's expiresOn follows the key's rotation
+ * policy (azure/expiry.ts). Set-up, permissions and limits: docs/azure.md.
  */
 
 export const azureStoreType = 'azure';
@@ -84,9 +86,10 @@ class AzureStore implements SecretStore {
     const versionId = String(loaded.document?.nextId ?? 1);
     const tags = valueTags(key, versionId, meta.fingerprint, meta.label);
     checkTags(key, tags);
-    const expiresOn = this.settings.valueExpiryMs === undefined ? undefined : new Date(Date.parse(meta.createdAt) + this.settings.valueExpiryMs);
+    // Renewing from now: a migrated version older than its lifetime is not stored already expired.
+    const expiresOn = this.expiresOnOf(key, meta, Date.now());
     const written = await this.client.whileBeingDeleted(`storing ${loaded.names.value}`, () =>
-      this.client.setSecret(loaded.names.value, secret, { tags, contentType: VALUE_CONTENT_TYPE, ...(expiresOn && !Number.isNaN(expiresOn.getTime()) ? { expiresOn } : {}) }),
+      this.client.setSecret(loaded.names.value, secret, { tags, contentType: VALUE_CONTENT_TYPE, ...(expiresOn ? { expiresOn } : {}) }),
     );
     const version: StoredVersion = {
       id: versionId,
@@ -133,11 +136,22 @@ class AzureStore implements SecretStore {
     const loaded = await this.load(key);
     const version = loaded.document?.versions.find((v) => v.id === versionId);
     if (!version) throw azureError('not_found', `${key} has no version ${versionId}`);
-    const answer = await this.client.getValue(loaded.names.value, version.azureVersion);
+    let answer = await this.client.getValue(loaded.names.value, version.azureVersion);
+    if ('missing' in answer && answer.missing === 'expired') {
+      // A live version past its expiresOn (an overdue rotation): provkey still needs it to finish.
+      const renewed = this.expiresOnOf(key, version, Date.now());
+      if (renewed && renewed.getTime() > Date.now()) {
+        this.context.debug(`[azure] version ${versionId} of ${key} had expired in Key Vault (its rotation is overdue); expiresOn renewed to ${renewed.toISOString()} to read it`);
+        await this.client.updateProperties(loaded.names.value, version.azureVersion, { expiresOn: renewed });
+        answer = await this.client.getValue(loaded.names.value, version.azureVersion);
+      }
+    }
     if ('missing' in answer) {
       throw azureError(
         'not_found',
-        answer.missing === 'disabled'
+        answer.missing === 'expired'
+          ? `version ${versionId} of ${key} is past its expiresOn in Key Vault (${loaded.names.value}/${version.azureVersion}); Key Vault will not return it`
+          : answer.missing === 'disabled'
           ? `version ${versionId} of ${key} is disabled (Key Vault version ${version.azureVersion} of ${loaded.names.value} has enabled=false)`
           : `the value of version ${versionId} of ${key} is gone from Key Vault (${loaded.names.value}/${version.azureVersion})`,
       );
@@ -178,26 +192,49 @@ class AzureStore implements SecretStore {
     this.client.close();
   }
 
+  /** expiresOn of a value version (azure/expiry.ts); `renewingAt` when a live version must be readable again. */
+  private expiresOnOf(key: string, version: Parameters<typeof valueExpiresOn>[0], renewingAt?: number): Date | undefined {
+    return valueExpiresOn(version, this.context.rotationOf?.(key), this.settings.valueExpiryMs, renewingAt);
+  }
+
   /**
    * Copies changed labels into the value versions' tags, for apps and people reading Key Vault
-   * directly. Informational only: the state secret is the truth, so a failure never fails the
+   * directly, and moves expiresOn with the label (a `previous` version expires when its grace
+   * ends). Informational only: the state secret is the truth, so a failure never fails the
    * operation whose outcome is already stored. Only the claim holder changes labels, so the
    * whole-map tag writes cannot race.
    */
   private async mirrorLabels(key: string, names: SecretNames, before: readonly StoredVersion[], after: readonly StoredVersion[]): Promise<void> {
     for (const version of after) {
       if (before.find((v) => v.id === version.id)?.label === version.label) continue;
+      const expiresOn = this.expiresOnOf(key, version);
       await this.client
-        .setTags(names.value, version.azureVersion, valueTags(key, version.id, version.fingerprint, version.label))
+        .updateProperties(names.value, version.azureVersion, { tags: valueTags(key, version.id, version.fingerprint, version.label), ...(expiresOn ? { expiresOn } : {}) })
         .catch((e: unknown) => this.context.debug(`[azure] could not copy the label of version ${version.id} into the tags of ${names.value}: ${(e as Error).message}`));
     }
+  }
+
+  /**
+   * The chain nodes of a listing. Without a settle (emulator.strictlyIncreasingCreatedOn) the
+   * fork rule is sound only while no two versions share a createdOn second: checked here, on
+   * every listing, so a server that breaks the promise stops the run instead of splitting a claim.
+   */
+  private chainNodes(stateSecret: string, listed: readonly ListedVersion[]): ChainNode[] {
+    const nodes = listed.flatMap((v) => chainNodeOf(v.versionId, v.createdOn, v.tags) ?? []);
+    if (this.settings.settleMs === 0 && new Set(nodes.map((n) => n.createdOn)).size !== nodes.length) {
+      throw azureError(
+        'invalid',
+        `stores.${this.name}.emulator.strictlyIncreasingCreatedOn is set, but ${this.settings.vault} gave two versions of ${stateSecret} the same createdOn second: it does not keep that promise (real Key Vault never does); remove the setting`,
+      );
+    }
+    return nodes;
   }
 
   /** The key's chain head and the document it holds, or only the names for a key that does not exist. */
   private async load(key: string): Promise<LoadedKey> {
     const names = secretNames(this.settings.prefix, key);
     const listed = await this.client.listVersions(names.state);
-    const nodes = listed.flatMap((v) => chainNodeOf(v.versionId, v.createdOn, v.tags) ?? []);
+    const nodes = this.chainNodes(names.state, listed);
     if (listed.length > 0 && nodes.length === 0) {
       throw azureError('tampered', `${names.state} on ${this.settings.vault} has versions but none written by provkey (no ${TAG.seq}/${TAG.parent} tags)`);
     }
@@ -223,9 +260,9 @@ class AzureStore implements SecretStore {
     const written = await this.client.whileBeingDeleted(`storing ${loaded.names.state}`, () =>
       this.client.setSecret(loaded.names.state, text, { tags, contentType: STATE_CONTENT_TYPE }),
     );
-    await new Promise((resolve) => setTimeout(resolve, this.settings.settleMs));
+    if (this.settings.settleMs > 0) await new Promise((resolve) => setTimeout(resolve, this.settings.settleMs));
     const listed = await this.client.listVersions(loaded.names.state);
-    const chain = resolveChain(listed.flatMap((v) => chainNodeOf(v.versionId, v.createdOn, v.tags) ?? []));
+    const chain = resolveChain(this.chainNodes(loaded.names.state, listed));
     const mine = chain.find((n) => n.versionId === written.versionId);
     if (mine) return toKeyRecord(document, mine);
     if (!listed.some((v) => v.versionId === written.versionId)) {

@@ -1,4 +1,5 @@
 import type { StoreJournal } from '../audit/generation.js';
+import type { RotationPolicy } from '../core/schedule.js';
 
 /** What every store and target adapter gets from the engine besides its own config. */
 export interface AdapterContext {
@@ -22,4 +23,6 @@ export interface AdapterContext {
    * answers to the wrong-token probe): shared by every key of the run. Absent: nothing shared.
    */
   runScope?: Map<string, unknown>;
+  /** A key's rotation policy from the config (the Azure store derives each version's expiresOn from it); undefined for a key the config does not name. */
+  rotationOf?: (key: string) => RotationPolicy | undefined;
 }

@@ -9,14 +9,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { bearerStatus, describeRun, eventually, ProvkeyCli } from '../harness/cli.ts';
-import { DOCUMENTED_PERMISSIONS, emulatorTierSkipReason, startAzureTier, type AzureTier } from '../harness/servers/azure-fixture.ts';
+import { DOCUMENTED_PERMISSIONS, AZURE_TIER_KINDS, azureTierSkipReason, startAzureTier, type AzureTier } from '../harness/servers/azure-fixture.ts';
 import { startScimServer, type ScimServer } from '../harness/servers/scim.ts';
 import { ADMIN_TOKEN, CONVERGENCE, expectKilled, FAULT_POINTS, KEY, MODES, type HistoryJson, type ResultsJson, type StatusJson } from './fixture.ts';
 
-const skip = emulatorTierSkipReason();
 
-for (const kind of ['emulator', 'double'] as const) {
-  const skipped = kind === 'emulator' ? skip : undefined;
+for (const kind of AZURE_TIER_KINDS) {
+  const skipped = azureTierSkipReason(kind);
   describe.skipIf(skipped !== undefined)(`SIGKILL during rotate on the azure store, ${kind} tier${skipped ? ` — SKIPPED: ${skipped}` : ''}`, () => {
     let tier: AzureTier;
     let server: ScimServer;

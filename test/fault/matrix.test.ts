@@ -79,7 +79,9 @@ describe('fault matrix: every boundary × every fault converges, with no lockout
           const k = Math.floor(random() * (j + 1));
           [shuffled[j], shuffled[k]] = [shuffled[k]!, shuffled[j]!];
         }
-        const adapterSample = TARGET_ADAPTERS.find((a) => a.name === target)?.sample;
+        // A slow store or target asks for a smaller sample; the smaller of the two wins.
+        const samples = [STORE_ADAPTERS.find((a) => a.name === store)?.sample, TARGET_ADAPTERS.find((a) => a.name === target)?.sample].filter((n) => n !== undefined);
+        const adapterSample = samples.length ? Math.min(...samples) : undefined;
         chosen = shuffled.slice(0, consumer ? perConsumerCombination : sampleSet || adapterSample === undefined ? perCombination : adapterSample);
       }
       const failures: string[] = [];

@@ -17,7 +17,14 @@
 //     purge are asynchronous: the next request on the name answers 409 ObjectIsBeingDeleted
 //     (GET deletedsecrets 404) once before the change is done;
 //   - a per-principal permission map (access-policy names; PATCH needs secrets/set as in Azure);
-//   - faults: throttle (429 + Retry-After) or fail (500) the next N requests.
+//   - faults: throttle (429 + Retry-After) or fail (500) the next N requests;
+//   - a version whose exp has passed (or nbf not come) answers 403 on get, as the emulator does.
+//
+// One opt-in departure, for the fault matrix only: `strictClock` gives every new version of a
+// secret a createdOn at least one second after the secret's previous version (the clock runs
+// ahead of real time as needed). Real Key Vault promises nothing of the kind; a store configured
+// with `emulator.strictlyIncreasingCreatedOn` relies on it to decide a fork without waiting
+// (src/stores/azure/chain.ts), and checks it on every listing.
 //
 // Erasable TypeScript only; node: built-ins plus the openssl CLI (for a throw-away certificate).
 
@@ -51,10 +58,12 @@ export interface KeyVaultDouble {
   stallNext(n: number): void;
   /** Every token issued so far expires now, and (while `on`) new ones are issued already expired. */
   expireTokens(on?: boolean): void;
+  /** Stops the double's clock at the current second (or lets it run again), as the emulator's /_emulator/clock {freeze} does. */
+  freezeClock(on: boolean): void;
   /** Issues a token for another audience (a Graph token), for negative tests. */
   tokenForAudience(clientId: string, audience: string): string;
   /** The raw state of one secret: its versions oldest first, for assertions. */
-  versionsOf(name: string): Array<{ id: string; enabled: boolean; tags: Record<string, string>; value: string; created: number }>;
+  versionsOf(name: string): Array<{ id: string; enabled: boolean; tags: Record<string, string>; value: string; created: number; exp?: number }>;
   requests: number;
   stop(): Promise<void>;
 }
@@ -81,7 +90,7 @@ interface Secret {
   pending?: 'deleting' | 'purging';
 }
 
-export async function startKeyVaultDouble(): Promise<KeyVaultDouble> {
+export async function startKeyVaultDouble(options: { strictClock?: boolean } = {}): Promise<KeyVaultDouble> {
   const dir = mkdtempSync(join(tmpdir(), 'provkey-kv-double-'));
   const keyFile = join(dir, 'key.pem');
   const certFile = join(dir, 'cert.pem');
@@ -99,7 +108,8 @@ export async function startKeyVaultDouble(): Promise<KeyVaultDouble> {
   let order = 0;
   let expired = false;
   const identityHeader = randomBytes(16).toString('hex');
-  const now = () => Math.floor(Date.now() / 1000);
+  let frozenAt: number | undefined;
+  const now = () => frozenAt ?? Math.floor(Date.now() / 1000);
   let origin = '';
 
   const issue = (sub: string, aud: string) => {
@@ -291,7 +301,8 @@ export async function startKeyVaultDouble(): Promise<KeyVaultDouble> {
       secret = { name, versions: [] };
       secrets.set(name.toLowerCase(), secret);
     }
-    const t = now();
+    const last = secret.versions.reduce((latest, v) => Math.max(latest, v.created), 0);
+    const t = options.strictClock ? Math.max(now(), last + 1) : now();
     const version: Version = {
       id: randomBytes(16).toString('hex'),
       value: input.value,
@@ -315,6 +326,8 @@ export async function startKeyVaultDouble(): Promise<KeyVaultDouble> {
     const version = versionId ? secret.versions.find((v) => v.id === versionId.toLowerCase()) : latest(secret);
     if (!version) return notFound(res, name);
     if (!version.enabled) return send(res, 403, { error: { code: 'Forbidden', message: 'Operation get is not allowed on a disabled secret.' } });
+    if (version.nbf !== undefined && version.nbf > now()) return send(res, 403, { error: { code: 'Forbidden', message: "Operation get is not allowed before the secret's nbf." } });
+    if (version.exp !== undefined && version.exp <= now()) return send(res, 403, { error: { code: 'Forbidden', message: 'Operation get is not allowed on an expired secret.' } });
     send(res, 200, bundle(secret, version, true));
   }
 
@@ -418,8 +431,9 @@ export async function startKeyVaultDouble(): Promise<KeyVaultDouble> {
       expired = on;
       if (on) for (const token of tokens.values()) token.exp = 0;
     },
+    freezeClock: (on) => void (frozenAt = on ? now() : undefined),
     tokenForAudience: (clientId, audience) => issue(clientId, audience),
-    versionsOf: (name) => sortedVersions(find(name) ?? { name, versions: [] }).map((v) => ({ id: v.id, enabled: v.enabled, tags: { ...v.tags }, value: v.value, created: v.created })),
+    versionsOf: (name) => sortedVersions(find(name) ?? { name, versions: [] }).map((v) => ({ id: v.id, enabled: v.enabled, tags: { ...v.tags }, value: v.value, created: v.created, ...(v.exp === undefined ? {} : { exp: v.exp }) })),
     requests: 0,
     stop: () =>
       new Promise<void>((resolve) => {

@@ -4,7 +4,8 @@
 // principal holding exactly the permissions docs/azure.md documents.
 
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -12,14 +13,15 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AdapterError } from '../../src/core/errors.js';
 import { fingerprint } from '../../src/core/fingerprint.js';
 import { ProvkeyCli, bearerStatus, describeRun, eventually } from '../harness/cli.ts';
-import { DOCUMENTED_PERMISSIONS, emulatorTierSkipReason, startAzureTier, type AzureTier } from '../harness/servers/azure-fixture.ts';
+import { DOCUMENTED_PERMISSIONS, AZURE_TIER_KINDS, azureTierSkipReason, startAzureTier, type AzureTier } from '../harness/servers/azure-fixture.ts';
 import { startScimServer, type ScimServer } from '../harness/servers/scim.ts';
 
 const KEY = 'entra-scim';
-const skip = emulatorTierSkipReason();
 
-for (const kind of ['emulator', 'double'] as const) {
-  const skipped = kind === 'emulator' ? skip : undefined;
+for (const kind of AZURE_TIER_KINDS) {
+  const skipped = azureTierSkipReason(kind);
+  /** Tests that change permissions, inject faults or issue tokens: the harness can do that to the emulator and the double, never to real Azure. */
+  const controlled = it.skipIf(kind === 'real-azure');
   describe.skipIf(skipped !== undefined)(`provkey with an azure store, ${kind} tier${skipped ? ` — SKIPPED: ${skipped}` : ''}`, () => {
     let dir: string;
     let tier: AzureTier;
@@ -59,6 +61,14 @@ for (const kind of ['emulator', 'double'] as const) {
           `      url: ${scim.url}`,
           `      applier: { type: http, url: ${scim.adminUrl}, authRef: env:SCIM_ADMIN_TOKEN }`,
           '      propagationTimeout: 20s',
+          '  short-scim:',
+          '    store: azure',
+          '    rotation: { interval: 10m, grace: 0 }',
+          '    target:',
+          '      type: scim',
+          `      url: ${scim.url}`,
+          `      applier: { type: http, url: ${scim.adminUrl}, authRef: env:SCIM_ADMIN_TOKEN }`,
+          '      propagationTimeout: 20s',
           '  moved-scim:',
           '    target:',
           '      type: scim',
@@ -81,7 +91,7 @@ for (const kind of ['emulator', 'double'] as const) {
       cli = new ProvkeyCli({ cwd: dir, config, env: { ...tier.env, SCIM_ADMIN_TOKEN: adminToken, HOME: dir, IDENTITY_ENDPOINT: undefined, IDENTITY_HEADER: undefined } });
       cli.scanner.addSecret(adminToken, 'SCIM admin token');
       cli.scanner.addSecret(tier.clientSecret, 'Entra client secret');
-      cli.scanner.addSecret(tier.identity.header, 'managed identity header secret');
+      if (tier.identity.header) cli.scanner.addSecret(tier.identity.header, 'managed identity header secret');
     });
 
     afterEach(() => cli.scanner.assertClean());
@@ -100,10 +110,20 @@ for (const kind of ['emulator', 'double'] as const) {
       expect((await tier.readState(KEY))!.versions[0]!.fingerprint).toBe(fingerprint(v1));
       expect(await bearerStatus(scim.url, v1)).toBe(200);
       expect(await cli.reveal(KEY, 'v1 via get --reveal')).toBe(v1);
+      // expiresOn from the key's rotation policy (interval 30d + grace 1h), as an app reading Key Vault sees it.
+      const lifetime = 30 * 86_400_000 + 3_600_000;
+      const first = (await tier.readState(KEY))!.versions;
+      expect((await tier.valueVersions(KEY)).map((v) => [v.provkeyVersion, v.exp])).toEqual([['1', seconds(Date.parse(first[0]!.createdAt) + lifetime)]]);
 
       const rotated = await cli.run(['rotate', KEY]);
       expect(rotated.code, describeRun(rotated)).toBe(0);
       expect(await labels()).toEqual([['1', 'previous'], ['2', 'current']]);
+      // The previous version expires when its grace period ends; the new one after interval + grace.
+      const second = (await tier.readState(KEY))!.versions;
+      expect((await tier.valueVersions(KEY)).map((v) => [v.provkeyVersion, v.exp])).toEqual([
+        ['1', seconds(Date.parse(second[0]!.graceUntil!))],
+        ['2', seconds(Date.parse(second[1]!.createdAt) + lifetime)],
+      ]);
       const v2 = await storedValue('2');
       expect(v2).not.toBe(v1);
       expect(await bearerStatus(scim.url, v2)).toBe(200);
@@ -142,6 +162,21 @@ for (const kind of ['emulator', 'double'] as const) {
       expect((await cli.run(['audit', 'verify'])).code).toBe(0);
     }, 240_000);
 
+    controlled('a live version found past its expiresOn (an overdue rotation) is renewed, so provkey can still test and rotate it', async () => {
+      const added = await cli.run(['add', 'short-scim']);
+      expect(added.code, describeRun(added)).toBe(0);
+      const created = Date.parse((await tier.readState('short-scim'))!.versions[0]!.createdAt);
+      expect((await tier.valueVersions('short-scim'))[0]!.exp).toBe(seconds(created + 600_000));
+      // Expired an hour ago, as if the rotation were long overdue: Key Vault now refuses the value (403).
+      await tier.setValueExpiry('short-scim', '1', Math.floor(Date.now() / 1000) - 3600);
+      const tested = await cli.run(['--verbose', 'test', 'short-scim']);
+      expect(tested.code, describeRun(tested)).toBe(0);
+      expect(tested.stderr).toContain('version 1 of short-scim had expired in Key Vault (its rotation is overdue); expiresOn renewed');
+      expect((await tier.valueVersions('short-scim'))[0]!.exp).toBe(seconds(created + 600_000));
+      const rotated = await cli.run(['rotate', 'short-scim']);
+      expect(rotated.code, describeRun(rotated)).toBe(0);
+    });
+
     it('migrate file → azure and back: every version with its label, values verified by fingerprint', async () => {
       for (const args of [['add', 'moved-scim'], ['rotate', 'moved-scim'], ['revoke', 'moved-scim', '--previous', '--yes'], ['rotate', 'moved-scim']]) {
         const run = await cli.run(args);
@@ -161,7 +196,7 @@ for (const kind of ['emulator', 'double'] as const) {
       expect(await cli.reveal('moved-scim', 'moved v3 back in file')).toBe(current);
     }, 240_000);
 
-    it('a principal without secrets/set: exit 6 naming the operation and the vault, nothing changed', async () => {
+    controlled('a principal without secrets/set: exit 6 naming the operation and the vault, nothing changed', async () => {
       const before = await tier.readState(KEY);
       await tier.restrict(DOCUMENTED_PERMISSIONS.filter((p) => p !== 'secrets/set'));
       try {
@@ -189,7 +224,7 @@ for (const kind of ['emulator', 'double'] as const) {
       expect(run.stderr).toContain('the identity provider (https://127.0.0.1:9) cannot be reached');
     });
 
-    it('managed identity through IDENTITY_ENDPOINT / IDENTITY_HEADER', async () => {
+    controlled('managed identity through IDENTITY_ENDPOINT / IDENTITY_HEADER', async () => {
       if (kind === 'double') await tier.restrict(undefined); // the double's MSI principal is not the client above
       try {
         const msi = writeConfig(path.join(dir, 'msi.yaml'), { auth: { method: 'managedIdentity' } });
@@ -202,7 +237,7 @@ for (const kind of ['emulator', 'double'] as const) {
       }
     });
 
-    it('a token for another audience: exit 6, Key Vault refused the token', async () => {
+    controlled('a token for another audience: exit 6, Key Vault refused the token', async () => {
       // An identity endpoint that hands out a Graph token, as a misconfigured workload might.
       const graphToken =
         kind === 'double'
@@ -224,7 +259,7 @@ for (const kind of ['emulator', 'double'] as const) {
       }
     });
 
-    it('an expired token: exit 6', async () => {
+    controlled('an expired token: exit 6', async () => {
       if (kind === 'double') tier.double!.expireTokens(true);
       else await tier.emulators!.control('clock', { advance: 7200 });
       try {
@@ -237,7 +272,7 @@ for (const kind of ['emulator', 'double'] as const) {
       }
     });
 
-    it('throttling is retried (Retry-After honoured); failures beyond the retries are exit 5 "unavailable"', async () => {
+    controlled('throttling is retried (Retry-After honoured); failures beyond the retries are exit 5 "unavailable"', async () => {
       await tier.throttleNext(2);
       const retried = await cli.run(['status']);
       expect(retried.code, describeRun(retried)).toBe(0);
@@ -252,7 +287,7 @@ for (const kind of ['emulator', 'double'] as const) {
       }
     });
 
-    it("the vault's own name with a host override: TLS and the SDK's challenge-resource check stay on", async () => {
+    controlled("the vault's own name with a host override: TLS and the SDK's challenge-resource check stay on", async () => {
       // The emulator routes on the Host header: "emulator" is its default vault, which holds the keys.
       const port = new URL(tier.storeSection().vaultUrl as string).port;
       const pinned = writeConfig(path.join(dir, 'pinned.yaml'), {
@@ -280,6 +315,55 @@ for (const kind of ['emulator', 'double'] as const) {
       }
     });
 
+    it('certificate auth: a missing, malformed or doubly given certificate is a config error naming the field (exit 2)', async () => {
+      const tenantId = (tier.storeSection().auth as { tenantId: string }).tenantId;
+      const notPem = path.join(dir, 'not-a-cert.pem');
+      writeFileSync(notPem, 'this is not a PEM file\n', { mode: 0o600 });
+      const cases: Array<[Record<string, unknown>, string]> = [
+        [{ certificatePath: path.join(dir, 'missing.pem') }, `stores.azure.auth.certificatePath: cannot read ${path.join(dir, 'missing.pem')} (ENOENT)`],
+        [{ certificatePath: notPem }, 'stores.azure.auth.certificatePath (' + notPem + '): must be a PEM holding the certificate and its private key'],
+        [{ certificateRef: `file:${notPem}` }, 'stores.azure.auth.certificateRef: must be a PEM holding the certificate and its private key'],
+        [{ certificatePath: notPem, certificateRef: `file:${notPem}` }, 'stores.azure.auth: give exactly one of certificatePath and certificateRef'],
+      ];
+      for (const [fields, message] of cases) {
+        const file = writeConfig(path.join(dir, 'cert-bad.yaml'), { auth: { method: 'clientCertificate', tenantId, clientId: tier.clientId, ...fields } });
+        const run = await cli.run(['status', KEY], { config: file });
+        expect(run.code, describeRun(run)).toBe(2);
+        expect(run.stderr).toContain(message);
+        expect(run.stderr).not.toMatch(/\n\s+at /);
+      }
+    });
+
+    it.runIf(kind === 'emulator')("certificate auth (private_key_jwt) against entra-emulator: a registered certificate gets a token by path or by reference; an unregistered one is exit 6", async () => {
+      const tenantId = (tier.storeSection().auth as { tenantId: string }).tenantId;
+      const makePem = (name: string) => {
+        const key = path.join(dir, `${name}.key`);
+        const cert = path.join(dir, `${name}.crt`);
+        const made = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', `/CN=provkey-${name}`], { encoding: 'utf8' });
+        if (made.status !== 0) throw new Error(`openssl: ${made.stderr}`);
+        const keyPem = readFileSync(key, 'utf8');
+        cli.scanner.addSecret(keyPem.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, ''), `${name} private key`);
+        const pem = path.join(dir, `${name}.pem`);
+        writeFileSync(pem, readFileSync(cert, 'utf8') + keyPem, { mode: 0o600 });
+        return { pem, certPem: readFileSync(cert, 'utf8') };
+      };
+      const registered = makePem('registered');
+      const stranger = makePem('stranger');
+      const answer = await tier.emulators!.entra('POST', `/admin/api/apps/${tier.clientId}/keyCredentials`, { publicKey: registered.certPem, displayName: 'provkey test certificate' });
+      expect(answer.status, answer.body).toBe(201);
+
+      for (const fields of [{ certificatePath: registered.pem }, { certificateRef: `file:${registered.pem}` }]) {
+        const file = writeConfig(path.join(dir, 'cert.yaml'), { auth: { method: 'clientCertificate', tenantId, clientId: tier.clientId, ...fields } });
+        const run = await cli.json<{ keys: { name: string; state: string }[] }>(['status', KEY], { config: file });
+        expect(run.result.code, describeRun(run.result)).toBe(0);
+        expect(['ok', 'empty']).toContain(run.data.keys[0]?.state);
+      }
+      const refused = await cli.run(['status', KEY], { config: writeConfig(path.join(dir, 'cert-stranger.yaml'), { auth: { method: 'clientCertificate', tenantId, clientId: tier.clientId, certificatePath: stranger.pem } }) });
+      expect(refused.code, describeRun(refused)).toBe(6);
+      expect(refused.stderr).toContain('the identity provider refused the credential');
+      expect(refused.stderr).toContain('AADSTS700027');
+    });
+
     it('limits Key Vault would refuse are refused by provkey first, naming the key', async () => {
       const store = await tier.openStore();
       try {
@@ -294,4 +378,9 @@ for (const kind of ['emulator', 'double'] as const) {
       }
     });
   });
+}
+
+/** Key Vault's whole-second timestamp of an instant, rounded up as the store writes expiresOn. */
+function seconds(ms: number): number {
+  return Math.ceil(ms / 1000);
 }

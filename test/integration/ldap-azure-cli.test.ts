@@ -11,11 +11,10 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AdapterError } from '../../src/core/errors.js';
 import { fingerprint } from '../../src/core/fingerprint.js';
 import { ProvkeyCli, describeRun } from '../harness/cli.ts';
-import { DOCUMENTED_PERMISSIONS, emulatorTierSkipReason, startAzureTier, type AzureTier } from '../harness/servers/azure-fixture.ts';
+import { DOCUMENTED_PERMISSIONS, AZURE_TIER_KINDS, azureTierSkipReason, startAzureTier, type AzureTier } from '../harness/servers/azure-fixture.ts';
 import { startSlapd, type SlapdServer } from '../harness/servers/slapd.ts';
 
 const KEY = 'ldap-provisioner';
-const skip = emulatorTierSkipReason();
 
 async function bindAs(server: SlapdServer, password: string): Promise<number> {
   const client = new Client({ url: server.ldapUrl, timeout: 5000 });
@@ -30,8 +29,8 @@ async function bindAs(server: SlapdServer, password: string): Promise<number> {
   }
 }
 
-for (const kind of ['emulator', 'double'] as const) {
-  const skipped = kind === 'emulator' ? skip : undefined;
+for (const kind of AZURE_TIER_KINDS) {
+  const skipped = azureTierSkipReason(kind);
   describe.skipIf(skipped !== undefined)(`provkey with an LDAP key in the azure store, ${kind} tier${skipped ? ` — SKIPPED: ${skipped}` : ''}`, () => {
     let dir: string;
     let config: string;
@@ -111,7 +110,7 @@ for (const kind of ['emulator', 'double'] as const) {
       if (dir) rmSync(dir, { recursive: true, force: true });
     });
 
-    it('import, rotate (self), status, revoke --current, add (admin), drill compromise: slapd and Key Vault agree at every step', async () => {
+    it('import, rotate (self), status, revoke --current, add (admin), drill compromise, migrate azure ↔ file: slapd and Key Vault agree at every step', async () => {
       const initial = srv.servicePassword;
       const imported = await cli.run(['import', KEY], { input: `${initial}\n` });
       expect(imported.code, describeRun(imported)).toBe(0);
@@ -153,6 +152,23 @@ for (const kind of ['emulator', 'double'] as const) {
       expect(await bindAs(srv, v4.value)).toBe(0);
       expect(await bindAs(srv, v3.value)).toBe(49);
       expect(await readKind('3')).toBe('not_found');
+
+      // migrate azure → the embedded file store → azure: every version with its label, the live
+      // password verified by fingerprint, each source retired, and the key still rotates.
+      const toFile = await cli.run(['migrate', KEY, '--to', 'default', '--yes']);
+      expect(toFile.code, describeRun(toFile)).toBe(0);
+      expect(await tier.readState(KEY)).toBeUndefined();
+      expect(await cli.reveal(KEY, `${KEY} v4 from the file store`)).toBe(v4.value);
+      const back = await cli.run(['migrate', KEY, '--to', 'azure', '--yes']);
+      expect(back.code, describeRun(back)).toBe(0);
+      expect((await tier.readState(KEY))?.versions.map((v) => v.label)).toEqual(['revoked', 'revoked', 'revoked', 'current']);
+      expect((await current()).value).toBe(v4.value);
+      expect(await bindAs(srv, v4.value)).toBe(0);
+      const rotatedAgain = await cli.run(['rotate', KEY]);
+      expect(rotatedAgain.code, describeRun(rotatedAgain)).toBe(0);
+      const v5 = await current();
+      expect(await bindAs(srv, v5.value)).toBe(0);
+      expect(await bindAs(srv, v4.value)).toBe(49);
     }, 300_000);
   });
 }

@@ -10,17 +10,16 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ProvkeyCli, bearerStatus, describeRun } from '../harness/cli.ts';
-import { DOCUMENTED_PERMISSIONS, emulatorTierSkipReason, startAzureTier, type AzureTier } from '../harness/servers/azure-fixture.ts';
+import { DOCUMENTED_PERMISSIONS, AZURE_TIER_KINDS, azureTierSkipReason, startAzureTier, type AzureTier } from '../harness/servers/azure-fixture.ts';
 import { startOpenBao, type OpenBaoServer } from '../harness/servers/openbao.ts';
 import { startScimServer, type ScimServer } from '../harness/servers/scim.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const MOUNT = 'secret';
 const KEY = 'vault-scim';
-const skip = emulatorTierSkipReason();
 
-for (const kind of ['emulator', 'double'] as const) {
-  const skipped = kind === 'emulator' ? skip : undefined;
+for (const kind of AZURE_TIER_KINDS) {
+  const skipped = azureTierSkipReason(kind);
   describe.skipIf(skipped !== undefined)(`provkey migrate vault ↔ azure, ${kind} tier${skipped ? ` — SKIPPED: ${skipped}` : ''}`, () => {
     const prefix = `mig-${randomBytes(3).toString('hex')}`;
     let dir: string;

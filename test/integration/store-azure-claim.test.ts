@@ -11,7 +11,7 @@ import * as v from 'valibot';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { storeSchema } from '../../src/config/schema.js';
 import { fingerprint } from '../../src/core/fingerprint.js';
-import { DOCUMENTED_PERMISSIONS, emulatorTierSkipReason, startAzureTier, type AzureTier } from '../harness/servers/azure-fixture.ts';
+import { DOCUMENTED_PERMISSIONS, AZURE_TIER_KINDS, azureTierSkipReason, startAzureTier, type AzureTier } from '../harness/servers/azure-fixture.ts';
 
 const WORKER = fileURLToPath(new URL('../harness/servers/azure-claim-worker.ts', import.meta.url));
 const ROUNDS = Number(process.env.PROVKEY_TEST_CLAIM_ROUNDS ?? 10);
@@ -59,14 +59,16 @@ class Contender {
   }
 }
 
-const skip = emulatorTierSkipReason();
 
-for (const kind of ['emulator', 'double'] as const) {
-  const skipped = kind === 'emulator' ? skip : undefined;
-  describe.skipIf(skipped !== undefined)(`azure claim exclusivity, ${kind} tier${skipped ? ` — SKIPPED: ${skipped}` : ''}`, () => {
+// The double also runs with its strict clock and the store without a settle
+// (emulator.strictlyIncreasingCreatedOn): the mode the fault matrix uses must hold up too.
+for (const { kind, strictClock } of [...AZURE_TIER_KINDS.map((kind) => ({ kind, strictClock: false })), { kind: 'double' as const, strictClock: true }]) {
+  const skipped = azureTierSkipReason(kind);
+  const tierName = strictClock ? `${kind} (strict clock, no settle)` : kind;
+  describe.skipIf(skipped !== undefined)(`azure claim exclusivity, ${tierName} tier${skipped ? ` — SKIPPED: ${skipped}` : ''}`, () => {
     let tier: AzureTier;
     beforeAll(async () => {
-      tier = await startAzureTier(kind);
+      tier = await startAzureTier(kind, { strictClock });
       await tier.restrict(DOCUMENTED_PERMISSIONS);
     });
     afterAll(async () => tier?.stop());
@@ -103,7 +105,7 @@ for (const kind of ['emulator', 'double'] as const) {
           await store.deleteKey(key).catch(() => undefined);
           await store.close();
         }
-        console.log(`[claim proof] ${kind}: ${processes} processes × ${ROUNDS} rounds, winners per round: ${winnersPerRound.join(' ')}`);
+        console.log(`[claim proof] ${tierName}: ${processes} processes × ${ROUNDS} rounds, winners per round: ${winnersPerRound.join(' ')}`);
         expect(winnersPerRound).toEqual(Array.from({ length: ROUNDS }, () => 1));
       }, 600_000);
     }

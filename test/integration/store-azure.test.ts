@@ -10,20 +10,22 @@ import { fingerprint } from '../../src/core/fingerprint.js';
 import type { NewVersionMeta } from '../../src/stores/store.js';
 import { checkTags } from '../../src/stores/azure/names.js';
 import { describeStoreContract } from '../contract/store-contract.js';
-import { DOCUMENTED_PERMISSIONS, emulatorTierSkipReason, startAzureTier, type AzureTier } from '../harness/servers/azure-fixture.ts';
+import { DOCUMENTED_PERMISSIONS, AZURE_TIER_KINDS, azureTierSkipReason, startAzureTier, type AzureTier } from '../harness/servers/azure-fixture.ts';
 
-const skip = emulatorTierSkipReason();
 
-for (const kind of ['emulator', 'double'] as const) {
-  const skipped = kind === 'emulator' ? skip : undefined;
-  describe.skipIf(skipped !== undefined)(`azure store, ${kind} tier${skipped ? ` — SKIPPED: ${skipped}` : ''}`, () => {
+// The double also runs with its strict clock and the store without a settle
+// (emulator.strictlyIncreasingCreatedOn): the mode the fault matrix uses must hold up too.
+for (const { kind, strictClock } of [...AZURE_TIER_KINDS.map((kind) => ({ kind, strictClock: false })), { kind: 'double' as const, strictClock: true }]) {
+  const skipped = azureTierSkipReason(kind);
+  const tierName = strictClock ? `${kind} (strict clock, no settle)` : kind;
+  describe.skipIf(skipped !== undefined)(`azure store, ${tierName} tier${skipped ? ` — SKIPPED: ${skipped}` : ''}`, () => {
     let tier: AzureTier;
     beforeAll(async () => {
-      tier = await startAzureTier(kind);
+      tier = await startAzureTier(kind, { strictClock });
       await tier.restrict(DOCUMENTED_PERMISSIONS);
     });
     afterAll(async () => tier?.stop());
-    describeStoreContract(`azure ${kind}`, async () => ({ store: await tier.openStore() }));
+    describeStoreContract(`azure ${tierName}`, async () => ({ store: await tier.openStore() }));
 
     it('a deleted-but-recoverable name is reported as such, never as a bare conflict', async () => {
       const store = await tier.openStore({ purgeOnDelete: false });
@@ -44,6 +46,27 @@ for (const kind of ['emulator', 'double'] as const) {
         await purging.deleteKey(key).catch(() => undefined);
         await purging.close();
         await store.close();
+      }
+    });
+
+    it.skipIf(kind === 'real-azure' || strictClock)('emulator.strictlyIncreasingCreatedOn on a server that does not keep it (two versions in one second): the store stops, it never decides a fork unsettled', async () => {
+      const key = `strict-${randomBytes(4).toString('hex')}`;
+      const emulator = tier.storeSection().emulator as Record<string, unknown>;
+      const store = await tier.openStore({ emulator: { ...emulator, strictlyIncreasingCreatedOn: true } });
+      await tier.freezeClock(true);
+      try {
+        const value = secret();
+        const added = await store.addVersion(key, undefined, value, meta(value));
+        const error = await store.update(key, added.record.revision, { versions: added.record.versions, state: added.record.state }).catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(AdapterError);
+        expect((error as AdapterError).message).toMatch(/emulator\.strictlyIncreasingCreatedOn is set, but \S+ gave two versions of \S+-state the same createdOn second/);
+        expect((error as AdapterError).exitCode).toBe(2);
+      } finally {
+        await tier.freezeClock(false);
+        await store.close();
+        const cleanup = await tier.openStore();
+        await cleanup.deleteKey(key).catch(() => undefined);
+        await cleanup.close();
       }
     });
   });

@@ -16,6 +16,15 @@
  * earliest child in that listing is therefore the earliest child there will ever be, every
  * contender computes the same one, and exactly one of them sees itself win (the proof and its
  * assumptions: docs/azure.md). Losers' versions stay behind as dead branches nobody follows.
+ *
+ * Why provkey's own sequence cannot decide a fork alone: two writers that read the same head
+ * write siblings with the same seq and parent; one that lists before the other's write lands
+ * sees only itself, the other sees both, and both would see themselves win. A fork needs an
+ * order of the SERVER's that no later write can precede, and createdOn is the only one Key
+ * Vault gives: at whole seconds, that costs the settle. A server that promises each new version
+ * of a secret a later createdOn second than the one before (a test double's
+ * `emulator.strictlyIncreasingCreatedOn`) makes any sibling missing from a listing later than
+ * everything in it, so no settle is needed; the store checks that promise on every listing.
  */
 
 export interface ChainNode {

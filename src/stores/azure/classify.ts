@@ -19,7 +19,7 @@ interface CredentialFailure {
 }
 
 export interface MissingError extends Error {
-  missing: 'absent' | 'disabled';
+  missing: 'absent' | 'disabled' | 'expired';
 }
 export interface BeingDeletedMark {
   beingDeleted?: boolean;
@@ -77,6 +77,8 @@ export function classifyFailure(settings: AzureSettings, operation: Operation, n
   }
   if (status === 403) {
     if (/disabled/i.test(serviceMessage) && options.disabledIsMissing) return Object.assign(new Error('disabled'), { missing: 'disabled' as const });
+    // Key Vault refuses a get past the version's expiresOn with 403 too: not a permission problem.
+    if (/expired/i.test(serviceMessage) && options.disabledIsMissing) return Object.assign(new Error('expired'), { missing: 'expired' as const });
     return azureError('permission_denied', `the principal may not ${operation} on ${settings.vault} (403${code ? ` ${code}` : ''}); grant ${operation} (see docs/azure.md, permissions), then retry`);
   }
   if (status === 404) return Object.assign(azureError('not_found', `${where}: not found`), { missing: 'absent' as const });

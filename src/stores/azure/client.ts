@@ -44,8 +44,8 @@ export class AzureVaultClient {
     return { versionId: versionId.toLowerCase(), createdOn: set.properties.createdOn };
   }
 
-  /** The value of one version; undefined when the secret or version does not exist or is disabled. */
-  async getValue(name: string, version: string): Promise<{ value: string } | { missing: 'absent' | 'disabled' }> {
+  /** The value of one version, or why Key Vault will not give it: the secret or version does not exist, is disabled, or is past its expiresOn. */
+  async getValue(name: string, version: string): Promise<{ value: string } | { missing: 'absent' | 'disabled' | 'expired' }> {
     const client = await this.sdk();
     try {
       const secret = await this.call('secrets/get', name, () => client.getSecret(name, { version, ...this.requestOptions() }), { disabledIsMissing: true });
@@ -88,10 +88,10 @@ export class AzureVaultClient {
     await this.call('secrets/set', name, () => client.updateSecretProperties(name, version, { enabled: false, ...this.requestOptions() }));
   }
 
-  /** Replaces a version's whole tag map (Key Vault has no partial tag update). */
-  async setTags(name: string, version: string, tags: Record<string, string>): Promise<void> {
+  /** Replaces a version's whole tag map (Key Vault has no partial tag update) and/or sets its expiresOn. */
+  async updateProperties(name: string, version: string, properties: { tags?: Record<string, string>; expiresOn?: Date }): Promise<void> {
     const client = await this.sdk();
-    await this.call('secrets/set', name, () => client.updateSecretProperties(name, version, { tags, ...this.requestOptions() }));
+    await this.call('secrets/set', name, () => client.updateSecretProperties(name, version, { ...properties, ...this.requestOptions() }));
   }
 
   /** Soft-deletes a secret and waits until Key Vault reports it deleted; an unknown secret is done. */

@@ -21,6 +21,7 @@ export interface AzureSettings {
   timeoutMs: number;
   retries: number;
   maxRetryDelayMs: number;
+  /** 0 when the server promises strictly increasing createdOn (emulator.strictlyIncreasingCreatedOn): no wait, checked on every listing instead. */
   settleMs: number;
   valueExpiryMs: number | undefined;
   purgeOnDelete: boolean;
@@ -31,6 +32,7 @@ export interface AzureSettings {
         disableInstanceDiscovery: boolean;
         /** Loopback IP every connection to the vault goes to (the vault's name still drives TLS and the challenge check). */
         connectTo: string | undefined;
+        strictlyIncreasingCreatedOn: boolean;
       }
     | undefined;
 }
@@ -93,7 +95,7 @@ export function resolveAzureSettings(name: string, config: AzureStoreConfig, con
     timeoutMs: ms(config.timeout, 'timeout', 1),
     retries: config.retries,
     maxRetryDelayMs: ms(config.maxRetryDelay, 'maxRetryDelay', 1),
-    settleMs: ms(config.settle, 'settle', MIN_SETTLE_MS),
+    settleMs: config.emulator?.strictlyIncreasingCreatedOn ? 0 : ms(config.settle, 'settle', MIN_SETTLE_MS),
     valueExpiryMs: config.valueExpiry === undefined ? undefined : ms(config.valueExpiry, 'valueExpiry', 1),
     purgeOnDelete: config.purgeOnDelete,
     emulator: config.emulator && {
@@ -101,6 +103,7 @@ export function resolveAzureSettings(name: string, config: AzureStoreConfig, con
       disableChallengeResourceVerification: config.emulator.disableChallengeResourceVerification,
       disableInstanceDiscovery: config.emulator.disableInstanceDiscovery,
       connectTo,
+      strictlyIncreasingCreatedOn: config.emulator.strictlyIncreasingCreatedOn,
     },
   };
 }

@@ -10,6 +10,7 @@ import { storedPasswordMatches } from '../../../src/targets/ldap/password-hash.t
 import { bearerStatus } from '../cli.ts';
 import { startGraphSynchronizationDouble } from '../graph-synchronization-double.ts';
 import { startOktaConnectionsDouble } from '../okta-connections-double.ts';
+import { CLIENT_SECRET_ENV, DOCUMENTED_PERMISSIONS, emulatorTierSkipReason, startAzureTier } from '../servers/azure-fixture.ts';
 import { startDirsrv } from '../servers/dirsrv.ts';
 import { startOpenBao } from '../servers/openbao.ts';
 import { replace, startSamba } from '../servers/samba.ts';
@@ -63,7 +64,38 @@ export interface ConsumerAdapter {
 
 export interface StoreAdapter {
   name: string;
+  /** Cases run per combination in the CI sample when PROVKEY_FAULT_SAMPLE does not say (default 5): for a slow backend. */
+  sample?: number;
   start(): Promise<StoreFixture>;
+}
+
+/**
+ * Azure Key Vault: against the third-party emulator pair when PROVKEY_TEST_AZURE_KV_EMULATOR /
+ * PROVKEY_TEST_ENTRA_EMULATOR name its binaries, else against the Key Vault protocol double
+ * (what CI runs), as a principal holding exactly the documented permissions. The double runs
+ * with its strict clock (each new version of a secret a later createdOn second), so the store
+ * decides forks without its one-second settle (`emulator.strictlyIncreasingCreatedOn`, checked
+ * on every listing). The emulator makes no such promise: there every state write waits the
+ * real settle, so its sample is one case per combination (the double's: three).
+ */
+function azureAdapter(): StoreAdapter {
+  const emulator = emulatorTierSkipReason() === undefined;
+  return {
+    name: emulator ? 'azure-emulator' : 'azure-double',
+    // CI budget: the double adds about 2 minutes at 3 cases per combination (5 targets × 7 operations).
+    sample: emulator ? 1 : 3,
+    async start() {
+      const tier = await startAzureTier(emulator ? 'emulator' : 'double', { strictClock: true });
+      await tier.restrict(DOCUMENTED_PERMISSIONS);
+      // In-process runs read the client secret from this process's environment, as the CLI would.
+      process.env[CLIENT_SECRET_ENV] = tier.clientSecret;
+      return {
+        storeConfig: (caseId, name) => JSON.stringify(tier.storeSection({ secretPrefix: `c${caseId}-${name}-` })),
+        secrets: [tier.clientSecret, tier.identity.header],
+        stop: () => tier.stop(),
+      };
+    },
+  };
 }
 export interface TargetAdapter {
   name: string;
@@ -100,6 +132,7 @@ export const STORE_ADAPTERS: StoreAdapter[] = [
       };
     },
   },
+  azureAdapter(),
 ];
 
 const SCIM_ADMIN_ENV = 'FM_SCIM_ADMIN_TOKEN';

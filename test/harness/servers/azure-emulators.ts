@@ -188,7 +188,7 @@ function stopChild(child: ChildProcess): Promise<void> {
   });
 }
 
-export function httpsRequest(url: string, method: string, ca: string, body?: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+export function httpsRequest(url: string, method: string, ca: string | undefined, body?: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const req = https.request(url, { method, ca, headers: { ...headers, ...(body === undefined ? {} : { 'content-length': String(Buffer.byteLength(body)) }) } }, (res) => {
       let text = '';
