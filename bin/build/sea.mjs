@@ -1,5 +1,6 @@
 // `npm run build:sea`: the single executable (Node's "single executable applications"):
-// 1. esbuild bundles src/cli/main.ts and its dependencies into one CommonJS file. Each
+// 1. esbuild bundles src/cli/main.ts and its dependencies into one CommonJS file
+//    (bin/build/bundle.mjs, shared with the npm package's ES module bundle). Each
 //    `await import('./commands/x.js')` becomes a lazily initialised module inside the bundle,
 //    so a command still evaluates only the code it uses (no LDAP or Vault code for --help).
 // 2. Node 24 (the project's `node` dev dependency) turns it into a preparation blob.
@@ -10,50 +11,14 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
-import { buildInfo } from './build-info.mjs';
+import { bundleCommonJs } from './bundle.mjs';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const nodeBinary = path.join(root, 'node_modules/node/bin/node');
 const SENTINEL_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
 
-/**
- * Bundles the CLI into `outfile`. `trace` (tests only, never the shipped binary) makes every
- * bundled module report its evaluation to the file named by $PROVKEY_TRACE_LOADS, so a test can
- * prove the bundle still loads lazily.
- */
-export async function bundle({ outfile, trace = false }) {
-  const tracePlugin = {
-    name: 'trace-evaluation',
-    setup(b) {
-      b.onLoad({ filter: /\.(ts|js|mjs|cjs)$/ }, async (args) => {
-        const { readFile } = await import('node:fs/promises');
-        const source = await readFile(args.path, 'utf8');
-        const relative = path.relative(root, args.path);
-        const loader = args.path.endsWith('.ts') ? 'ts' : 'js';
-        // After a shebang or 'use strict' would be nicer; a call first is valid in both module kinds.
-        return { contents: `globalThis.__provkeyTrace?.(${JSON.stringify(relative)});\n${source.replace(/^#!.*\n/, '')}`, loader };
-      });
-    },
-  };
-  await build({
-    entryPoints: [path.join(root, 'src/cli/main.ts')],
-    outfile,
-    bundle: true,
-    platform: 'node',
-    target: 'node24',
-    format: 'cjs',
-    minify: true,
-    keepNames: true,
-    legalComments: 'none',
-    logLevel: 'error',
-    define: { PROVKEY_EMBEDDED_BUILD: JSON.stringify(buildInfo('sea')) },
-    // version.ts reads dist/build.json through import.meta.url only when nothing was defined.
-    logOverride: { 'empty-import-meta': 'silent' },
-    banner: trace ? { js: 'globalThis.__provkeyTrace = process.env.PROVKEY_TRACE_LOADS ? (m) => require("node:fs").appendFileSync(process.env.PROVKEY_TRACE_LOADS, m + "\\n") : undefined;' } : {},
-    plugins: trace ? [tracePlugin] : [],
-  });
-}
+/** Bundles the CLI into `outfile` (bin/build/bundle.mjs); `trace` for tests only. */
+export const bundle = bundleCommonJs;
 
 /** Builds the executable into `outDir` (default dist/sea/); `trace` as for bundle(), for tests. */
 export async function buildSea({ outDir = path.join(root, 'dist/sea'), trace = false } = {}) {

@@ -1,5 +1,30 @@
-import { Chalk, type ChalkInstance } from 'chalk';
+import { isatty } from 'node:tty';
+import { styleText } from 'node:util';
 import { redact } from '../core/redact.js';
+
+/**
+ * The few styles provkey prints. On a terminal they are Node's own `util.styleText` (no
+ * colour library to load); anywhere else each one returns its text unchanged.
+ */
+export interface Colors {
+  /** 0: no colour, 1: basic ANSI colours. */
+  level: number;
+  red(text: string): string;
+  green(text: string): string;
+  yellow(text: string): string;
+  dim(text: string): string;
+  bold(text: string): string;
+  bgRed: { white(text: string): string };
+}
+
+const plain = (text: string) => text;
+const NO_COLORS: Colors = { level: 0, red: plain, green: plain, yellow: plain, dim: plain, bold: plain, bgRed: { white: plain } };
+
+function ansiColors(): Colors {
+  // provkey has already decided that colour is wanted: styleText must not second-guess it.
+  const style = (format: Parameters<typeof styleText>[0]) => (text: string) => styleText(format, text, { validateStream: false });
+  return { level: 1, red: style('red'), green: style('green'), yellow: style('yellow'), dim: style('dim'), bold: style('bold'), bgRed: { white: style(['bgRed', 'white']) } };
+}
 
 /**
  * Terminal awareness in one place: where output goes, whether it is a TTY, colour, JSON mode.
@@ -13,7 +38,7 @@ export interface Io {
   isTTY: boolean;
   /** Prompts are possible: stdin and stderr are terminals and the run is not --json. */
   interactive: boolean;
-  color: ChalkInstance;
+  color: Colors;
   out(text: string): void;
   err(text: string): void;
   /** Writes a value exactly as is (generate, get --reveal): the only unredacted path. */
@@ -23,15 +48,17 @@ export interface Io {
 
 export function createIo(options: { json: boolean; verbose: boolean; color: boolean | undefined; quiet?: boolean; env?: NodeJS.ProcessEnv }): Io {
   const env = options.env ?? process.env;
-  const isTTY = Boolean(process.stdout.isTTY);
+  // isatty(fd), not process.stdin.isTTY: reading process.stdin builds a stream (and loads
+  // all of streams) in a run that never reads stdin.
+  const isTTY = isatty(1);
   const forced = env.FORCE_COLOR !== undefined && env.FORCE_COLOR !== '0';
   const colorWanted = options.color !== false && !('NO_COLOR' in env && env.NO_COLOR !== '') && (isTTY || forced) && !options.json;
-  const color = new Chalk({ level: colorWanted ? 1 : 0 });
+  const color = colorWanted ? ansiColors() : NO_COLORS;
   return {
     json: options.json,
     verbose: options.verbose,
     isTTY,
-    interactive: Boolean(process.stdin.isTTY && process.stderr.isTTY) && !options.json && env.CI !== 'true',
+    interactive: isatty(0) && isatty(2) && !options.json && env.CI !== 'true',
     color,
     // --quiet: no report on stdout (errors and warnings still go to stderr; --json and values still print).
     out: options.quiet && !options.json ? () => {} : (text) => process.stdout.write(`${redact(text)}\n`),

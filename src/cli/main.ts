@@ -1,7 +1,6 @@
 import { CommanderError, type Command } from 'commander';
 import { ExitCode, isProvkeyError } from '../core/errors.js';
-import { redact } from '../core/redact.js';
-import { createIo, type Io } from './io.js';
+import type { Io } from './io.js';
 import type { GlobalOptions } from './globals.js';
 import { buildProgram } from './program.js';
 import { withSchemaVersion } from './render/format.js';
@@ -37,6 +36,8 @@ async function main(argv: string[]): Promise<number> {
       color: raw.color !== false,
       ...(raw.metricsFile ? { metricsFile: String(raw.metricsFile) } : {}),
     };
+    // Output plumbing (redaction, colour) is loaded once a command runs: --help never needs it.
+    const { createIo } = await import('./io.js');
     io = createIo({ json: globals.json, verbose: globals.verbose, color: globals.color, quiet: globals.quiet });
     exitCode = await task(globals, io);
   });
@@ -51,7 +52,10 @@ async function main(argv: string[]): Promise<number> {
     await program.parseAsync(argv);
     return exitCode;
   } catch (error) {
-    return renderError(error, io ?? createIo({ json: argv.includes('--json'), verbose: argv.includes('--verbose') || argv.includes('-v'), color: !argv.includes('--no-color') }));
+    if (error instanceof CommanderError && isHelpOrVersion(error)) return ExitCode.ok;
+    const { createIo } = await import('./io.js');
+    const { redact } = await import('../core/redact.js');
+    return renderError(error, io ?? createIo({ json: argv.includes('--json'), verbose: argv.includes('--verbose') || argv.includes('-v'), color: !argv.includes('--no-color') }), redact);
   }
 }
 
@@ -61,10 +65,15 @@ function allSubcommands(command: Command): Command[] {
   return command.commands.flatMap((sub) => [sub, ...allSubcommands(sub)]);
 }
 
-function renderError(error: unknown, io: Io): number {
+/** --help and --version end with a CommanderError too, with code 0. */
+function isHelpOrVersion(error: CommanderError): boolean {
+  return error.exitCode === 0 || error.code === 'commander.helpDisplayed' || error.code === 'commander.version';
+}
+
+function renderError(error: unknown, io: Io, redact: (text: string) => string): number {
   if (error instanceof CommanderError) {
-    // --help and --version end here with code 0; usage errors were already printed by commander.
-    if (error.exitCode === 0 || error.code === 'commander.helpDisplayed' || error.code === 'commander.version') return ExitCode.ok;
+    // Usage errors were already printed by commander.
+    if (isHelpOrVersion(error)) return ExitCode.ok;
     if (io.json) io.err(JSON.stringify(withSchemaVersion({ error: { code: 'usage', message: error.message.replace(/^error: /, ''), exitCode: ExitCode.usage } })));
     return ExitCode.usage;
   }

@@ -1,63 +1,60 @@
 /**
  * Start-up benchmark (`npm run bench`): cron runs and admins pay start-up on every call.
  * Times whole processes, interleaved round by round so machine noise hits every command
- * alike, and reports each median as a ratio to `node -e 0` measured in the same run.
+ * alike, and reports each median as a ratio to `node -e 0` measured in the same run, in wall
+ * time and in CPU time (the children's user + system time, which a busy machine disturbs less).
+ * Each command runs as shipped (bin/provkey: the bundle with Node's compile cache), without the
+ * compile cache, and unbundled (dist/cli/main.js, the tsc output), so each choice shows its effect.
+ *
+ *   BENCH_ROUNDS=25 npm run bench
  */
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { interleaved, loadNow } from './measure.ts';
+import { seedWorkspace } from './seed.ts';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const bin = path.join(root, 'bin/provkey');
+const unbundled = path.join(root, 'dist/cli/main.js');
 const rounds = Number(process.env.BENCH_ROUNDS ?? 25);
 const dir = mkdtempSync(path.join(tmpdir(), 'provkey-bench-'));
+const cache = path.join(dir, 'cache');
+const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1', XDG_CACHE_HOME: cache };
+delete env.NODE_COMPILE_CACHE;
 
-// A realistic status: 20 keys on the embedded file store, each with a few versions.
-const keys = Array.from({ length: 20 }, (_, i) => `  app-${i}:\n    target: { type: scim, url: "http://127.0.0.1:9/scim/v2", applier: { type: store } }\n`).join('');
-writeFileSync(path.join(dir, 'provkey.yaml'), `keys:\n${keys}`);
-const { initFileStore, createFileStore } = await import(path.join(root, 'dist/stores/file.js'));
-const context = { configDir: dir, env: process.env, resolveSecret: async () => '', debug: () => {} };
-const storeConfig = { type: 'file', path: '.provkey/store.enc', keyFile: '.provkey/store.key' };
-await initFileStore(storeConfig, context, {});
-const store = await createFileStore('default', storeConfig, context);
-for (let i = 0; i < 20; i++) {
-  let revision: string | undefined;
-  for (let v = 0; v < 4; v++) {
-    const now = new Date().toISOString();
-    const added = await store.addVersion(`app-${i}`, revision, `bench-secret-${i}-${v}-${'x'.repeat(40)}`, { label: v === 3 ? 'current' : 'previous', fingerprint: `sha256:${i}${v}`, createdAt: now, labelledAt: now, origin: 'generated' });
-    revision = added.record.revision;
-  }
-}
-await store.close();
+// One key, and a realistic 20, on the embedded store (nothing listens on 127.0.0.1:9: status
+// does not contact targets).
+const seed = (name: string, count: number) =>
+  seedWorkspace({ dir: path.join(dir, name), count, scimUrl: 'http://127.0.0.1:9/scim/v2', adminUrl: 'http://127.0.0.1:9/admin/tokens', concurrency: 4, budgetMs: 600_000, env });
+const one = (await seed('one', 1)).workspace!;
+const twenty = (await seed('twenty', 20)).workspace!;
 
-const commands: Record<string, string[]> = {
-  'node -e 0 (baseline)': ['-e', '0'],
-  'provkey --help': [bin, '--help'],
-  'provkey generate': [bin, 'generate'],
-  'provkey status (20 keys)': [bin, 'status'],
-  'provkey status --json': [bin, 'status', '--json'],
-  'import ldapts (avoided on SCIM keys)': ['-e', 'await import("ldapts")', '--input-type=module'],
+const noCache = { NODE_DISABLE_COMPILE_CACHE: '1' };
+const node = process.execPath;
+const commands = {
+  'node -e 0 (baseline)': { command: node, args: ['-e', '0'] },
+  'provkey --help': { command: node, args: [bin, '--help'] },
+  '  without the compile cache': { command: node, args: [bin, '--help'], env: noCache },
+  '  unbundled (dist/cli/main.js)': { command: node, args: [unbundled, '--help'], env: noCache },
+  'provkey generate': { command: node, args: [bin, 'generate'] },
+  'provkey status (1 key)': { command: node, args: [bin, '--config', one.config, 'status'] },
+  '  without the compile cache ': { command: node, args: [bin, '--config', one.config, 'status'], env: noCache },
+  '  unbundled (dist/cli/main.js) ': { command: node, args: [unbundled, '--config', one.config, 'status'], env: noCache },
+  'provkey status (20 keys)': { command: node, args: [bin, '--config', twenty.config, 'status'] },
+  'provkey status --json (20 keys)': { command: node, args: [bin, '--config', twenty.config, 'status', '--json'] },
+  'import ldapts (avoided on SCIM keys)': { command: node, args: ['--input-type=module', '-e', `await import(${JSON.stringify(path.join(root, 'node_modules/ldapts/dist/index.mjs'))})`] },
 };
-const samples = new Map<string, number[]>(Object.keys(commands).map((name) => [name, []]));
-for (let round = 0; round < rounds + 2; round++) {
-  for (const [name, args] of Object.entries(commands)) {
-    const start = process.hrtime.bigint();
-    const run = spawnSync(process.execPath, args, { cwd: name.startsWith('import') ? root : dir, stdio: 'ignore', env: { ...process.env, NO_COLOR: '1' } });
-    const ms = Number(process.hrtime.bigint() - start) / 1e6;
-    if (run.status !== 0) throw new Error(`${name} exited ${run.status}`);
-    if (round >= 2) samples.get(name)!.push(ms); // two warm-up rounds fill the page cache
-  }
-}
+const figures = interleaved(commands, { rounds, cwd: dir, env });
 rmSync(dir, { recursive: true, force: true });
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const baseline = median(samples.get('node -e 0 (baseline)')!);
-console.log(`start-up, median of ${rounds} runs each (Node ${process.versions.node}, ${process.platform}/${process.arch})\n`);
-console.log(`${'command'.padEnd(52)} ${'median'.padStart(9)} ${'p90'.padStart(9)}  ratio to node -e 0`);
-for (const [name, xs] of samples) {
-  const sorted = [...xs].sort((a, b) => a - b);
-  const p90 = sorted[Math.floor(sorted.length * 0.9)]!;
-  console.log(`${name.padEnd(52)} ${median(xs).toFixed(1).padStart(7)}ms ${p90.toFixed(1).padStart(7)}ms  ${(median(xs) / baseline).toFixed(2)}x`);
+const baseWall = figures.wall.get('node -e 0 (baseline)')!;
+const baseCpu = figures.cpu.get('node -e 0 (baseline)')!;
+console.log(`start-up, median of ${rounds} interleaved runs each (Node ${process.versions.node}, ${process.platform}/${process.arch}; load ${figures.load[0]} → ${loadNow()})\n`);
+console.log(`${'command'.padEnd(40)} ${'wall'.padStart(9)} ${'ratio'.padStart(6)} ${'CPU'.padStart(9)} ${'ratio'.padStart(6)}`);
+for (const name of Object.keys(commands)) {
+  const wall = figures.wall.get(name)!;
+  const cpu = figures.cpu.get(name)!;
+  console.log(`${name.trimEnd().padEnd(40)} ${wall.toFixed(1).padStart(7)}ms ${(wall / baseWall).toFixed(2).padStart(5)}× ${cpu.toFixed(0).padStart(7)}ms ${(cpu / baseCpu).toFixed(2).padStart(5)}×`);
 }

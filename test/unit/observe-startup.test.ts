@@ -7,7 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // scan of a clean tree needs no store (none is opened), and the observe modules load only
 // when asked for: metrics and webhook code stay out of a plain run.
 const root = path.resolve(import.meta.dirname, '../..');
-const bin = path.join(root, 'bin/provkey');
+// The tsc output, one file per module (bin/provkey runs the bundle, whose chunks name no module:
+// test/unit/startup-modules.test.ts checks the bundle's laziness).
+const bin = path.join(root, 'dist/cli/main.js');
 const hook = path.join(root, 'test/harness/trace-module-loads.mjs');
 let dir: string;
 

@@ -1,6 +1,6 @@
 import { access, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { stringify } from 'yaml';
+import { parseDocument, stringify } from 'yaml';
 import { configPath, DEFAULT_STORE_NAME, loadConfig, parseConfigText, stateDirOption } from '../../config/load.js';
 import { UsageError } from '../../core/errors.js';
 import type { GlobalOptions } from '../globals.js';
@@ -96,7 +96,6 @@ async function refuseToDropKeys(file: string): Promise<void> {
   } catch {
     // An invalid config is what --force is for, unless it still names keys (read just those),
     // or is not a config at all (--config pointed at the store key must never overwrite it).
-    const { parseDocument } = await import('yaml');
     const { readFile } = await import('node:fs/promises');
     const data = await readFile(file, 'utf8').then((text) => parseDocument(text, { logLevel: 'silent' }).toJS() as unknown, () => undefined);
     if (!data || typeof data !== 'object' || Array.isArray(data)) {

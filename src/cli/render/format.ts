@@ -1,4 +1,4 @@
-import type { ChalkInstance } from 'chalk';
+import type { Colors } from '../io.js';
 import { formatDuration } from '../../core/duration.js';
 
 export function ago(iso: string | null | undefined, now = Date.now()): string {
@@ -7,7 +7,7 @@ export function ago(iso: string | null | undefined, now = Date.now()): string {
   return ms >= 0 ? `${formatDuration(ms)} ago` : `in ${formatDuration(-ms)}`;
 }
 
-export function outcomeColor(color: ChalkInstance, ok: boolean, text: string): string {
+export function outcomeColor(color: Colors, ok: boolean, text: string): string {
   return ok ? color.green(text) : color.red(text);
 }
 

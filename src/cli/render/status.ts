@@ -1,3 +1,4 @@
+import { stripVTControlCharacters } from 'node:util';
 import type { KeyStatus } from '../../engine/status.js';
 import type { Io } from '../io.js';
 import { formatDuration } from '../../core/duration.js';
@@ -14,17 +15,12 @@ export async function renderStatus(io: Io, keys: KeyStatus[]): Promise<void> {
     return;
   }
   const { color } = io;
-  const Table = (await import('cli-table3')).default;
-  const table = new Table({
-    head: ['key', 'store', 'target', 'current', 'age', 'next rotation', 'last test', 'state'],
-    style: { head: io.isTTY && color.level > 0 ? ['cyan'] : [], border: io.isTTY && color.level > 0 ? ['grey'] : [] },
-    ...(io.isTTY ? {} : { chars: { top: '', 'top-mid': '', 'top-left': '', 'top-right': '', bottom: '', 'bottom-mid': '', 'bottom-left': '', 'bottom-right': '', left: '', 'left-mid': '', mid: '', 'mid-mid': '', right: '', 'right-mid': '', middle: '  ' } }),
-  });
-  for (const k of keys) {
+  const head = ['key', 'store', 'target', 'current', 'age', 'next rotation', 'last test', 'state'];
+  const rows = keys.map((k) => {
     const state =
       k.state === 'ok' ? (k.due ? color.yellow('due') : color.green('ok')) : ['lockout', 'attention', 'error'].includes(k.state) ? color.red(k.state) : color.yellow(k.state);
     const lastTest = k.lastTest ? `${k.lastTest.ok ? color.green('pass') : color.red('FAIL')} ${ago(k.lastTest.at)}` : '-';
-    table.push([
+    return [
       k.name,
       k.store,
       k.target,
@@ -33,9 +29,9 @@ export async function renderStatus(io: Io, keys: KeyStatus[]): Promise<void> {
       k.nextRotationAt ? (k.due ? color.yellow(`due (${ago(k.nextRotationAt)})`) : ago(k.nextRotationAt)) : '-',
       lastTest,
       state,
-    ]);
-  }
-  io.out(table.toString());
+    ];
+  });
+  io.out(io.isTTY ? await boxedTable(head, rows, color.level > 0) : plainColumns([head, ...rows]));
   // Each consumer's last proof under its key (docs/consumers.md).
   for (const k of keys) {
     for (const c of k.consumers ?? []) {
@@ -46,4 +42,26 @@ export async function renderStatus(io: Io, keys: KeyStatus[]): Promise<void> {
   // Long messages go under the table, not into it.
   for (const k of keys) if (k.problem || k.error) io.err(`${color.red(`${k.name}: ${k.state}`)}  ${k.problem ?? k.error}`);
   for (const k of keys) for (const warning of k.warnings) io.err(`${color.yellow(`${k.name}: warning`)}  ${warning}`);
+}
+
+/** A terminal gets a drawn table; the table library is loaded only then. */
+async function boxedTable(head: string[], rows: string[][], colour: boolean): Promise<string> {
+  const Table = (await import('cli-table3')).default;
+  const table = new Table({ head, style: { head: colour ? ['cyan'] : [], border: colour ? ['grey'] : [] } });
+  table.push(...rows);
+  return table.toString();
+}
+
+/**
+ * A pipe or a log gets plain aligned columns (one line per key, two spaces between columns),
+ * the same text the table library printed without borders, without loading it.
+ */
+export function plainColumns(rows: string[][]): string {
+  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => visibleWidth(row[column] ?? ''))));
+  return rows.map((row) => row.map((cell, column) => ` ${cell}${' '.repeat(widths[column]! - visibleWidth(cell))} `).join('  ')).join('\n');
+}
+
+/** Key names and fingerprints are ASCII; colour codes (FORCE_COLOR into a pipe) take no room. */
+function visibleWidth(text: string): number {
+  return stripVTControlCharacters(text).length;
 }
