@@ -1,13 +1,12 @@
 import { isatty } from 'node:tty';
-import { styleText } from 'node:util';
 import { redact } from '../core/redact.js';
 
 /**
- * The few styles provkey prints. On a terminal they are Node's own `util.styleText` (no
- * colour library to load); anywhere else each one returns its text unchanged.
+ * The few styles provkey prints. On a terminal they are chalk's, loaded only then (a pipe, a
+ * cron log or --json never loads it); anywhere else each one returns its text unchanged.
  */
 export interface Colors {
-  /** 0: no colour, 1: basic ANSI colours. */
+  /** 0: no colour; above 0: chalk's colour level. */
   level: number;
   red(text: string): string;
   green(text: string): string;
@@ -20,10 +19,12 @@ export interface Colors {
 const plain = (text: string) => text;
 const NO_COLORS: Colors = { level: 0, red: plain, green: plain, yellow: plain, dim: plain, bold: plain, bgRed: { white: plain } };
 
-function ansiColors(): Colors {
-  // provkey has already decided that colour is wanted: styleText must not second-guess it.
-  const style = (format: Parameters<typeof styleText>[0]) => (text: string) => styleText(format, text, { validateStream: false });
-  return { level: 1, red: style('red'), green: style('green'), yellow: style('yellow'), dim: style('dim'), bold: style('bold'), bgRed: { white: style(['bgRed', 'white']) } };
+async function chalkColors(): Promise<Colors> {
+  // provkey has already decided that colour is wanted (NO_COLOR, FORCE_COLOR, --no-color, a TTY):
+  // chalk keeps the terminal's level when it knows one, basic colours otherwise.
+  const { Chalk, supportsColor } = await import('chalk');
+  const chalk = new Chalk({ level: supportsColor ? Math.max(1, supportsColor.level) as 1 | 2 | 3 : 1 });
+  return { level: chalk.level, red: chalk.red, green: chalk.green, yellow: chalk.yellow, dim: chalk.dim, bold: chalk.bold, bgRed: { white: chalk.bgRed.white } };
 }
 
 /**
@@ -46,14 +47,14 @@ export interface Io {
   debug(text: string): void;
 }
 
-export function createIo(options: { json: boolean; verbose: boolean; color: boolean | undefined; quiet?: boolean; env?: NodeJS.ProcessEnv }): Io {
+export async function createIo(options: { json: boolean; verbose: boolean; color: boolean | undefined; quiet?: boolean; env?: NodeJS.ProcessEnv }): Promise<Io> {
   const env = options.env ?? process.env;
   // isatty(fd), not process.stdin.isTTY: reading process.stdin builds a stream (and loads
   // all of streams) in a run that never reads stdin.
   const isTTY = isatty(1);
   const forced = env.FORCE_COLOR !== undefined && env.FORCE_COLOR !== '0';
   const colorWanted = options.color !== false && !('NO_COLOR' in env && env.NO_COLOR !== '') && (isTTY || forced) && !options.json;
-  const color = colorWanted ? ansiColors() : NO_COLORS;
+  const color = colorWanted ? await chalkColors() : NO_COLORS;
   return {
     json: options.json,
     verbose: options.verbose,

@@ -38,7 +38,7 @@ async function main(argv: string[]): Promise<number> {
     };
     // Output plumbing (redaction, colour) is loaded once a command runs: --help never needs it.
     const { createIo } = await import('./io.js');
-    io = createIo({ json: globals.json, verbose: globals.verbose, color: globals.color, quiet: globals.quiet });
+    io = await createIo({ json: globals.json, verbose: globals.verbose, color: globals.color, quiet: globals.quiet });
     exitCode = await task(globals, io);
   });
   // Every command, not only the root: commander would otherwise exit(1) itself on a usage error.
@@ -55,7 +55,7 @@ async function main(argv: string[]): Promise<number> {
     if (error instanceof CommanderError && isHelpOrVersion(error)) return ExitCode.ok;
     const { createIo } = await import('./io.js');
     const { redact } = await import('../core/redact.js');
-    return renderError(error, io ?? createIo({ json: argv.includes('--json'), verbose: argv.includes('--verbose') || argv.includes('-v'), color: !argv.includes('--no-color') }), redact);
+    return renderError(error, io ?? (await createIo({ json: argv.includes('--json'), verbose: argv.includes('--verbose') || argv.includes('-v'), color: !argv.includes('--no-color') })), redact);
   }
 }
 

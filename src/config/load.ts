@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type YAMLError } from 'yaml';
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type YAMLError } from 'yaml';
 import * as v from 'valibot';
 import { ConfigError } from '../core/errors.js';
 import { assertNotWritableByOthers } from '../io/safe-file.js';
@@ -80,19 +80,26 @@ export async function loadConfig(file: string, options: LoadOptions): Promise<Co
   return parseConfigText(text, file, options.stateDir);
 }
 
-/** A provkey.yaml is a few kilobytes; a bigger file is not one (and is not parsed). */
-const MAX_CONFIG_BYTES = 1024 * 1024;
+/** A fleet's provkey.yaml with tens of thousands of keys fits; a bigger file is not a config (and is not parsed). */
+const MAX_CONFIG_BYTES = 16 * 1024 * 1024;
 
 export function parseConfigText(text: string, file: string, stateDir?: string): Config {
   if (text.length > MAX_CONFIG_BYTES) throw new ConfigError(`config: ${file} is larger than ${MAX_CONFIG_BYTES} bytes; is it a provkey config?`, 'config.invalid');
   // Never the source text in a message: --config pointed at a key file would print the key.
   // Warnings (e.g. an unknown tag) are errors too: the yaml library would print them itself.
   const lines = new LineCounter();
-  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true, logLevel: 'silent', lineCounter: lines });
+  // uniqueKeys off: the library compares every key with every other (quadratic in a 10,000-key
+  // config); duplicateKeyAt does the same check with one set per mapping.
+  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: false, logLevel: 'silent', lineCounter: lines });
   const problem = doc.errors[0] ?? doc.warnings[0];
   if (problem) {
     const { line, col } = lines.linePos(problem.pos[0]);
     throw new ConfigError(`config line ${line}, column ${col}: invalid YAML: ${yamlProblem(problem.code)}`, 'config.yaml');
+  }
+  const duplicate = duplicateKeyAt(doc);
+  if (duplicate !== undefined) {
+    const { line, col } = lines.linePos(duplicate);
+    throw new ConfigError(`config line ${line}, column ${col}: invalid YAML: ${yamlProblem('DUPLICATE_KEY')}`, 'config.yaml');
   }
   let data: unknown;
   try {
@@ -120,6 +127,27 @@ export function parseConfigText(text: string, file: string, stateDir?: string): 
     if (suffix) error.message = `${error.message}${suffix}`;
     throw error;
   }
+}
+
+/** Where the first key that repeats one earlier in the same mapping starts, if any. */
+function duplicateKeyAt(doc: Document): number | undefined {
+  let at: number | undefined;
+  visit(doc, {
+    Map(_, map) {
+      const seen = new Set<unknown>();
+      for (const pair of map.items) {
+        // Scalar keys by value (as the library's own check: 1 and "1" differ); other keys by node.
+        const id = isScalar(pair.key) ? `${typeof pair.key.value}:${String(pair.key.value)}` : pair.key;
+        if (seen.has(id)) {
+          at = (isScalar(pair.key) ? pair.key.range?.[0] : undefined) ?? map.range?.[0] ?? 0;
+          return visit.BREAK;
+        }
+        seen.add(id);
+      }
+      return undefined;
+    },
+  });
+  return at;
 }
 
 /** " (provkey.yaml line 4, column 5)" for the node at `keys` (or that map's key `field`), or the nearest parent that exists. */

@@ -86,6 +86,7 @@ describe('config errors never quote the file (issue 7, item 8)', () => {
     ['a bare value', secret, /^config: expected Object, got a string( \(provkey\.yaml line \d+, column \d+\))?$/],
     ['an unterminated quote', `keys:\n  app: "${secret}\n`, /^config line \d+, column \d+: invalid YAML: /],
     ['a duplicate key', `audit: {}\naudit: ${secret}\n`, /^config line 2, column 1: invalid YAML: a key appears twice in one mapping$/],
+    ['a duplicate key in a nested mapping', `keys:\n  a: {}\n  b: {}\n  a: ${secret}\n`, /^config line 4, column 3: invalid YAML: a key appears twice in one mapping$/],
     ['a wrong type', `defaults: { concurrency: "${secret}" }\n`, /^defaults\.concurrency: expected number, got a string( \(provkey\.yaml line \d+, column \d+\))?$/],
     ['a wrong literal', `version: "${secret}"\n`, /^version: expected 1, got a string( \(provkey\.yaml line \d+, column \d+\))?$/],
     ['a number out of range', `defaults: { concurrency: 123456789 }\n`, /^defaults\.concurrency: max value must be <=64( \(provkey\.yaml line \d+, column \d+\))?$/],
@@ -117,7 +118,7 @@ describe('config bounds (issue 7, items 12 and 13)', () => {
     ['a request timeout of 2 days', key('', ', requestTimeout: 2d'), /^keys\.app\.target\.requestTimeout: longer than the maximum of 1d( \(provkey\.yaml line \d+, column \d+\))?$/],
     ['plain http to a non-loopback host', 'keys:\n  app: { target: { type: scim, url: "http://app.example.com/scim", applier: { type: store } } }\n', /^keys\.app\.target\.url: http:\/\/app\.example\.com is plain http to a non-loopback host/],
     ['plain LDAP to a non-loopback host', 'keys:\n  app: { target: { type: ldap, urls: ["ldap://ldap.example.com"], startTls: false, bindDn: "cn=a", searchBase: "dc=x" } }\n', /^keys\.app\.target\.urls\.0: ldap:\/\/ldap\.example\.com without StartTLS/],
-    ['a file over 1 MiB', `# ${'x'.repeat(1024 * 1024)}\n`, /larger than 1048576 bytes/],
+    ['a file over 16 MiB', `# ${'x'.repeat(16 * 1024 * 1024)}\n`, /larger than 16777216 bytes/],
   ])('%s', (_name, text, message) => {
     expect(parse(text)).toThrow(message);
   });
