@@ -7,7 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // Consumers are adapters like stores and targets (docs/consumers.md): `status` and `--help` on a
 // config whose key has an entra consumer load neither the consumer modules nor @azure/identity.
 const root = path.resolve(import.meta.dirname, '../..');
-const bin = path.join(root, 'bin/provkey');
+// The tsc output, one file per module: bin/provkey runs the bundle, whose chunks name no module
+// (test/unit/startup-modules.test.ts traces the bundle itself).
+const bin = path.join(root, 'dist/cli/main.js');
 const hook = path.join(root, 'test/harness/trace-module-loads.mjs');
 let dir: string;
 
