@@ -71,7 +71,7 @@ interface Tail {
 
 /** A line waiting for the next group commit (see appendLine). */
 interface PendingLine {
-  body: Record<string, unknown>;
+  event: AuditEvent;
   write: { store: string; generation: number } | undefined;
   resolve: (entry: AuditEntry) => void;
   reject: (error: unknown) => void;
@@ -179,15 +179,8 @@ export class AuditLog implements StoreJournal {
    * with one fsync per line; lines keep the order in which append was called.
    */
   private appendLine(event: AuditEvent, write?: { store: string; generation: number }): Promise<AuditEntry> {
-    let body: Record<string, unknown>;
-    try {
-      // Redacted on the way in: an event that cannot be serialised fails alone, not its group.
-      body = JSON.parse(redact(JSON.stringify(event))) as Record<string, unknown>;
-    } catch (error) {
-      return Promise.reject(error);
-    }
     return new Promise<AuditEntry>((resolve, reject) => {
-      this.pending.push({ body, write, resolve, reject });
+      this.pending.push({ event, write, resolve, reject });
       this.flushing ??= this.flush();
     });
   }
@@ -199,8 +192,12 @@ export class AuditLog implements StoreJournal {
     while (this.pending.length > 0) {
       const group = this.pending.splice(0);
       try {
-        const entries = await this.writeGroup(group);
-        group.forEach((line, i) => line.resolve(entries[i]!));
+        const written = await this.writeGroup(group);
+        group.forEach((line, i) => {
+          const outcome = written[i]!;
+          if ('entry' in outcome) line.resolve(outcome.entry);
+          else line.reject(outcome.error);
+        });
       } catch (error) {
         for (const line of group) line.reject(error);
       }
@@ -209,7 +206,7 @@ export class AuditLog implements StoreJournal {
     this.flushing = undefined;
   }
 
-  private async writeGroup(group: PendingLine[]): Promise<AuditEntry[]> {
+  private async writeGroup(group: PendingLine[]): Promise<Array<{ entry: AuditEntry } | { error: unknown }>> {
     await mkdir(path.dirname(this.file), { recursive: true, mode: 0o700 });
     return withFileLock(`${this.file}.lock`, defaultLockOptions, async () => {
       await removeStaleTemps([this.file, `${this.file}.lock`], defaultLockOptions.staleAfterMs);
@@ -237,10 +234,19 @@ export class AuditLog implements StoreJournal {
       // prev (the last legacy hash) seals every legacy line, which is unkeyed up to here.
       if (key && !tail.keyed && tail.seq > 0) push({ event: 'audit.upgraded', detail: { legacyLines: tail.seq, keyId: key.id } });
       // Each line carries the generations as of itself: a store.write line announces its own.
-      const entries = group.map((line) => {
+      const written = group.map((line) => {
+        let body: Record<string, unknown>;
+        try {
+          // Redacted here, after the key provider ran (opening the store registers its secrets);
+          // an event that cannot be serialised fails alone, not its group.
+          body = JSON.parse(redact(JSON.stringify(line.event))) as Record<string, unknown>;
+        } catch (error) {
+          return { error };
+        }
         if (line.write) generations.set(line.write.store, line.write.generation);
-        return push(line.body) as unknown as AuditEntry;
+        return { entry: push(body) as unknown as AuditEntry };
       });
+      if (texts.length === 0) return written;
       const handle = (await openStateFile(this.file, 'append', 'audit log'))!;
       try {
         await handle.write(texts.map((text) => `${text}\n`).join(''));
@@ -249,7 +255,7 @@ export class AuditLog implements StoreJournal {
         await handle.close();
       }
       if (this.anchorFile) await this.writeAnchor({ seq, link });
-      return entries;
+      return written;
     });
   }
 
@@ -270,9 +276,10 @@ export class AuditLog implements StoreJournal {
     let last: string | undefined;
     let complete = true;
     try {
-      // Only the tail is needed: read backwards in 64 KiB steps until a whole last line is seen.
+      // Only the tail is needed: read backwards, 8 KiB first (a line is well under 1 KiB; this
+      // runs once per append group), growing fourfold until a whole last line is seen.
       const { size } = await handle.stat();
-      let chunk = 65536;
+      let chunk = 8192;
       for (;;) {
         const start = Math.max(0, size - chunk);
         const buffer = Buffer.alloc(size - start);

@@ -87,4 +87,16 @@ describe('audit log group commit', () => {
     expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
     expect(linesOf(file).map((l) => l.event)).toEqual(['a', 'c']);
   });
+
+  it('a last line longer than the first tail read (8 KiB) is still read whole before the next append', async () => {
+    const { file } = logIn();
+    const log = new AuditLog(file);
+    await log.append({ event: 'small' });
+    await log.append({ event: 'long', detail: { text: 'x'.repeat(40_000) } });
+    const next = await log.append({ event: 'after' });
+    expect(next.seq).toBe(3);
+    const verified = await verifyAuditLog(file);
+    expect(verified.ok, verified.problem).toBe(true);
+    expect(verified.entries).toBe(3);
+  });
 });
