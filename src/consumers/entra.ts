@@ -5,7 +5,7 @@ import { parseDuration } from '../core/duration.js';
 import type { AdapterContext } from '../stores/context.js';
 import type { SecretInUse } from '../targets/target.js';
 import type { Consumer, ConsumerAnswer } from './consumer.js';
-import { describeOutage, JsonClient, type Answered, type Reply } from './http.js';
+import { describeOutage, consumerJsonClient, type Answered, type Reply } from './http.js';
 import { serverText } from './text.js';
 
 /**
@@ -38,14 +38,7 @@ export function createEntraConsumer(options: EntraConsumerOptions): Consumer {
   const graph = config.graphUrl.replace(/\/+$/, '');
   const graphOrigin = new URL(graph).origin;
   const baseAddress = config.baseAddress ?? options.targetUrl;
-  const http = new JsonClient({
-    caFile: config.tls.caFile,
-    configDir: context.configDir,
-    caField: `${field}.tls.caFile`,
-    timeoutMs: parseDuration(config.timeout, `${field}.timeout`),
-    retries: config.retries,
-    maxRetryDelayMs: parseDuration(config.maxRetryDelay, `${field}.maxRetryDelay`),
-  });
+  const http = consumerJsonClient(config, context.configDir, field);
   const sp = encodeURIComponent(config.servicePrincipalId);
   const job = encodeURIComponent(config.jobId);
   const jobUrl = `${graph}/servicePrincipals/${sp}/synchronization/jobs/${job}`;

@@ -3,6 +3,7 @@ import http from 'node:http';
 import https from 'node:https';
 import path from 'node:path';
 import { rootCertificates } from 'node:tls';
+import { parseDuration } from '../core/duration.js';
 import { ConfigError } from '../core/errors.js';
 
 /**
@@ -131,4 +132,24 @@ function retryAfterMs(value: string | string[] | undefined): number | undefined 
 export function describeOutage(reply: Reply & { retried?: number }): string {
   if (reply.kind === 'unreachable') return `unreachable: ${reply.code}`;
   return `HTTP ${reply.status}${reply.retried ? ` after ${reply.retried} retr${reply.retried === 1 ? 'y' : 'ies'} honouring Retry-After` : ''}`;
+}
+
+/** A consumer's connection settings (tls.caFile, timeout, retries, maxRetryDelay), as its config spells them. */
+export interface ConsumerConnection {
+  tls: { caFile?: string | undefined };
+  timeout: string;
+  retries: number;
+  maxRetryDelay: string;
+}
+
+/** The JSON client of a consumer's config entry `field` (Graph, Okta): durations checked, CA file named by field. */
+export function consumerJsonClient(config: ConsumerConnection, configDir: string, field: string): JsonClient {
+  return new JsonClient({
+    caFile: config.tls.caFile,
+    configDir,
+    caField: `${field}.tls.caFile`,
+    timeoutMs: parseDuration(config.timeout, `${field}.timeout`),
+    retries: config.retries,
+    maxRetryDelayMs: parseDuration(config.maxRetryDelay, `${field}.maxRetryDelay`),
+  });
 }

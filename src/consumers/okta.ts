@@ -1,9 +1,8 @@
 import type { OktaConsumerConfig } from '../config/schema.js';
-import { parseDuration } from '../core/duration.js';
 import type { AdapterContext } from '../stores/context.js';
 import type { SecretInUse } from '../targets/target.js';
 import type { Consumer, ConsumerAnswer } from './consumer.js';
-import { describeOutage, JsonClient, type Answered } from './http.js';
+import { describeOutage, consumerJsonClient, type Answered } from './http.js';
 import { serverText } from './text.js';
 
 /**
@@ -19,14 +18,7 @@ export function createOktaConsumer(options: { name: string; field: string; targe
   const { config, context, field } = options;
   const org = config.orgUrl.replace(/\/+$/, '');
   const app = encodeURIComponent(config.appId);
-  const http = new JsonClient({
-    caFile: config.tls.caFile,
-    configDir: context.configDir,
-    caField: `${field}.tls.caFile`,
-    timeoutMs: parseDuration(config.timeout, `${field}.timeout`),
-    retries: config.retries,
-    maxRetryDelayMs: parseDuration(config.maxRetryDelay, `${field}.maxRetryDelay`),
-  });
+  const http = consumerJsonClient(config, context.configDir, field);
   let apiToken: Promise<string> | undefined;
 
   const call = async (method: 'GET' | 'POST', path: string, what: string, body?: unknown): Promise<{ reply: Answered } | ConsumerAnswer> => {

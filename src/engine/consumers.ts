@@ -49,6 +49,8 @@ export async function deliverToConsumers(ctx: KeyContext, start: KeyRecord, next
       const validated = await timer.run('consumer-validate', () => consumer.validate(next), describe(consumer));
       if (!validated.ok) return { ...failure(consumer, 'validate', validated), record };
       record = await markConsumer(ctx, record, consumer.name, 'switching');
+      // A change at a third party (the identity provider's saved token): audited before it is made.
+      await ctx.session.emit({ type: 'audit', event: 'consumer.switching', key: name, fingerprint: next.fingerprint, versionId: next.versionId, detail: { consumer: consumer.name } });
       await step('consumer-switch');
       const switched = await timer.run('consumer-switch', () => consumer.switch(next), describe(consumer));
       if (!switched.ok) {
@@ -80,6 +82,7 @@ export async function restoreConsumers(ctx: KeyContext, current: SecretInUse | u
   const consumers = (await keyConsumers(ctx)).filter((c) => touched[c.name] !== undefined && touched[c.name] !== 'restored').reverse();
   if (consumers.length === 0) return undefined;
   for (const consumer of consumers) {
+    await ctx.session.emit({ type: 'audit', event: 'consumer.restoring', key: ctx.key.name, fingerprint: current.fingerprint, versionId: current.versionId, detail: { consumer: consumer.name } });
     await ctx.session.emit({ type: 'step-start', key: ctx.key.name, step: 'consumer-restore', detail: consumer.name });
     const restored = await timer.run('consumer-restore', () => consumer.switch(current), describe(consumer));
     if (!restored.ok) return { detail: `consumer ${consumer.name} could not be given ${current.fingerprint} back (${restored.reason}: ${restored.detail})`, unavailable: restored.reason === 'unreachable' };

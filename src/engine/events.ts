@@ -73,7 +73,9 @@ export type AuditName =
   | 'revoke.resumed'
   | 'revoke.abandoned'
   | 'grace-end.started'
-  | 'grace-end.version';
+  | 'grace-end.version'
+  | 'consumer.switching'
+  | 'consumer.restoring';
 
 /** The audit names per operation, looked up (a claim's operation, revoke's caller). */
 export const ABANDONED: Record<Operation, AuditName> = {

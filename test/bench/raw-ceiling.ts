@@ -8,28 +8,14 @@
  * benchmark can show that both sides made the same calls.
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { scimRequests, type LoggedRequest } from '../harness/scim/request-log.ts';
 
 /** Which credential a SCIM request carried, as the server's log shows it. */
 export type ScimRole = 'new' | 'old' | 'admin' | 'wrong' | 'none';
 
-/** One request line of the SCIM app's --log (test/harness/scim/server.ts). */
-export interface ScimLogged {
-  method: string;
-  path: string;
-  status: number;
-  token: string;
-}
-
-const SCIM_LINE = /^scim-server: ([A-Z]+) (\S+) (\d{3}) token=(\S+) \d+ms$/;
-
-export function scimRequests(stderr: string): ScimLogged[] {
-  const requests: ScimLogged[] = [];
-  for (const line of stderr.split('\n')) {
-    const match = SCIM_LINE.exec(line);
-    if (match) requests.push({ method: match[1]!, path: match[2]!, status: Number(match[3]), token: match[4]! });
-  }
-  return requests;
-}
+/** One request line of the SCIM app's --log: the harness's own parser (test/harness/scim/request-log.ts). */
+export type ScimLogged = LoggedRequest;
+export { scimRequests };
 
 /** One request OpenBao's audit device recorded (its `request` entries). */
 export interface VaultLogged {

@@ -160,6 +160,10 @@ describe('entra consumer: the SCIM app and the Graph synchronization double rota
     expect(await bearerStatus(scim.url, v2)).toBe(200);
     expect(await bearerStatus(scim.url, v1), 'the previous token is still in its grace').toBe(200);
     await expectJobHolds(v2);
+    // The switch at Entra is a change provkey made: audited (fingerprint only) before it was made.
+    const audited = readFileSync(join(w.dir, '.provkey', 'audit.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { event: string; fingerprint?: string; detail?: { consumer?: string } });
+    const v2Fingerprint = data.results[0]!.steps.find((s) => s.step === 'create' || s.step === 'claim')?.detail;
+    expect(audited.filter((a) => a.event === 'consumer.switching' && a.detail?.consumer === 'entra-prod').map((a) => a.fingerprint)).toContain(v2Fingerprint);
 
     // rotate --due: the grace ends (a barrier on the key's own status, not a fixed sleep); the previous token is retired at the app only.
     await eventually(async () => Date.now() > Date.parse((await w.cli.json<{ keys: { previous: { graceUntil: string }[] }[] }>(['status'])).data.keys[0]!.previous[0]!.graceUntil), true, 5000);

@@ -178,6 +178,8 @@ async function lifecycle(dir: Directory): Promise<void> {
     const status = await cli.json<{ keys: { current: { account?: string }; previous: unknown[] }[] }>(['status']);
     expect(status.data.keys[0]!.current.account).toBe(green);
     expect(status.data.keys[0]!.previous).toHaveLength(1);
+    const human = await cli.run(['status']);
+    expect(human.stdout).toContain(`${KEY}: current account ${green}`);
 
     // 2. rotate --due once the grace period is over (a wait for the clock, not for a race): blue gets an unknown password.
     const graceUntil = await previousGraceUntil(cli);

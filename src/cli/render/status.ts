@@ -32,6 +32,8 @@ export async function renderStatus(io: Io, keys: KeyStatus[]): Promise<void> {
     ];
   });
   io.out(io.isTTY ? await boxedTable(head, rows, color.level > 0) : plainColumns([head, ...rows]));
+  // A two-account (blue/green) LDAP key: which account the current password is for (docs/ldap.md).
+  for (const k of keys) if (k.current?.account) io.out(`  ${k.name}: current account ${k.current.account}`);
   // Each consumer's last proof under its key (docs/consumers.md).
   for (const k of keys) {
     for (const c of k.consumers ?? []) {

@@ -59,7 +59,8 @@ function sqliteModule(): typeof import('node:sqlite') {
   } finally {
     process.emitWarning = emit;
   }
-  if (!sqlite) throw fileStoreError('invalid', `the embedded store needs node:sqlite (Node.js 22.13 or newer); this is Node.js ${process.versions.node}`);
+  // Node 22.12 (provkey's oldest) has node:sqlite behind a flag; 22.13 and later without one.
+  if (!sqlite) throw fileStoreError('invalid', `the embedded store needs node:sqlite: Node.js ${process.versions.node} has it only with NODE_OPTIONS=--experimental-sqlite (Node.js 22.13 or newer needs nothing)`);
   return sqlite;
 }
 
