@@ -69,6 +69,14 @@ interface Tail {
   generations: Map<string, number>;
 }
 
+/** A line waiting for the next group commit (see appendLine). */
+interface PendingLine {
+  event: AuditEvent;
+  write: { store: string; generation: number } | undefined;
+  resolve: (entry: AuditEntry) => void;
+  reject: (error: unknown) => void;
+}
+
 interface Anchor {
   seq: number;
   link: string;
@@ -77,7 +85,15 @@ interface Anchor {
 const emptyTail = (): Tail => ({ seq: 0, link: GENESIS_HASH, keyed: false, generations: new Map() });
 const anchorFormat = 'provkey-audit-anchor';
 
+/** Who writes, worked out once per process (userInfo reads the passwd database each time). */
+let actorOfProcess: AuditEntry['actor'] | undefined;
+
 function actor(): AuditEntry['actor'] {
+  actorOfProcess ??= actorNow();
+  return { ...actorOfProcess };
+}
+
+function actorNow(): AuditEntry['actor'] {
   let user = 'unknown';
   try {
     user = userInfo().username;
@@ -155,7 +171,42 @@ export class AuditLog implements StoreJournal {
     return entries;
   }
 
-  private async appendLine(event: AuditEvent, write?: { store: string; generation: number }): Promise<AuditEntry> {
+  /**
+   * Lines are group-committed, like the store's writes: every line appended while a write+fsync
+   * is running goes into the next one, under one lock, one tail check, one write and one fsync.
+   * Each caller's promise settles only after the fsync that covers its own line (or rejects
+   * with that group's error), so "audited before committed" holds for every caller exactly as
+   * with one fsync per line; lines keep the order in which append was called.
+   */
+  private appendLine(event: AuditEvent, write?: { store: string; generation: number }): Promise<AuditEntry> {
+    return new Promise<AuditEntry>((resolve, reject) => {
+      this.pending.push({ event, write, resolve, reject });
+      this.flushing ??= this.flush();
+    });
+  }
+
+  private pending: PendingLine[] = [];
+  private flushing: Promise<void> | undefined;
+
+  private async flush(): Promise<void> {
+    while (this.pending.length > 0) {
+      const group = this.pending.splice(0);
+      try {
+        const written = await this.writeGroup(group);
+        group.forEach((line, i) => {
+          const outcome = written[i]!;
+          if ('entry' in outcome) line.resolve(outcome.entry);
+          else line.reject(outcome.error);
+        });
+      } catch (error) {
+        for (const line of group) line.reject(error);
+      }
+    }
+    // Cleared in the same tick as the empty check above: a line appended after it starts a new flush.
+    this.flushing = undefined;
+  }
+
+  private async writeGroup(group: PendingLine[]): Promise<Array<{ entry: AuditEntry } | { error: unknown }>> {
     await mkdir(path.dirname(this.file), { recursive: true, mode: 0o700 });
     return withFileLock(`${this.file}.lock`, defaultLockOptions, async () => {
       await removeStaleTemps([this.file, `${this.file}.lock`], defaultLockOptions.staleAfterMs);
@@ -182,8 +233,20 @@ export class AuditLog implements StoreJournal {
       // First keyed line of a log written before keys: says where the legacy part ends, and its
       // prev (the last legacy hash) seals every legacy line, which is unkeyed up to here.
       if (key && !tail.keyed && tail.seq > 0) push({ event: 'audit.upgraded', detail: { legacyLines: tail.seq, keyId: key.id } });
-      if (write) generations.set(write.store, write.generation);
-      const entry = push(JSON.parse(redact(JSON.stringify(event))) as Record<string, unknown>);
+      // Each line carries the generations as of itself: a store.write line announces its own.
+      const written = group.map((line) => {
+        let body: Record<string, unknown>;
+        try {
+          // Redacted here, after the key provider ran (opening the store registers its secrets);
+          // an event that cannot be serialised fails alone, not its group.
+          body = JSON.parse(redact(JSON.stringify(line.event))) as Record<string, unknown>;
+        } catch (error) {
+          return { error };
+        }
+        if (line.write) generations.set(line.write.store, line.write.generation);
+        return { entry: push(body) as unknown as AuditEntry };
+      });
+      if (texts.length === 0) return written;
       const handle = (await openStateFile(this.file, 'append', 'audit log'))!;
       try {
         await handle.write(texts.map((text) => `${text}\n`).join(''));
@@ -192,7 +255,7 @@ export class AuditLog implements StoreJournal {
         await handle.close();
       }
       if (this.anchorFile) await this.writeAnchor({ seq, link });
-      return entry as unknown as AuditEntry;
+      return written;
     });
   }
 
@@ -213,9 +276,10 @@ export class AuditLog implements StoreJournal {
     let last: string | undefined;
     let complete = true;
     try {
-      // Only the tail is needed: read backwards in 64 KiB steps until a whole last line is seen.
+      // Only the tail is needed: read backwards, 8 KiB first (a line is well under 1 KiB; this
+      // runs once per append group), growing fourfold until a whole last line is seen.
       const { size } = await handle.stat();
-      let chunk = 65536;
+      let chunk = 8192;
       for (;;) {
         const start = Math.max(0, size - chunk);
         const buffer = Buffer.alloc(size - start);

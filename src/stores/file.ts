@@ -456,9 +456,7 @@ class FileStore implements SecretStore {
   private write<T>(change: (tx: WriteTransaction) => Change<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.queued.push({ change, resolve: resolve as (value: unknown) => void, reject });
-      this.flushing ??= this.flush().finally(() => {
-        this.flushing = undefined;
-      });
+      this.flushing ??= this.flush();
     });
   }
 
@@ -478,6 +476,9 @@ class FileStore implements SecretStore {
         for (const item of group) item.reject(error);
       }
     }
+    // Cleared in the same tick as the empty check above (not in a later .finally): a caller
+    // resumed by this group that writes again at once must start a new flush, not be left queued.
+    this.flushing = undefined;
   }
 
   private async commitGroup(group: QueuedWrite[]): Promise<Outcome[]> {

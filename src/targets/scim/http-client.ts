@@ -8,14 +8,15 @@ import type { SecretInUse } from '../target.js';
 import { scrubSecrets } from './redact.js';
 import { parseRetryAfter } from './retry-after.js';
 import { isTlsErrorCode, isUnreachableCode } from '../network-errors.js';
+import { sharedAgentsOf } from './shared-agents.js';
 
 /**
  * A deliberately small HTTP client on node:http/https (undici is inside Node but cannot be
  * imported without installing it, and its Agent is what a custom CA needs). It never
  * follows redirects (a redirect would carry the bearer token to another place), never
  * throws for an HTTP status or a network failure, and keeps response headers to itself
- * (only Retry-After is read). Connections are kept alive between the requests of one target
- * (a test is five requests); a request that finds its reused connection closed by the server
+ * (only Retry-After is read). Connections are kept alive and shared by the run's targets on
+ * the same server (shared-agents.ts); a request that finds its reused connection closed by the server
  * is sent once more on a new one.
  */
 
@@ -69,36 +70,51 @@ const MAX_BODY_BYTES = 1 << 20;
 
 
 /**
- * One client per target. The CA file is read on the first request (a factory does no I/O);
- * an unreadable CA file is a config the target cannot use, so that one throws.
+ * One client per target, on agents shared by the run's targets with the same trust settings
+ * (shared-agents.ts: one keep-alive pool per server, not one connection per key). The CA file
+ * is read on the first request (a factory does no I/O); an unreadable CA file is a config the
+ * target cannot use, so that one throws.
  */
-export function createHttpClient(tls: HttpTlsOptions, context: { configDir: string }, caField: string): HttpClient {
-  let agent: Promise<https.Agent> | undefined;
-  // Idle sockets are unref'd by the agent, so a kept-alive connection never holds the process open.
-  const plainAgent = new http.Agent({ keepAlive: true, maxSockets: 4 });
-  const httpsAgent = (): Promise<https.Agent> =>
-    (agent ??= (async () => {
-      if (!tls.caFile) return new https.Agent({ keepAlive: true, maxSockets: 4 });
-      const file = path.resolve(context.configDir, tls.caFile);
-      let ca: Buffer;
-      try {
-        ca = await readFile(file);
-      } catch (error) {
-        throw new ConfigError(`${caField}: cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`);
-      }
-      // `ca` replaces Node's bundled roots; keep them so a public certificate still verifies.
-      return new https.Agent({ keepAlive: true, maxSockets: 4, ca: [...rootCertificates, ca.toString('utf8')] });
-    })().catch((error: unknown) => {
-      agent = undefined; // a fixed file works on the next request
-      throw error;
-    }));
+export function createHttpClient(tls: HttpTlsOptions, context: { configDir: string; runScope?: Map<string, unknown> }, caField: string): HttpClient {
+  const agents = sharedAgentsOf(context.runScope);
+  const caFile = tls.caFile === undefined ? undefined : path.resolve(context.configDir, tls.caFile);
+  // No cap on sockets: the batch's concurrency bounds them, and a request queued behind a cap
+  // would spend its deadline waiting for a socket. Idle sockets are unref'd by the agent, so a
+  // kept-alive connection never holds the process open.
+  const plainName = 'http';
+  const secureName = `https ${JSON.stringify(caFile ?? null)}`;
+  const makeSecure = async (): Promise<https.Agent> => {
+    if (!caFile) return new https.Agent({ keepAlive: true });
+    let ca: Buffer;
+    try {
+      ca = await readFile(caFile);
+    } catch (error) {
+      throw new ConfigError(`${caField}: cannot read ${caFile}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`);
+    }
+    // `ca` replaces Node's bundled roots; keep them so a public certificate still verifies.
+    return new https.Agent({ keepAlive: true, ca: [...rootCertificates, ca.toString('utf8')] });
+  };
+  // What this client holds (released on close); a failed acquire holds nothing, so a fixed CA file works on the next request.
+  const held = new Map<string, Promise<http.Agent>>();
+  const agentFor = (name: string, make: () => Promise<http.Agent>): Promise<http.Agent> => {
+    let agent = held.get(name);
+    if (!agent) {
+      agent = agents.acquire(name, make);
+      held.set(name, agent);
+      // The registry forgets a failed agent itself: nothing to release.
+      agent.catch(() => {
+        if (held.get(name) === agent) held.delete(name);
+      });
+    }
+    return agent;
+  };
 
   return {
     async send(request) {
       const secure = request.url.protocol === 'https:';
       const transport = secure
-        ? { module: https, agent: await httpsAgent() }
-        : { module: http, agent: plainAgent };
+        ? { module: https, agent: await agentFor(secureName, makeSecure) }
+        : { module: http, agent: await agentFor(plainName, async () => new http.Agent({ keepAlive: true })) };
       const serverName = secure ? tls.serverName : undefined;
       const { stale, ...first } = await sendOnce(request, transport.module, transport.agent, serverName);
       // A kept-alive connection the server had closed while idle: sent again on a new one once
@@ -108,8 +124,8 @@ export function createHttpClient(tls: HttpTlsOptions, context: { configDir: stri
       return second;
     },
     close() {
-      plainAgent.destroy();
-      void agent?.then((a) => a.destroy(), () => undefined);
+      for (const name of held.keys()) agents.release(name);
+      held.clear();
     },
   };
 }
