@@ -13,7 +13,11 @@ import { CONSUMER_ADAPTERS, STORE_ADAPTERS, TARGET_ADAPTERS, type ConsumerFixtur
 import { describeCase, enumerateCases, OPERATIONS, runCase, seededRandom, type MatrixCase } from '../harness/fault-matrix/matrix.ts';
 
 const full = process.env.PROVKEY_FAULT_FULL === '1';
-const seed = process.env.PROVKEY_FAULT_SEED ?? String(Math.floor(Math.random() * 2 ** 31));
+// A fixed seed by default: the CI sample is the same cases on every run (a red run names a
+// change, not a draw); PROVKEY_FAULT_SEED=random explores other samples, the nightly full matrix
+// runs every case.
+const DEFAULT_SEED = '1010285344';
+const seed = process.env.PROVKEY_FAULT_SEED === 'random' ? String(Math.floor(Math.random() * 2 ** 31)) : (process.env.PROVKEY_FAULT_SEED ?? DEFAULT_SEED);
 const sampleSet = process.env.PROVKEY_FAULT_SAMPLE !== undefined;
 const perCombination = Number(process.env.PROVKEY_FAULT_SAMPLE ?? 5);
 /** Consumer combinations sample fewer cases: test/fault/crash-consumers.test.ts runs every kill at their steps anyway. */
