@@ -23,6 +23,7 @@ import { createVaultStore, type VaultStoreInternals } from '../../src/stores/vau
 import { describeStoreContract } from '../contract/store-contract.js';
 import { startTokenReviewDouble, type TokenReviewDouble } from '../harness/kubernetes-tokenreview-double.ts';
 import { ensureOpenBao, startOpenBao, type OpenBaoServer } from '../harness/servers/openbao.ts';
+import { TS_SOURCE_HOOK } from '../harness/ts-source-child.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const MOUNT = 'provkv';
@@ -833,21 +834,7 @@ describe('vault store over TLS (the same bao binary, server -dev -dev-tls)', () 
  * One claimer process: reads the key, says "ready" and waits on stdin until the test releases
  * every claimer at once, then tries to claim the key at the given revision. Runs the TypeScript source with Node's type stripping (.js → .ts resolve hook).
  */
-const claimScript = `
-import { registerHooks } from 'node:module';
-registerHooks({
-  resolve(specifier, context, nextResolve) {
-    try {
-      return nextResolve(specifier, context);
-    } catch (error) {
-      if (error?.code === 'ERR_MODULE_NOT_FOUND' && specifier.startsWith('.') && specifier.endsWith('.js')) {
-        return nextResolve(specifier.slice(0, -3) + '.ts', context);
-      }
-      throw error;
-    }
-  },
-});
-const { createVaultStore } = await import(process.env.SRC);
+const claimScript = `${TS_SOURCE_HOOK}const { createVaultStore } = await import(process.env.SRC);
 const env = process.env;
 const context = { configDir: '/', env: { VAULT_TOKEN: env.VAULT_TOKEN, HOME: '/nonexistent' }, resolveSecret: async () => '', debug: () => {} };
 const store = await createVaultStore('vault', { type: 'vault', address: env.ADDR, mount: env.MOUNT, prefix: env.PREFIX, auth: { method: 'token' }, tls: {}, allowInsecureHttp: false, timeout: '10s', destroyOnRevoke: false }, context);

@@ -14,6 +14,7 @@ import type { AdapterContext } from '../../src/stores/context.js';
 import { createFileStore, initFileStore, type FileStoreInternals } from '../../src/stores/file.js';
 import type { NewVersionMeta, SecretStore } from '../../src/stores/store.js';
 import { describeStoreContract } from '../contract/store-contract.js';
+import { TS_SOURCE_HOOK } from '../harness/ts-source-child.ts';
 
 /** Lets one test play a file system without hard links (a new store is then renamed into place). */
 const linkSupport = vi.hoisted(() => ({ enabled: true }));
@@ -641,21 +642,7 @@ describe('file store: concurrency (the database lock)', () => {
  * erasableSyntaxOnly for this): a resolve hook maps the NodeNext-style "./x.js" imports to
  * "./x.ts". This tests the code in the tree, not whatever dist/ happens to hold.
  */
-const childScript = `
-import { registerHooks } from 'node:module';
-registerHooks({
-  resolve(specifier, context, nextResolve) {
-    try {
-      return nextResolve(specifier, context);
-    } catch (error) {
-      if (error?.code === 'ERR_MODULE_NOT_FOUND' && specifier.startsWith('.') && specifier.endsWith('.js')) {
-        return nextResolve(specifier.slice(0, -3) + '.ts', context);
-      }
-      throw error;
-    }
-  },
-});
-const { createFileStore } = await import(process.env.SRC);
+const childScript = `${TS_SOURCE_HOOK}const { createFileStore } = await import(process.env.SRC);
 const context = { configDir: process.env.STORE_DIR, env: {}, resolveSecret: async () => '', debug: () => {} };
 const store = await createFileStore('default', { type: 'file', path: 'state/store.enc', keyFile: 'state/store.key' }, context);
 const worker = process.env.WORKER;

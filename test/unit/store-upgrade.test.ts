@@ -10,6 +10,7 @@ import { AdapterError } from '../../src/core/errors.js';
 import { fingerprint } from '../../src/core/fingerprint.js';
 import { Session } from '../../src/engine/session.js';
 import { legacyDocument } from '../../src/stores/file/upgrade.js';
+import { TS_SOURCE_HOOK } from '../harness/ts-source-child.ts';
 
 /**
  * The upgrade of a store written by the release before the embedded database (0.1, commit
@@ -170,21 +171,7 @@ function runChild(dir: string, env: Record<string, string>): Promise<{ code: num
   });
 }
 
-const childScript = `
-import { registerHooks } from 'node:module';
-registerHooks({
-  resolve(specifier, context, nextResolve) {
-    try {
-      return nextResolve(specifier, context);
-    } catch (error) {
-      if (error?.code === 'ERR_MODULE_NOT_FOUND' && specifier.startsWith('.') && specifier.endsWith('.js')) {
-        return nextResolve(specifier.slice(0, -3) + '.ts', context);
-      }
-      throw error;
-    }
-  },
-});
-const { createFileStore } = await import(process.env.SRC);
+const childScript = `${TS_SOURCE_HOOK}const { createFileStore } = await import(process.env.SRC);
 const { AuditLog } = await import(process.env.AUDIT);
 const dir = process.env.STORE_DIR;
 let store;
