@@ -7,6 +7,7 @@ import { assertNotWritableByOthers } from '../io/safe-file.js';
 import { parseDuration } from '../core/duration.js';
 import type { GenerationPolicy } from '../core/keygen.js';
 import type { RotationPolicy } from '../core/schedule.js';
+import { readPlainYaml } from './plain-yaml.js';
 import { checkConfigData, checkKeyConfig } from './validate.js';
 import { configSchema, type FileStoreConfig, type KeyConfig, type RawConfig, type RawFileStoreConfig, type StoreConfig } from './schema.js';
 
@@ -85,6 +86,25 @@ const MAX_CONFIG_BYTES = 16 * 1024 * 1024;
 
 export function parseConfigText(text: string, file: string, stateDir?: string): Config {
   if (text.length > MAX_CONFIG_BYTES) throw new ConfigError(`config: ${file} is larger than ${MAX_CONFIG_BYTES} bytes; is it a provkey config?`, 'config.invalid');
+  // The fast path (plain data, no syntax tree) decides only a valid config: anything it cannot
+  // read and anything invalid is read again with positions, and that path's verdict stands.
+  const data = readPlainYaml(text);
+  if (data !== undefined) {
+    try {
+      return configFromData(data, file, stateDir, () => '');
+    } catch {
+      // Reported below, with the line and column of the offending field.
+    }
+  }
+  return parseLocatedConfigText(text, file, stateDir);
+}
+
+/**
+ * The located path: the `yaml` library's Document, whose nodes know where they start, so every
+ * message can name a line and column. Used for every config the fast path does not accept
+ * (exported for the test that compares both paths); the Document is dropped when it returns.
+ */
+export function parseLocatedConfigText(text: string, file: string, stateDir?: string): Config {
   // Never the source text in a message: --config pointed at a key file would print the key.
   // Warnings (e.g. an unknown tag) are errors too: the yaml library would print them itself.
   const lines = new LineCounter();
@@ -107,8 +127,12 @@ export function parseConfigText(text: string, file: string, stateDir?: string): 
   } catch {
     throw new ConfigError('config: invalid YAML: too many aliases (or an alias to nothing)', 'config.yaml');
   }
+  return configFromData(data, file, stateDir, (keys, field) => positionSuffix(doc, lines, path.basename(file), keys, field));
+}
+
+/** The checks after YAML, the same on both paths: bounds, schema, then the resolved config; `at` places a field in the file. */
+function configFromData(data: unknown, file: string, stateDir: string | undefined, at: (keys: string[], field?: string) => string): Config {
   checkConfigData(data);
-  const at = (keys: string[], field?: string) => positionSuffix(doc, lines, path.basename(file), keys, field);
   const parsed = v.safeParse(configSchema, data, { abortEarly: true });
   if (!parsed.success) {
     const issue = parsed.issues[0];
