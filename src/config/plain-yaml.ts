@@ -10,7 +10,7 @@ import jsyaml from 'js-yaml';
  */
 
 // The YAML 1.2 core schema exactly as the `yaml` library resolves plain scalars
-// (yaml/dist/schema/core): js-yaml's own CORE_SCHEMA also reads `1_000` and `0b101` as numbers.
+// (yaml/dist/schema/core): js-yaml's own CORE_SCHEMA reads `0b101` as a number and `-0`, `+.5e1` otherwise.
 // One js-yaml type per tag (a later type of the same tag replaces an earlier one).
 const plain = (name: string, forms: [RegExp, (text: string) => unknown][]) =>
   new jsyaml.Type(`tag:yaml.org,2002:${name}`, {

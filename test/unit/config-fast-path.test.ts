@@ -1,0 +1,116 @@
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parse as parseWithYamlLibrary } from 'yaml';
+import { parseConfigText, parseLocatedConfigText } from '../../src/config/load.ts';
+import { readPlainYaml } from '../../src/config/plain-yaml.ts';
+
+// The config has two readers (src/config/plain-yaml.ts): a fast one that turns YAML straight
+// into data, and the located one (the yaml library's Document) whose verdict and message
+// stand whenever the fast one cannot read a config or the config is invalid. These tests hold
+// the two to the same answers.
+const file = path.join('/etc/provkey', 'provkey.yaml');
+const outcome = (read: (text: string, file: string) => unknown, text: string): unknown => {
+  try {
+    return { config: read(text, file) };
+  } catch (error) {
+    return { error: (error as Error).message, exitCode: (error as { exitCode?: number }).exitCode };
+  }
+};
+const target = 'target: { type: scim, url: "https://app.example.com/scim/v2", applier: { type: store } }';
+
+describe('the fast YAML reader resolves plain scalars as the yaml library does', () => {
+  // The YAML 1.2 core schema: js-yaml's own core schema would read 1_000 and 0b101 as numbers.
+  const scalars = ['4', '+4', '-4', '0o17', '0x1F', '0X1F', '1_000', '0b101', '1.5', '.5', '1.', '1e3', '-1.5E-2', '.inf', '-.Inf', '+.INF', '.nan', '.NaN', 'true', 'True', 'TRUE', 'tRUE', 'yes', 'no', 'on', 'off', 'null', 'Null', 'NULL', '~', '', 'nULL', '2026-12-01', '12:30', '1:20:00', '"4"', "'true'", 'a b  c', '0777', '007', '-0', '+.5e1', 'x#y', '"a\\tb\\u00e9"', "'it''s'"];
+  it.each(scalars)('%s', (scalar) => {
+    const text = `value: ${scalar}\nlist: [${scalar || '~'}]\n`;
+    const fast = readPlainYaml(text) as Record<string, unknown>;
+    const located = parseWithYamlLibrary(text) as Record<string, unknown>;
+    expect(fast).toEqual(located);
+    // NaN equals NaN for toEqual; types must match too (4 is not "4").
+    expect(typeof fast.value).toBe(typeof located.value);
+  });
+
+  it('block scalars, folded lines, comments and nested collections read the same', () => {
+    const text = [
+      '# a comment',
+      'a: |',
+      '  line one',
+      '  line two',
+      'b: >-',
+      '  folded',
+      '  text',
+      '',
+      'c: plain text that',
+      '  continues here',
+      'd:',
+      '  - [1, "two", {three: 3}]',
+      '  - nested: { deep: [true, null] }',
+      'e: "double \\"quoted\\" \\x41"',
+      'f: { }',
+      'g: []',
+      '"quoted key": 1',
+      '? explicit key',
+      ': explicit value',
+      '',
+    ].join('\n');
+    expect(readPlainYaml(text)).toEqual(parseWithYamlLibrary(text));
+  });
+
+  it('anchors, aliases, tags and directives are left to the located path', () => {
+    for (const text of ['a: &x 1\nb: *x\n', 'a: !!str 1\n', 'a: !custom 1\n', '%YAML 1.1\n---\na: yes\n', 'a: [*x]\n', 'a: {b: *x}\n']) {
+      expect(readPlainYaml(text), text).toBeUndefined();
+    }
+    // Those characters elsewhere in a value do not count.
+    expect(readPlainYaml('a: "x&y"\nb: https://h/?q=1&r=2\nc: a*b\n')).toEqual({ a: 'x&y', b: 'https://h/?q=1&r=2', c: 'a*b' });
+  });
+
+  it('what the fast reader cannot read is left to the located path (it decides nothing)', () => {
+    for (const text of ['a: [\n', 'a: 1\na: 2\n', 'a: 1\n---\nb: 2\n', '\ta: 1\n', 'a: "open\n', 'a: b: c\n']) {
+      expect(readPlainYaml(text), text).toBeUndefined();
+    }
+  });
+});
+
+describe('parseConfigText gives the answer of the located path', () => {
+  const configs: [string, string][] = [
+    ['a minimal key', `keys:\n  app:\n    ${target}\n`],
+    ['two keys, stores, defaults, audit', `version: 1\nstores:\n  v: { type: vault, address: "https://vault.example.com", auth: { method: token, tokenFile: /etc/t } }\ndefaults: { concurrency: 8, store: default }\naudit: { path: log/audit.jsonl }\nkeys:\n  a:\n    ${target}\n    rotation: { interval: 7d, grace: 2h }\n  b:\n    store: v\n    ${target}\n`],
+    ['a key in block style', 'keys:\n  app:\n    target:\n      type: scim\n      url: https://app.example.com/scim/v2\n      applier:\n        type: store\n'],
+    ['an alias (the located path reads it)', `defaults: &d { concurrency: 2 }\nkeys:\n  app:\n    ${target}\n`],
+    ['a number where a string goes, written like one (1_000)', `audit: { path: 1_000 }\nkeys:\n  app:\n    ${target}\n`],
+    ['an empty file', ''],
+    ['only a comment', '# nothing yet\n'],
+    // Invalid: every message (line, column, did-you-mean) comes from the located path.
+    ['an unknown field', `keys:\n  app:\n    rotaton: { interval: 30d }\n    ${target}\n`],
+    ['a bad duration', `keys:\n  app:\n    rotation: { interval: 2 days }\n    ${target}\n`],
+    ['an unknown store', `keys:\n  app:\n    store: nope\n    ${target}\n`],
+    ['a duplicate key', `keys:\n  a: {}\n  b: {}\n  a: {}\n`],
+    ['keys 1 and "1" (distinct for the located path)', 'stores:\n  1: { type: file }\n  "1": { type: file }\n'],
+    ['invalid YAML', 'keys:\n  app: [\n'],
+    ['two documents', 'a: 1\n---\nb: 2\n'],
+    ['a tab as indentation', 'keys:\n\tapp: {}\n'],
+    ['a reserved name', 'stores:\n  __proto__: { type: file }\n'],
+    ['a wrong type', 'defaults: { concurrency: "4" }\n'],
+    ['a number out of range', 'defaults: { concurrency: 0x100 }\n'],
+    ['a bare value', 'just text\n'],
+    ['an unknown tag', 'keys: !nope {}\n'],
+    ['a plain-http target', 'keys:\n  app: { target: { type: scim, url: "http://app.example.com/scim", applier: { type: store } } }\n'],
+  ];
+  it.each(configs)('%s', (_name, text) => {
+    expect(outcome(parseConfigText, text)).toEqual(outcome(parseLocatedConfigText, text));
+  });
+
+  it('a valid plain config is read by the fast reader, not the located path', () => {
+    // Not a time: the fast reader returns data for it, so parseConfigText never builds a Document.
+    const text = `keys:\n  app:\n    ${target}\n`;
+    expect(readPlainYaml(text)).toMatchObject({ keys: { app: { target: { type: 'scim' } } } });
+    expect(parseConfigText(text, file).keys.app?.storeName).toBe('default');
+  });
+
+  it('a 10,000-key config loads, with every key', () => {
+    const lines = Array.from({ length: 10_000 }, (_, i) => `  app-${String(i).padStart(5, '0')}: {${target}}\n`);
+    const config = parseConfigText(`keys:\n${lines.join('')}`, file);
+    expect(Object.keys(config.keys)).toHaveLength(10_000);
+    expect(config.keys['app-09999']?.config.target.type).toBe('scim');
+  });
+});
