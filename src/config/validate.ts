@@ -79,13 +79,13 @@ function checkConsumers(name: string, key: KeyConfig): void {
 
 /** Credentials for Microsoft Graph go over https only, loopback included (a double has its own CA). */
 function checkHttpsUrl(raw: string, field: string): void {
-  const url = URL.canParse(raw) ? new URL(raw) : undefined;
+  const url = URL.parse(raw) ?? undefined;
   if (!url || url.protocol !== 'https:') throw new ConfigError(`${field}: must be an https:// URL`);
 }
 
 /** https, or plain http only to loopback or with the config's explicit opt-out. */
 export function checkHttpUrl(raw: string, field: string, allowInsecureHttp: boolean): void {
-  const url = URL.canParse(raw) ? new URL(raw) : undefined;
+  const url = URL.parse(raw) ?? undefined; // one parse, not canParse and then new URL (20,000 URLs in a 10,000-key config)
   if (!url) throw new ConfigError(`${field}: not an absolute URL (e.g. https://app.example.com/scim/v2)`);
   if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new ConfigError(`${field}: scheme ${url.protocol} is not supported (use https://)`);
   if (url.protocol === 'http:' && !isLoopbackHost(url.hostname) && !allowInsecureHttp) {
@@ -95,7 +95,7 @@ export function checkHttpUrl(raw: string, field: string, allowInsecureHttp: bool
 
 /** ldaps://, ldap:// with StartTLS, or plain LDAP only to loopback or with allowPlain. */
 function checkLdapUrl(raw: string, field: string, startTls: boolean, allowPlain: boolean): void {
-  const url = URL.canParse(raw) ? new URL(raw) : undefined;
+  const url = URL.parse(raw) ?? undefined;
   if (!url) throw new ConfigError(`${field}: not an LDAP URL (e.g. ldaps://ldap.example.com or ldap://ldap.example.com with startTls)`);
   if (url.protocol !== 'ldap:' && url.protocol !== 'ldaps:') throw new ConfigError(`${field}: scheme ${url.protocol} is not supported (use ldaps:// or ldap:// with StartTLS)`);
   if (!url.hostname) throw new ConfigError(`${field}: has no host (e.g. ldaps://ldap.example.com)`);
