@@ -46,10 +46,76 @@ const NEEDS_LOCATED_PATH = /(?:^|[\s[{,:])[&*!]|^%/m;
 
 /** The config's data, or undefined when only the located path may decide (see above). */
 export function readPlainYaml(text: string): unknown {
-  if (NEEDS_LOCATED_PATH.test(text)) return undefined;
+  if (NEEDS_LOCATED_PATH.test(text) || !flowsEndOnTheirLine(text)) return undefined;
+  let data: unknown;
   try {
-    return jsyaml.load(text, { schema: CORE }) ?? {};
+    data = jsyaml.load(text, { schema: CORE }) ?? {};
   } catch {
     return undefined; // invalid YAML, a duplicate key, more than one document: the located path says which
   }
+  return keysReadAlike(data) ? data : undefined;
+}
+
+/*
+ * Where js-yaml is more lenient than the `yaml` library: a quoted scalar or a flow collection
+ * that goes on over the next line (the library checks the indentation of those lines), and a
+ * comment glued to a closing quote or bracket (`[1]#c`; the library wants white space before
+ * it). Such a config goes to the located path. A cheap scan, line by line: a quote or bracket
+ * counts only where a node starts (after indentation, `: `, `- `, `? `, `[`, `{` or `,`); a
+ * false alarm (a block scalar's text, say) only costs the slower path.
+ */
+function flowsEndOnTheirLine(text: string): boolean {
+  const space = (c: number) => c === 0x20 || c === 0x09 || c === 0x0d || c === 0x0a || Number.isNaN(c);
+  let quote = 0;
+  let depth = 0;
+  let nodeStart = true;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x0a) {
+      if (quote || depth > 0) return false; // goes on over the next line
+      nodeStart = true;
+      continue;
+    }
+    if (quote) {
+      if (quote === 0x22 && c === 0x5c) i++; // \" inside double quotes
+      else if (c === quote && quote === 0x27 && text.charCodeAt(i + 1) === 0x27) i++; // '' inside single quotes
+      else if (c === quote) {
+        quote = 0;
+        nodeStart = false;
+        if (text.charCodeAt(i + 1) === 0x23) return false;
+      }
+      continue;
+    }
+    if (c === 0x20 || c === 0x09 || c === 0x0d) continue;
+    if (c === 0x23 && (i === 0 || space(text.charCodeAt(i - 1)))) {
+      // A comment: on to the end of the line.
+      const end = text.indexOf('\n', i);
+      i = (end < 0 ? text.length : end) - 1;
+      continue;
+    }
+    if ((c === 0x22 || c === 0x27) && nodeStart) quote = c;
+    else if ((c === 0x5b || c === 0x7b) && nodeStart) depth++;
+    else if ((c === 0x5d || c === 0x7d) && depth > 0) {
+      depth--;
+      nodeStart = false;
+      if (text.charCodeAt(i + 1) === 0x23) return false;
+    } else nodeStart = c === 0x2c || ((c === 0x3a || c === 0x2d || c === 0x3f) && space(text.charCodeAt(i + 1)));
+  }
+  return !quote && depth === 0;
+}
+
+/*
+ * Keys the two libraries turn into different strings: a null key (`~:`, `null:`) is "" for
+ * the `yaml` library and "null" here; a list or mapping as a key is "[ a, b ]" there and
+ * "a,b" or "[object Object]" here. No provkey name has a comma, so such a config goes to the
+ * located path (a key really named "null" only costs the slower path).
+ */
+function keysReadAlike(data: unknown): boolean {
+  if (typeof data !== 'object' || data === null) return true;
+  if (Array.isArray(data)) return data.every(keysReadAlike);
+  for (const key in data) {
+    if (key === 'null' || key.includes(',') || key.startsWith('[object ')) return false;
+    if (!keysReadAlike((data as Record<string, unknown>)[key])) return false;
+  }
+  return true;
 }

@@ -64,6 +64,24 @@ describe('the fast YAML reader resolves plain scalars as the yaml library does',
     expect(readPlainYaml('a: "x&y"\nb: https://h/?q=1&r=2\nc: a*b\n')).toEqual({ a: 'x&y', b: 'https://h/?q=1&r=2', c: 'a*b' });
   });
 
+  it('keys the libraries would name differently are left to the located path', () => {
+    // A null key is "" for the yaml library ("null" for js-yaml); a list as a key "[ a, b ]" ("a,b").
+    for (const text of ['~: 1\n', 'null: 1\n', 'a: { NULL: 1 }\n', '? [a, b]\n: 1\n', '? {a: 1}\n: 2\n', 'a: [{null: 1}]\n']) {
+      expect(readPlainYaml(text), text).toBeUndefined();
+    }
+    expect(readPlainYaml('1: a\ntrue: b\n1.5: c\n0x10: d\n')).toEqual(parseWithYamlLibrary('1: a\ntrue: b\n1.5: c\n0x10: d\n'));
+  });
+
+  it('where js-yaml is more lenient, the located path decides: multi-line flows and quotes, glued comments', () => {
+    // The yaml library refuses each of these (BAD_INDENT, MISSING_CHAR); js-yaml would read them.
+    for (const text of ['keys:\n  app: {target: {type: scim,\n  url: x}}\n', 'a: [1, [2,\n3]]\n', 'a:\n  b: "x\n  y"\n', "a: 'x\ny'\n", 'a: {b: 1}#c\n', 'a: [1]#c\n', 'a: "x"#c\n']) {
+      expect(readPlainYaml(text), text).toBeUndefined();
+    }
+    // Quotes and brackets inside plain text, quoted text and comments do not count.
+    const text = `a: it's\nb: "q\\"x" # it's [\nc: ["a]", 'b''c']\nd: x[1]\ne: {"k":"v"}\nf: [1, 2] # c\n`;
+    expect(readPlainYaml(text)).toEqual(parseWithYamlLibrary(text));
+  });
+
   it('what the fast reader cannot read is left to the located path (it decides nothing)', () => {
     for (const text of ['a: [\n', 'a: 1\na: 2\n', 'a: 1\n---\nb: 2\n', '\ta: 1\n', 'a: "open\n', 'a: b: c\n']) {
       expect(readPlainYaml(text), text).toBeUndefined();
@@ -94,6 +112,9 @@ describe('parseConfigText gives the answer of the located path', () => {
     ['a number out of range', 'defaults: { concurrency: 0x100 }\n'],
     ['a bare value', 'just text\n'],
     ['an unknown tag', 'keys: !nope {}\n'],
+    ['a key named null (the located path reads it as "")', `keys:\n  null:\n    ${target}\n`],
+    ['a flow mapping over two lines, under-indented', 'keys:\n  app: {target: {type: scim,\n  url: "https://app.example.com/scim/v2", applier: { type: store }}}\n'],
+    ['a flow mapping over two lines, indented enough', 'keys:\n  app: {target: {type: scim,\n     url: "https://app.example.com/scim/v2", applier: { type: store }}}\n'],
     ['a plain-http target', 'keys:\n  app: { target: { type: scim, url: "http://app.example.com/scim", applier: { type: store } } }\n'],
   ];
   it.each(configs)('%s', (_name, text) => {
