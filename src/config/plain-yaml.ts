@@ -38,11 +38,15 @@ const CORE = jsyaml.FAILSAFE_SCHEMA.extend({
 /*
  * What is left to the located path, by a look at the text: anchors and aliases (the located
  * path bounds their expansion; here they would be shared objects), tags (the `yaml` library
- * refuses unknown ones) and directives (`%YAML 1.1` changes how scalars read). A node's
+ * refuses unknown ones), directives (`%YAML 1.1` changes how scalars read), and what js-yaml
+ * reads more leniently or otherwise: a tab in a line's indentation, text after `---` or `...`
+ * on its line, explicit `?` keys (a list as a key), block scalars (`|`, `>`: their
+ * indentation and chomping rules), a list entry with nothing on its line (`-` alone: the two
+ * nest what follows differently). A config needs none of them. A node's
  * properties start after a space, a line start or a flow indicator; a false hit (a quoted
  * "a *b") only costs the slower path.
  */
-const NEEDS_LOCATED_PATH = /(?:^|[\s[{,:])[&*!]|^%/m;
+const NEEDS_LOCATED_PATH = /(?:^|[\s[{,:])[&*!?]|^%|^ *\t|^(?:---|\.\.\.)(?!(?:[ \t]+#.*)?[ \t]*\r?$)|[|>][-+0-9]*[ \t]*(?:#.*)?\r?$|^[ \t]*(?:-[ \t]+)*-(?:[ \t]+#.*)?[ \t]*\r?$/m;
 
 /** The config's data, or undefined when only the located path may decide (see above). */
 export function readPlainYaml(text: string): unknown {
@@ -60,7 +64,8 @@ export function readPlainYaml(text: string): unknown {
  * Where js-yaml is more lenient than the `yaml` library: a quoted scalar or a flow collection
  * that goes on over the next line (the library checks the indentation of those lines), and a
  * comment glued to a closing quote or bracket (`[1]#c`; the library wants white space before
- * it). Such a config goes to the located path. A cheap scan, line by line: a quote or bracket
+ * it); and a flow collection used as a key, which the two name differently. Such a config goes
+ * to the located path. A cheap scan, line by line: a quote or bracket
  * counts only where a node starts (after indentation, `: `, `- `, `? `, `[`, `{` or `,`); a
  * false alarm (a block scalar's text, say) only costs the slower path.
  */
@@ -77,7 +82,11 @@ function flowsEndOnTheirLine(text: string): boolean {
       continue;
     }
     if (quote) {
-      if (quote === 0x22 && c === 0x5c) i++; // \" inside double quotes
+      if (quote === 0x22 && c === 0x5c) {
+        // An escape inside double quotes; an escaped line break goes on over the next line.
+        if (text.charCodeAt(i + 1) === 0x0a || text.charCodeAt(i + 1) === 0x0d) return false;
+        i++;
+      }
       else if (c === quote && quote === 0x27 && text.charCodeAt(i + 1) === 0x27) i++; // '' inside single quotes
       else if (c === quote) {
         quote = 0;
@@ -99,6 +108,10 @@ function flowsEndOnTheirLine(text: string): boolean {
       depth--;
       nodeStart = false;
       if (text.charCodeAt(i + 1) === 0x23) return false;
+      // A flow collection as a key (`[a]: 1`): the libraries name it differently.
+      let next = i + 1;
+      while (text.charCodeAt(next) === 0x20 || text.charCodeAt(next) === 0x09) next++;
+      if (text.charCodeAt(next) === 0x3a) return false;
     } else nodeStart = c === 0x2c || ((c === 0x3a || c === 0x2d || c === 0x3f) && space(text.charCodeAt(i + 1)));
   }
   return !quote && depth === 0;
