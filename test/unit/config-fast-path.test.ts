@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parse as parseWithYamlLibrary } from 'yaml';
+import { parse as parseWithYamlLibrary, parseDocument } from 'yaml';
 import { parseConfigText, parseLocatedConfigText } from '../../src/config/load.ts';
 import { readPlainYaml } from '../../src/config/plain-yaml.ts';
 
@@ -135,5 +135,27 @@ describe('parseConfigText gives the answer of the located path', () => {
     const config = parseConfigText(`keys:\n${lines.join('')}`, file);
     expect(Object.keys(config.keys)).toHaveLength(10_000);
     expect(config.keys['app-09999']?.config.target.type).toBe('scim');
+  });
+});
+
+describe('the fast reader never reads a text otherwise than the yaml library', () => {
+  // Random texts from YAML's pieces, the same every run (a fixed seed): whatever the fast reader
+  // accepts, the yaml library must read as the same data, without an error or a warning.
+  const pieces = ['a', 'key', ':', ': ', ' ', '  ', '\n', '\n  ', '\n    ', '- ', '[', ']', '{', '}', ', ', '"', "'", '#', ' #c', '1', '0x1', '1.5', 'true', '~', 'null', '|', '>', '? ', '\t', 'x y', '\\', '"a"', "'b'", '-', '%', '@', '`', '<<', 'é', '\r\n', '---', '...', 'k: v', 'k:\n  - 1', '\n\n'];
+  let seed = 20261201;
+  const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  it.each(['', 'keys:\n  app:\n    ', 'a:\n  - ', 'a: {', 'a: "'])('after %j', (prefix) => {
+    let accepted = 0;
+    for (let i = 0; i < 4000; i++) {
+      let text = prefix;
+      for (let n = 1 + Math.floor(random() * 12); n > 0; n--) text += pieces[Math.floor(random() * pieces.length)];
+      const fast = readPlainYaml(text);
+      if (fast === undefined) continue;
+      accepted++;
+      const doc = parseDocument(text, { uniqueKeys: false, prettyErrors: false, logLevel: 'silent' });
+      expect([doc.errors[0]?.code, doc.warnings[0]?.code], text).toEqual([undefined, undefined]);
+      expect(fast, text).toEqual(doc.toJS({ maxAliasCount: 100 }) ?? {});
+    }
+    expect(accepted).toBeGreaterThan(0);
   });
 });
