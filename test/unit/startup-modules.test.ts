@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,13 +12,15 @@ const root = path.resolve(import.meta.dirname, '../..');
 const bin = path.join(root, 'bin/provkey');
 const unbundled = path.join(root, 'dist/cli/main.js');
 const hook = path.join(root, 'test/harness/trace-module-loads.mjs');
+/** A --require hook that writes the Node modules a run loaded (process.moduleLoadList) to $PROVKEY_BUILTINS_LIST. */
+const BUILTINS_HOOK = path.join(root, 'test/harness/list-builtin-loads.cjs');
 let dir: string;
 
-function modulesLoadedBy(args: string[], expectedStatus = 0, entry = unbundled): string[] {
+function modulesLoadedBy(args: string[], expectedStatus = 0, entry = unbundled, env: NodeJS.ProcessEnv = {}): string[] {
   const trace = path.join(dir, `trace-${Math.random().toString(36).slice(2)}.txt`);
   const run = spawnSync(process.execPath, ['--import', hook, entry, ...args], {
     cwd: dir,
-    env: { ...process.env, PROVKEY_TRACE_LOADS: trace, NO_COLOR: '1' },
+    env: { ...process.env, PROVKEY_TRACE_LOADS: trace, NO_COLOR: '1', ...env },
     encoding: 'utf8',
   });
   expect(run.status, run.stderr).toBe(expectedStatus);
@@ -101,9 +103,9 @@ describe('start-up loads only what the command uses', () => {
 describe('the bundle bin/provkey starts', () => {
   let traced: string;
   beforeAll(async () => {
-    // The same bundling as `npm run build`, with each module reporting its evaluation.
-    const { bundleEsm } = (await import(path.join(root, 'bin/build/bundle.mjs'))) as { bundleEsm: (o: { outdir: string; trace: boolean }) => Promise<string> };
-    traced = await bundleEsm({ outdir: path.join(dir, 'bundle-traced'), trace: true });
+    // The same bundling as `npm run build` (with its vendor files), each module reporting its evaluation.
+    const { bundleCommonJs } = (await import(path.join(root, 'bin/build/bundle.mjs'))) as { bundleCommonJs: (o: { outfile: string; trace: boolean; kind: string }) => Promise<string> };
+    traced = await bundleCommonJs({ outfile: path.join(dir, 'bundle-traced', 'provkey.cjs'), trace: true, kind: 'npm' });
   });
 
   function evaluatedBy(args: string[], expectedStatus = 0): string[] {
@@ -116,9 +118,12 @@ describe('the bundle bin/provkey starts', () => {
   const matching = (modules: string[], pattern: RegExp) => modules.filter((m) => pattern.test(m));
 
   it('bin/provkey runs the bundle, not the separate modules', () => {
-    const modules = modulesLoadedBy(['--help'], 0, bin);
-    expect(modules.some((m) => m.endsWith('/dist/bundle/provkey.js'))).toBe(true);
+    const cache = path.join(dir, 'cache-runs-bundle');
+    const modules = modulesLoadedBy(['status'], 0, bin, { XDG_CACHE_HOME: cache });
     expect(modules.filter((m) => m.includes('/dist/cli/') || m.includes('/node_modules/'))).toEqual([]);
+    // The bundle ran (its code cache, named by the manifest's id, was written after the run).
+    const { id } = JSON.parse(readFileSync(path.join(root, 'dist/bundle/manifest.json'), 'utf8')) as { id: string };
+    expect(readdirSync(path.join(cache, 'provkey', 'code-cache')).filter((f) => f.startsWith(`${id}-status-`))).toHaveLength(1);
   });
 
   it('--help evaluates commander and the program only', () => {
@@ -134,28 +139,111 @@ describe('the bundle bin/provkey starts', () => {
     expect(matching(modules, /^src\/stores\/(vault|azure)|^src\/targets\/(scim|ldap)\/|node_modules\/(chalk|cli-table3|ldapts|@inquirer|@azure|cli-progress)\//)).toEqual([]);
   });
 
+  it('an Azure-store run evaluates the Azure SDKs from their vendor file (the control for the cases above)', () => {
+    process.env.PROVKEY_STARTUP_SECRET = 'not-a-real-secret';
+    const modules = evaluatedBy(['--config', configWithStore('azure'), 'status'], 5);
+    expect(matching(modules, /node_modules\/@azure\/keyvault-secrets\//).length).toBeGreaterThan(0);
+    expect(matching(modules, /node_modules\/@azure\/identity\//).length).toBeGreaterThan(0);
+  });
+
   it('generate evaluates no config parser', () => {
     const modules = evaluatedBy(['generate']);
     expect(matching(modules, /^src\/(config|stores)\/|node_modules\/(yaml|valibot)\//)).toEqual([]);
   });
+
+  it('commander\'s node:child_process (and with it net and streams) is loaded only when used', () => {
+    const list = path.join(dir, 'builtins.txt');
+    const run = spawnSync(process.execPath, ['--require', BUILTINS_HOOK, traced, 'generate'], { cwd: dir, env: { ...process.env, PROVKEY_BUILTINS_LIST: list, NO_COLOR: '1' }, encoding: 'utf8' });
+    expect(run.status, run.stderr).toBe(0);
+    const builtins = readFileSync(list, 'utf8').split('\n');
+    expect(builtins).not.toContain('NativeModule child_process');
+    expect(builtins).toContain('NativeModule crypto'); // the control: generate uses node:crypto
+  });
 });
 
-describe("Node's compile cache", () => {
+describe('--help and --version without the CLI', () => {
+  // bin/provkey answers these alone on the line from dist/bundle/manifest.json (texts commander
+  // printed at build time): the same bytes as the CLI itself, and nothing of the CLI loaded.
+  for (const args of [['--help'], ['-h'], ['help'], ['--version'], ['-V']]) {
+    it(`provkey ${args.join(' ')}: the CLI's own output, byte for byte, without loading it`, () => {
+      const fast = spawnSync(process.execPath, ['--import', hook, bin, ...args], { cwd: dir, env: { ...process.env, PROVKEY_TRACE_LOADS: path.join(dir, 'fast-trace.txt') }, encoding: 'utf8' });
+      const real = spawnSync(process.execPath, [unbundled, ...args], { cwd: dir, env: process.env, encoding: 'utf8' });
+      expect(real.status, real.stderr).toBe(0);
+      expect({ status: fast.status, stdout: fast.stdout, stderr: fast.stderr }).toEqual({ status: real.status, stdout: real.stdout, stderr: real.stderr });
+      const modules = readFileSync(path.join(dir, 'fast-trace.txt'), 'utf8').split('\n');
+      expect(modules.filter((m) => m.startsWith('file:') && !m.endsWith('/bin/provkey') && !m.endsWith('/trace-module-loads.mjs'))).toEqual([]);
+    });
+  }
+
+  it('any other argument goes to the CLI (commander\'s own error for a wrong one)', () => {
+    const fast = spawnSync(process.execPath, [bin, '--help', '--no-such-flag'], { cwd: dir, encoding: 'utf8' });
+    const real = spawnSync(process.execPath, [unbundled, '--help', '--no-such-flag'], { cwd: dir, encoding: 'utf8' });
+    expect({ status: fast.status, stdout: fast.stdout, stderr: fast.stderr }).toEqual({ status: real.status, stdout: real.stdout, stderr: real.stderr });
+    const status = spawnSync(process.execPath, [bin, 'status', '--help'], { cwd: dir, encoding: 'utf8' });
+    expect(status.status, status.stderr).toBe(0);
+    expect(status.stdout).toContain('Usage: provkey status');
+  });
+});
+
+describe("V8's code cache", () => {
+  const cacheFiles = (cache: string) => readdirSync(path.join(cache, 'provkey', 'code-cache'));
+  const generateHex = (env: NodeJS.ProcessEnv) => spawnSync(process.execPath, [bin, 'generate', '--format', 'hex', '--bytes', '16'], { cwd: dir, env: { ...process.env, NO_COLOR: '1', NODE_COMPILE_CACHE: '', ...env }, encoding: 'utf8' });
+
   it('a cache dir that cannot be created changes nothing: same output, nothing on stderr', () => {
     const home = path.join(dir, 'home-with-a-file-for-a-cache');
     mkdirSync(home);
     writeFileSync(path.join(home, '.cache'), 'not a directory\n');
-    const env = { ...process.env, HOME: home, XDG_CACHE_HOME: '', NODE_COMPILE_CACHE: '', NO_COLOR: '1' };
-    const run = spawnSync(process.execPath, [bin, 'generate', '--format', 'hex', '--bytes', '16'], { cwd: dir, env, encoding: 'utf8' });
+    const run = generateHex({ HOME: home, XDG_CACHE_HOME: '' });
     expect(run.status, run.stderr).toBe(0);
     expect(run.stdout).toMatch(/^[0-9a-f]{32}\n$/);
     expect(run.stderr).not.toMatch(/cache|warning/i);
   });
 
-  it('is written under the user cache dir ($XDG_CACHE_HOME/provkey)', () => {
+  it('is written under the user cache dir ($XDG_CACHE_HOME/provkey), one file per command, after a run that succeeded', () => {
     const cache = path.join(dir, 'xdg-cache');
-    const run = spawnSync(process.execPath, [bin, '--version'], { cwd: dir, env: { ...process.env, XDG_CACHE_HOME: cache, NODE_COMPILE_CACHE: '' }, encoding: 'utf8' });
+    expect(generateHex({ XDG_CACHE_HOME: cache }).status).toBe(0);
+    const failed = spawnSync(process.execPath, [bin, 'get', 'no-such-key'], { cwd: dir, env: { ...process.env, XDG_CACHE_HOME: cache }, encoding: 'utf8' });
+    expect(failed.status).not.toBe(0);
+    expect(cacheFiles(cache).map((f) => f.split('-')[1])).toEqual(['generate']);
+    const full = path.join(cache, 'provkey', 'code-cache', cacheFiles(cache)[0]!);
+    const written = readFileSync(full);
+    chmodSync(full, 0o400); // a run that used the cache leaves it as it is
+    const again = generateHex({ XDG_CACHE_HOME: cache });
+    expect(again.status, again.stderr).toBe(0);
+    expect(again.stdout).toMatch(/^[0-9a-f]{32}\n$/);
+    expect(statSync(full).mode & 0o777).toBe(0o400);
+    expect(readFileSync(full).equals(written)).toBe(true);
+  });
+
+  it('a damaged cache (or one of another V8) is refused by V8: the run compiles from source, then replaces it', () => {
+    const cache = path.join(dir, 'damaged-cache');
+    expect(generateHex({ XDG_CACHE_HOME: cache }).status).toBe(0);
+    const [file] = cacheFiles(cache);
+    const full = path.join(cache, 'provkey', 'code-cache', file!);
+    writeFileSync(full, Buffer.alloc(4096, 7), { mode: 0o600 });
+    const run = generateHex({ XDG_CACHE_HOME: cache });
     expect(run.status, run.stderr).toBe(0);
-    expect(readdirSync(path.join(cache, 'provkey', 'compile-cache')).length).toBeGreaterThan(0);
+    expect(run.stdout).toMatch(/^[0-9a-f]{32}\n$/);
+    expect(run.stderr).not.toMatch(/cache|warning|error/i);
+    expect(readFileSync(full).equals(Buffer.alloc(4096, 7))).toBe(false);
+  });
+
+  it('a cache file others may write is not used: the run starts from source and replaces it with its own', () => {
+    const cache = path.join(dir, 'shared-cache');
+    expect(generateHex({ XDG_CACHE_HOME: cache }).status).toBe(0);
+    const [file] = cacheFiles(cache);
+    const full = path.join(cache, 'provkey', 'code-cache', file!);
+    // A cache V8 would accept: had it been used, no run would rewrite it (and its mode would stay).
+    chmodSync(full, 0o666);
+    const run = generateHex({ XDG_CACHE_HOME: cache });
+    expect(run.status, run.stderr).toBe(0);
+    expect(run.stdout).toMatch(/^[0-9a-f]{32}\n$/);
+    expect(statSync(full).mode & 0o777).toBe(0o600);
+  });
+
+  it('NODE_DISABLE_COMPILE_CACHE=1 turns it off', () => {
+    const cache = path.join(dir, 'disabled-cache');
+    expect(generateHex({ XDG_CACHE_HOME: cache, NODE_DISABLE_COMPILE_CACHE: '1' }).status).toBe(0);
+    expect(existsSync(path.join(cache, 'provkey'))).toBe(false);
   });
 });
