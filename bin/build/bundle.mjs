@@ -45,9 +45,10 @@ function builtinsPlugin() {
     setup(b) {
       b.onResolve({ filter: /^[a-z_:/]+$/ }, (args) => {
         if (!builtins.has(args.path)) return undefined;
-        // `await import('node:fs/promises')` must give the real namespace (its named exports):
-        // a dynamic import stays Node's own, and runs only when that code does.
-        if (args.kind === 'dynamic-import') return { path: args.path, external: true };
+        // `await import('node:fs/promises')` in the CommonJS bundle becomes a lazily initialised
+        // module like a static import: it still runs only when that code does, and no import()
+        // is left (bin/provkey compiles the bundle as a vm.Script, where import() would need
+        // Node's experimental loader hook). The module object has the namespace's named exports.
         return { path: args.path.replace(/^node:/, ''), namespace: 'node-builtin' };
       });
       b.onLoad({ filter: /.*/, namespace: 'node-builtin' }, (args) => ({ contents: LAZY_BUILTINS.has(args.path) ? lazyBuiltin(args.path) : `module.exports = process.getBuiltinModule(${JSON.stringify(`node:${args.path}`)});`, loader: 'js' }));
@@ -161,6 +162,8 @@ export async function writeManifest({ bundle, manifest }) {
   const text = await readFile(bundle);
   // bin/provkey decodes the bundle as latin1, the cheapest decoding: exact only for ASCII.
   if (!text.every((byte) => byte < 0x80)) throw new Error(`bundle: ${bundle} is not ASCII`);
+  // No dynamic import() may be left in it: bin/provkey compiles it as a vm.Script (see above).
+  if (/\bimport\(/.test(text.toString('latin1'))) throw new Error(`bundle: ${bundle} still has an import()`);
   const id = createHash('sha256').update(text).digest('hex').slice(0, 24);
   const answers = {};
   for (const args of FAST_PATH_ARGUMENTS) {
