@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, openSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -151,13 +151,27 @@ describe('the bundle bin/provkey starts', () => {
     expect(matching(modules, /^src\/(config|stores)\/|node_modules\/(yaml|valibot)\//)).toEqual([]);
   });
 
-  it('commander\'s node:child_process (and with it net and streams) is loaded only when used', () => {
-    const list = path.join(dir, 'builtins.txt');
-    const run = spawnSync(process.execPath, ['--require', BUILTINS_HOOK, traced, 'generate'], { cwd: dir, env: { ...process.env, PROVKEY_BUILTINS_LIST: list, NO_COLOR: '1' }, encoding: 'utf8' });
+  function builtinsLoadedBy(args: string[], stdio: 'pipe' | 'file' | 'null'): string[] {
+    const list = path.join(dir, `builtins-${Math.random().toString(36).slice(2)}.txt`);
+    const out = stdio === 'file' ? openSync(path.join(dir, 'out.txt'), 'w') : stdio === 'null' ? 'ignore' : 'pipe';
+    const run = spawnSync(process.execPath, ['--require', BUILTINS_HOOK, traced, ...args], { cwd: dir, env: { ...process.env, PROVKEY_BUILTINS_LIST: list, NO_COLOR: '1' }, encoding: 'utf8', stdio: ['ignore', out, stdio === 'pipe' ? 'pipe' : out] });
+    if (typeof out === 'number') closeSync(out);
     expect(run.status, run.stderr).toBe(0);
-    const builtins = readFileSync(list, 'utf8').split('\n');
+    return readFileSync(list, 'utf8').split('\n');
+  }
+
+  it('commander\'s node:child_process (and with it dgram) is loaded only when used', () => {
+    const builtins = builtinsLoadedBy(['generate'], 'pipe');
     expect(builtins).not.toContain('NativeModule child_process');
     expect(builtins).toContain('NativeModule crypto'); // the control: generate uses node:crypto
+  });
+
+  it('status with stdout and stderr into a file or /dev/null loads no node:tty or child_process (cron\'s case)', () => {
+    for (const stdio of ['file', 'null'] as const) {
+      const builtins = builtinsLoadedBy(['status'], stdio);
+      for (const name of ['tty', 'child_process']) expect(builtins, `${stdio}: ${name}`).not.toContain(`NativeModule ${name}`);
+      expect(builtins).toContain('NativeModule sqlite'); // the control: status opened the embedded store
+    }
   });
 });
 
