@@ -169,8 +169,9 @@ describe('the bundle bin/provkey starts', () => {
   it('status with stdout and stderr into a file or /dev/null loads no node:tty or child_process (cron\'s case)', () => {
     for (const stdio of ['file', 'null'] as const) {
       const builtins = builtinsLoadedBy(['status'], stdio);
+      if (stdio === 'file') expect(readFileSync(path.join(dir, 'out.txt'), 'utf8')).toMatch(/^ *key +store .*\n *app /);
       for (const name of ['tty', 'child_process']) expect(builtins, `${stdio}: ${name}`).not.toContain(`NativeModule ${name}`);
-      expect(builtins).toContain('NativeModule sqlite'); // the control: status opened the embedded store
+      expect(builtins).toContain('NativeModule fs/promises'); // the control: status read its config
     }
   });
 });
