@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { chmodSync, closeSync, existsSync, openSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -254,6 +254,22 @@ describe("V8's code cache", () => {
     expect(run.status, run.stderr).toBe(0);
     expect(run.stdout).toMatch(/^[0-9a-f]{32}\n$/);
     expect(statSync(full).mode & 0o777).toBe(0o600);
+  });
+
+  it('writing a cache removes the caches of other builds once they are a week old', () => {
+    const cache = path.join(dir, 'pruned-cache');
+    const codeCache = path.join(cache, 'provkey', 'code-cache');
+    mkdirSync(codeCache, { recursive: true });
+    const old = path.join(codeCache, 'aaaaaaaaaaaaaaaaaaaaaaaa-status-v24.0.0-x64.bin');
+    const recent = path.join(codeCache, 'bbbbbbbbbbbbbbbbbbbbbbbb-status-v24.0.0-x64.bin');
+    const other = path.join(codeCache, 'README');
+    for (const file of [old, recent, other]) writeFileSync(file, 'x', { mode: 0o600 });
+    const eightDaysAgo = new Date(Date.now() - 8 * 24 * 3600 * 1000);
+    utimesSync(old, eightDaysAgo, eightDaysAgo);
+    utimesSync(other, eightDaysAgo, eightDaysAgo);
+    expect(generateHex({ XDG_CACHE_HOME: cache }).status).toBe(0);
+    const { id } = JSON.parse(readFileSync(path.join(root, 'dist/bundle/manifest.json'), 'utf8')) as { id: string };
+    expect(cacheFiles(cache).sort()).toEqual([`${id}-generate-${process.version}-${process.arch}.bin`, 'README', path.basename(recent)].sort());
   });
 
   it('NODE_DISABLE_COMPILE_CACHE=1 turns it off', () => {
