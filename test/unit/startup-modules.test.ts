@@ -3,6 +3,7 @@ import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rea
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SYSTEM_PATH } from '../harness/installed-cli.ts';
 
 // Cron runs and admins pay start-up on every call: a command must load no store or target
 // SDK it does not use. This runs the built CLI (the tsc output, dist/cli/main.js, one file per
@@ -197,6 +198,21 @@ describe('--help and --version without the CLI', () => {
     const status = spawnSync(process.execPath, [bin, 'status', '--help'], { cwd: dir, encoding: 'utf8' });
     expect(status.status, status.stderr).toBe(0);
     expect(status.stdout).toContain('Usage: provkey status');
+  });
+});
+
+describe('on a Node older than provkey needs', () => {
+  // The host's own Node (Debian's, 20 here): found on the system PATH, not the project's Node 24.
+  const systemNode = spawnSync('sh', ['-c', 'command -v node'], { env: { PATH: SYSTEM_PATH.join(':') }, encoding: 'utf8' }).stdout.trim();
+  const version = systemNode ? spawnSync(systemNode, ['-p', 'process.versions.node'], { encoding: 'utf8' }).stdout.trim() : '';
+  const old = /^(\d+)\.(\d+)/.exec(version);
+  const isOld = old !== null && (Number(old[1]) < 22 || (Number(old[1]) === 22 && Number(old[2]) < 12));
+
+  it.runIf(isOld)('--help, --version and a command all say which Node it needs, exit 2 (no answer from the manifest)', () => {
+    for (const args of [['--help'], ['--version'], ['status']]) {
+      const run = spawnSync(systemNode, [bin, ...args], { cwd: dir, encoding: 'utf8' });
+      expect({ status: run.status, stdout: run.stdout, stderr: run.stderr }).toEqual({ status: 2, stdout: '', stderr: `provkey: Node.js ${version} is too old; provkey needs Node.js 22.12 or newer\n` });
+    }
   });
 });
 
