@@ -246,6 +246,18 @@ describe("V8's code cache", () => {
     expect(readFileSync(full).equals(written)).toBe(true);
   });
 
+  it('holds compiled code only: not the value the run generated', () => {
+    const cache = path.join(dir, 'secret-free-cache');
+    const run = generateHex({ XDG_CACHE_HOME: cache });
+    expect(run.status, run.stderr).toBe(0);
+    const hex = run.stdout.trim();
+    const written = readFileSync(path.join(cache, 'provkey', 'code-cache', cacheFiles(cache)[0]!));
+    expect(written.length).toBeGreaterThan(10_000);
+    for (const encoded of [Buffer.from(hex, 'latin1'), Buffer.from(hex, 'utf16le'), Buffer.from(hex, 'hex'), Buffer.from(Buffer.from(hex, 'hex').toString('base64url'))]) {
+      expect(written.includes(encoded.subarray(0, 12))).toBe(false);
+    }
+  });
+
   it('a damaged cache (or one of another V8) is refused by V8: the run compiles from source, then replaces it', () => {
     const cache = path.join(dir, 'damaged-cache');
     expect(generateHex({ XDG_CACHE_HOME: cache }).status).toBe(0);
