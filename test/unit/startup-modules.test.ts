@@ -300,6 +300,17 @@ describe("V8's code cache", () => {
     expect(cacheFiles(cache).sort()).toEqual([`${id}-generate-${process.version}-${process.arch}.bin`, 'README', path.basename(recent)].sort());
   });
 
+  it("the vendor files a run requires (Azure's SDKs here) get Node's compile cache; a file-store run requires none", () => {
+    const cache = path.join(dir, 'vendor-cache');
+    process.env.PROVKEY_STARTUP_SECRET = 'not-a-real-secret';
+    const fileStore = spawnSync(process.execPath, [bin, 'status'], { cwd: dir, env: { ...process.env, XDG_CACHE_HOME: cache, NODE_COMPILE_CACHE: '' }, encoding: 'utf8' });
+    expect(fileStore.status, fileStore.stderr).toBe(0);
+    expect(existsSync(path.join(cache, 'provkey', 'compile-cache'))).toBe(false);
+    const azure = spawnSync(process.execPath, [bin, '--config', configWithStore('azure'), 'status'], { cwd: dir, env: { ...process.env, XDG_CACHE_HOME: cache, NODE_COMPILE_CACHE: '' }, encoding: 'utf8' });
+    expect(azure.status, azure.stderr).toBe(5);
+    expect(readdirSync(path.join(cache, 'provkey', 'compile-cache')).length).toBeGreaterThan(0);
+  });
+
   it('NODE_DISABLE_COMPILE_CACHE=1 turns it off', () => {
     const cache = path.join(dir, 'disabled-cache');
     expect(generateHex({ XDG_CACHE_HOME: cache, NODE_DISABLE_COMPILE_CACHE: '1' }).status).toBe(0);
