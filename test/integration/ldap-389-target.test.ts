@@ -228,6 +228,18 @@ describe('ldap target against 389 Directory Server', () => {
     expect((await ds.failedBinds(ds.serviceDn)) - failedBefore).toBe(0);
   });
 
+  it('identify reads a 389-DS lockout (accountUnlockTime) as the admin: every version rejected, with no bind at all', async () => {
+    await fresh();
+    for (let i = 0; i < 3; i++) expect(await ds.bindCode(ds.serviceDn, makeSecret().value)).toBe(49);
+    expect((await ds.read(ds.serviceDn, ['accountUnlockTime'])).accountUnlockTime).toHaveLength(1);
+    const failedBefore = await ds.failedBinds(ds.serviceDn);
+    const other = makeSecret();
+    const identified = await (await open389(ds)).identify!([initial, other]);
+    expect(identified.verdicts, identified.detail).toEqual({ [initial.fingerprint]: 'rejected', [other.fingerprint]: 'rejected' });
+    expect(identified.detail).toMatch(/locked .*accountUnlockTime/);
+    expect((await ds.failedBinds(ds.serviceDn)) - failedBefore).toBe(0);
+  });
+
   it('each PBKDF2 scheme 389-DS writes (pwdchan {PBKDF2-SHA256}/{PBKDF2-SHA1}, legacy {PBKDF2_SHA256}) is checked locally: live hashes from this server', async () => {
     const { storedPasswordMatches } = await import('../../src/targets/ldap/password-hash.js');
     const setScheme = (scheme: string) => ds.modify('cn=config', [new Change({ operation: 'replace', modification: new Attribute({ type: 'passwordStorageScheme', values: [scheme] }) })]);
