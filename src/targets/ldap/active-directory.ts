@@ -93,7 +93,7 @@ class ActiveDirectoryTarget implements Target {
     });
   }
 
-  /** lockoutThreshold in ppolicy terms, so the shared lockout rules apply (config overrides win). */
+  /** lockoutThreshold in ppolicy terms, so the shared lockout rules apply. */
   #lockoutView(): { maxFailure?: number; lockout?: boolean } {
     // The stricter of the config's and the domain's (a config value above the DC's own would lock the account).
     const configured = this.#setup.configured.maxFailure;
@@ -257,7 +257,7 @@ class ActiveDirectoryTarget implements Target {
 
   /**
    * Which candidate the account has, for a resumed run. Free evidence first, read as the admin
-   * when there is one (account-lockout.ts): a lockout (UF_LOCKOUT) answers for every candidate;
+   * when there is one (ad-lockout.ts): a lockout (UF_LOCKOUT) answers for every candidate;
    * a candidate made after pwdLastSet was never set. Then binds, in the caller's order (the
    * oldest first), until one is accepted.
    *
@@ -318,7 +318,6 @@ class ActiveDirectoryTarget implements Target {
       const oldest = dated.length >= 2 ? dated.reduce((a, b) => (created(b) < created(a) ? b : a)) : undefined;
       let tentative: SecretInUse | undefined;
       for (const candidate of [...undecided()].sort((a, b) => Number(b === oldest) - Number(a === oldest))) {
-        if (candidate === tentative) continue;
         const known = this.#previous.includes(candidate.fingerprint);
         const free = known || (candidate === oldest && assumedFreeAllowed(threshold, state?.badPwdCount, this.#countedThisRun));
         if (!free && room <= 0) {
