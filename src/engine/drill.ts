@@ -99,7 +99,15 @@ async function runDrill(ctx: KeyContext, options: { rtoMs: number; dryRun: boole
   if (rotation.ok) {
     const after = await ctx.store.read(name);
     if (after?.versions.some((v) => v.label === 'previous')) {
-      previous = await revokeKey(ctx, { which: 'previous' }, 'drill');
+      // Two accounts: the emergency pair went to the account not in use, the grace pair's. Its
+      // set replaced that account's password and its test proved the new one there, which proves
+      // the grace pair rejected (asking the account again about the new pair would prove nothing
+      // more about the old one).
+      const emergency = versionByLabel(after, 'current');
+      const replaced = emergency?.account && emergency.fingerprint === rotation.fingerprint && rotation.steps.some((s) => s.step === 'set' && s.ok) && rotation.steps.some((s) => s.step === 'test' && s.ok)
+        ? { account: emergency.account, fingerprint: emergency.fingerprint, how: 'the emergency set, then its connection test' }
+        : undefined;
+      previous = await revokeKey(ctx, { which: 'previous' }, 'drill', replaced ? { replaced } : {});
       const shift = Date.now() - declared - previous.ms;
       for (const step of previous.steps) steps.push({ ...step, step: `previous:${step.step}`, ...(step.endedAtMs !== undefined ? { endedAtMs: step.endedAtMs + shift } : {}) });
     }
