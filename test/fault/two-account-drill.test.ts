@@ -87,6 +87,43 @@ describe('drill compromise, two accounts, a grace pair on the account the emerge
     fixture.scanSecrets();
   });
 
+  it('an emergency set that is refused (rollback) revokes the grace pair whose account it was for (that account no longer takes it)', async () => {
+    const fixture = await freshCase(drill, store, target);
+    const before = (await fixture.record()).record!;
+    const { live, current: leakedValue } = await fixture.liveValues(before);
+    const grace = before.versions.find((v) => v.label === 'previous')!;
+    const graceValue = live.find((v) => v !== leakedValue)!;
+    const mark = await target.mark();
+
+    // The directory refuses the emergency set: the drill rolls back, and undoing it moves the
+    // account the emergency pair was for (the grace pair's) to an unknown password.
+    installFaultHook((call): Fault | undefined => (call.boundary === 'target' && call.operation === 'set' ? 'rejection' : undefined));
+    let run;
+    try {
+      run = await fixture.cli(['--json', '--yes', 'drill', 'compromise', KEY, '--rto', '10m']);
+    } finally {
+      installFaultHook(undefined);
+    }
+    const report = JSON.parse(run.stdout) as DrillJson;
+    expect(run.code, `${run.stdout}\n${run.stderr}`).toBe(1);
+    expect(report).toMatchObject({ ok: false, exitCode: 1, containmentProven: false });
+    expect(report.message).toContain(`${grace.fingerprint} (in its grace period on ${grace.account}, the account the emergency pair was for) is revoked`);
+    expect(report.steps.find((s) => s.step === 'previous:prove-rejected')).toMatchObject({ ok: true });
+
+    // The leaked pair is still the current one and works (the drill failed); the grace pair is revoked and refused.
+    const after = (await fixture.record()).record!;
+    expect(after.versions.find((v) => v.label === 'current')!.id).toBe(before.versions.find((v) => v.label === 'current')!.id);
+    expect(after.versions.find((v) => v.id === grace.id)!.label).toBe('revoked');
+    expect(after.versions.some((v) => v.label === 'previous' || v.label === 'pending')).toBe(false);
+    expect(after.state.claim).toBeUndefined();
+    expect(after.state.attention).toBeUndefined();
+    expect(await target.accepts(leakedValue!)).toBe(true);
+    expect(await target.accepts(graceValue)).toBe(false);
+    expect(await target.failedSince(mark)).toBeLessThanOrEqual(target.failedBindBudgetPerRun);
+    expect(await target.locked()).toBe(false);
+    fixture.scanSecrets();
+  });
+
   it('every refused accept test of the drill (the matrix cases, all of them) converges with no violation', async () => {
     const cases = (await enumerateCases(drill, 'file', 'ldap-two-accounts', store, target)).filter((c) => c.fault === 'rejection' && c.call.startsWith('target.test(accept)'));
     // The baseline and the emergency pair's test.
