@@ -5,8 +5,10 @@
 // that the grace pair is rejected. Regression (fault matrix, seed 976097647, boundary #31): the
 // drill asked the account again whether it accepted the NEW pair, and a refusal of that question
 // ended the drill "NEEDS A HUMAN: the account does not accept [the new version] either" (exit 3),
-// blaming the grace pair for an answer about another password. Real slapd, in-process CLI
-// through the engine's seam (the matrix's harness), failed binds counted from slapd's own log.
+// blaming the grace pair for an answer about another password. Also: an emergency set that rolls
+// back, and (Samba AD DC) a drill after two rotations within one grace period. Real servers,
+// in-process CLI through the engine's seam (the matrix's harness), failed binds counted by the
+// servers themselves (slapd's log, AD's badPwdCount).
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { installFaultHook, type EffectCall, type Fault } from '../../src/engine/seam.ts';
@@ -134,5 +136,46 @@ describe('drill compromise, two accounts, a grace pair on the account the emerge
       if (found.length) violations.push(`#${c.boundary} ${c.call}: ${found.join('; ')}`);
     }
     expect(violations).toEqual([]);
+  });
+});
+
+describe('drill compromise, two accounts on Samba AD, after two rotations within one grace period', () => {
+  let dcTarget: TargetFixture;
+  beforeAll(async () => {
+    dcTarget = await TARGET_ADAPTERS.find((a) => a.name === 'samba-ad-two-accounts')!.start();
+  });
+  afterAll(async () => {
+    await dcTarget?.stop();
+  });
+
+  it('every pair still listed as live is proven rejected (one of them long replaced on the leaked account), within the lockout budget', async () => {
+    // add (p1 on blue), rotate (p2 on green), rotate again within the grace period (p3 on blue: p1
+    // is gone from blue but still listed as previous). The drill: p3 leaked on blue, the emergency
+    // pair goes to green (replacing p2: proven by its set and test), blue is reset to an unknown
+    // password (p3: a 49). p1 on blue: AD's unicodePwd cannot be read, so identify binds, which
+    // AD does not count (p1 is one of blue's two previous passwords: the n-2 rule).
+    const twice = { ...drill, setup: [...drill.setup, ['rotate', KEY]] };
+    const fixture = await freshCase(twice, store, dcTarget);
+    const before = (await fixture.record()).record!;
+    await fixture.liveValues(before);
+    const [p1, p2] = before.versions.filter((v) => v.label === 'previous');
+    const p3 = before.versions.find((v) => v.label === 'current')!;
+    expect([p1!.account, p2!.account, p3.account]).toEqual([p3.account, expect.any(String), p3.account]);
+    const mark = await dcTarget.mark();
+
+    const run = await fixture.cli(['--json', '--yes', 'drill', 'compromise', KEY, '--rto', '10m']);
+    const report = JSON.parse(run.stdout) as DrillJson;
+    expect(run.code, `${run.stdout}\n${run.stderr}`).toBe(0);
+    expect(report).toMatchObject({ ok: true, exitCode: 0, containmentProven: true });
+    const proofs = report.steps.filter((s) => s.step.endsWith('prove-rejected'));
+    expect(proofs.every((s) => s.ok && !s.detail?.startsWith('not probed'))).toBe(true);
+    expect(proofs, JSON.stringify(proofs)).toHaveLength(3);
+
+    const after = (await fixture.record()).record!;
+    expect(after.versions.filter((v) => v.label === 'previous')).toEqual([]);
+    expect(after.state.attention).toBeUndefined();
+    expect(await dcTarget.failedSince(mark)).toBeLessThanOrEqual(dcTarget.failedBindBudgetPerRun);
+    expect(await dcTarget.locked()).toBe(false);
+    fixture.scanSecrets();
   });
 });
