@@ -247,24 +247,18 @@ export const TARGET_ADAPTERS: TargetAdapter[] = [
   },
   {
     // Two-account (blue/green) rotation on Samba AD DC: the same cases as ldap-two-accounts, with
-    // AD's own answers (unicodePwd resets, badPwdCount, the n-2 rule). Failed binds: the sum of both
-    // accounts' badPwdCount changes; lockoutThreshold 6 as for samba-ad.
+    // AD's own answers (unicodePwd resets, the n-2 rule). Failed binds: those the DC itself counted
+    // on either account (its audit log); lockoutThreshold 6 as for samba-ad.
     name: 'samba-ad-two-accounts',
     sample: 1,
     async start() {
-      const dc = await startSamba({ oldPasswordAllowedPeriod: 0 });
+      const dc = await startSamba({ oldPasswordAllowedPeriod: 0, countFailedBinds: true });
       await dc.modify(dc.baseDn, [replace('lockoutThreshold', ['6'])]);
       const initial = [`Pk-${randomPassword(20)}`, `Pk-${randomPassword(20)}`];
       const accounts = [await dc.createUser('svc-fm-blue', initial[0]!), await dc.createUser('svc-fm-green', initial[1]!)];
       const ownFailures = [0, 0];
       process.env[AD_TWO_ADMIN_ENV] = dc.adminPassword;
-      const counted = async () =>
-        Promise.all(
-          accounts.map(async (dn) => {
-            const state = await dc.read(dn, ['badPwdCount', 'badPasswordTime']);
-            return { count: Number(state.badPwdCount[0] ?? '0'), at: state.badPasswordTime[0] ?? '0' };
-          }),
-        );
+      const counted = async () => Promise.all(accounts.map((dn) => dc.countedFailures(dn)));
       return {
         targetConfig: () => [
           'type: ldap',
@@ -291,19 +285,14 @@ export const TARGET_ADAPTERS: TargetAdapter[] = [
         acceptedSnapshot: async () => [],
         unknownAccepted: async () => [],
         mark: async () => ({ counts: await counted(), own: [...ownFailures] }),
-        // Per account: a changed badPasswordTime says failures were counted since the mark (a success
-        // resets badPwdCount), less the harness's own.
+        // Counted by the DC itself (its audit log of badPwdCount increments), less the harness's own refused binds.
         async failedSince(mark) {
-          const before = mark as { counts: Array<{ count: number; at: string }>; own: number[] };
+          const before = mark as { counts: number[]; own: number[] };
           const now = await counted();
-          return now.reduce((sum, n, i) => {
-            const own = ownFailures[i]! - before.own[i]!;
-            if (n.at === before.counts[i]!.at) return sum;
-            const counted = Math.max(1, n.count - (n.count >= before.counts[i]!.count ? before.counts[i]!.count : 0));
-            return sum + Math.max(0, counted - own);
-          }, 0);
+          return now.reduce((sum, n, i) => sum + Math.max(0, n - before.counts[i]! - (ownFailures[i]! - before.own[i]!)), 0);
         },
-        locked: async () => (await Promise.all(accounts.map(async (dn) => Number((await dc.read(dn, ['lockoutTime'])).lockoutTime[0] ?? '0') !== 0))).some(Boolean),
+        // UF_LOCKOUT in msDS-User-Account-Control-Computed (as for samba-ad).
+        locked: async () => (await Promise.all(accounts.map(async (dn) => (Number((await dc.read(dn, ['msDS-User-Account-Control-Computed']))['msDS-User-Account-Control-Computed'][0] ?? '0') & 0x10) !== 0))).some(Boolean),
         // docs: at most one failed bind per server per run, on each of the two accounts.
         failedBindBudgetPerRun: 2,
         stop: () => dc.stop(),
