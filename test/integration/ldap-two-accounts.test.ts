@@ -326,6 +326,31 @@ describe('two-account rotation against OpenLDAP (slapd)', () => {
     await crashesAndRefusal(directory(), 'cn=provisioner-missing,ou=services,dc=example,dc=com');
   });
 
+  it('a rotation within the grace period takes the account of the grace pair: that pair is revoked at once, not left listed as live', async () => {
+    const dir = directory();
+    const [blue, green] = dir.accounts;
+    const cli = cliFor(dir);
+    expect((await cli.run(['add', KEY])).code).toBe(0);
+    const p1 = await cli.reveal(KEY, 'p1');
+    const first = await cli.json<KeyResultJson>(['rotate', KEY]);
+    expect(first.result.code, describeRun(first.result)).toBe(0);
+    const p2 = await cli.reveal(KEY, 'p2');
+    // p1 (blue) is still listed as previous: the next rotation's set on blue replaces it.
+    const second = await cli.json<KeyResultJson>(['rotate', KEY]);
+    expect(second.result.code, describeRun(second.result)).toBe(0);
+    const p3 = await cli.reveal(KEY, 'p3');
+    expect(second.data.results[0]!.message).toContain(`${fingerprint(p1)} (its account now holds ${fingerprint(p3)}) is revoked`);
+    const history = await cli.json<{ versions: { label: string; fingerprint: string }[] }>(['history', KEY]);
+    const labels = Object.fromEntries(history.data.versions.map((v) => [v.fingerprint, v.label]));
+    expect(labels).toMatchObject({ [fingerprint(p1)]: 'revoked', [fingerprint(p2)]: 'previous', [fingerprint(p3)]: 'current' });
+    const status = await cli.json<{ keys: { previous: unknown[]; attention?: unknown }[] }>(['status']);
+    expect(status.data.keys[0]!.previous).toHaveLength(1);
+    expect(await dir.bindCode(blue, p1)).toBe(49);
+    expect(await dir.bindCode(blue, p3)).toBe(0);
+    expect(await dir.bindCode(green, p2)).toBe(0);
+    expect((await cli.run(['audit', 'verify'])).code).toBe(0);
+  });
+
   it('config: accounts must be two distinct DNs, without bindDn, in admin mode (exit 2, one line)', async () => {
     const base = directory();
     const cases: Array<[string[], RegExp]> = [
