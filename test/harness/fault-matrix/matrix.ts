@@ -39,6 +39,8 @@ export const OPERATIONS: MatrixOperation[] = [
   { name: 'add', grace: '1h', setup: [], run: ['add', KEY] },
   { name: 'rotate (overlap)', grace: '1h', setup: [['add', KEY]], run: ['rotate', KEY] },
   { name: 'rotate (no overlap)', grace: '0', setup: [['add', KEY]], run: ['rotate', KEY] },
+  // Again before the grace ends: a two-account key's set takes the grace pair's account.
+  { name: 'rotate (within grace)', grace: '1h', setup: [['add', KEY], ['rotate', KEY]], run: ['rotate', KEY] },
   { name: 'revoke --previous', grace: '1h', setup: [['add', KEY], ['rotate', KEY]], run: ['--yes', 'revoke', KEY, '--previous'] },
   { name: 'drill compromise', grace: '1h', setup: [['add', KEY], ['rotate', KEY]], run: ['--yes', 'drill', 'compromise', KEY, '--rto', '10m'] },
   { name: 'migrate', grace: '1h', setup: [['add', KEY]], run: ['--yes', 'migrate', KEY, '--to', 'alt'] },
