@@ -1,6 +1,5 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type YAMLError } from 'yaml';
 import * as v from 'valibot';
 import { ConfigError } from '../core/errors.js';
 import { assertNotWritableByOthers } from '../io/safe-file.js';
@@ -78,60 +77,32 @@ export async function loadConfig(file: string, options: LoadOptions): Promise<Co
     }
     throw new ConfigError(`config: cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, 'config.unreadable');
   }
-  return parseConfigText(text, file, options.stateDir);
+  // The yaml library (positions for messages) is loaded only for a config the fast path does not accept.
+  return parseConfigFast(text, file, options.stateDir) ?? (await import('./located.js')).parseLocatedConfigText(text, file, options.stateDir);
 }
 
 /** A fleet's provkey.yaml with tens of thousands of keys fits; a bigger file is not a config (and is not parsed). */
 const MAX_CONFIG_BYTES = 16 * 1024 * 1024;
 
-export function parseConfigText(text: string, file: string, stateDir?: string): Config {
+/**
+ * The fast path (plain data, no syntax tree) decides only a valid config: undefined for anything
+ * it cannot read and anything invalid, which the located path (located.ts) reads again with
+ * positions, and whose verdict stands.
+ */
+export function parseConfigFast(text: string, file: string, stateDir?: string): Config | undefined {
   if (text.length > MAX_CONFIG_BYTES) throw new ConfigError(`config: ${file} is larger than ${MAX_CONFIG_BYTES} bytes; is it a provkey config?`, 'config.invalid');
-  // The fast path (plain data, no syntax tree) decides only a valid config: anything it cannot
-  // read and anything invalid is read again with positions, and that path's verdict stands.
   const data = readPlainYaml(text);
-  if (data !== undefined) {
-    try {
-      return configFromData(data, file, stateDir, () => '');
-    } catch {
-      // Reported below, with the line and column of the offending field.
-    }
+  if (data === undefined) return undefined;
+  try {
+    return configFromData(data, file, stateDir, () => '');
+  } catch {
+    return undefined; // reported by the located path, with the line and column of the offending field
   }
-  return parseLocatedConfigText(text, file, stateDir);
 }
 
-/**
- * The located path: the `yaml` library's Document, whose nodes know where they start, so every
- * message can name a line and column. Used for every config the fast path does not accept
- * (exported for the test that compares both paths); the Document is dropped when it returns.
- */
-export function parseLocatedConfigText(text: string, file: string, stateDir?: string): Config {
-  // Never the source text in a message: --config pointed at a key file would print the key.
-  // Warnings (e.g. an unknown tag) are errors too: the yaml library would print them itself.
-  const lines = new LineCounter();
-  // uniqueKeys off: the library compares every key with every other (quadratic in a 10,000-key
-  // config); duplicateKeyAt does the same check with one set per mapping.
-  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: false, logLevel: 'silent', lineCounter: lines });
-  const problem = doc.errors[0] ?? doc.warnings[0];
-  if (problem) {
-    const { line, col } = lines.linePos(problem.pos[0]);
-    throw new ConfigError(`config line ${line}, column ${col}: invalid YAML: ${yamlProblem(problem.code)}`, 'config.yaml');
-  }
-  const duplicate = duplicateKeyAt(doc);
-  if (duplicate !== undefined) {
-    const { line, col } = lines.linePos(duplicate);
-    throw new ConfigError(`config line ${line}, column ${col}: invalid YAML: ${yamlProblem('DUPLICATE_KEY')}`, 'config.yaml');
-  }
-  let data: unknown;
-  try {
-    data = doc.toJS({ maxAliasCount: 100 }) ?? {};
-  } catch {
-    throw new ConfigError('config: invalid YAML: too many aliases (or an alias to nothing)', 'config.yaml');
-  }
-  return configFromData(data, file, stateDir, (keys, field) => positionSuffix(doc, lines, path.basename(file), keys, field));
-}
 
 /** The checks after YAML, the same on both paths: bounds, schema, then the resolved config; `at` places a field in the file. */
-function configFromData(data: unknown, file: string, stateDir: string | undefined, at: (keys: string[], field?: string) => string): Config {
+export function configFromData(data: unknown, file: string, stateDir: string | undefined, at: (keys: string[], field?: string) => string): Config {
   checkConfigData(data);
   const parsed = v.safeParse(configSchema, data, { abortEarly: true });
   if (!parsed.success) {
@@ -153,47 +124,7 @@ function configFromData(data: unknown, file: string, stateDir: string | undefine
   }
 }
 
-/** Where the first key that repeats one earlier in the same mapping starts, if any. */
-function duplicateKeyAt(doc: Document): number | undefined {
-  let at: number | undefined;
-  visit(doc, {
-    Map(_, map) {
-      const seen = new Set<unknown>();
-      for (const pair of map.items) {
-        // Scalar keys by value (as the library's own check: 1 and "1" differ); other keys by node.
-        const id = isScalar(pair.key) ? `${typeof pair.key.value}:${String(pair.key.value)}` : pair.key;
-        if (seen.has(id)) {
-          at = (isScalar(pair.key) ? pair.key.range?.[0] : undefined) ?? map.range?.[0] ?? 0;
-          return visit.BREAK;
-        }
-        seen.add(id);
-      }
-      return undefined;
-    },
-  });
-  return at;
-}
 
-/** " (provkey.yaml line 4, column 5)" for the node at `keys` (or that map's key `field`), or the nearest parent that exists. */
-function positionSuffix(doc: Document, lines: LineCounter, fileName: string, keys: string[], field?: string): string {
-  let node: unknown = doc.contents;
-  let found: unknown = node;
-  for (const key of keys) {
-    if (isMap(node)) node = node.get(key, true);
-    else if (isSeq(node)) node = node.get(Number(key), true);
-    else break;
-    if (!node) break;
-    found = node;
-  }
-  if (field !== undefined && isMap(found)) {
-    const pair = found.items.find((item) => isScalar(item.key) && String(item.key.value) === field);
-    if (pair) found = pair.key;
-  }
-  const range = (found as { range?: [number, number, number] } | undefined)?.range;
-  if (!range) return '';
-  const { line, col } = lines.linePos(range[0]);
-  return ` (${fileName} line ${line}, column ${col})`;
-}
 
 type AnySchema = { type: string; entries?: Record<string, AnySchema>; wrapped?: AnySchema; value?: AnySchema; options?: AnySchema[]; key?: string; literal?: unknown };
 
@@ -236,23 +167,7 @@ function didYouMean(field: string, known: string[]): string {
   return best && best.d <= Math.max(1, Math.min(2, Math.floor(field.length / 3))) ? ` (did you mean "${best.name}"?)` : '';
 }
 
-const YAML_PROBLEMS: Partial<Record<YAMLError['code'], string>> = {
-  BAD_INDENT: 'bad indentation',
-  TAB_AS_INDENT: 'a tab used as indentation',
-  DUPLICATE_KEY: 'a key appears twice in one mapping',
-  MISSING_CHAR: 'a closing quote or bracket is missing',
-  BLOCK_AS_IMPLICIT_KEY: 'a nested mapping where a single-line key was expected',
-  BAD_SCALAR_START: 'a plain value starts with a reserved character (quote it)',
-  MULTIPLE_DOCS: 'more than one YAML document',
-  TAG_RESOLVE_FAILED: 'an unknown tag (provkey.yaml uses no tags)',
-  UNEXPECTED_TOKEN: 'unexpected text',
-  MULTILINE_IMPLICIT_KEY: 'a key spans more than one line',
-};
 
-/** The kind of problem in words, from the library's error code (its messages can quote the source). */
-function yamlProblem(code: YAMLError['code']): string {
-  return YAML_PROBLEMS[code] ?? code.toLowerCase().replaceAll('_', ' ');
-}
 
 /**
  * A path segment or field name from the file, shown only when it is short printable text like

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { isMap, isScalar, parseDocument } from 'yaml';
-import { parseConfigText } from '../config/load.js';
+import { parseConfigText } from '../config/located.js';
 import { isClaimStale, newClaim } from '../core/claim.js';
 import { AdapterError, ConfigError, ConflictError, ExitCode, isProvkeyError, UsageError } from '../core/errors.js';
 import { fingerprint } from '../core/fingerprint.js';

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { parseConfigText } from '../../src/config/load.ts';
+import { parseConfigText } from '../../src/config/located.ts';
 import { newClaim } from '../../src/core/claim.ts';
 import { AdapterError } from '../../src/core/errors.ts';
 import { versionByLabel } from '../../src/core/model.ts';

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { parseConfigText } from '../../src/config/load.ts';
+import { parseConfigText } from '../../src/config/located.ts';
 import { versionByLabel } from '../../src/core/model.ts';
 import { addKey } from '../../src/engine/add.ts';
 import { forEachKey } from '../../src/engine/batch.ts';

@@ -3,7 +3,7 @@ import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { parseConfigText } from '../../src/config/load.ts';
+import { parseConfigText } from '../../src/config/located.ts';
 import { newClaim } from '../../src/core/claim.ts';
 import { fingerprint } from '../../src/core/fingerprint.ts';
 import { versionByLabel, type KeyRecord } from '../../src/core/model.ts';

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { legacyHash } from '../../src/audit/chain.js';
 import { verifyAuditLog, type AuditVerification } from '../../src/audit/verify.js';
-import { parseConfigText } from '../../src/config/load.js';
+import { parseConfigText } from '../../src/config/located.js';
 import { ExitCode, NeedsHumanError } from '../../src/core/errors.js';
 import { fingerprint } from '../../src/core/fingerprint.js';
 import { Session } from '../../src/engine/session.js';
@@ -290,7 +290,7 @@ describe('no false alarm under concurrency', () => {
     writeFileSync(
       script,
       `import { readFileSync } from 'node:fs';
-import { parseConfigText } from '${dist}/config/load.js';
+import { parseConfigText } from '${dist}/config/located.js';
 import { Session } from '${dist}/engine/session.js';
 const file = process.env.CONFIG;
 const session = new Session({ config: parseConfigText(readFileSync(file, 'utf8'), file) });

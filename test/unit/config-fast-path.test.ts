@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse as parseWithYamlLibrary, parseDocument } from 'yaml';
-import { parseConfigText, parseLocatedConfigText } from '../../src/config/load.ts';
+import { parseConfigText, parseLocatedConfigText } from '../../src/config/located.ts';
 import { readPlainYaml } from '../../src/config/plain-yaml.ts';
 
 // The config has two readers (src/config/plain-yaml.ts): a fast one that turns YAML straight

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseConfigText } from '../../src/config/load.ts';
+import { parseConfigText } from '../../src/config/located.ts';
 
 // Config errors point at the line and column of the field, and an unknown field that is a
 // typo of a known one gets a "did you mean".

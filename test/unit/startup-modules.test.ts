@@ -133,11 +133,20 @@ describe('the bundle bin/provkey starts', () => {
     expect(matching(modules, /^src\/(stores|targets|config|engine)\/|^src\/cli\/(io|globals)\.ts$|node_modules\/(yaml|valibot|chalk|cli-table3|ldapts|@inquirer|@azure|cli-progress)\//)).toEqual([]);
   });
 
-  it('status on the file store evaluates the config parser and the file store, and no table, target or other store', () => {
+  it('status on the file store evaluates the fast config reader and the file store, and no yaml library, table, target or other store', () => {
     const modules = evaluatedBy(['status']);
     expect(matching(modules, /^src\/stores\/file\.ts$/)).toHaveLength(1);
-    expect(matching(modules, /node_modules\/yaml\//).length).toBeGreaterThan(0);
+    expect(matching(modules, /node_modules\/js-yaml\//).length).toBeGreaterThan(0);
+    expect(matching(modules, /node_modules\/yaml\/|^src\/config\/located\.ts$/)).toEqual([]);
     expect(matching(modules, /^src\/stores\/(vault|azure)|^src\/targets\/(scim|ldap)\/|node_modules\/(chalk|cli-table3|ldapts|@inquirer|@azure|cli-progress)\//)).toEqual([]);
+  });
+
+  it('an invalid config is read again by the located path (the yaml library), whose message names the line (the control for the case above)', () => {
+    const file = path.join(dir, 'provkey-typo.yaml');
+    writeFileSync(file, 'keys:\n  app:\n    target: { type: scim, url: http://127.0.0.1:9/scim/v2, aplier: { type: store } }\n');
+    const modules = evaluatedBy(['--config', file, 'status'], 2);
+    expect(matching(modules, /node_modules\/yaml\//).length).toBeGreaterThan(0);
+    expect(matching(modules, /^src\/config\/located\.ts$/)).toHaveLength(1);
   });
 
   it('an Azure-store run evaluates the Azure SDKs from their vendor file (the control for the cases above)', () => {

@@ -1,7 +1,8 @@
 import { access, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseDocument, stringify } from 'yaml';
-import { configPath, DEFAULT_STORE_NAME, loadConfig, parseConfigText, stateDirOption } from '../../config/load.js';
+import { configPath, DEFAULT_STORE_NAME, loadConfig, stateDirOption } from '../../config/load.js';
+import { parseConfigText } from '../../config/located.js';
 import { UsageError } from '../../core/errors.js';
 import type { GlobalOptions } from '../globals.js';
 import type { Io } from '../io.js';
