@@ -109,7 +109,7 @@ const sameIdentity = (a: FileIdentity, b: FileIdentity) => a.dev === b.dev && a.
  * after a group, for the next line before letting go.
  */
 const holdLockMs = 200;
-const lingerMs = 2;
+const lingerMs = 5;
 const anchorFormat = 'provkey-audit-anchor';
 
 /** Who writes, worked out once per process (userInfo reads the passwd database each time). */
@@ -232,12 +232,17 @@ export class AuditLog implements StoreJournal {
         await withFileLock(`${this.file}.lock`, defaultLockOptions, async () => {
           await removeStaleTemps([this.file, `${this.file}.lock`], defaultLockOptions.staleAfterMs);
           const letGoAt = Date.now() + holdLockMs;
-          for (;;) {
-            group = this.pending.splice(0);
-            await this.writeAndSettle(group);
-            group = [];
-            if (this.pending.length === 0) await this.lingerForLines();
-            if (this.pending.length === 0 || Date.now() >= letGoAt) return;
+          try {
+            for (;;) {
+              group = this.pending.splice(0);
+              await this.writeAndSettle(group);
+              group = [];
+              if (this.pending.length === 0) await this.lingerForLines();
+              if (this.pending.length === 0 || Date.now() >= letGoAt) return;
+            }
+          } finally {
+            // Closed before the lock is let go: the next holder may be another process.
+            await this.closeHeld().catch(() => undefined);
           }
         });
       } catch (error) {
@@ -279,33 +284,46 @@ export class AuditLog implements StoreJournal {
   /**
    * Called with the log's lock held (see flush). When this process wrote the last line and the
    * file is still exactly as that write left it (see FileIdentity), its last line is that line,
-   * checked when it was made: reading it back would prove nothing more. Anything else (another
-   * writer, a truncation, an edit in place, a replaced file) changed the identity, and the tail
-   * is read and checked again, as on a first write.
+   * checked when it was made: reading it back would prove nothing more, and the append handle
+   * of that write is used again. Anything else (another writer, a truncation, an edit in place,
+   * a replaced file) changed the identity: the tail is read and checked again, as on a first write.
    */
   private async writeGroup(group: PendingLine[]): Promise<Array<{ entry: AuditEntry } | { error: unknown }>> {
     const key = await this.chainKey({ create: true });
     const written = this.written;
     this.written = undefined;
-    if (!written) return this.writeLines(group, key, await this.checkedTail(), undefined, undefined);
-    const handle = (await openStateFile(this.file, 'append', 'audit log'))!;
-    try {
-      const before = identityOf(await handle.stat({ bigint: true }));
-      const tail = sameIdentity(before, written.identity) ? written.tail : await this.readTail();
-      if (this.anchorFile) await this.checkAnchor(tail);
-      return await this.writeLines(group, key, tail, handle, before);
-    } finally {
-      await handle.close();
+    let tail: Tail | undefined;
+    let before: FileIdentity | undefined;
+    if (written && this.held) {
+      const now = await lstat(this.file, { bigint: true }).catch(() => undefined);
+      if (now && sameIdentity(identityOf(now), written.identity)) {
+        tail = written.tail;
+        before = written.identity;
+      }
     }
+    if (!tail) {
+      await this.closeHeld();
+      if (written) {
+        this.held = (await openStateFile(this.file, 'append', 'audit log'))!;
+        before = identityOf(await this.held.stat({ bigint: true }));
+        if (sameIdentity(before, written.identity)) tail = written.tail;
+      }
+      tail ??= await this.readTail();
+    }
+    if (this.anchorFile) await this.checkAnchor(tail);
+    return this.writeLines(group, key, tail, before);
   }
 
-  private async writeLines(
-    group: PendingLine[],
-    key: AuditKey | undefined,
-    tail: Tail,
-    opened: FileHandle | undefined,
-    before: FileIdentity | undefined,
-  ): Promise<Array<{ entry: AuditEntry } | { error: unknown }>> {
+  /** The append handle of this lock hold (see flush), if one is open. */
+  private held: FileHandle | undefined;
+
+  private async closeHeld(): Promise<void> {
+    const handle = this.held;
+    this.held = undefined;
+    await handle?.close();
+  }
+
+  private async writeLines(group: PendingLine[], key: AuditKey | undefined, tail: Tail, before: FileIdentity | undefined): Promise<Array<{ entry: AuditEntry } | { error: unknown }>> {
     if (!key && tail.keyed) {
       throw new NeedsHumanError(
         `audit log ${this.file} is keyed, but this run cannot open the embedded store its key comes from, so nothing was changed (set the store's passphrase, or restore its key file)`,
@@ -344,18 +362,15 @@ export class AuditLog implements StoreJournal {
       if (before) this.written = { identity: before, tail: copyTail(tail) };
       return written;
     }
-    const handle = opened ?? (await openStateFile(this.file, 'append', 'audit log'))!;
-    try {
-      const bytes = Buffer.from(texts.map((text) => `${text}\n`).join(''), 'utf8');
-      const start = before?.size ?? identityOf(await handle.stat({ bigint: true })).size;
-      await handle.write(bytes);
-      await handle.sync();
-      const after = identityOf(await handle.stat({ bigint: true }));
-      // Remembered only when the file grew by exactly these lines (no one else wrote meanwhile).
-      if (after.size === start + BigInt(bytes.length)) this.written = { identity: after, tail: { seq, link, keyed: key !== undefined, ...(key ? { kid: key.id } : {}), generations: new Map(generations) } };
-    } finally {
-      if (!opened) await handle.close();
-    }
+    this.held ??= (await openStateFile(this.file, 'append', 'audit log'))!;
+    const handle = this.held;
+    const bytes = Buffer.from(texts.map((text) => `${text}\n`).join(''), 'utf8');
+    const start = before?.size ?? identityOf(await handle.stat({ bigint: true })).size;
+    await handle.write(bytes);
+    await handle.sync();
+    const after = identityOf(await handle.stat({ bigint: true }));
+    // Remembered only when the file grew by exactly these lines (no one else wrote meanwhile).
+    if (after.size === start + BigInt(bytes.length)) this.written = { identity: after, tail: { seq, link, keyed: key !== undefined, ...(key ? { kid: key.id } : {}), generations: new Map(generations) } };
     if (this.anchorFile) await this.writeAnchor({ seq, link });
     return written;
   }

@@ -1,6 +1,6 @@
 import { open as openFile, rm } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
-import type { DatabaseSync } from 'node:sqlite';
+import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import { fileStoreError } from './errors.js';
 
 /**
@@ -148,4 +148,19 @@ export async function beginImmediate(db: DatabaseSync, timeoutMs: number, file: 
       await delay(Math.min(wait, Math.max(1, timeoutMs - waited)));
     }
   }
+}
+
+const statements = new WeakMap<DatabaseSync, Map<string, StatementSync>>();
+
+/**
+ * A prepared statement of `db`, prepared once per connection and SQL text: every row operation
+ * would otherwise compile its SQL again (several per write). node:sqlite resets a statement on
+ * each run, get, all or iterate, so one statement serves every call that finishes before the next.
+ */
+export function statement(db: DatabaseSync, sql: string): StatementSync {
+  let byText = statements.get(db);
+  if (!byText) statements.set(db, (byText = new Map()));
+  let prepared = byText.get(sql);
+  if (!prepared) byText.set(sql, (prepared = db.prepare(sql)));
+  return prepared;
 }

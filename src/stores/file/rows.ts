@@ -2,6 +2,7 @@ import type { DatabaseSync } from 'node:sqlite';
 import * as v from 'valibot';
 import type { KeyRecord, LifecycleState, VersionMeta } from '../../core/model.js';
 import { lifecycleStateSchema, versionMetaEntries } from '../record-schema.js';
+import { statement } from './database.js';
 import { fileStoreError } from './errors.js';
 import { keyIdOf, open, rowShare, seal, tagOf, type StoreKeys } from './sealing.js';
 
@@ -70,19 +71,19 @@ function openRow(ctx: RowContext, row: KeyRow): StoredKey {
 }
 
 export function readKey(db: DatabaseSync, ctx: RowContext, name: string): StoredKey | undefined {
-  const row = db.prepare('SELECT id, revision, record FROM keys WHERE id = ?').get(keyIdOf(ctx.keys, name)) as KeyRow | undefined;
+  const row = statement(db, 'SELECT id, revision, record FROM keys WHERE id = ?').get(keyIdOf(ctx.keys, name)) as KeyRow | undefined;
   return row && openRow(ctx, row);
 }
 
 /** Every key, in one query (status, list, the open-time check). */
 export function readAllKeys(db: DatabaseSync, ctx: RowContext): StoredKey[] {
-  return (db.prepare('SELECT id, revision, record FROM keys').all() as unknown as KeyRow[]).map((row) => openRow(ctx, row));
+  return (statement(db, 'SELECT id, revision, record FROM keys').all() as unknown as KeyRow[]).map((row) => openRow(ctx, row));
 }
 
 /** The digest share of the key row as stored now (undefined: no row), for the header's digest update. */
 export function storedShare(db: DatabaseSync, ctx: RowContext, name: string): Buffer | undefined {
   const id = keyIdOf(ctx.keys, name);
-  const row = db.prepare('SELECT revision, record FROM keys WHERE id = ?').get(id) as Omit<KeyRow, 'id'> | undefined;
+  const row = statement(db, 'SELECT revision, record FROM keys WHERE id = ?').get(id) as Omit<KeyRow, 'id'> | undefined;
   return row && rowShare(ctx.keys, ctx.storeId, id, row.revision, tagOf(row.record));
 }
 
@@ -93,7 +94,7 @@ export function storedShare(db: DatabaseSync, ctx: RowContext, name: string): Bu
 export function digestOfRows(db: DatabaseSync, ctx: RowContext): { digest: Buffer; count: number; shares: Map<string, Buffer> } {
   const digest = Buffer.alloc(32);
   const shares = new Map<string, Buffer>();
-  for (const row of db.prepare('SELECT id, revision, record FROM keys').iterate() as Iterable<KeyRow>) {
+  for (const row of statement(db, 'SELECT id, revision, record FROM keys').iterate() as Iterable<KeyRow>) {
     const share = rowShare(ctx.keys, ctx.storeId, row.id, row.revision, tagOf(row.record));
     for (let i = 0; i < 32; i++) digest[i]! ^= share[i]!;
     shares.set(Buffer.from(row.id).toString('hex'), share);
@@ -110,27 +111,27 @@ export function writeKey(db: DatabaseSync, ctx: RowContext, key: StoredKey): Buf
   const id = keyIdOf(ctx.keys, key.name);
   const { revision, ...record } = key;
   const sealed = seal(ctx.keys.record, JSON.stringify(record), ctx.storeId, 'record', id, revision);
-  db.prepare('INSERT OR REPLACE INTO keys (id, revision, record) VALUES (?, ?, ?)').run(id, revision, sealed);
+  statement(db, 'INSERT OR REPLACE INTO keys (id, revision, record) VALUES (?, ?, ?)').run(id, revision, sealed);
   return rowShare(ctx.keys, ctx.storeId, id, revision, tagOf(sealed));
 }
 
 export function deleteKeyRows(db: DatabaseSync, ctx: RowContext, name: string): void {
   const id = keyIdOf(ctx.keys, name);
-  db.prepare('DELETE FROM keys WHERE id = ?').run(id);
-  db.prepare('DELETE FROM key_values WHERE key_id = ?').run(id);
+  statement(db, 'DELETE FROM keys WHERE id = ?').run(id);
+  statement(db, 'DELETE FROM key_values WHERE key_id = ?').run(id);
 }
 
 /** Seals and stores a version's value; returns the tag its record keeps. */
 export function writeValue(db: DatabaseSync, ctx: RowContext, name: string, versionId: string, secret: string): string {
   const id = keyIdOf(ctx.keys, name);
   const sealed = seal(ctx.keys.value, secret, ctx.storeId, 'value', id, Number(versionId));
-  db.prepare('INSERT OR REPLACE INTO key_values (key_id, version, value) VALUES (?, ?, ?)').run(id, Number(versionId), sealed);
+  statement(db, 'INSERT OR REPLACE INTO key_values (key_id, version, value) VALUES (?, ?, ?)').run(id, Number(versionId), sealed);
   return tagOf(sealed);
 }
 
 export function readValue(db: DatabaseSync, ctx: RowContext, name: string, version: StoredVersion): string {
   const id = keyIdOf(ctx.keys, name);
-  const row = db.prepare('SELECT value FROM key_values WHERE key_id = ? AND version = ?').get(id, Number(version.id)) as { value: Uint8Array } | undefined;
+  const row = statement(db, 'SELECT value FROM key_values WHERE key_id = ? AND version = ?').get(id, Number(version.id)) as { value: Uint8Array } | undefined;
   if (!row) throw tampered(ctx, `the value of ${name} version ${version.id} is missing although its record holds one`);
   if (tagOf(row.value) !== version.value) throw tampered(ctx, `the value of ${name} version ${version.id} is not the one its record pins`);
   const secret = open(ctx.keys.value, row.value, ctx.storeId, 'value', id, Number(version.id));
@@ -139,15 +140,15 @@ export function readValue(db: DatabaseSync, ctx: RowContext, name: string, versi
 }
 
 export function eraseValue(db: DatabaseSync, ctx: RowContext, name: string, versionId: string): void {
-  db.prepare('DELETE FROM key_values WHERE key_id = ? AND version = ?').run(keyIdOf(ctx.keys, name), Number(versionId));
+  statement(db, 'DELETE FROM key_values WHERE key_id = ? AND version = ?').run(keyIdOf(ctx.keys, name), Number(versionId));
 }
 
 /** Removes the value rows of versions a record no longer lists (pruned by `update`). */
 export function pruneValues(db: DatabaseSync, ctx: RowContext, key: StoredKey): void {
   const id = keyIdOf(ctx.keys, key.name);
   const kept = new Set(key.versions.map((version) => Number(version.id)));
-  for (const row of db.prepare('SELECT version FROM key_values WHERE key_id = ?').all(id) as { version: number }[]) {
-    if (!kept.has(row.version)) db.prepare('DELETE FROM key_values WHERE key_id = ? AND version = ?').run(id, row.version);
+  for (const row of statement(db, 'SELECT version FROM key_values WHERE key_id = ?').all(id) as { version: number }[]) {
+    if (!kept.has(row.version)) statement(db, 'DELETE FROM key_values WHERE key_id = ? AND version = ?').run(id, row.version);
   }
 }
 
