@@ -74,6 +74,8 @@ interface Tail {
 interface PendingLine {
   event: AuditEvent;
   write: { store: string; generation: number } | undefined;
+  /** A store announcement: whether that store has its next write waiting (see StoreJournal.announce). */
+  more: (() => boolean) | undefined;
   resolve: (entry: AuditEntry) => void;
   reject: (error: unknown) => void;
 }
@@ -81,6 +83,18 @@ interface PendingLine {
 interface Anchor {
   seq: number;
   link: string;
+}
+
+type GroupOutcome = { written: Array<{ entry: AuditEntry } | { error: unknown }> } | { error: unknown };
+
+/** Each caller of a group settles: after the fsync that covers its line, or with the group's error. */
+function settle(group: PendingLine[], outcome: GroupOutcome): void {
+  group.forEach((line, i) => {
+    if ('error' in outcome) return line.reject(outcome.error);
+    const own = outcome.written[i]!;
+    if ('entry' in own) line.resolve(own.entry);
+    else line.reject(own.error);
+  });
 }
 
 const emptyTail = (): Tail => ({ seq: 0, link: GENESIS_HASH, keyed: false, generations: new Map() });
@@ -103,13 +117,13 @@ const identityOf = (stats: BigIntStats): FileIdentity => ({ dev: stats.dev, ino:
 const sameIdentity = (a: FileIdentity, b: FileIdentity) => a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs;
 
 /**
- * How long one process keeps the log's lock file while lines keep coming (a run's store groups
- * announce one after another), so a busy run takes the lock once per burst, not once per group;
- * then it lets go, so another process waiting for the lock gets its turn. And how long it waits,
- * after a group, for the next line before letting go.
+ * How long one process keeps the log's lock file at most while lines keep coming (see flush),
+ * so a busy run takes the lock once per burst, not once per group, and another process waiting
+ * for the lock still gets its turn; and how long it waits for a store's next announcement that
+ * the store said was coming (it comes once the store has committed, well within this).
  */
 const holdLockMs = 200;
-const lingerMs = 5;
+const lingerMs = 20;
 const anchorFormat = 'provkey-audit-anchor';
 
 /** Who writes, worked out once per process (userInfo reads the passwd database each time). */
@@ -147,8 +161,8 @@ export class AuditLog implements StoreJournal {
   }
 
   /** StoreJournal: called by a store under its own lock, before it commits `generation`. */
-  async announce(store: string, generation: number, storeFile: string): Promise<void> {
-    await this.appendLine({ event: 'store.write', detail: { store, generation, file: storeFile } }, { store, generation });
+  async announce(store: string, generation: number, storeFile: string, more?: () => boolean): Promise<void> {
+    await this.appendLine({ event: 'store.write', detail: { store, generation, file: storeFile } }, { store, generation }, more);
   }
 
   /**
@@ -205,9 +219,9 @@ export class AuditLog implements StoreJournal {
    * with that group's error), so "audited before committed" holds for every caller exactly as
    * with one fsync per line; lines keep the order in which append was called.
    */
-  private appendLine(event: AuditEvent, write?: { store: string; generation: number }): Promise<AuditEntry> {
+  private appendLine(event: AuditEvent, write?: { store: string; generation: number }, more?: () => boolean): Promise<AuditEntry> {
     return new Promise<AuditEntry>((resolve, reject) => {
-      this.pending.push({ event, write, resolve, reject });
+      this.pending.push({ event, write, more, resolve, reject });
       this.wake?.();
       this.flushing ??= this.flush();
     });
@@ -221,9 +235,17 @@ export class AuditLog implements StoreJournal {
   /** The file and its last line as this process's last write left them (see FileIdentity); undefined: read it. */
   private written: { identity: FileIdentity; tail: Tail } | undefined;
 
+  /**
+   * One lock hold writes group after group while lines keep coming: those appended during a
+   * group's write, or the next announcement of a store that said it has another write waiting
+   * (it comes as soon as the store has committed). The hold ends when neither is the case, or
+   * after holdLockMs, so another process waiting for the lock gets its turn. The callers of the
+   * last group of a hold settle after the lock is let go, as when every group took it anew.
+   */
   private async flush(): Promise<void> {
     while (this.pending.length > 0) {
       let group: PendingLine[] = [];
+      let last: { group: PendingLine[]; outcome: GroupOutcome } | undefined;
       try {
         if (!this.directoryMade) {
           await mkdir(path.dirname(this.file), { recursive: true, mode: 0o700 });
@@ -235,10 +257,20 @@ export class AuditLog implements StoreJournal {
           try {
             for (;;) {
               group = this.pending.splice(0);
-              await this.writeAndSettle(group);
+              const outcome = await this.writeGroup(group).then(
+                (written) => ({ written }),
+                (error: unknown) => ({ error }),
+              );
+              const held = Date.now() < letGoAt;
+              const awaited = held && this.pending.length === 0 && group.some((line) => line.more?.() === true);
+              if (!held || (this.pending.length === 0 && !awaited)) {
+                last = { group, outcome };
+                return;
+              }
+              settle(group, outcome);
               group = [];
-              if (this.pending.length === 0) await this.lingerForLines();
-              if (this.pending.length === 0 || Date.now() >= letGoAt) return;
+              if (awaited) await this.lingerForLines();
+              if (this.pending.length === 0) return;
             }
           } finally {
             // Closed before the lock is let go: the next holder may be another process.
@@ -246,29 +278,17 @@ export class AuditLog implements StoreJournal {
           }
         });
       } catch (error) {
-        // The lock could not be taken: the lines not yet written fail with it.
-        for (const line of group.length > 0 ? group : this.pending.splice(0)) line.reject(error);
+        // The lock could not be taken (or let go): the lines not yet settled fail with it.
+        for (const line of last ? last.group : group.length > 0 ? group : this.pending.splice(0)) line.reject(error);
+        continue;
       }
+      if (last) settle(last.group, last.outcome);
     }
     // Cleared in the same tick as the empty check above: a line appended after it starts a new flush.
     this.flushing = undefined;
   }
 
-  /** Each caller of the group settles: after the fsync that covers its line, or with the group's error. */
-  private async writeAndSettle(group: PendingLine[]): Promise<void> {
-    try {
-      const written = await this.writeGroup(group);
-      group.forEach((line, i) => {
-        const outcome = written[i]!;
-        if ('entry' in outcome) line.resolve(outcome.entry);
-        else line.reject(outcome.error);
-      });
-    } catch (error) {
-      for (const line of group) line.reject(error);
-    }
-  }
-
-  /** Waits up to lingerMs for another line (appendLine wakes it). */
+  /** Waits up to lingerMs for the next line (appendLine wakes it). */
   private lingerForLines(): Promise<void> {
     return new Promise<void>((resolve) => {
       const done = () => {

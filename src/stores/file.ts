@@ -181,9 +181,14 @@ class WriteTransaction {
     return readKey(this.db, this.rows, key);
   }
 
+  /** The share of each row as it is in the database now, within this change (its own puts included). */
+  private readonly stored = new Map<string, Buffer | undefined>();
+
   private checkKnown(key: string): Buffer | undefined {
     const id = keyIdHex(this.rows, key);
-    const stored = storedShare(this.db, this.rows, key);
+    // Within one change, under the write lock, a row changes only by this change's own writes.
+    const stored = this.stored.has(id) ? this.stored.get(id) : storedShare(this.db, this.rows, key);
+    this.stored.set(id, stored);
     const known = this.changed.has(id) ? this.changed.get(id) : this.earlier.has(id) ? this.earlier.get(id) : this.known.get(id);
     const same = stored === undefined ? known === undefined : known !== undefined && stored.equals(known);
     if (!same) {
@@ -201,6 +206,7 @@ class WriteTransaction {
     const share = writeKey(this.db, this.rows, key);
     xorInto(this.header.digest, share);
     this.changed.set(keyIdHex(this.rows, key.name), share);
+    this.stored.set(keyIdHex(this.rows, key.name), share);
   }
 
   remove(key: string): boolean {
@@ -211,6 +217,7 @@ class WriteTransaction {
     this.header.sequence++;
     deleteKeyRows(this.db, this.rows, key);
     this.changed.set(keyIdHex(this.rows, key), undefined);
+    this.stored.set(keyIdHex(this.rows, key), undefined);
     return true;
   }
 }
@@ -527,7 +534,8 @@ class FileStore implements SecretStore {
       // Until the commit is known to have happened, the view is not trusted.
       connection.known = { generation: -1, shares: known };
       // Announced before the commit: a store ahead of its log is then always a cut log.
-      await this.journal?.announce(this.name, header.generation, this.layout.storeFile);
+      // `more`: writes already queued for the next group, whose announcement follows this commit.
+      await this.journal?.announce(this.name, header.generation, this.layout.storeFile, () => this.queued.length > 0);
       return { result: outcomes, commit: true, onCommit: () => {
         for (const [id, share] of changed) {
           if (share) known.set(id, share);
@@ -640,7 +648,7 @@ class FileStore implements SecretStore {
           db.exec('COMMIT');
         }
       });
-      return { reader, writer, keys, rows: { keys, storeId: header.storeId, file }, generation: header.generation, known: { generation: header.generation, shares } };
+      return { reader, writer, keys, rows: { keys, storeId: header.storeId, file, sealed: new Map() }, generation: header.generation, known: { generation: header.generation, shares } };
     } catch (error) {
       for (const db of [reader, writer]) if (db?.isOpen) db.close();
       throw error;

@@ -32,6 +32,38 @@ export interface RowContext {
   keys: StoreKeys;
   storeId: string;
   file: string;
+  /** Key rows this process sealed (see remember); absent: every row is opened and checked. */
+  sealed?: Map<string, SealedRow>;
+}
+
+/** A key row exactly as this process sealed it, and the JSON it sealed. */
+interface SealedRow {
+  revision: number;
+  blob: Buffer;
+  json: string;
+}
+
+/** Rows remembered per connection: the keys in flight, not the whole store (a run of 10,000 keys stays small). */
+const rememberedRows = 512;
+
+/**
+ * Remembers a row this process just sealed. Reading back a row that is byte for byte the
+ * one sealed here (same key id, revision and sealed bytes: ciphertext, tag and iv) can only
+ * yield the JSON sealed here, which came from a checked record: decrypting and checking it
+ * again proves nothing more. Any other bytes (an edit, an older row put back, another
+ * process's write) are opened and checked in full.
+ */
+function remember(ctx: RowContext, idHex: string, row: SealedRow): void {
+  const sealed = ctx.sealed;
+  if (!sealed) return;
+  sealed.delete(idHex);
+  sealed.set(idHex, row);
+  if (sealed.size > rememberedRows) sealed.delete(sealed.keys().next().value!);
+}
+
+function sealedHere(ctx: RowContext, row: KeyRow): SealedRow | undefined {
+  const known = ctx.sealed?.get(Buffer.from(row.id).toString('hex'));
+  return known && known.revision === row.revision && known.blob.equals(row.record) ? known : undefined;
 }
 
 const recordSchema = v.strictObject({
@@ -53,6 +85,8 @@ function tampered(ctx: RowContext, what: string) {
 
 /** Authenticates and checks one key row; a row that fails is refused whole, never half-read. */
 function openRow(ctx: RowContext, row: KeyRow): StoredKey {
+  const mine = sealedHere(ctx, row);
+  if (mine) return { ...(JSON.parse(mine.json) as Omit<StoredKey, 'revision'>), revision: row.revision };
   const id = Buffer.from(row.id);
   const plaintext = Number.isSafeInteger(row.revision) ? open(ctx.keys.record, row.record, ctx.storeId, 'record', id, row.revision) : undefined;
   if (plaintext === undefined) throw tampered(ctx, `a key row failed authentication (key id ${id.toString('hex').slice(0, 12)})`);
@@ -110,8 +144,10 @@ export function keyIdHex(ctx: RowContext, name: string): string {
 export function writeKey(db: DatabaseSync, ctx: RowContext, key: StoredKey): Buffer {
   const id = keyIdOf(ctx.keys, key.name);
   const { revision, ...record } = key;
-  const sealed = seal(ctx.keys.record, JSON.stringify(record), ctx.storeId, 'record', id, revision);
+  const json = JSON.stringify(record);
+  const sealed = seal(ctx.keys.record, json, ctx.storeId, 'record', id, revision);
   statement(db, 'INSERT OR REPLACE INTO keys (id, revision, record) VALUES (?, ?, ?)').run(id, revision, sealed);
+  remember(ctx, id.toString('hex'), { revision, blob: sealed, json });
   return rowShare(ctx.keys, ctx.storeId, id, revision, tagOf(sealed));
 }
 
