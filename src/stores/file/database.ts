@@ -9,9 +9,12 @@ import { fileStoreError } from './errors.js';
  * - WAL journal: readers never wait for a writer and a writer never waits for readers;
  *   a crash leaves the last committed transaction (the journal is replayed or ignored on the
  *   next open), which is what replaced the hand-written lock and atomic rewrite.
- * - synchronous=FULL: every commit fsyncs the WAL. NORMAL would be safe against a crashed
+ * - synchronous=FULL: every commit fsyncs the WAL. NORMAL alone would be safe against a crashed
  *   process but may lose the last commits on power loss, and a lost "pending" record after
  *   the target already took the new key is exactly what the rotation protocol cannot afford.
+ *   The store's writer connection commits with NORMAL only when it can fsync the WAL itself
+ *   (off the main thread) before any caller hears that its write is done, and before the
+ *   next generation is announced (see syncAfterCommit in ../file.ts): the same durability.
  * - secure_delete: an erased value (disableVersion) is overwritten, not left in a free page.
  * - Writes are BEGIN IMMEDIATE: the write lock is taken before the first read, so a
  *   compare-and-set reads and writes under one lock, across processes.
