@@ -1,4 +1,4 @@
-import { isatty } from 'node:tty';
+import { fstatSync, statSync } from 'node:fs';
 import { redact } from '../core/redact.js';
 
 /**
@@ -28,6 +28,22 @@ async function chalkColors(): Promise<Colors> {
 }
 
 /**
+ * Whether `fd` is a terminal. A file, pipe, socket or /dev/null (cron, CI, a redirect) is told
+ * by its fstat alone: node:tty, which answers the rest, loads net and all of streams.
+ */
+async function isTerminal(fd: number): Promise<boolean> {
+  try {
+    const stat = fstatSync(fd);
+    if (!stat.isCharacterDevice()) return false;
+    if (process.platform !== 'win32' && stat.rdev === statSync('/dev/null').rdev) return false;
+  } catch {
+    return false; // a closed descriptor is no terminal (tty.isatty says the same)
+  }
+  const { isatty } = await import('node:tty');
+  return isatty(fd);
+}
+
+/**
  * Terminal awareness in one place: where output goes, whether it is a TTY, colour, JSON mode.
  * Every line passes through `redact`, so a secret that reached a message by accident is
  * printed as its fingerprint instead.
@@ -49,9 +65,9 @@ export interface Io {
 
 export async function createIo(options: { json: boolean; verbose: boolean; color: boolean | undefined; quiet?: boolean; env?: NodeJS.ProcessEnv }): Promise<Io> {
   const env = options.env ?? process.env;
-  // isatty(fd), not process.stdin.isTTY: reading process.stdin builds a stream (and loads
-  // all of streams) in a run that never reads stdin.
-  const isTTY = isatty(1);
+  // Not process.stdin.isTTY: reading process.stdin builds a stream (and loads all of streams)
+  // in a run that never reads stdin.
+  const isTTY = await isTerminal(1);
   const forced = env.FORCE_COLOR !== undefined && env.FORCE_COLOR !== '0';
   const colorWanted = options.color !== false && !('NO_COLOR' in env && env.NO_COLOR !== '') && (isTTY || forced) && !options.json;
   const color = colorWanted ? await chalkColors() : NO_COLORS;
@@ -59,7 +75,7 @@ export async function createIo(options: { json: boolean; verbose: boolean; color
     json: options.json,
     verbose: options.verbose,
     isTTY,
-    interactive: isatty(0) && isatty(2) && !options.json && env.CI !== 'true',
+    interactive: !options.json && env.CI !== 'true' && (await isTerminal(0)) && (await isTerminal(2)),
     color,
     // --quiet: no report on stdout (errors and warnings still go to stderr; --json and values still print).
     out: options.quiet && !options.json ? () => {} : (text) => process.stdout.write(`${redact(text)}\n`),

@@ -3,8 +3,9 @@
  * Times whole processes, interleaved round by round so machine noise hits every command
  * alike, and reports each median as a ratio to `node -e 0` measured in the same run, in wall
  * time and in CPU time (the children's user + system time, which a busy machine disturbs less).
- * Each command runs as shipped (bin/provkey: the bundle with Node's compile cache), without the
- * compile cache, and unbundled (dist/cli/main.js, the tsc output), so each choice shows its effect.
+ * Each command runs as shipped (bin/provkey: --help and --version from the build's manifest, any
+ * other command the bundle with V8's code cache), without the code cache, through commander
+ * (--help), and unbundled (dist/cli/main.js, the tsc output), so each choice shows its effect.
  *
  *   BENCH_ROUNDS=25 npm run bench
  */
@@ -36,17 +37,18 @@ const node = process.execPath;
 const commands = {
   'node -e 0 (baseline)': { command: node, args: ['-e', '0'] },
   'provkey --help': { command: node, args: [bin, '--help'] },
-  '  without the compile cache': { command: node, args: [bin, '--help'], env: noCache },
+  '  through commander (--help --json)': { command: node, args: [bin, '--help', '--json'] },
   '  unbundled (dist/cli/main.js)': { command: node, args: [unbundled, '--help'], env: noCache },
   'provkey generate': { command: node, args: [bin, 'generate'] },
   'provkey status (1 key)': { command: node, args: [bin, '--config', one.config, 'status'] },
-  '  without the compile cache ': { command: node, args: [bin, '--config', one.config, 'status'], env: noCache },
+  '  without the code cache': { command: node, args: [bin, '--config', one.config, 'status'], env: noCache },
   '  unbundled (dist/cli/main.js) ': { command: node, args: [unbundled, '--config', one.config, 'status'], env: noCache },
   'provkey status (20 keys)': { command: node, args: [bin, '--config', twenty.config, 'status'] },
   'provkey status --json (20 keys)': { command: node, args: [bin, '--config', twenty.config, 'status', '--json'] },
   'import ldapts (avoided on SCIM keys)': { command: node, args: ['--input-type=module', '-e', `await import(${JSON.stringify(path.join(root, 'node_modules/ldapts/dist/index.mjs'))})`] },
 };
-const figures = interleaved(commands, { rounds, cwd: dir, env });
+// Three warm-up rounds: bin/provkey writes a command's code cache after each of its first three runs.
+const figures = interleaved(commands, { rounds, cwd: dir, env, warmup: 3 });
 rmSync(dir, { recursive: true, force: true });
 
 const baseWall = figures.wall.get('node -e 0 (baseline)')!;

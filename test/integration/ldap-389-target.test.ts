@@ -128,9 +128,9 @@ function contractOn(label: string, options: StartDirsrvOptions, fields: (ds: Dir
 }
 
 // As in the OpenLDAP contract, passwordMaxFailure 5 (the limit of 3 has its own tests below), and
-// salted SHA-512 storage, which identify can check against the candidates without a bind
-// (389-DS's default PBKDF2 is not: identify then binds within its budget).
-const CONTRACT_POLICY = { passwordMaxFailure: '5', passwordStorageScheme: 'SSHA512' };
+// 389-DS's default password storage (PBKDF2-SHA512 on 2.3), which identify checks against the
+// candidates locally without a bind (pbkdf2-hash.ts).
+const CONTRACT_POLICY = { passwordMaxFailure: '5' };
 contractOn('ldap 389ds: StartTLS, self apply, admin-reset rollback', { policy: CONTRACT_POLICY }, () => ({ rollback: 'admin-reset', passwordPolicy: { maxFailure: 5 } }));
 contractOn('ldap 389ds: ldaps, admin apply under passwordMustChange (two-step), admin-reset rollback', { policy: { ...CONTRACT_POLICY, passwordMustChange: 'on' } }, (ds) => ({
   urls: [ds.ldapsUrl],
@@ -208,6 +208,54 @@ describe('ldap target against 389 Directory Server', () => {
     expect(result.ok).toBe(false);
     expect(result.verdict).toBe('rejected');
     expect(result.probes.find((p) => p.name === 'bind')!.detail).toMatch(/^19 constraintViolation \(ppolicy: accountLocked\): the account is locked .*\(389-DS: the account is locked after passwordMaxFailure failed binds/);
+  });
+
+  it("identify with 389-DS's default storage scheme (PBKDF2-SHA512): the stored hash answers, read as the provkey admin; no failed bind at passwordMaxFailure 3", async () => {
+    expect((await ds.read('cn=config', ['passwordStorageScheme'])).passwordStorageScheme).toEqual(['PBKDF2-SHA512']);
+    const t = await fresh();
+    expect((await ds.read(ds.serviceDn, ['userPassword'])).userPassword[0]).toMatch(/^\{PBKDF2-SHA512\}10000\$/);
+    const failedBefore = await ds.failedBinds(ds.serviceDn);
+    // A set that never happened (killed before it reached the directory): the old one is held.
+    const never = makeSecret();
+    const before = await (await open389(ds)).identify!([never, initial]);
+    expect(before.verdicts, before.detail).toEqual({ [never.fingerprint]: 'rejected', [initial.fingerprint]: 'accepted' });
+    expect(before.detail).toMatch(/userPassword matches/);
+    // A set that did (killed after): a new target, as the resumed run would be.
+    const next = makeSecret();
+    expect(await t.set({ next, current: initial, replace: true })).toMatchObject({ ok: true });
+    const after = await (await open389(ds)).identify!([initial, next]);
+    expect(after.verdicts, after.detail).toEqual({ [initial.fingerprint]: 'rejected', [next.fingerprint]: 'accepted' });
+    expect((await ds.failedBinds(ds.serviceDn)) - failedBefore).toBe(0);
+  });
+
+  it('identify reads a 389-DS lockout (accountUnlockTime) as the admin: every version rejected, with no bind at all', async () => {
+    await fresh();
+    for (let i = 0; i < 3; i++) expect(await ds.bindCode(ds.serviceDn, makeSecret().value)).toBe(49);
+    expect((await ds.read(ds.serviceDn, ['accountUnlockTime'])).accountUnlockTime).toHaveLength(1);
+    const failedBefore = await ds.failedBinds(ds.serviceDn);
+    const other = makeSecret();
+    const identified = await (await open389(ds)).identify!([initial, other]);
+    expect(identified.verdicts, identified.detail).toEqual({ [initial.fingerprint]: 'rejected', [other.fingerprint]: 'rejected' });
+    expect(identified.detail).toMatch(/locked .*accountUnlockTime/);
+    expect((await ds.failedBinds(ds.serviceDn)) - failedBefore).toBe(0);
+  });
+
+  it('each PBKDF2 scheme 389-DS writes (pwdchan {PBKDF2-SHA256}/{PBKDF2-SHA1}, legacy {PBKDF2_SHA256}) is checked locally: live hashes from this server', async () => {
+    const { storedPasswordMatches } = await import('../../src/targets/ldap/password-hash.js');
+    const setScheme = (scheme: string) => ds.modify('cn=config', [new Change({ operation: 'replace', modification: new Attribute({ type: 'passwordStorageScheme', values: [scheme] }) })]);
+    try {
+      for (const [scheme, prefix] of [['PBKDF2-SHA256', '{PBKDF2-SHA256}'], ['PBKDF2-SHA1', '{PBKDF2-SHA1}'], ['PBKDF2', '{PBKDF2-SHA1}'], ['PBKDF2_SHA256', '{PBKDF2_SHA256}'], ['PBKDF2-SHA512', '{PBKDF2-SHA512}']] as const) {
+        await setScheme(scheme);
+        const password = makeSecret();
+        await resetAccount(ds, password.value);
+        const stored = (await ds.read(ds.serviceDn, ['userPassword'])).userPassword;
+        expect(stored[0]!.startsWith(prefix), `${scheme}: ${stored[0]!.slice(0, 20)}`).toBe(true);
+        expect(storedPasswordMatches(password.value, stored), scheme).toBe(true);
+        expect(storedPasswordMatches(makeSecret().value, stored), scheme).toBe(false);
+      }
+    } finally {
+      await setScheme('PBKDF2-SHA512');
+    }
   });
 
   it('passwordMaxFailure 3 from the config: a rotation and its tests cost no failed bind (passwordRetryCount stays 0)', async () => {

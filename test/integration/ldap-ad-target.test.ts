@@ -223,6 +223,56 @@ describe('ldap activeDirectory against Samba AD DC', () => {
     expect((await dc.read(dn, ['lockoutTime'])).lockoutTime.filter((v) => v !== '0')).toEqual([]);
   });
 
+  // identify (a resumed run), against what Samba 4.17 does: a lockout's lockoutTime outlives
+  // lockoutDuration; a counted failure is charged even where provkey assumed the n-2 rule.
+  it('identify: a lockout that lockoutDuration has ended is not a lockout (UF_LOCKOUT decides, not the lockoutTime left behind)', async () => {
+    const { dn, initial } = await freshAccount(dc);
+    for (let i = 0; i < 3; i++) expect((await dc.bindCode(dn, makeSecret().value)).code).toBe(49);
+    expect((await dc.bindCode(dn, initial.value)).data).toBe('775');
+    const domain = await dc.read(dc.baseDn, ['lockoutDuration', 'lockOutObservationWindow']);
+    // lockOutObservationWindow may not exceed lockoutDuration: the window shrinks first and grows back last.
+    await dc.modify(dc.baseDn, [replace('lockOutObservationWindow', ['-10000000'])]);
+    await dc.modify(dc.baseDn, [replace('lockoutDuration', ['-10000000'])]);
+    try {
+      // Barrier: the DC itself says the lockout is over (1 s after it began).
+      const computed = async () => Number((await dc.read(dn, ['msDS-User-Account-Control-Computed']))['msDS-User-Account-Control-Computed'][0] ?? '0');
+      for (let i = 0; (await computed()) & 0x10; i++) {
+        if (i > 200) throw new Error('the lockout did not end');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(Number((await dc.read(dn, ['lockoutTime'])).lockoutTime[0] ?? '0')).toBeGreaterThan(0);
+      const t = await openAd(dc, dn, { apply: { mode: 'admin', adminDn: dc.adminDn, adminPasswordRef: 'env:AD_ADMIN_PASSWORD' } });
+      const never = { ...makeSecret(), createdAt: new Date().toISOString() };
+      const held = { ...initial, createdAt: new Date(Date.now() - 60_000).toISOString() };
+      const identified = await t.identify!([held, never]);
+      expect(identified.verdicts[held.fingerprint], identified.detail).toBe('accepted');
+      expect(identified.detail).toMatch(/has ended \(lockoutDuration\): not locked/);
+    } finally {
+      await dc.modify(dc.baseDn, [replace('lockoutDuration', domain.lockoutDuration)]);
+      await dc.modify(dc.baseDn, [replace('lockOutObservationWindow', domain.lockOutObservationWindow)]);
+    }
+  });
+
+  it('identify charges a failure the n-2 rule was assumed to make free (badPwdCount re-read), and the DC\'s lockoutThreshold wins over a higher passwordPolicy.maxFailure', async () => {
+    const { dn } = await freshAccount(dc);
+    // The account holds a password none of the candidates is (changed outside provkey); the
+    // config claims lockoutThreshold 6 while the DC locks at 3 (before: four failures allowed).
+    const open = () => openAd(dc, dn, { apply: { mode: 'admin', adminDn: dc.adminDn, adminPasswordRef: 'env:AD_ADMIN_PASSWORD' }, passwordPolicy: { maxFailure: 6 } });
+    const at = (minutes: number) => new Date(Date.now() - minutes * 60_000).toISOString();
+    const candidates = [{ ...makeSecret(), createdAt: at(30) }, { ...makeSecret(), createdAt: at(20) }, { ...makeSecret(), createdAt: at(10) }];
+    const identified = await (await open()).identify!(candidates);
+    // Two that count at lockoutThreshold 3 and badPwdCount 0 (the oldest's is charged): one clear of the limit.
+    expect(await badPwdCount(dc, dn)).toBe(2);
+    expect(identified.verdicts[candidates[0]!.fingerprint]).toBe('rejected');
+    expect(identified.verdicts[candidates[2]!.fingerprint]).toBe('unknown');
+    expect(identified.detail).toMatch(/counted toward lockoutThreshold/);
+    // The next run reads badPwdCount 2: it binds nothing, not even the "free" oldest.
+    const again = await (await open()).identify!(candidates);
+    expect(Object.values(again.verdicts).filter((v) => v !== 'unknown'), again.detail).toEqual([]);
+    expect(await badPwdCount(dc, dn)).toBe(2);
+    expect((await dc.read(dn, ['lockoutTime'])).lockoutTime.filter((v) => v !== '0')).toEqual([]);
+  });
+
   it('expiresAt is pwdLastSet + maxPwdAge (42 days in the template)', async () => {
     const { dn, initial } = await freshAccount(dc);
     const t = await openAd(dc, dn);
@@ -264,6 +314,33 @@ describe('ldap activeDirectory: the old password allowed period (60 minutes, as 
     expect((await t.test(next, { expect: 'accept' })).ok).toBe(true);
     // AD does not count binds with passwords from the history: the proof cost nothing.
     expect(await badPwdCount(windowed, dn)).toBe(0);
+  });
+
+  it('identify in a resumed run: the previous password still binds inside the window, so the newer candidate decides (it holds the newer one)', async () => {
+    const { dn, initial } = await freshAccount(windowed);
+    const held = { ...initial, createdAt: new Date(Date.now() - 60_000).toISOString() };
+    const next = { ...makeSecret(), createdAt: new Date().toISOString() };
+    const raw = await openAd(windowed, dn, { oldPasswordAllowedPeriod: '0s' });
+    expect(await raw.set({ next, current: held, replace: true })).toMatchObject({ ok: true });
+    expect((await windowed.bindCode(dn, held.value)).code).toBe(0);
+    for (const apply of [{ mode: 'self' }, { mode: 'admin', adminDn: windowed.adminDn, adminPasswordRef: 'env:AD_ADMIN_PASSWORD' }]) {
+      // self: no admin at all (pwdLastSet is read as the account itself, once it has bound).
+      // A new target: the run that made the change was killed, and this one does not know it.
+      const resumed = await openAd(windowed, dn, { oldPasswordAllowedPeriod: '60m', apply });
+      const identified = await resumed.identify!([held, next]);
+      expect(identified.verdicts, `${apply.mode}: ${identified.detail}`).toEqual({ [held.fingerprint]: 'rejected', [next.fingerprint]: 'accepted' });
+    }
+    expect(await badPwdCount(windowed, dn)).toBe(0);
+  });
+
+  it('identify in a resumed run inside the window: when the set never happened, the older candidate is the answer (one counted failure at most)', async () => {
+    const { dn, initial } = await freshAccount(windowed);
+    const held = { ...initial, createdAt: new Date(Date.now() - 60_000).toISOString() };
+    const never = { ...makeSecret(), createdAt: new Date().toISOString() };
+    const resumed = await openAd(windowed, dn, { oldPasswordAllowedPeriod: '60m' });
+    const identified = await resumed.identify!([held, never]);
+    expect(identified.verdicts, identified.detail).toEqual({ [held.fingerprint]: 'accepted', [never.fingerprint]: 'rejected' });
+    expect(await badPwdCount(windowed, dn)).toBeLessThanOrEqual(1);
   });
 
   it('a later run retiring the previous password (revoke --previous) pushes it out of the window with two admin resets', async () => {

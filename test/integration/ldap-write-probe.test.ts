@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Client } from 'ldapts';
+import { Attribute, Change, Client } from 'ldapts';
 import * as v from 'valibot';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { targetSchema } from '../../src/config/schema.js';
@@ -55,6 +55,44 @@ async function leftovers(url: string, caPem: string, dn: string, password: strin
   }
 }
 
+/** `member` values of `group`, as the directory's admin sees them. */
+async function members(url: string, caPem: string, dn: string, password: string, group: string): Promise<string[]> {
+  const client = new Client({ url, tlsOptions: { ca: [caPem] } });
+  try {
+    await client.bind(dn, password);
+    const entry = (await client.search(group, { scope: 'base', attributes: ['member'] })).searchEntries[0];
+    return ([] as unknown[]).concat(entry?.member ?? []).map((m) => String(m).toLowerCase());
+  } finally {
+    await client.unbind().catch(() => undefined);
+  }
+}
+
+/** As an admin: what a probe killed after its group step leaves behind (an entry that is a member of the group). */
+async function leaveBehind(url: string, caPem: string, admin: { dn: string; password: string }, entryDn: string, entry: Record<string, string | string[]>, group: string): Promise<void> {
+  const client = new Client({ url, tlsOptions: { ca: [caPem] } });
+  try {
+    await client.bind(admin.dn, admin.password);
+    await client.add(entryDn, entry);
+    await client.modify(group, [new Change({ operation: 'add', modification: new Attribute({ type: 'member', values: [entryDn] }) })]);
+  } finally {
+    await client.unbind().catch(() => undefined);
+  }
+}
+
+/** A refused group step: reported with the server's code, and the entry is still modified and deleted (nothing left). */
+function expectGroupRefused(result: ConnectionTest, status: number): void {
+  expect(result.ok, summary(result)).toBe(false);
+  const writes = result.probes.filter((p) => p.name.startsWith('write'));
+  expect(writes.map((p) => [p.name, p.outcome, p.status])).toEqual([
+    ['write-cleanup', 'pass', 0],
+    ['write-add', 'pass', 0],
+    ['write-group', 'fail', status],
+    ['write-modify', 'pass', 0],
+    ['write-delete', 'pass', 0],
+  ]);
+  for (const p of writes) expect(typeof p.ms === 'number' && p.ms >= 0, `${p.name} has a time`).toBe(true);
+}
+
 // --- OpenLDAP ---------------------------------------------------------------------------------
 
 /** The harness's usual ACL with a staging OU the service account may write and a group whose members it manages. */
@@ -97,6 +135,7 @@ describe('write probe: OpenLDAP slapd', () => {
         'dn: ou=staging,dc=example,dc=com', 'objectClass: organizationalUnit', 'ou: staging', '',
         'dn: ou=groups,dc=example,dc=com', 'objectClass: organizationalUnit', 'ou: groups', '',
         'dn: cn=provisioned,ou=groups,dc=example,dc=com', 'objectClass: groupOfNames', 'cn: provisioned', 'member: uid=alice,ou=people,dc=example,dc=com', '',
+        'dn: cn=readonly,ou=groups,dc=example,dc=com', 'objectClass: groupOfNames', 'cn: readonly', 'member: uid=alice,ou=people,dc=example,dc=com', '',
         'dn: cn=provkey-probe-deadbeef0001,ou=staging,dc=example,dc=com', 'objectClass: inetOrgPerson', 'cn: provkey-probe-deadbeef0001', 'sn: left over', '',
       ].join('\n'),
     });
@@ -117,6 +156,27 @@ describe('write probe: OpenLDAP slapd', () => {
     const refused = await denied.test(secret, { expect: 'accept', write: true });
     expect(refused.ok).toBe(false);
     expect(refused.probes.find((p) => p.name === 'write-add')).toMatchObject({ outcome: 'fail', status: 50 });
+  });
+
+  it('killed after its group step: the next probe removes the entry and its membership; a refused group step is 50, and the entry is still removed', async () => {
+    const base = 'ou=staging,dc=example,dc=com';
+    const group = 'cn=provisioned,ou=groups,dc=example,dc=com';
+    const admin = { dn: srv.adminDn, password: srv.adminPassword };
+    const left = `cn=provkey-probe-deadbeef0002,${base}`;
+    await leaveBehind(srv.ldapsUrl, srv.caPem, admin, left, { objectClass: 'inetOrgPerson', cn: 'provkey-probe-deadbeef0002', sn: 'left over' }, group);
+    const secret: SecretInUse = { value: srv.servicePassword, fingerprint: fingerprint(srv.servicePassword) };
+    const t = await open({ urls: [srv.ldapUrl], tls: { caFile: srv.caFile }, bindDn: srv.serviceDn, searchBase: srv.peopleDn, writeProbe: { base, group } });
+    const result = await t.test(secret, { expect: 'accept', write: true });
+    expectWritesPassed(result);
+    expect(result.probes.find((p) => p.name === 'write-cleanup')!.detail).toBe('removed 1 leftover probe entry from an interrupted run');
+    expect(await leftovers(srv.ldapsUrl, srv.caPem, admin.dn, admin.password, base)).toEqual([]);
+    expect(await members(srv.ldapsUrl, srv.caPem, admin.dn, admin.password, group)).toEqual(['uid=alice,ou=people,dc=example,dc=com']);
+
+    const readonly = 'cn=readonly,ou=groups,dc=example,dc=com';
+    const refusing = await open({ urls: [srv.ldapUrl], tls: { caFile: srv.caFile }, bindDn: srv.serviceDn, searchBase: srv.peopleDn, writeProbe: { base, group: readonly } });
+    expectGroupRefused(await refusing.test(secret, { expect: 'accept', write: true }), 50);
+    expect(await leftovers(srv.ldapsUrl, srv.caPem, admin.dn, admin.password, base)).toEqual([]);
+    expect(await members(srv.ldapsUrl, srv.caPem, admin.dn, admin.password, readonly)).toEqual(['uid=alice,ou=people,dc=example,dc=com']);
   });
 });
 
@@ -156,6 +216,32 @@ describe('write probe: 389 Directory Server', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('killed after its group step: the next probe removes the entry and its membership; a refused group step is 50, and the entry is still removed', async () => {
+    const admin = { dn: ds.adminDn, password: ds.adminPassword };
+    const left = `cn=provkey-probe-deadbeef0003,${ds.stagingDn}`;
+    await leaveBehind(ds.ldapsUrl, ds.caPem, admin, left, { objectClass: ['top', 'person', 'organizationalPerson', 'inetOrgPerson'], cn: 'provkey-probe-deadbeef0003', sn: 'left over' }, ds.groupDn);
+    const secret: SecretInUse = { value: ds.servicePassword, fingerprint: fingerprint(ds.servicePassword) };
+    const t = await open({ directory: '389ds', urls: [ds.ldapsUrl], tls: { caFile: ds.caFile }, bindDn: ds.serviceDn, searchBase: ds.peopleDn, writeProbe: { base: ds.stagingDn, group: ds.groupDn } });
+    const result = await t.test(secret, { expect: 'accept', write: true });
+    expectWritesPassed(result);
+    expect(result.probes.find((p) => p.name === 'write-cleanup')!.detail).toBe('removed 1 leftover probe entry from an interrupted run');
+    expect(await leftovers(ds.ldapsUrl, ds.caPem, admin.dn, admin.password, ds.stagingDn)).toEqual([]);
+    expect(await members(ds.ldapsUrl, ds.caPem, admin.dn, admin.password, ds.groupDn)).toEqual([`uid=alice,${ds.peopleDn}`.toLowerCase()]);
+
+    // A group the account may read but not write (no ACI grants it).
+    const readonly = `cn=readonly,ou=groups,${ds.baseDn}`;
+    const client = new Client({ url: ds.ldapsUrl, tlsOptions: { ca: [ds.caPem] } });
+    try {
+      await client.bind(admin.dn, admin.password);
+      await client.add(readonly, { objectClass: ['top', 'groupOfNames'], cn: 'readonly', member: `uid=alice,${ds.peopleDn}` });
+    } finally {
+      await client.unbind().catch(() => undefined);
+    }
+    const refusing = await open({ directory: '389ds', urls: [ds.ldapsUrl], tls: { caFile: ds.caFile }, bindDn: ds.serviceDn, searchBase: ds.peopleDn, writeProbe: { base: ds.stagingDn, group: readonly } });
+    expectGroupRefused(await refusing.test(secret, { expect: 'accept', write: true }), 50);
+    expect(await leftovers(ds.ldapsUrl, ds.caPem, admin.dn, admin.password, ds.stagingDn)).toEqual([]);
+  });
 });
 
 // --- Samba AD DC ------------------------------------------------------------------------------
@@ -169,7 +255,8 @@ describe('write probe: Samba AD DC', () => {
     await dc?.stop();
   });
 
-  it('a disabled throw-away user under OU=Staging, put into a group and removed again, as a member of Account Operators', async () => {
+  let writer: { dn: string; password: string; staging: string; group: string };
+  beforeAll(async () => {
     const password = `Pk-${randomBytes(18).toString('base64url')}`;
     const dn = await dc.createUser('svc-writer', password);
     const staging = `OU=Staging,${dc.baseDn}`;
@@ -178,9 +265,32 @@ describe('write probe: Samba AD DC', () => {
     await dc.add(group, { objectClass: ['top', 'group'], sAMAccountName: 'Provisioned' });
     // Account Operators may create and delete users and manage groups in OUs (AD's default security descriptors).
     await dc.modify(`CN=Account Operators,CN=Builtin,${dc.baseDn}`, [replace('member', [dn])]);
-    const t = await open({ directory: 'activeDirectory', oldPasswordAllowedPeriod: '0s', urls: [dc.ldapsUrl], tls: { caFile: dc.caFile }, bindDn: dn, searchBase: dc.usersDn, writeProbe: { base: staging, group } });
-    const result = await t.test({ value: password, fingerprint: fingerprint(password) }, { expect: 'accept', write: true });
+    writer = { dn, password, staging, group };
+  });
+  const openWriter = (group: string) =>
+    open({ directory: 'activeDirectory', oldPasswordAllowedPeriod: '0s', urls: [dc.ldapsUrl], tls: { caFile: dc.caFile }, bindDn: writer.dn, searchBase: dc.usersDn, writeProbe: { base: writer.staging, group } });
+
+  it('a disabled throw-away user under OU=Staging, put into a group and removed again, as a member of Account Operators', async () => {
+    const t = await openWriter(writer.group);
+    const result = await t.test({ value: writer.password, fingerprint: fingerprint(writer.password) }, { expect: 'accept', write: true });
     expectWritesPassed(result);
-    expect(await leftovers(dc.ldapsUrl, dc.caPem, dc.adminDn, dc.adminPassword, staging)).toEqual([]);
+    expect(await leftovers(dc.ldapsUrl, dc.caPem, dc.adminDn, dc.adminPassword, writer.staging)).toEqual([]);
+  });
+
+  it('killed after its group step: the next probe removes the user and its membership; a group step refused (a group that does not exist: 32) is reported, and the user is still removed', async () => {
+    const admin = { dn: dc.adminDn, password: dc.adminPassword };
+    const left = `CN=provkey-probe-deadbeef0004,${writer.staging}`;
+    await leaveBehind(dc.ldapsUrl, dc.caPem, admin, left, { objectClass: ['top', 'person', 'organizationalPerson', 'user'], sAMAccountName: 'pkprobe-deadbeef0004', userAccountControl: '514' }, writer.group);
+    expect(await members(dc.ldapsUrl, dc.caPem, admin.dn, admin.password, writer.group)).toEqual([left.toLowerCase()]);
+    const secret: SecretInUse = { value: writer.password, fingerprint: fingerprint(writer.password) };
+    const result = await (await openWriter(writer.group)).test(secret, { expect: 'accept', write: true });
+    expectWritesPassed(result);
+    expect(result.probes.find((p) => p.name === 'write-cleanup')!.detail).toBe('removed 1 leftover probe entry from an interrupted run');
+    expect(await leftovers(dc.ldapsUrl, dc.caPem, admin.dn, admin.password, writer.staging)).toEqual([]);
+    expect(await members(dc.ldapsUrl, dc.caPem, admin.dn, admin.password, writer.group)).toEqual([]);
+
+    // Samba lets Account Operators change even Domain Admins (no AdminSDHolder): the refusal here is a missing group.
+    expectGroupRefused(await (await openWriter(`CN=No Such Group,${writer.staging}`)).test(secret, { expect: 'accept', write: true }), 32);
+    expect(await leftovers(dc.ldapsUrl, dc.caPem, admin.dn, admin.password, writer.staging)).toEqual([]);
   });
 });

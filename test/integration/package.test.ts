@@ -81,7 +81,9 @@ describe('npm pack → npm install -g → provkey', () => {
     expect(names).toContain('LICENSE');
     const unexpected = names.filter((n) => !n.startsWith('dist/') && !['bin/provkey', 'LICENSE', 'README.md', 'package.json'].includes(n));
     expect(unexpected).toEqual([]);
-    expect(names.filter((n) => !n.endsWith('.js') && n.startsWith('dist/'))).toEqual(['dist/build.json']);
+    // The tsc output (.js), the bundle bin/provkey runs (.cjs) and the two JSON files beside them.
+    expect(names.filter((n) => !n.endsWith('.js') && !/^dist\/bundle\/(vendor\/)?[a-z-]+\.cjs$/.test(n) && n.startsWith('dist/')).sort()).toEqual(['dist/build.json', 'dist/bundle/manifest.json']);
+    expect(names).toContain('dist/bundle/provkey.cjs');
     const licence = readFileSync(path.join(installedRoot, 'LICENSE'), 'utf8');
     expect(licence).toContain('Apache License');
     expect(licence).toContain('Version 2.0, January 2004');

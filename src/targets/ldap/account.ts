@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { Attribute, Change, type Client } from 'ldapts';
+import { Attribute, Change, type Client, type Entry } from 'ldapts';
 import { passwordModify, type PasswordModifyRequest } from './password-modify.js';
 import { attributeValues, firstValue, parseGeneralizedTime, PasswordPolicyControl, type DirectoryPolicy, type PasswordPolicyResponse } from './ppolicy.js';
 import { classifyLdapError, type LdapFailure } from './result-codes.js';
@@ -122,11 +122,36 @@ export interface AccountEvidence {
   passwords: string[];
   /** pwdChangedTime: when the password last changed. */
   changedAt?: Date;
-  /** pwdAccountLockedTime, when the account is locked. */
+  /** What says the account is locked now ("pwdAccountLockedTime …", "389-DS accountUnlockTime …"). */
   lockedSince?: string;
   /** pwdFailureTime values: failed binds the directory holds against the account now. */
   failures: number;
   entryCsn?: string;
+}
+
+/**
+ * 389-DS keeps its lockout state in its own operational attributes: passwordRetryCount (failed
+ * binds held; stale once retryCountResetTime has passed, which only overstates it) and
+ * accountUnlockTime (19700101000000Z: locked until an admin unlocks; a future time: locked until
+ * then; a past one: the lockout is over).
+ */
+const DIRSRV_LOCKOUT_ATTRIBUTES = ['passwordRetryCount', 'retryCountResetTime', 'accountUnlockTime'];
+/** Clocks of provkey's host and the directory may differ: an unlock time this close proves nothing. */
+const CLOCK_SKEW_MS = 5 * 60_000;
+
+function dirsrvRetryCount(entry: Entry): number {
+  const value = firstValue(entry, 'passwordRetryCount');
+  return value !== undefined && /^\d+$/.test(value) ? Number(value) : 0;
+}
+
+/** accountUnlockTime when it says the account is locked now; undefined otherwise. */
+function dirsrvLockedUntil(entry: Entry): string | undefined {
+  const value = firstValue(entry, 'accountUnlockTime');
+  if (!value) return undefined;
+  const until = parseGeneralizedTime(value);
+  if (!until) return undefined;
+  if (until.getTime() === 0 || until.getTime() > Date.now() + CLOCK_SKEW_MS) return `389-DS accountUnlockTime ${value}`;
+  return undefined;
 }
 
 /** Reads the account's password state; undefined when the entry is not visible to this connection. */
@@ -135,19 +160,20 @@ export async function readAccountEvidence(client: Client, accountDn: string): Pr
     const result = await client.search(accountDn, {
       scope: 'base',
       filter: '(objectClass=*)',
-      attributes: ['userPassword', 'pwdChangedTime', 'pwdAccountLockedTime', 'pwdFailureTime', 'entryCSN'],
+      attributes: ['userPassword', 'pwdChangedTime', 'pwdAccountLockedTime', 'pwdFailureTime', 'entryCSN', ...DIRSRV_LOCKOUT_ATTRIBUTES],
     });
     const entry = result.searchEntries[0];
     if (!entry) return undefined;
     const changed = firstValue(entry, 'pwdChangedTime');
-    const locked = firstValue(entry, 'pwdAccountLockedTime');
+    const lockedTime = firstValue(entry, 'pwdAccountLockedTime');
+    const locked = lockedTime ? `pwdAccountLockedTime ${lockedTime}` : dirsrvLockedUntil(entry);
     const csn = firstValue(entry, 'entryCSN');
     const changedAt = changed ? parseGeneralizedTime(changed) : undefined;
     return {
       passwords: attributeValues(entry, 'userPassword'),
       ...(changedAt ? { changedAt } : {}),
       ...(locked ? { lockedSince: locked } : {}),
-      failures: attributeValues(entry, 'pwdFailureTime').length,
+      failures: Math.max(attributeValues(entry, 'pwdFailureTime').length, dirsrvRetryCount(entry)),
       ...(csn ? { entryCsn: csn } : {}),
     };
   } catch {

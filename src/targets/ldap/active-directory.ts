@@ -8,6 +8,7 @@ import { redact, registerSecret } from '../../core/redact.js';
 import type { ApplyResult, CandidateVerdict, ConnectionTest, Identification, Probe, SecretInUse, Target, TargetCapabilities, TestOptions, Verdict } from '../target.js';
 import type { AdFailure } from './ad-errors.js';
 import { adBind, changeOwnPassword, resetPassword } from './ad-password.js';
+import { assumedFreeAllowed, budgetReason, identifyRoom, readLockoutState, type AccountLockoutState } from './ad-lockout.js';
 import { adExpiry, adPasswordProblem, fileTimeToDate, readAdPolicy, validateAdGenerationPolicy, type AdAccount, type AdPolicy } from './ad-policy.js';
 import { FailedBindGuard } from './bind-guard.js';
 import { closeQuietly, LdapConnector, withConnection, type LdapServer } from './connection.js';
@@ -45,6 +46,9 @@ export async function createActiveDirectoryTarget(setup: LdapTargetSetup): Promi
   return new ActiveDirectoryTarget(setup, windowMs);
 }
 
+/** Clocks of provkey's host and the DC may differ: closer than this proves nothing. */
+const CLOCK_SKEW_MS = 5 * 60_000;
+
 /** The change provkey made last: which password the account has now and which one it replaced. */
 interface LastChange {
   to: string;
@@ -70,6 +74,8 @@ class ActiveDirectoryTarget implements Target {
   #change: LastChange | undefined;
   /** The account's two previous passwords as far as this run knows: AD does not count failed binds with them. */
   #previous: string[] = [];
+  /** Failed binds in identify this run that counted (or may have) toward lockoutThreshold. */
+  #countedThisRun = 0;
   /** Passwords that got 49 since this run's last change: never bound again to learn the same thing. */
   readonly #refusedSince = new Set<string>();
 
@@ -87,10 +93,12 @@ class ActiveDirectoryTarget implements Target {
     });
   }
 
-  /** lockoutThreshold in ppolicy terms, so the shared lockout rules apply (config overrides win). */
+  /** lockoutThreshold in ppolicy terms, so the shared lockout rules apply. */
   #lockoutView(): { maxFailure?: number; lockout?: boolean } {
+    // The stricter of the config's and the domain's (a config value above the DC's own would lock the account).
     const configured = this.#setup.configured.maxFailure;
-    const threshold = configured ?? this.#policy?.lockoutThreshold;
+    const read = this.#policy?.lockoutThreshold;
+    const threshold = configured === undefined ? read : read === undefined || read === 0 ? configured : configured === 0 ? read : Math.min(configured, read);
     if (threshold === undefined) return {};
     return { maxFailure: threshold, lockout: threshold > 0 };
   }
@@ -249,11 +257,17 @@ class ActiveDirectoryTarget implements Target {
 
   /**
    * Which candidate the account has, for a resumed run. Free evidence first, read as the admin
-   * when there is one: a lockout (lockoutTime) answers for every candidate; a candidate made
-   * after pwdLastSet was never set. Then binds, in the caller's order, until one is accepted.
-   * AD resets badPwdCount on a successful bind and does not count failures with the two
-   * previous passwords, so a failure costs something only when no candidate binds: at most
-   * one such failure per run (more only with lockoutThreshold above 3 or off).
+   * when there is one (ad-lockout.ts): a lockout (UF_LOCKOUT) answers for every candidate;
+   * a candidate made after pwdLastSet was never set. Then binds, in the caller's order (the
+   * oldest first), until one is accepted.
+   *
+   * What a failure costs, as Samba 4.17 showed (ldap-ad-target.test.ts): a bind with one of the
+   * two previous passwords is refused but not counted (the n-2 rule), and a success resets
+   * badPwdCount to 0. A provkey change leaves the replaced password one or two back, so the
+   * oldest candidate is tried first as free; with an admin, badPwdCount is read again after it
+   * fails, and a failure that did count (the password was changed outside provkey) is charged.
+   * Failures that count are spent within identifyRoom (ad-lockout.ts); the assumed-free one
+   * only while a failure that did count would still leave the account clear of the limit.
    */
   async identify(candidates: SecretInUse[]): Promise<Identification> {
     const unique = candidates.filter((c, i) => candidates.findIndex((o) => o.fingerprint === c.fingerprint) === i);
@@ -275,60 +289,61 @@ class ActiveDirectoryTarget implements Target {
     }
     const client = connection.client;
     try {
-      let badPwdCount: number | undefined;
-      if (this.#setup.admin && (await this.#bindAdmin(client)).ok) {
+      const asAdmin = this.#setup.admin !== undefined && (await this.#bindAdmin(client)).ok;
+      let state: AccountLockoutState | undefined;
+      if (asAdmin) {
         await this.#loadPolicy(client);
-        const entry = await client
-          .search(this.#setup.config.bindDn, { scope: 'base', filter: '(objectClass=*)', attributes: ['pwdLastSet', 'badPwdCount', 'lockoutTime'] })
-          .then((r) => r.searchEntries[0])
-          .catch(() => undefined);
-        if (entry) {
-          const lockedAt = fileTimeToDate(String(entry.lockoutTime ?? '0'));
-          if (lockedAt) {
-            all('rejected');
-            notes.push(`the account is locked out since ${lockedAt.toISOString()} (lockoutTime): an admin must set lockoutTime to 0`);
-            return result();
-          }
-          badPwdCount = Number(entry.badPwdCount ?? 0);
-          const lastSet = fileTimeToDate(String(entry.pwdLastSet ?? '0'));
-          for (const c of undecided()) {
-            const created = c.createdAt ? Date.parse(c.createdAt) : NaN;
-            if (lastSet && Number.isFinite(created) && created > lastSet.getTime() + 5 * 60_000) {
-              verdicts[c.fingerprint] = 'rejected';
-              notes.push(`${c.fingerprint} was generated after the password last changed (pwdLastSet ${lastSet.toISOString()}): never set`);
-            }
+        state = await readLockoutState(client, this.#setup.config.bindDn);
+        if (state?.locked) {
+          all('rejected');
+          notes.push(`the account is locked out${state.lockedAt ? ` since ${state.lockedAt.toISOString()}` : ''} (${state.lockSource}): an admin must set lockoutTime to 0`);
+          return result();
+        }
+        if (state?.lockedAt) notes.push(`lockoutTime ${state.lockedAt.toISOString()} has ended (lockoutDuration): not locked`);
+        const lastSet = state?.passwordLastSet;
+        for (const c of undecided()) {
+          const created = c.createdAt ? Date.parse(c.createdAt) : NaN;
+          if (lastSet && Number.isFinite(created) && created > lastSet.getTime() + CLOCK_SKEW_MS) {
+            verdicts[c.fingerprint] = 'rejected';
+            notes.push(`${c.fingerprint} was generated after the password last changed (pwdLastSet ${lastSet.toISOString()}): never set`);
           }
         }
       }
       const threshold = this.#lockoutView().maxFailure;
-      // Counted failures this run may spend. At lockoutThreshold 3 (or unknown): two when the
-      // admin read badPwdCount 0 (a success then resets it), one when nothing was read.
-      let room =
-        threshold === 0
-          ? unique.length
-          : threshold !== undefined && threshold > 3
-            ? Math.max(0, threshold - 2 - (badPwdCount ?? 0))
-            : badPwdCount === undefined
-              ? 1
-              : Math.max(0, 2 - badPwdCount);
-      // AD does not count a failed bind with either of the account's two previous passwords, and
-      // provkey's change pushes the old password exactly two back: the older candidate is free to try.
+      let room = identifyRoom(threshold, state?.badPwdCount, this.#countedThisRun);
+      // provkey's change pushes the old password one or two back, where AD does not count a
+      // failed bind with it: the oldest candidate is tried first, as free (checked below).
       const created = (c: SecretInUse) => (c.createdAt ? Date.parse(c.createdAt) : NaN);
       const dated = unique.filter((c) => Number.isFinite(created(c)));
       const oldest = dated.length >= 2 ? dated.reduce((a, b) => (created(b) < created(a) ? b : a)) : undefined;
+      let tentative: SecretInUse | undefined;
       for (const candidate of [...undecided()].sort((a, b) => Number(b === oldest) - Number(a === oldest))) {
-        const free = this.#previous.includes(candidate.fingerprint) || candidate === oldest;
+        const known = this.#previous.includes(candidate.fingerprint);
+        const free = known || (candidate === oldest && assumedFreeAllowed(threshold, state?.badPwdCount, this.#countedThisRun));
         if (!free && room <= 0) {
-          notes.push(`${undecided().map((c) => c.fingerprint).join(', ')} not tried: a failed bind could bring the account closer to lockoutThreshold ${threshold ?? '(unknown)'}`);
+          notes.push(`${undecided().map((c) => c.fingerprint).join(', ')} not tried: ${budgetReason(threshold, state?.badPwdCount, this.#countedThisRun)}`);
           break;
         }
         const bind = await adBind(client, this.#setup.config.bindDn, candidate.value, this.#scrub);
         this.#recordBind(0, candidate, bind.ok, bind.failure);
         if (bind.ok) {
-          verdicts[candidate.fingerprint] = this.#acceptedOnlyByWindow(candidate) ? 'rejected' : 'accepted';
+          if (this.#acceptedOnlyByWindow(candidate)) {
+            verdicts[candidate.fingerprint] = 'rejected';
+            notes.push(`${candidate.fingerprint} binds only because AD still accepts the previous password (old password allowed period)`);
+            continue;
+          }
+          // Within oldPasswordAllowedPeriod the replaced password binds too (Samba: LDAP simple
+          // binds included): unless the password has not changed since a newer candidate was
+          // made, that newer one decides.
+          const newer = undecided().filter((c) => c !== candidate && created(c) > created(candidate));
+          if (this.#windowMs > 0 && newer.length > 0 && !(await this.#unchangedSince(client, state, Math.min(...newer.map(created))))) {
+            tentative = candidate;
+            notes.push(`${candidate.fingerprint} binds, but it may be the previous password AD still accepts (old password allowed period): ${newer.map((c) => c.fingerprint).join(', ')} decides`);
+            continue;
+          }
+          verdicts[candidate.fingerprint] = 'accepted';
           notes.push(`${candidate.fingerprint} binds`);
-          if (verdicts[candidate.fingerprint] === 'accepted') break;
-          continue;
+          break;
         }
         const failure = bind.failure!;
         if (failure.kind !== 'rejected') {
@@ -346,12 +361,48 @@ class ActiveDirectoryTarget implements Target {
           all('rejected');
           break;
         }
-        if (!free) room -= 1;
+        if (!free) {
+          room -= 1;
+          this.#countedThisRun += 1;
+        } else if (!known && asAdmin && state?.badPwdCount !== undefined) {
+          // Assumed free: the DC's own count says whether it was (unreadable: charged).
+          const counted = await this.#countedSince(client, state.badPwdCount);
+          if (counted === undefined || counted > 0) {
+            room -= 1;
+            this.#countedThisRun += 1;
+            notes.push(`${candidate.fingerprint} ${counted === undefined ? 'may have counted' : 'counted'} toward lockoutThreshold (not one of the two previous passwords: changed outside provkey?)`);
+          }
+        }
+      }
+      if (tentative) {
+        const newer = unique.filter((c) => c !== tentative && created(c) > created(tentative!));
+        if (unique.some((c) => verdicts[c.fingerprint] === 'accepted')) verdicts[tentative.fingerprint] = 'rejected';
+        else if (newer.every((c) => verdicts[c.fingerprint] === 'rejected')) {
+          verdicts[tentative.fingerprint] = 'accepted';
+          notes.push(`${tentative.fingerprint} is the account's password (no newer candidate binds)`);
+        } else notes.push(`${tentative.fingerprint} binds, but whether as the current password or within the old password allowed period is not known`);
       }
       return result();
     } finally {
       await closeQuietly(client);
     }
+  }
+
+  /**
+   * Whether the password has not changed since `since` (ms, provkey's clock): pwdLastSet, read
+   * as the admin before or now as the account itself (this connection is bound as it).
+   */
+  async #unchangedSince(client: Client, state: AccountLockoutState | undefined, since: number): Promise<boolean> {
+    const lastSet = state?.passwordLastSet ?? (await readLockoutState(client, this.#setup.config.bindDn))?.passwordLastSet;
+    return lastSet !== undefined && lastSet.getTime() + CLOCK_SKEW_MS < since;
+  }
+
+  /** badPwdCount now minus `before`, read as the admin on this connection (it rebinds); undefined when unreadable. */
+  async #countedSince(client: Client, before: number | undefined): Promise<number | undefined> {
+    if (before === undefined || !(await this.#bindAdmin(client)).ok) return undefined;
+    const now = await readLockoutState(client, this.#setup.config.bindDn);
+    if (now?.badPwdCount === undefined) return undefined;
+    return Math.max(0, now.badPwdCount - before);
   }
 
   // --- policy ---------------------------------------------------------------------------------

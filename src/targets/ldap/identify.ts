@@ -195,7 +195,7 @@ class IdentifyRun {
     }
     if (evidence.lockedSince) {
       // A locked account refuses every password: that is the answer for each candidate.
-      this.note(`the account is locked (pwdAccountLockedTime ${evidence.lockedSince}): an admin must unlock it`);
+      this.note(`the account is locked (${evidence.lockedSince}): an admin must unlock it`);
       this.allUndecided('rejected');
       for (const fp of this.proven) this.verdicts[fp] = 'rejected';
       return;

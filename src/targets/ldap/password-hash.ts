@@ -1,10 +1,12 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { pbkdf2Matches } from './pbkdf2-hash.js';
 
 /**
  * Checks a candidate password against the userPassword values an admin can read (RFC 2307
- * `{SCHEME}base64` as OpenLDAP and 389-DS write them), so `identify` can tell which version the
- * directory holds without a bind that might fail. A scheme provkey cannot compute here
- * ({CRYPT}, {PBKDF2…}, {ARGON2}) is "cannot tell", never a mismatch.
+ * `{SCHEME}base64` as OpenLDAP and 389-DS write them, and the PBKDF2 schemes, 389-DS's default:
+ * pbkdf2-hash.ts), so `identify` can tell which version the directory holds without a bind that
+ * might fail. A scheme provkey cannot compute here ({CRYPT}, {ARGON2}, a malformed value) is
+ * "cannot tell", never a mismatch.
  */
 
 const DIGESTS: Record<string, { algorithm: string; length: number; salted: boolean }> = {
@@ -28,7 +30,7 @@ export function storedValueMatches(candidate: string, stored: string): boolean |
   const rest = scheme[2]!;
   if (name === 'CLEARTEXT') return equal(Buffer.from(candidate, 'utf8'), Buffer.from(rest, 'utf8'));
   const digest = DIGESTS[name];
-  if (!digest) return undefined;
+  if (!digest) return pbkdf2Matches(candidate, name, rest);
   const raw = Buffer.from(rest, 'base64');
   if (raw.length < digest.length || (!digest.salted && raw.length !== digest.length)) return undefined;
   const hash = raw.subarray(0, digest.length);

@@ -12,6 +12,7 @@
  *   const account = await dc.createUser('svc-a', password);   // CN=svc-a,CN=Users,DC=pk,DC=test
  *   await dc.stop();
  */
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -46,6 +47,13 @@ export interface StartSambaOptions {
    * rejection see it at once; tests of the window pass 60.
    */
   oldPasswordAllowedPeriod?: number;
+  /**
+   * Count the failed binds the DC itself counted toward lockoutThreshold (countedFailures): turns
+   * on the DSDB audit log (`dsdb_audit:5`), which names every badPwdCount increment. A bind with
+   * one of the two previous passwords (AD's n-2 rule) logs none, and a success resets badPwdCount
+   * to 0, so reading the attribute alone cannot tell how many failures came before a success.
+   */
+  countFailedBinds?: boolean;
   startupTimeoutMs?: number;
 }
 
@@ -72,6 +80,11 @@ export interface SambaServer {
   read(dn: string, attributes: string[]): Promise<Record<string, string[]>>;
   /** Result code of a simple bind over LDAPS (0 accepted, 49 rejected) and the AD "data" code. */
   bindCode(dn: string, password: string): Promise<{ code: number; data?: string }>;
+  /**
+   * badPwdCount increments of `dn` since the DC started, from its own audit log, complete up to
+   * this call (a marker change is logged and awaited first). Needs `countFailedBinds`.
+   */
+  countedFailures(dn: string): Promise<number>;
   logTail(): string;
   stop(): Promise<void>;
 }
@@ -166,7 +179,7 @@ export async function startSamba(options: StartSambaOptions = {}): Promise<Samba
     const certs = await generateRunCerts(path.join(dir, 'tls'), host);
     const conf = path.join(runDir, 'etc/smb.conf');
     await writeFile(conf, runConfig(await readFile(conf, 'utf8'), await builtAt(templateDir), runDir, host, certs, options.oldPasswordAllowedPeriod ?? 0));
-    proc = new ForegroundProcess(SAMBA, ['-s', conf, '-i', '-M', 'single', '--debuglevel=1'], { dir });
+    proc = new ForegroundProcess(SAMBA, ['-s', conf, '-i', '-M', 'single', `--option=log level=${options.countFailedBinds ? '1 dsdb_audit:5' : '1'}`], { dir });
     const ready = async () => {
       const client = ldapsClient(host, certs.caPem);
       try {
@@ -178,6 +191,7 @@ export async function startSamba(options: StartSambaOptions = {}): Promise<Samba
     };
     await waitUntilReady(`samba on ${host}`, proc, ready, options.startupTimeoutMs ?? 30_000);
     const running = proc;
+    const audit = options.countFailedBinds ? new BadPasswordAudit(running) : undefined;
     const adminDn = `CN=Administrator,${SAMBA_USERS_DN}`;
     const asAdmin = async <T>(work: (client: Client) => Promise<T>): Promise<T> => {
       const client = ldapsClient(host, certs.caPem);
@@ -229,6 +243,18 @@ export async function startSamba(options: StartSambaOptions = {}): Promise<Samba
           await client.unbind().catch(() => undefined);
         }
       },
+      countedFailures: async (dn) => {
+        if (!audit) throw new Error('countedFailures needs startSamba({ countFailedBinds: true })');
+        // Single process (-M single): the DC logs in order, so once the marker change is read every earlier line is too.
+        const nonce = `provkey-log-marker-${randomBytes(8).toString('hex')}`;
+        const seen = audit.awaitLine(nonce);
+        await asAdmin(async (client) => {
+          await client.add(`CN=${nonce},${SAMBA_USERS_DN}`, { objectClass: ['top', 'contact'] });
+          await client.del(`CN=${nonce},${SAMBA_USERS_DN}`);
+        });
+        await seen;
+        return audit.increments(dn);
+      },
       logTail: () => running.logTail(),
       async stop() {
         if (stopped) return;
@@ -243,6 +269,55 @@ export async function startSamba(options: StartSambaOptions = {}): Promise<Samba
     await rm(dir, { recursive: true, force: true });
     address.release();
     throw error;
+  }
+}
+
+/** Reads the DC's DSDB audit lines as they arrive: badPwdCount increments per DN, and awaited markers. */
+class BadPasswordAudit {
+  readonly #counts = new Map<string, number>();
+  readonly #waiting = new Map<string, () => void>();
+  #partial = '';
+
+  constructor(proc: ForegroundProcess) {
+    const read = (data: Buffer) => {
+      const lines = (this.#partial + data.toString('utf8')).split('\n');
+      this.#partial = lines.pop() ?? '';
+      for (const line of lines) this.#line(line);
+    };
+    proc.child.stdout!.on('data', read);
+    proc.child.stderr!.on('data', read);
+  }
+
+  #line(line: string): void {
+    // DSDB Change [Modify] at [...] status [Success] ... DN [CN=x,...] attributes [replace: badPwdCount [1] replace: badPasswordTime [...]]
+    const change = /DSDB Change \[Modify\].*? status \[Success\].*? DN \[([^\]]+)\] attributes \[.*?replace: badPwdCount \[(\d+)\]/.exec(line);
+    if (change && Number(change[2]) > 0) {
+      const dn = change[1]!.toLowerCase();
+      this.#counts.set(dn, (this.#counts.get(dn) ?? 0) + 1);
+    }
+    for (const [nonce, resolve] of this.#waiting) {
+      if (line.includes(nonce)) {
+        this.#waiting.delete(nonce);
+        resolve();
+      }
+    }
+  }
+
+  awaitLine(nonce: string, timeoutMs = 15_000): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#waiting.delete(nonce);
+        reject(new Error(`the DC did not log the marker ${nonce} within ${timeoutMs} ms (is dsdb_audit:5 on?)`));
+      }, timeoutMs);
+      this.#waiting.set(nonce, () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  increments(dn: string): number {
+    return this.#counts.get(dn.toLowerCase()) ?? 0;
   }
 }
 
