@@ -1,4 +1,5 @@
-import { mkdir } from 'node:fs/promises';
+import type { BigIntStats } from 'node:fs';
+import { lstat, mkdir, type FileHandle } from 'node:fs/promises';
 import { hostname, userInfo } from 'node:os';
 import path from 'node:path';
 import { ExitCode, isProvkeyError, NeedsHumanError } from '../core/errors.js';
@@ -73,6 +74,8 @@ interface Tail {
 interface PendingLine {
   event: AuditEvent;
   write: { store: string; generation: number } | undefined;
+  /** A store announcement: whether that store has its next write waiting (see StoreJournal.announce). */
+  more: (() => boolean) | undefined;
   resolve: (entry: AuditEntry) => void;
   reject: (error: unknown) => void;
 }
@@ -82,7 +85,45 @@ interface Anchor {
   link: string;
 }
 
+type GroupOutcome = { written: Array<{ entry: AuditEntry } | { error: unknown }> } | { error: unknown };
+
+/** Each caller of a group settles: after the fsync that covers its line, or with the group's error. */
+function settle(group: PendingLine[], outcome: GroupOutcome): void {
+  group.forEach((line, i) => {
+    if ('error' in outcome) return line.reject(outcome.error);
+    const own = outcome.written[i]!;
+    if ('entry' in own) line.resolve(own.entry);
+    else line.reject(own.error);
+  });
+}
+
 const emptyTail = (): Tail => ({ seq: 0, link: GENESIS_HASH, keyed: false, generations: new Map() });
+const copyTail = (tail: Tail): Tail => ({ ...tail, generations: new Map(tail.generations) });
+
+/**
+ * The log file as this process left it after its last write: which file (device, inode), how
+ * long, and when it was last changed (mtime, ctime, in nanoseconds). Equal later: nobody has
+ * written, truncated, replaced or touched it since, so its last line is still ours.
+ */
+interface FileIdentity {
+  dev: bigint;
+  ino: bigint;
+  size: bigint;
+  mtimeNs: bigint;
+  ctimeNs: bigint;
+}
+
+const identityOf = (stats: BigIntStats): FileIdentity => ({ dev: stats.dev, ino: stats.ino, size: stats.size, mtimeNs: stats.mtimeNs, ctimeNs: stats.ctimeNs });
+const sameIdentity = (a: FileIdentity, b: FileIdentity) => a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs;
+
+/**
+ * How long one process keeps the log's lock file at most while lines keep coming (see flush),
+ * so a busy run takes the lock once per burst, not once per group, and another process waiting
+ * for the lock still gets its turn; and how long it waits for a store's next announcement that
+ * the store said was coming (it comes once the store has committed, well within this).
+ */
+const holdLockMs = 200;
+const lingerMs = 20;
 const anchorFormat = 'provkey-audit-anchor';
 
 /** Who writes, worked out once per process (userInfo reads the passwd database each time). */
@@ -120,8 +161,8 @@ export class AuditLog implements StoreJournal {
   }
 
   /** StoreJournal: called by a store under its own lock, before it commits `generation`. */
-  async announce(store: string, generation: number, storeFile: string): Promise<void> {
-    await this.appendLine({ event: 'store.write', detail: { store, generation, file: storeFile } }, { store, generation });
+  async announce(store: string, generation: number, storeFile: string, more?: () => boolean): Promise<void> {
+    await this.appendLine({ event: 'store.write', detail: { store, generation, file: storeFile } }, { store, generation }, more);
   }
 
   /**
@@ -178,85 +219,180 @@ export class AuditLog implements StoreJournal {
    * with that group's error), so "audited before committed" holds for every caller exactly as
    * with one fsync per line; lines keep the order in which append was called.
    */
-  private appendLine(event: AuditEvent, write?: { store: string; generation: number }): Promise<AuditEntry> {
+  private appendLine(event: AuditEvent, write?: { store: string; generation: number }, more?: () => boolean): Promise<AuditEntry> {
     return new Promise<AuditEntry>((resolve, reject) => {
-      this.pending.push({ event, write, resolve, reject });
+      this.pending.push({ event, write, more, resolve, reject });
+      this.wake?.();
       this.flushing ??= this.flush();
     });
   }
 
   private pending: PendingLine[] = [];
   private flushing: Promise<void> | undefined;
+  /** Resolves a flush that lingers for the next line (see holdLockMs). */
+  private wake: (() => void) | undefined;
+  private directoryMade = false;
+  /** The file and its last line as this process's last write left them (see FileIdentity); undefined: read it. */
+  private written: { identity: FileIdentity; tail: Tail } | undefined;
 
+  /**
+   * One lock hold writes group after group while lines keep coming: those appended during a
+   * group's write, or the next announcement of a store that said it has another write waiting
+   * (it comes as soon as the store has committed). The hold ends when neither is the case, or
+   * after holdLockMs, so another process waiting for the lock gets its turn. The callers of the
+   * last group of a hold settle after the lock is let go, as when every group took it anew.
+   */
   private async flush(): Promise<void> {
     while (this.pending.length > 0) {
-      const group = this.pending.splice(0);
+      let group: PendingLine[] = [];
+      let last: { group: PendingLine[]; outcome: GroupOutcome } | undefined;
       try {
-        const written = await this.writeGroup(group);
-        group.forEach((line, i) => {
-          const outcome = written[i]!;
-          if ('entry' in outcome) line.resolve(outcome.entry);
-          else line.reject(outcome.error);
+        if (!this.directoryMade) {
+          await mkdir(path.dirname(this.file), { recursive: true, mode: 0o700 });
+          this.directoryMade = true;
+        }
+        await withFileLock(`${this.file}.lock`, defaultLockOptions, async () => {
+          await removeStaleTemps([this.file, `${this.file}.lock`], defaultLockOptions.staleAfterMs);
+          const letGoAt = Date.now() + holdLockMs;
+          try {
+            for (;;) {
+              group = this.pending.splice(0);
+              const outcome = await this.writeGroup(group).then(
+                (written) => ({ written }),
+                (error: unknown) => ({ error }),
+              );
+              const held = Date.now() < letGoAt;
+              const awaited = held && this.pending.length === 0 && group.some((line) => line.more?.() === true);
+              if (!held || (this.pending.length === 0 && !awaited)) {
+                last = { group, outcome };
+                return;
+              }
+              settle(group, outcome);
+              group = [];
+              if (awaited) await this.lingerForLines();
+              if (this.pending.length === 0) return;
+            }
+          } finally {
+            // Closed before the lock is let go: the next holder may be another process.
+            await this.closeHeld().catch(() => undefined);
+          }
         });
       } catch (error) {
-        for (const line of group) line.reject(error);
+        // The lock could not be taken (or let go): the lines not yet settled fail with it.
+        for (const line of last ? last.group : group.length > 0 ? group : this.pending.splice(0)) line.reject(error);
+        continue;
       }
+      if (last) settle(last.group, last.outcome);
     }
     // Cleared in the same tick as the empty check above: a line appended after it starts a new flush.
     this.flushing = undefined;
   }
 
-  private async writeGroup(group: PendingLine[]): Promise<Array<{ entry: AuditEntry } | { error: unknown }>> {
-    await mkdir(path.dirname(this.file), { recursive: true, mode: 0o700 });
-    return withFileLock(`${this.file}.lock`, defaultLockOptions, async () => {
-      await removeStaleTemps([this.file, `${this.file}.lock`], defaultLockOptions.staleAfterMs);
-      const key = await this.chainKey({ create: true });
-      const tail = await this.checkedTail();
-      if (!key && tail.keyed) {
-        throw new NeedsHumanError(
-          `audit log ${this.file} is keyed, but this run cannot open the embedded store its key comes from, so nothing was changed (set the store's passphrase, or restore its key file)`,
-          'audit.no_key',
-        );
-      }
-      const texts: string[] = [];
-      let { seq, link } = tail;
-      const generations = tail.generations;
-      const push = (body: Record<string, unknown>): Record<string, unknown> => {
-        // Unkeyed lines carry generations only when there are some (see the forgery check in readTail).
-        const carried = key || generations.size > 0 ? { generations: generationsObject(generations) } : {};
-        const full = { seq: ++seq, at: new Date().toISOString(), actor: actor(), ...body, ...carried, prev: link };
-        const sealed = sealLine(full, key);
-        texts.push(sealed.text);
-        link = sealed.link;
-        return full;
+  /** Waits up to lingerMs for the next line (appendLine wakes it). */
+  private lingerForLines(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.wake = undefined;
+        resolve();
       };
-      // First keyed line of a log written before keys: says where the legacy part ends, and its
-      // prev (the last legacy hash) seals every legacy line, which is unkeyed up to here.
-      if (key && !tail.keyed && tail.seq > 0) push({ event: 'audit.upgraded', detail: { legacyLines: tail.seq, keyId: key.id } });
-      // Each line carries the generations as of itself: a store.write line announces its own.
-      const written = group.map((line) => {
-        let body: Record<string, unknown>;
-        try {
-          // Redacted here, after the key provider ran (opening the store registers its secrets);
-          // an event that cannot be serialised fails alone, not its group.
-          body = JSON.parse(redact(JSON.stringify(line.event))) as Record<string, unknown>;
-        } catch (error) {
-          return { error };
-        }
-        if (line.write) generations.set(line.write.store, line.write.generation);
-        return { entry: push(body) as unknown as AuditEntry };
-      });
-      if (texts.length === 0) return written;
-      const handle = (await openStateFile(this.file, 'append', 'audit log'))!;
-      try {
-        await handle.write(texts.map((text) => `${text}\n`).join(''));
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      if (this.anchorFile) await this.writeAnchor({ seq, link });
-      return written;
+      const timer = setTimeout(done, lingerMs);
+      this.wake = done;
     });
+  }
+
+  /**
+   * Called with the log's lock held (see flush). When this process wrote the last line and the
+   * file is still exactly as that write left it (see FileIdentity), its last line is that line,
+   * checked when it was made: reading it back would prove nothing more, and the append handle
+   * of that write is used again. Anything else (another writer, a truncation, an edit in place,
+   * a replaced file) changed the identity: the tail is read and checked again, as on a first write.
+   */
+  private async writeGroup(group: PendingLine[]): Promise<Array<{ entry: AuditEntry } | { error: unknown }>> {
+    const key = await this.chainKey({ create: true });
+    const written = this.written;
+    this.written = undefined;
+    let tail: Tail | undefined;
+    let before: FileIdentity | undefined;
+    if (written && this.held) {
+      const now = await lstat(this.file, { bigint: true }).catch(() => undefined);
+      if (now && sameIdentity(identityOf(now), written.identity)) {
+        tail = written.tail;
+        before = written.identity;
+      }
+    }
+    if (!tail) {
+      await this.closeHeld();
+      if (written) {
+        this.held = (await openStateFile(this.file, 'append', 'audit log'))!;
+        before = identityOf(await this.held.stat({ bigint: true }));
+        if (sameIdentity(before, written.identity)) tail = written.tail;
+      }
+      tail ??= await this.readTail();
+    }
+    if (this.anchorFile) await this.checkAnchor(tail);
+    return this.writeLines(group, key, tail, before);
+  }
+
+  /** The append handle of this lock hold (see flush), if one is open. */
+  private held: FileHandle | undefined;
+
+  private async closeHeld(): Promise<void> {
+    const handle = this.held;
+    this.held = undefined;
+    await handle?.close();
+  }
+
+  private async writeLines(group: PendingLine[], key: AuditKey | undefined, tail: Tail, before: FileIdentity | undefined): Promise<Array<{ entry: AuditEntry } | { error: unknown }>> {
+    if (!key && tail.keyed) {
+      throw new NeedsHumanError(
+        `audit log ${this.file} is keyed, but this run cannot open the embedded store its key comes from, so nothing was changed (set the store's passphrase, or restore its key file)`,
+        'audit.no_key',
+      );
+    }
+    const texts: string[] = [];
+    let { seq, link } = tail;
+    const generations = tail.generations;
+    const push = (body: Record<string, unknown>): Record<string, unknown> => {
+      // Unkeyed lines carry generations only when there are some (see the forgery check in readTail).
+      const carried = key || generations.size > 0 ? { generations: generationsObject(generations) } : {};
+      const full = { seq: ++seq, at: new Date().toISOString(), actor: actor(), ...body, ...carried, prev: link };
+      const sealed = sealLine(full, key);
+      texts.push(sealed.text);
+      link = sealed.link;
+      return full;
+    };
+    // First keyed line of a log written before keys: says where the legacy part ends, and its
+    // prev (the last legacy hash) seals every legacy line, which is unkeyed up to here.
+    if (key && !tail.keyed && tail.seq > 0) push({ event: 'audit.upgraded', detail: { legacyLines: tail.seq, keyId: key.id } });
+    // Each line carries the generations as of itself: a store.write line announces its own.
+    const written = group.map((line) => {
+      let body: Record<string, unknown>;
+      try {
+        // Redacted here, after the key provider ran (opening the store registers its secrets);
+        // an event that cannot be serialised fails alone, not its group.
+        body = JSON.parse(redact(JSON.stringify(line.event))) as Record<string, unknown>;
+      } catch (error) {
+        return { error };
+      }
+      if (line.write) generations.set(line.write.store, line.write.generation);
+      return { entry: push(body) as unknown as AuditEntry };
+    });
+    if (texts.length === 0) {
+      if (before) this.written = { identity: before, tail: copyTail(tail) };
+      return written;
+    }
+    this.held ??= (await openStateFile(this.file, 'append', 'audit log'))!;
+    const handle = this.held;
+    const bytes = Buffer.from(texts.map((text) => `${text}\n`).join(''), 'utf8');
+    const start = before?.size ?? identityOf(await handle.stat({ bigint: true })).size;
+    await handle.write(bytes);
+    await handle.sync();
+    const after = identityOf(await handle.stat({ bigint: true }));
+    // Remembered only when the file grew by exactly these lines (no one else wrote meanwhile).
+    if (after.size === start + BigInt(bytes.length)) this.written = { identity: after, tail: { seq, link, keyed: key !== undefined, ...(key ? { kid: key.id } : {}), generations: new Map(generations) } };
+    if (this.anchorFile) await this.writeAnchor({ seq, link });
+    return written;
   }
 
   /**
@@ -265,6 +401,12 @@ export class AuditLog implements StoreJournal {
    * generations of) a damaged log would hide the damage.
    */
   private async checkedTail(): Promise<Tail> {
+    const written = this.written;
+    if (written && !this.anchorFile) {
+      // Unchanged since this process's own last write (see FileIdentity): that write's tail.
+      const now = await lstat(this.file, { bigint: true }).catch(() => undefined);
+      if (now && sameIdentity(identityOf(now), written.identity)) return copyTail(written.tail);
+    }
     const tail = await this.readTail();
     if (this.anchorFile) await this.checkAnchor(tail);
     return tail;

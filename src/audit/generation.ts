@@ -20,8 +20,12 @@
 export interface StoreJournal {
   /** The generation the log has announced for `store` (0: none yet), after the log's own tail checks. */
   announced(store: string): Promise<number>;
-  /** Announces that `store` is about to commit `generation`; throws if the log cannot record it. */
-  announce(store: string, generation: number, file: string): Promise<void>;
+  /**
+   * Announces that `store` is about to commit `generation`; throws if the log cannot record it.
+   * `more`: whether the store already has its next write waiting (the log then keeps its lock
+   * for that write's announcement, instead of letting go and taking it again at once).
+   */
+  announce(store: string, generation: number, file: string, more?: () => boolean): Promise<void>;
   /** The log file, for messages. */
   readonly file: string;
 }

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { link, mkdir, rename, rm, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { link, mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { DatabaseSync } from 'node:sqlite';
 import { deriveAuditKey, type AuditKey } from '../audit/chain.js';
@@ -129,6 +130,12 @@ interface Connection {
   /** The generation the open-time check saw. */
   generation: number;
   /**
+   * The database's write-ahead log, when this process syncs it itself (see durableUpTo): the
+   * writer then commits with synchronous=NORMAL and fsyncs the log off the main thread.
+   * Undefined: the writer commits with synchronous=FULL (SQLite fsyncs inside COMMIT).
+   */
+  wal: FileHandle | undefined;
+  /**
    * The writer's view: every key row's digest share as verified (at open, or again when another
    * process committed since) plus this process's own commits, and the generation it is valid for.
    */
@@ -181,9 +188,14 @@ class WriteTransaction {
     return readKey(this.db, this.rows, key);
   }
 
+  /** The share of each row as it is in the database now, within this change (its own puts included). */
+  private readonly stored = new Map<string, Buffer | undefined>();
+
   private checkKnown(key: string): Buffer | undefined {
     const id = keyIdHex(this.rows, key);
-    const stored = storedShare(this.db, this.rows, key);
+    // Within one change, under the write lock, a row changes only by this change's own writes.
+    const stored = this.stored.has(id) ? this.stored.get(id) : storedShare(this.db, this.rows, key);
+    this.stored.set(id, stored);
     const known = this.changed.has(id) ? this.changed.get(id) : this.earlier.has(id) ? this.earlier.get(id) : this.known.get(id);
     const same = stored === undefined ? known === undefined : known !== undefined && stored.equals(known);
     if (!same) {
@@ -201,6 +213,7 @@ class WriteTransaction {
     const share = writeKey(this.db, this.rows, key);
     xorInto(this.header.digest, share);
     this.changed.set(keyIdHex(this.rows, key.name), share);
+    this.stored.set(keyIdHex(this.rows, key.name), share);
   }
 
   remove(key: string): boolean {
@@ -211,6 +224,7 @@ class WriteTransaction {
     this.header.sequence++;
     deleteKeyRows(this.db, this.rows, key);
     this.changed.set(keyIdHex(this.rows, key), undefined);
+    this.stored.set(keyIdHex(this.rows, key), undefined);
     return true;
   }
 }
@@ -333,11 +347,13 @@ class FileStore implements SecretStore {
   async close(): Promise<void> {
     await this.flushing?.catch(() => undefined);
     await this.writer.catch(() => undefined);
+    await this.settling;
     const connection = await this.opening?.catch(() => undefined);
     this.opening = undefined;
     this.checking = undefined;
     if (!connection) return;
     for (const db of [connection.reader, connection.writer]) if (db.isOpen) db.close();
+    await connection.wal?.close().catch(() => undefined);
   }
 
   /**
@@ -463,25 +479,43 @@ class FileStore implements SecretStore {
   private queued: QueuedWrite[] = [];
   private flushing: Promise<void> | undefined;
 
+  /**
+   * Groups settle in commit order, each once its commit is durable (see durableUpTo): the next
+   * group is already being built while the log of the one before is synced.
+   */
+  private settling: Promise<void> = Promise.resolve();
+
   private async flush(): Promise<void> {
     while (this.queued.length > 0) {
       const group = this.queued.splice(0);
+      let committed: { outcomes: Outcome[]; durable: Promise<void> | undefined } | { error: unknown };
       try {
-        const outcomes = await this.commitGroup(group);
-        for (const [i, outcome] of outcomes.entries()) {
+        committed = await this.commitGroup(group);
+      } catch (error) {
+        committed = { error };
+      }
+      const previous = this.settling;
+      this.settling = (async () => {
+        await previous;
+        try {
+          if ('error' in committed) throw committed.error;
+          await committed.durable;
+        } catch (error) {
+          for (const item of group) item.reject(error);
+          return;
+        }
+        for (const [i, outcome] of committed.outcomes.entries()) {
           if (outcome.ok) group[i]!.resolve(outcome.result);
           else group[i]!.reject(outcome.error);
         }
-      } catch (error) {
-        for (const item of group) item.reject(error);
-      }
+      })();
     }
     // Cleared in the same tick as the empty check above (not in a later .finally): a caller
     // resumed by this group that writes again at once must start a new flush, not be left queued.
     this.flushing = undefined;
   }
 
-  private async commitGroup(group: QueuedWrite[]): Promise<Outcome[]> {
+  private async commitGroup(group: QueuedWrite[]): Promise<{ outcomes: Outcome[]; durable: Promise<void> | undefined }> {
     await this.sweepOnce();
     let connection = await this.ready();
     if (!connection) {
@@ -490,7 +524,8 @@ class FileStore implements SecretStore {
       if (!connection) throw fileStoreError('server_error', `store file ${this.layout.storeFile} vanished right after it was created`);
     }
     const { rows, keys } = connection;
-    return this.underWriteLock(connection, async (header, db) => {
+    let durable: Promise<void> | undefined;
+    const outcomes = await this.underWriteLock(connection, async (header, db) => {
       const problem = await this.generationProblemAt(header.generation, true);
       if (problem) throw new NeedsHumanError(`[file] ${problem}`, 'store.rollback');
       // Another process committed since this one last looked: check all rows against the
@@ -526,16 +561,58 @@ class FileStore implements SecretStore {
       writeHeader(db, header, keys);
       // Until the commit is known to have happened, the view is not trusted.
       connection.known = { generation: -1, shares: known };
+      // Every earlier commit durable before a later generation is announced (see durableUpTo).
+      await this.durableUpTo(connection, header.generation - 1);
       // Announced before the commit: a store ahead of its log is then always a cut log.
-      await this.journal?.announce(this.name, header.generation, this.layout.storeFile);
+      // `more`: writes already queued for the next group, whose announcement follows this commit.
+      await this.journal?.announce(this.name, header.generation, this.layout.storeFile, () => this.queued.length > 0);
       return { result: outcomes, commit: true, onCommit: () => {
         for (const [id, share] of changed) {
           if (share) known.set(id, share);
           else known.delete(id);
         }
         connection.known = { generation: header.generation, shares: known };
+        durable = this.syncAfterCommit(connection, header.generation);
       } };
     });
+    return { outcomes, durable };
+  }
+
+  /** This process's last commit of `generation` and the fsync of the log that makes it durable. */
+  private lastSync: { generation: number; done: Promise<void> } | undefined;
+
+  /**
+   * With synchronous=NORMAL, COMMIT writes the transaction to the write-ahead log without
+   * fsyncing it, and this process fsyncs the log itself, on the thread pool, so the main thread
+   * goes on (other keys' requests, the next group's changes) meanwhile. What FULL promised still
+   * holds, because:
+   * - a caller's write settles only after that fsync (flush): a write reported done is durable,
+   *   as with FULL; a process that is killed loses nothing either way (the page cache keeps it);
+   * - no later generation is announced before every commit up to it is durable: durableUpTo runs
+   *   under the write lock before each announcement, so after a power loss the store is at most
+   *   one generation behind the log (an announced write never committed), never two, which
+   *   would read as a rollback;
+   * - the log is synced by file: another process's commit since ours is made durable by the
+   *   same fsync (a fresh one then, not ours in flight).
+   * A failed fsync fails the writes of that commit and every later announcement that needs it.
+   */
+  private syncAfterCommit(connection: Connection, generation: number): Promise<void> | undefined {
+    const wal = connection.wal;
+    if (!wal) return undefined;
+    const done = syncLog(wal, this.layout.storeFile);
+    done.catch(() => undefined); // reported to the writes of the commit, and by durableUpTo
+    this.lastSync = { generation, done };
+    return done;
+  }
+
+  /** Every commit up to `generation` durable; called under the write lock (see syncAfterCommit). */
+  private async durableUpTo(connection: Connection, generation: number): Promise<void> {
+    const wal = connection.wal;
+    if (!wal) return; // synchronous=FULL: every commit was durable before COMMIT returned
+    const last = this.lastSync;
+    // Our own commit is the last one (no other process committed since): its fsync covers it.
+    if (last && last.generation === generation) return last.done;
+    await syncLog(wal, this.layout.storeFile);
   }
 
   /**
@@ -640,7 +717,9 @@ class FileStore implements SecretStore {
           db.exec('COMMIT');
         }
       });
-      return { reader, writer, keys, rows: { keys, storeId: header.storeId, file }, generation: header.generation, known: { generation: header.generation, shares } };
+      const wal = await openLog(file);
+      if (wal) guardedSync('configure', file, () => writer!.exec('PRAGMA synchronous = NORMAL'));
+      return { reader, writer, keys, rows: { keys, storeId: header.storeId, file, sealed: new Map() }, generation: header.generation, known: { generation: header.generation, shares }, wal };
     } catch (error) {
       for (const db of [reader, writer]) if (db?.isOpen) db.close();
       throw error;
@@ -756,6 +835,31 @@ class FileStore implements SecretStore {
     const kdf = newScryptKdf();
     return { key: await derivePassphraseKey(await requirePassphrase(source), kdf), kdf };
   }
+}
+
+/**
+ * The database's write-ahead log (`<file>-wal`, which the open connections keep in place), for
+ * syncAfterCommit; undefined when it cannot be opened as a regular file (a symbolic link is not
+ * followed): commits then stay synchronous=FULL. Its directory entry is synced once, so the log
+ * itself survives a power loss, not only its contents.
+ */
+async function openLog(file: string): Promise<FileHandle | undefined> {
+  let handle: FileHandle | undefined;
+  try {
+    handle = await open(`${file}-wal`, constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0));
+    if (!(await handle.stat()).isFile()) throw new Error('not a regular file');
+    await syncDirectory(path.dirname(file));
+    return handle;
+  } catch {
+    await handle?.close().catch(() => undefined);
+    return undefined;
+  }
+}
+
+function syncLog(wal: FileHandle, file: string): Promise<void> {
+  return wal.datasync().catch((error: unknown) => {
+    throw fsFailure('sync the write-ahead log of', file, error);
+  });
 }
 
 /** Links `temp` to `file` unless `file` exists (false then); rename where the file system has no hard links. */

@@ -10,6 +10,7 @@
  *   BENCH_BUDGET_S=600      time budget per key count: past it a figure is "not measured: budget"
  *   BENCH_CONCURRENCY=4     provkey's batch concurrency (defaults.concurrency), the ceiling's too
  *   BENCH_ROUNDS=15         rounds of the start-up figures
+ *   BENCH_ONLY=rotate       only the `rotate --all` rows (no start-up, status or rotate --due figures)
  *
  * The raw ceiling (test/bench/raw-ceiling.ts) replays the calls provkey made, read from the
  * servers' own logs, with the same concurrency, and is counted from the same logs afterwards.
@@ -29,6 +30,7 @@ const vaultKeys = Number(process.env.BENCH_VAULT_KEYS ?? 1000);
 const budgetMs = Number(process.env.BENCH_BUDGET_S ?? 600) * 1000;
 const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 4);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 15);
+const onlyRotate = process.env.BENCH_ONLY === 'rotate';
 const ADMIN_TOKEN = `scim-admin-${randomBytes(18).toString('base64url')}`;
 const root = mkdtempSync(path.join(tmpdir(), 'provkey-bench-scale-'));
 const env: NodeJS.ProcessEnv = { ...process.env, SCIM_ADMIN_TOKEN: ADMIN_TOKEN, NO_COLOR: '1' };
@@ -166,7 +168,7 @@ async function embeddedStore(): Promise<void> {
     await scim.server.setTokens([...workspace.tokens.values()]);
     while ((await scim.server.acceptedDigests()).length < count) await new Promise((resolve) => setImmediate(resolve));
 
-    if (small) {
+    if (small && !onlyRotate) {
       const status = await provkey(workspace, ['--json', 'status']);
       if (status.code !== 0 && !status.timedOut) throw new Error(`status --json exited ${status.code}: ${status.stderr.slice(-2000)}`);
       rows.push({ figure: `\`status --json\`, ${count.toLocaleString('en')} keys`, measured: status.timedOut ? 'not measured: budget' : `${status.seconds.toFixed(2)} s, ${mb(status)}`, goal: '≤ 0.5 s, ≤ 120 MB', met: status.timedOut ? false : status.seconds <= 0.5 && (status.peakRssMb ?? Infinity) <= 120, load: loadText(status.load) });
@@ -290,7 +292,7 @@ async function startUp(): Promise<void> {
 
 const begun = new Date();
 try {
-  await startUp();
+  if (!onlyRotate) await startUp();
   await embeddedStore();
   await openBao();
 } finally {

@@ -1,8 +1,9 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AuditLog } from '../../src/audit/audit-log.js';
+import { deriveAuditKey } from '../../src/audit/chain.js';
 import { verifyAuditLog } from '../../src/audit/verify.js';
 
 /**
@@ -98,5 +99,68 @@ describe('audit log group commit', () => {
     const verified = await verifyAuditLog(file);
     expect(verified.ok, verified.problem).toBe(true);
     expect(verified.entries).toBe(3);
+  });
+});
+
+// A process remembers the last line it wrote and does not read it back while the file is as
+// its write left it (device, inode, size, mtime, ctime). Whatever changes the file in between
+// must be seen by the next append, exactly as when every append read the tail.
+describe('audit log: the tail this process wrote', () => {
+  const key = deriveAuditKey(Buffer.alloc(32, 7));
+  const keyed = (file: string) => new AuditLog(file, { key: async () => key });
+
+  it('a last line edited in place (same length) between two appends is refused by the next append', async () => {
+    const { file } = logIn();
+    const log = keyed(file);
+    await log.append({ event: 'test.first' });
+    await log.append({ event: 'test.second' });
+    const text = readFileSync(file, 'utf8');
+    expect(text).toContain('"test.second"');
+    writeFileSync(file, text.replace('"test.second"', '"test.secont"'));
+    expect(readFileSync(file, 'utf8')).toHaveLength(text.length);
+    await expect(log.append({ event: 'test.third' })).rejects.toThrow(/fails its MAC/);
+    expect(linesOf(file)).toHaveLength(2);
+  });
+
+  it('a log cut between two appends is read again: the next line follows what the file holds', async () => {
+    const { file } = logIn();
+    const log = keyed(file);
+    await log.append({ event: 'test.first' });
+    const firstLength = readFileSync(file).length;
+    await log.append({ event: 'test.second' });
+    truncateSync(file, firstLength);
+    const next = await log.append({ event: 'test.third' });
+    expect(next.seq).toBe(2);
+    expect(linesOf(file).map((l) => l.event)).toEqual(['test.first', 'test.third']);
+    const verified = await verifyAuditLog(file, { key });
+    expect(verified.ok, verified.problem).toBe(true);
+  });
+
+  it('another writer between two appends: the next line chains onto its line', async () => {
+    const { file } = logIn();
+    const mine = keyed(file);
+    const other = keyed(file);
+    await mine.append({ event: 'test.mine' });
+    await other.append({ event: 'test.other' });
+    const next = await mine.append({ event: 'test.mine-again' });
+    expect(next.seq).toBe(3);
+    expect(linesOf(file).map((l) => l.event)).toEqual(['test.mine', 'test.other', 'test.mine-again']);
+    const verified = await verifyAuditLog(file, { key });
+    expect(verified.ok, verified.problem).toBe(true);
+    expect(verified.entries).toBe(3);
+  });
+
+  it('a store announcement it said has a successor keeps the lock for it; the last one lets go before its caller hears back', async () => {
+    const { dir, file } = logIn();
+    const log = keyed(file);
+    let more = true;
+    await log.announce('default', 1, '/x/store.enc', () => more);
+    // Held for the announcement said to follow (a store about to commit and announce again).
+    expect(readdirSync(path.join(dir, 'state'))).toContain('audit.jsonl.lock');
+    more = false;
+    await log.announce('default', 2, '/x/store.enc', () => more);
+    expect(readdirSync(path.join(dir, 'state'))).not.toContain('audit.jsonl.lock');
+    expect(linesOf(file).map((l) => l.generations?.default)).toEqual([1, 2]);
+    expect(await log.announced('default')).toBe(2);
   });
 });

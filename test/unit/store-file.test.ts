@@ -212,6 +212,21 @@ describe('file store: tampering and wrong keys', () => {
     await expectTampered((await open(dir)).read(key), /a key row failed authentication/);
   });
 
+  it('a row this store itself wrote, edited afterwards, is refused by the same open store (it knows its rows by their bytes, not by name)', async () => {
+    const dir = await tempDir();
+    const { store, key, secret } = await seeded(dir);
+    const before = (await store.read(key))!;
+    await store.update(key, before.revision, { versions: before.versions, state: { ...before.state, lastRotatedAt: '2026-01-01T00:00:00.000Z' } });
+    for (const row of keyRows(dir)) {
+      const record = Buffer.from(row.record);
+      record[record.length - 1]! ^= 0x01;
+      putKeyRow(dir, { ...row, record });
+    }
+    const error = await expectTampered(store.read(key), /a key row failed authentication/);
+    expect(error.message).not.toContain(secret);
+    await expectTampered(store.listKeys(), /a key row failed authentication/);
+  });
+
   it('an edited revision or tag no longer matches the header digest (found on open)', async () => {
     const dir = await tempDir();
     await twoKeys(dir);

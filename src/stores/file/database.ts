@@ -1,6 +1,6 @@
 import { open as openFile, rm } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
-import type { DatabaseSync } from 'node:sqlite';
+import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import { fileStoreError } from './errors.js';
 
 /**
@@ -9,9 +9,12 @@ import { fileStoreError } from './errors.js';
  * - WAL journal: readers never wait for a writer and a writer never waits for readers;
  *   a crash leaves the last committed transaction (the journal is replayed or ignored on the
  *   next open), which is what replaced the hand-written lock and atomic rewrite.
- * - synchronous=FULL: every commit fsyncs the WAL. NORMAL would be safe against a crashed
+ * - synchronous=FULL: every commit fsyncs the WAL. NORMAL alone would be safe against a crashed
  *   process but may lose the last commits on power loss, and a lost "pending" record after
  *   the target already took the new key is exactly what the rotation protocol cannot afford.
+ *   The store's writer connection commits with NORMAL only when it can fsync the WAL itself
+ *   (off the main thread) before any caller hears that its write is done, and before the
+ *   next generation is announced (see syncAfterCommit in ../file.ts): the same durability.
  * - secure_delete: an erased value (disableVersion) is overwritten, not left in a free page.
  * - Writes are BEGIN IMMEDIATE: the write lock is taken before the first read, so a
  *   compare-and-set reads and writes under one lock, across processes.
@@ -148,4 +151,19 @@ export async function beginImmediate(db: DatabaseSync, timeoutMs: number, file: 
       await delay(Math.min(wait, Math.max(1, timeoutMs - waited)));
     }
   }
+}
+
+const statements = new WeakMap<DatabaseSync, Map<string, StatementSync>>();
+
+/**
+ * A prepared statement of `db`, prepared once per connection and SQL text: every row operation
+ * would otherwise compile its SQL again (several per write). node:sqlite resets a statement on
+ * each run, get, all or iterate, so one statement serves every call that finishes before the next.
+ */
+export function statement(db: DatabaseSync, sql: string): StatementSync {
+  let byText = statements.get(db);
+  if (!byText) statements.set(db, (byText = new Map()));
+  let prepared = byText.get(sql);
+  if (!prepared) byText.set(sql, (prepared = db.prepare(sql)));
+  return prepared;
 }

@@ -1,6 +1,7 @@
 import type { DatabaseSync } from 'node:sqlite';
 import * as v from 'valibot';
 import { parseKdf, type Kdf } from './envelope.js';
+import { statement } from './database.js';
 import { fileStoreError } from './errors.js';
 import { databaseFormat, headerMac, macMatches, type StoreKeys } from './sealing.js';
 
@@ -53,7 +54,7 @@ export interface RawHeader {
 
 export function readRawHeader(db: DatabaseSync, file: string): RawHeader {
   const damaged = (what: string) => fileStoreError('tampered', `store file ${file} is damaged (${what}): it was modified or truncated`);
-  const rows = db.prepare('SELECT kdf, key_check, body, mac FROM header').all() as unknown as HeaderRow[];
+  const rows = statement(db, 'SELECT kdf, key_check, body, mac FROM header').all() as unknown as HeaderRow[];
   if (rows.length !== 1) throw damaged(rows.length === 0 ? 'no header' : 'more than one header');
   const row = rows[0]!;
   if (typeof row.kdf !== 'string' || !(row.key_check instanceof Uint8Array) || typeof row.body !== 'string' || !(row.mac instanceof Uint8Array)) throw damaged('header columns');
@@ -94,5 +95,5 @@ export function writeHeader(db: DatabaseSync, header: Header, keys: StoreKeys): 
     keyCount: header.keyCount,
     digest: header.digest.toString('base64'),
   });
-  db.prepare('INSERT OR REPLACE INTO header (id, kdf, key_check, body, mac) VALUES (1, ?, ?, ?, ?)').run(kdf, header.keyCheck, body, headerMac(keys, kdf, body));
+  statement(db, 'INSERT OR REPLACE INTO header (id, kdf, key_check, body, mac) VALUES (1, ?, ?, ?, ?)').run(kdf, header.keyCheck, body, headerMac(keys, kdf, body));
 }

@@ -27,16 +27,27 @@ export interface StoreKeys {
   value: KeyObject;
   keyId: KeyObject;
   mac: KeyObject;
+  /** Key ids already computed in this process, by name (see keyIdOf). */
+  ids: Map<string, Buffer>;
 }
 
 /** KeyObjects, made once: every row operation would otherwise import its key again. */
 export function deriveStoreKeys(master: Buffer): StoreKeys {
   const derive = (purpose: string) => createSecretKey(Buffer.from(hkdfSync('sha256', master, Buffer.alloc(0), `${databaseFormat} v2 ${purpose}`, 32)));
-  return { master, record: derive('record'), value: derive('value'), keyId: derive('key id'), mac: derive('mac') };
+  return { master, record: derive('record'), value: derive('value'), keyId: derive('key id'), mac: derive('mac'), ids: new Map() };
 }
 
+/**
+ * A key's id; a pure function of the store key and the name, so computed once per name and
+ * process (a write looks it up several times). Callers only read the buffer.
+ */
 export function keyIdOf(keys: StoreKeys, name: string): Buffer {
-  return createHmac('sha256', keys.keyId).update(name, 'utf8').digest();
+  let id = keys.ids.get(name);
+  if (!id) {
+    id = createHmac('sha256', keys.keyId).update(name, 'utf8').digest();
+    keys.ids.set(name, id);
+  }
+  return id;
 }
 
 /** A fixed JSON array, so the additional data never depends on how a writer ordered fields. */
