@@ -3,6 +3,7 @@ import { ExitCode } from '../core/errors.js';
 import { versionByLabel } from '../core/model.js';
 import { readExisting, secretOf, type KeyContext } from './key-context.js';
 import { waitForVerdict } from './propagation.js';
+import type { SecretInUse } from '../targets/target.js';
 import { convergeFirst } from './converge.js';
 import { StepTimer, type KeyResult, type StepRecord } from './result.js';
 import { revokeKey } from './revoke.js';
@@ -92,14 +93,24 @@ async function runDrill(ctx: KeyContext, options: { rtoMs: number; dryRun: boole
   for (const step of rotation.steps) steps.push({ ...step, ...(step.endedAtMs !== undefined ? { endedAtMs: step.endedAtMs + offset } : {}) });
   if (rotation.outcome !== 'rotated') {
     // Skipped (another run holds the key), resumed or rolled back: nothing was contained by this drill.
-    return { ...base, dryRun: false, ok: false, exitCode: rotation.exitCode || ExitCode.failed, steps, containmentProven: false, withinRto: false, message: `drill failed: the emergency rotation did not run (${rotation.outcome}: ${rotation.message})` };
+    const lost = rotation.outcome === 'rolled_back' ? await revokeGracePairsOfRolledBackAccount(ctx, leaked, steps, declared) : undefined;
+    const exitCode = lost && !lost.ok ? lost.exitCode : rotation.exitCode || ExitCode.failed;
+    return { ...base, dryRun: false, ok: false, exitCode, steps, containmentProven: false, withinRto: false, message: `drill failed: the emergency rotation did not run (${rotation.outcome}: ${rotation.message})${lost ? `; ${lost.message}` : ''}` };
   }
   // Older versions still in their grace period must not outlive the drill: one key works afterwards.
   let previous: KeyResult | undefined;
   if (rotation.ok) {
     const after = await ctx.store.read(name);
     if (after?.versions.some((v) => v.label === 'previous')) {
-      previous = await revokeKey(ctx, { which: 'previous' }, 'drill');
+      // Two accounts: the emergency pair went to the account not in use, the grace pair's. Its
+      // set replaced that account's password and its test proved the new one there, which proves
+      // the grace pair rejected (asking the account again about the new pair would prove nothing
+      // more about the old one).
+      const emergency = versionByLabel(after, 'current');
+      const replaced = emergency?.account && emergency.fingerprint === rotation.fingerprint && rotation.steps.some((s) => s.step === 'set' && s.ok) && rotation.steps.some((s) => s.step === 'test' && s.ok)
+        ? { account: emergency.account, fingerprint: emergency.fingerprint, how: 'the emergency set, then its connection test' }
+        : undefined;
+      previous = await revokeKey(ctx, { which: 'previous' }, 'drill', replaced ? { replaced } : {});
       const shift = Date.now() - declared - previous.ms;
       for (const step of previous.steps) steps.push({ ...step, step: `previous:${step.step}`, ...(step.endedAtMs !== undefined ? { endedAtMs: step.endedAtMs + shift } : {}) });
     }
@@ -155,4 +166,28 @@ async function runDrill(ctx: KeyContext, options: { rtoMs: number; dryRun: boole
     detail: { newFingerprint: report.newFingerprint ?? null, timeToContainMs: timeToContainMs ?? null, timeToRecoverMs: timeToRecoverMs ?? null, rtoMs: options.rtoMs, withinRto },
   });
   return report;
+}
+
+/**
+ * Two accounts, emergency rotation rolled back: the emergency pair was for the account of the
+ * pair still in its grace period, and undoing it leaves that account on an unknown password
+ * (or the set already replaced it). That grace pair is revoked and proven rejected, as a drill
+ * does with every grace pair, so the store never lists as live a pair that no longer binds.
+ */
+async function revokeGracePairsOfRolledBackAccount(ctx: KeyContext, leaked: SecretInUse, steps: StepRecord[], declared: number): Promise<{ ok: boolean; exitCode: number; message: string } | undefined> {
+  const account = ctx.target.accountFor?.(leaked);
+  if (!account) return undefined;
+  const record = await ctx.store.read(ctx.key.name);
+  const lost = record?.versions.filter((v) => v.label === 'previous' && v.account === account) ?? [];
+  const messages: string[] = [];
+  let worst: KeyResult | undefined;
+  for (const version of lost) {
+    const revoked = await revokeKey(ctx, { version: version.id }, 'drill');
+    const shift = Date.now() - declared - revoked.ms;
+    for (const step of revoked.steps) steps.push({ ...step, step: `previous:${step.step}`, ...(step.endedAtMs !== undefined ? { endedAtMs: step.endedAtMs + shift } : {}) });
+    messages.push(revoked.ok ? `${version.fingerprint} (in its grace period on ${account}, the account the emergency pair was for) is revoked` : revoked.message);
+    if (!revoked.ok && (!worst || revoked.exitCode === ExitCode.needsHuman)) worst = revoked;
+  }
+  if (messages.length === 0) return undefined;
+  return { ok: !worst, exitCode: worst?.exitCode ?? ExitCode.ok, message: messages.join('; ') };
 }

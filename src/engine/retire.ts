@@ -18,12 +18,29 @@ export interface RetireProof {
   unavailable?: boolean;
 }
 
+/**
+ * Evidence this run already holds that an account's password was replaced: a set (an admin
+ * reset, every earlier password of the account gone) and then a passing connection test of the
+ * new value, on that account. On a two-account key a drill's emergency set goes to the account
+ * of the pair still in its grace period, so that pair's rejection is proven by the drill's own
+ * set and test: asking the account again would prove nothing more (and a refusal of the NEW
+ * value would say nothing about the old one).
+ */
+export interface ReplacedOnAccount {
+  /** The account (VersionMeta.account) whose password was replaced. */
+  account: string;
+  /** The version that replaced it, proven accepted there. */
+  fingerprint: string;
+  /** How it was proven, for the step's detail (e.g. "set, then accepted by the connection test"). */
+  how: string;
+}
+
 /** Makes the target reject `old`, proves the rejection, and (once proven) disables it in the store. */
 export async function proveRetired(
   ctx: KeyContext,
   old: SecretInUse,
   timer: StepTimer,
-  options: { current?: SecretInUse; probe?: 'auto' | 'always'; disable?: boolean; noFailedBind?: boolean } = {},
+  options: { current?: SecretInUse; probe?: 'auto' | 'always'; disable?: boolean; noFailedBind?: boolean; replaced?: ReplacedOnAccount } = {},
 ): Promise<RetireProof> {
   const name = ctx.key.name;
   await ctx.session.emit({ type: 'step-start', key: name, step: 'retire' });
@@ -33,7 +50,7 @@ export async function proveRetired(
     (r) => (r.ok ? { ok: true, ...(r.detail ? { detail: r.detail } : {}) } : { ok: false, detail: `${r.reason}: ${r.detail}` }),
   );
   faultPoint('after-retire');
-  const outcome = await proveRejection(ctx, old, timer, retired, options.probe ?? 'auto', options.current, options.noFailedBind ?? false);
+  const outcome = (retired.ok && provenByReplacement(old, timer, options.replaced)) || await proveRejection(ctx, old, timer, retired, options.probe ?? 'auto', options.current, options.noFailedBind ?? false);
   // The value is erased only once the proof is done: a run killed while proving, or one that
   // could not reach the target, leaves it for the next run to prove again. (Its label already
   // says revoked, so apps reading the store have stopped accepting it.)
@@ -92,6 +109,14 @@ async function proveRejection(
     detail: { verdict: proof.test.verdict },
   });
   return { ok: false, message: `NEEDS A HUMAN: ${old.fingerprint} is revoked in the store but ${why}` };
+}
+
+/** `old` is on the account this run already replaced the password of (and proved the new one there): no call, no failed bind. */
+function provenByReplacement(old: SecretInUse, timer: StepTimer, replaced: ReplacedOnAccount | undefined): RetireProof | undefined {
+  if (!replaced || old.account === undefined || old.account !== replaced.account || old.fingerprint === replaced.fingerprint) return undefined;
+  const detail = `${old.fingerprint} replaced on ${replaced.account} by ${replaced.fingerprint} (${replaced.how}): one password per account, no bind needed`;
+  timer.steps.push({ step: 'prove-rejected', ok: true, ms: 0, endedAtMs: timer.elapsed(), detail });
+  return { ok: true, message: `${old.fingerprint} is rejected: ${detail}` };
 }
 
 /**
@@ -162,7 +187,7 @@ export async function settleRetired(
   old: SecretInUse,
   timer: StepTimer,
   current: SecretInUse | undefined,
-  options: { noFailedBind?: boolean } = {},
+  options: { noFailedBind?: boolean; replaced?: ReplacedOnAccount } = {},
 ): Promise<{ proof: RetireProof; record: KeyRecord }> {
   const proof = await proveRetired(ctx, old, timer, { ...(current ? { current } : {}), disable: false, ...options });
   if (proof.unavailable || !old.versionId) return { proof, record };

@@ -7,7 +7,7 @@ import { revokeVersions } from '../core/transitions.js';
 import { convergeStaleClaim, convergenceEndsOperation } from './converge.js';
 import { owner, secretOf, type KeyContext , thisRun } from './key-context.js';
 import { StepTimer, type KeyResult } from './result.js';
-import { settleRetired } from './retire.js';
+import { settleRetired, type ReplacedOnAccount } from './retire.js';
 import { REVOKE_STARTED, REVOKE_VERSION, type RevokeOperation } from './events.js';
 
 export type RevokeSelection = { which: 'all' | 'previous' | 'current' } | { version: string };
@@ -35,7 +35,7 @@ export function selectVersions(versions: VersionMeta[], selection: RevokeSelecti
  * Revoke: the target is made to reject each selected version, the store disables it, and a
  * rejected request proves it. Previous versions go first so a failure leaves the current one.
  */
-export async function revokeKey(ctx: KeyContext, selection: RevokeSelection, operation: RevokeOperation = 'revoke'): Promise<KeyResult> {
+export async function revokeKey(ctx: KeyContext, selection: RevokeSelection, operation: RevokeOperation = 'revoke', evidence: { replaced?: ReplacedOnAccount } = {}): Promise<KeyResult> {
   const name = ctx.key.name;
   const timer = new StepTimer(ctx.session.stepEvents(ctx.key.name));
   let record = await ctx.store.read(name);
@@ -100,7 +100,7 @@ export async function revokeKey(ctx: KeyContext, selection: RevokeSelection, ope
         problems.push(`NEEDS A HUMAN: the value of ${version.fingerprint} is gone from the store, so provkey can neither retire it at the target nor prove it is rejected`);
         continue;
       }
-      const settled = await settleRetired(ctx, record, old, timer, current);
+      const settled = await settleRetired(ctx, record, old, timer, current, evidence.replaced ? { replaced: evidence.replaced } : {});
       record = settled.record;
       const proof = settled.proof;
       await ctx.session.emit({ type: 'audit', event: REVOKE_VERSION[operation], key: name, outcome: proof.ok ? 'ok' : 'failed', fingerprint: version.fingerprint, versionId: version.id, detail: { label: version.label, proven: proof.ok && !proof.skipped, ...(proof.unavailable ? { unavailable: true } : {}) } });

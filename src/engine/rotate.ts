@@ -16,6 +16,7 @@ import { rollback } from './rollback.js';
 import { deliverToConsumers } from './consumers.js';
 import { consumerNameOf } from '../config/validate.js';
 import { FINISHED, type StepName } from './events.js';
+import { revokeKey } from './revoke.js';
 
 export interface RotateOptions {
   /** Force no overlap (drills): the old version stops working as part of the rotation. */
@@ -235,14 +236,34 @@ export async function completeRotation(
     }
     if (!proof.ok) return result({ outcome: 'lockout', ok: false, exitCode: ExitCode.needsHuman, message: proof.message });
   }
+  const displaced = operation === 'rotate' ? await revokeDisplacedGracePairs(ctx, record, next) : '';
   const message = overlap && old
-    ? `rotated: ${next.fingerprint} is current; ${old.fingerprint} is accepted until ${graceUntil}`
+    ? `rotated: ${next.fingerprint} is current; ${old.fingerprint} is accepted until ${graceUntil}${displaced}`
     : old
       ? `rotated: ${next.fingerprint} is current; ${old.fingerprint} is revoked`
       : `${next.fingerprint} is current`;
   const consumers = ctx.key.config.consumers.length;
   const toConsumers = consumers ? `; ${consumers} consumer(s) switched and proven` : '';
   return result({ outcome: operation === 'add' ? 'added' : 'rotated', ok: true, exitCode: ExitCode.ok, message: message + toConsumers });
+}
+
+/**
+ * A two-account rotation within a grace period sets the account whose pair is still in grace:
+ * that admin reset replaced the grace pair's password, and the finished rotation's test proved
+ * the new pair there. The grace pair is dead, so it is revoked now (its grace ends early) with
+ * that evidence instead of staying listed as live until its grace end. A crash before this
+ * leaves it to the grace end, which proves it the same way (one password per account).
+ */
+async function revokeDisplacedGracePairs(ctx: KeyContext, record: KeyRecord, next: SecretInUse): Promise<string> {
+  if (!next.account) return '';
+  const displaced = record.versions.filter((v) => v.label === 'previous' && v.account === next.account && v.id !== next.versionId);
+  const notes: string[] = [];
+  for (const version of displaced) {
+    const replaced = { account: next.account, fingerprint: next.fingerprint, how: 'this rotation\'s set, then accepted by its connection test' };
+    const revoked = await revokeKey(ctx, { version: version.id }, 'grace-end', { replaced });
+    notes.push(revoked.ok ? `${version.fingerprint} (its account now holds ${next.fingerprint}) is revoked` : `${version.fingerprint} lost its account to ${next.fingerprint}; its revoke did not finish: ${revoked.message}`);
+  }
+  return notes.length ? `; ${notes.join('; ')}` : '';
 }
 
 function summarize(test: { verdict: string; probes: { name: string; outcome: string; status?: number | string; detail?: string }[] }): string {

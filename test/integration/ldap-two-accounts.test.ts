@@ -163,6 +163,7 @@ async function lifecycle(dir: Directory): Promise<void> {
   expect(await dir.bindCode(blue, p1)).toBe(0);
 
   const consumer = new ConsumerLoop(cli, dir);
+  let p2 = '';
   consumer.start();
   try {
     await consumer.boundWith(p1);
@@ -170,7 +171,7 @@ async function lifecycle(dir: Directory): Promise<void> {
     // 1. rotate: a fresh password on green; blue (and every consumer still on it) untouched.
     const rotated = await cli.json<KeyResultJson>(['rotate', KEY]);
     expect(rotated.result.code, describeRun(rotated.result)).toBe(0);
-    const p2 = await cli.reveal(KEY, 'p2');
+    p2 = await cli.reveal(KEY, 'p2');
     expect((await cli.json<{ account: string }>(['get', KEY])).data.account).toBe(green);
     expect(await dir.bindCode(green, p2)).toBe(0);
     expect(await dir.bindCode(blue, p1)).toBe(0);
@@ -205,14 +206,20 @@ async function lifecycle(dir: Directory): Promise<void> {
   // The consumer never failed through two rotations and a grace end.
   expect(consumer.failures).toEqual([]);
 
-  // 4. drill: p3 (on blue) leaked. Green gets a fresh password at once; blue an unknown one, proven by a 49.
+  // 4. drill: p3 (on blue) leaked, p2 (on green) still in its grace period: both accounts hold a
+  // live pair. Green gets the emergency pair at once, which replaces p2 there (proven by the
+  // emergency pair's own set and test, no bind); blue gets an unknown password, proven by a 49.
   const p3 = await cli.reveal(KEY, 'p3 again');
-  const drill = await cli.json<{ ok: boolean; leakedFingerprint: string; containmentProven: boolean }>(['drill', 'compromise', KEY, '--yes']);
+  const drill = await cli.json<{ ok: boolean; leakedFingerprint: string; containmentProven: boolean; steps: { step: string; ok: boolean; detail?: string }[] }>(['drill', 'compromise', KEY, '--yes']);
   expect(drill.result.code, describeRun(drill.result)).toBe(0);
   expect(drill.data).toMatchObject({ ok: true, containmentProven: true, leakedFingerprint: fingerprint(p3) });
   const p4 = await cli.reveal(KEY, 'p4');
+  const proofs = drill.data.steps.filter((s) => s.step.endsWith('prove-rejected'));
+  expect(proofs.map((s) => [s.step, s.ok])).toEqual([['prove-rejected', true], ['previous:prove-rejected', true]]);
+  expect(proofs[1]!.detail).toContain(`${fingerprint(p2)} replaced on ${green} by ${fingerprint(p4)}`);
   expect((await cli.json<{ account: string }>(['get', KEY])).data.account).toBe(green);
   expect(await dir.bindCode(blue, p3)).toBe(49);
+  expect(await dir.bindCode(green, p2)).toBe(49);
   expect(await dir.bindCode(green, p4)).toBe(0);
 
   // 5. revoke: the current pair's account (green) gets an unknown password.
@@ -226,11 +233,11 @@ async function lifecycle(dir: Directory): Promise<void> {
   expect((await cli.run(['audit', 'verify'])).code).toBe(0);
 
   // Lockout budget, from the servers' own counts: the test's own 49 checks above are 2 on blue (p1,
-  // p3) and 1 on green (p4); provkey's proofs spent at most one per run per account (grace end and
-  // drill on blue, revoke on green), and neither account is locked.
+  // p3) and 2 on green (p2, p4); provkey's proofs spent at most one per run per account (grace end and
+  // drill on blue, revoke on green: the drill's proof of p2 spent none), and neither account is locked.
   const spent = [(await dir.failedBinds(blue)) - failedBefore[0]!, (await dir.failedBinds(green)) - failedBefore[1]!];
   expect(spent[0]).toBeLessThanOrEqual(2 + 2);
-  expect(spent[1]).toBeLessThanOrEqual(1 + 1);
+  expect(spent[1]).toBeLessThanOrEqual(2 + 1);
   expect(await dir.locked(blue)).toBe(false);
   expect(await dir.locked(green)).toBe(false);
 }
@@ -317,6 +324,31 @@ describe('two-account rotation against OpenLDAP (slapd)', () => {
 
   it('a rotation killed at each step converges on the right pair; a set the directory refuses rolls back to the old pair', async () => {
     await crashesAndRefusal(directory(), 'cn=provisioner-missing,ou=services,dc=example,dc=com');
+  });
+
+  it('a rotation within the grace period takes the account of the grace pair: that pair is revoked at once, not left listed as live', async () => {
+    const dir = directory();
+    const [blue, green] = dir.accounts;
+    const cli = cliFor(dir);
+    expect((await cli.run(['add', KEY])).code).toBe(0);
+    const p1 = await cli.reveal(KEY, 'p1');
+    const first = await cli.json<KeyResultJson>(['rotate', KEY]);
+    expect(first.result.code, describeRun(first.result)).toBe(0);
+    const p2 = await cli.reveal(KEY, 'p2');
+    // p1 (blue) is still listed as previous: the next rotation's set on blue replaces it.
+    const second = await cli.json<KeyResultJson>(['rotate', KEY]);
+    expect(second.result.code, describeRun(second.result)).toBe(0);
+    const p3 = await cli.reveal(KEY, 'p3');
+    expect(second.data.results[0]!.message).toContain(`${fingerprint(p1)} (its account now holds ${fingerprint(p3)}) is revoked`);
+    const history = await cli.json<{ versions: { label: string; fingerprint: string }[] }>(['history', KEY]);
+    const labels = Object.fromEntries(history.data.versions.map((v) => [v.fingerprint, v.label]));
+    expect(labels).toMatchObject({ [fingerprint(p1)]: 'revoked', [fingerprint(p2)]: 'previous', [fingerprint(p3)]: 'current' });
+    const status = await cli.json<{ keys: { previous: unknown[]; attention?: unknown }[] }>(['status']);
+    expect(status.data.keys[0]!.previous).toHaveLength(1);
+    expect(await dir.bindCode(blue, p1)).toBe(49);
+    expect(await dir.bindCode(blue, p3)).toBe(0);
+    expect(await dir.bindCode(green, p2)).toBe(0);
+    expect((await cli.run(['audit', 'verify'])).code).toBe(0);
   });
 
   it('config: accounts must be two distinct DNs, without bindDn, in admin mode (exit 2, one line)', async () => {

@@ -145,7 +145,9 @@ const SCIM_ADMIN_ENV = 'FM_SCIM_ADMIN_TOKEN';
 const LDAP_ADMIN_ENV = 'FM_LDAP_ADMIN_PASSWORD';
 const LDAP_TWO_ADMIN_ENV = 'FM_LDAP_TWO_ADMIN_PASSWORD';
 const AD_ADMIN_ENV = 'FM_AD_ADMIN_PASSWORD';
+const AD_TWO_ADMIN_ENV = 'FM_AD_TWO_ADMIN_PASSWORD';
 const DS_ADMIN_ENV = 'FM_DS_ADMIN_PASSWORD';
+const DS_TWO_ADMIN_ENV = 'FM_DS_TWO_ADMIN_PASSWORD';
 
 export const TARGET_ADAPTERS: TargetAdapter[] = [
   {
@@ -256,6 +258,60 @@ export const TARGET_ADAPTERS: TargetAdapter[] = [
     },
   },
   {
+    // Two-account (blue/green) rotation on Samba AD DC: the same cases as ldap-two-accounts, with
+    // AD's own answers (unicodePwd resets, the n-2 rule). Failed binds: those the DC itself counted
+    // on either account (its audit log); lockoutThreshold 6 as for samba-ad.
+    name: 'samba-ad-two-accounts',
+    sample: 1,
+    async start() {
+      const dc = await startSamba({ oldPasswordAllowedPeriod: 0, countFailedBinds: true });
+      await dc.modify(dc.baseDn, [replace('lockoutThreshold', ['6'])]);
+      const initial = [`Pk-${randomPassword(20)}`, `Pk-${randomPassword(20)}`];
+      const accounts = [await dc.createUser('svc-fm-blue', initial[0]!), await dc.createUser('svc-fm-green', initial[1]!)];
+      const ownFailures = [0, 0];
+      process.env[AD_TWO_ADMIN_ENV] = dc.adminPassword;
+      const counted = async () => Promise.all(accounts.map((dn) => dc.countedFailures(dn)));
+      return {
+        targetConfig: () => [
+          'type: ldap',
+          'directory: activeDirectory',
+          `urls: [${dc.ldapsUrl}]`,
+          `tls: { caFile: ${dc.caFile} }`,
+          `accounts: ["${accounts[0]}", "${accounts[1]}"]`,
+          `searchBase: "${dc.usersDn}"`,
+          `apply: { mode: admin, adminDn: "${dc.adminDn}", adminPasswordRef: "env:${AD_TWO_ADMIN_ENV}" }`,
+          'oldPasswordAllowedPeriod: 0s',
+          'propagationTimeout: 1s',
+        ],
+        secrets: [dc.adminPassword, ...initial],
+        // AD's password hashes cannot be read and checked here: a bind on each account. The harness's
+        // own refused binds are counted, so failedSince charges provkey only with its own.
+        async accepts(value) {
+          for (const dn of accounts) {
+            const { code } = await dc.bindCode(dn, value);
+            if (code === 0) return true;
+            if (code === 49) ownFailures[accounts.indexOf(dn)]!++;
+          }
+          return false;
+        },
+        acceptedSnapshot: async () => [],
+        unknownAccepted: async () => [],
+        mark: async () => ({ counts: await counted(), own: [...ownFailures] }),
+        // Counted by the DC itself (its audit log of badPwdCount increments), less the harness's own refused binds.
+        async failedSince(mark) {
+          const before = mark as { counts: number[]; own: number[] };
+          const now = await counted();
+          return now.reduce((sum, n, i) => sum + Math.max(0, n - before.counts[i]! - (ownFailures[i]! - before.own[i]!)), 0);
+        },
+        // UF_LOCKOUT in msDS-User-Account-Control-Computed (as for samba-ad).
+        locked: async () => (await Promise.all(accounts.map(async (dn) => (Number((await dc.read(dn, ['msDS-User-Account-Control-Computed']))['msDS-User-Account-Control-Computed'][0] ?? '0') & 0x10) !== 0))).some(Boolean),
+        // docs: at most one failed bind per server per run, on each of the two accounts.
+        failedBindBudgetPerRun: 2,
+        stop: () => dc.stop(),
+      };
+    },
+  },
+  {
     // Samba AD DC (directory: activeDirectory). Failed binds are the DC's own badPwdCount (what
     // counts toward lockoutThreshold: AD does not count the two previous passwords); lockoutThreshold 6
     // lets provkey's lockout guard spend its one proof per run (at 3 it forbids every proof).
@@ -331,6 +387,50 @@ export const TARGET_ADAPTERS: TargetAdapter[] = [
         failedSince: async (mark) => (await ds.failedBinds(dn)) - (mark as number),
         locked: async () => ((await ds.read(dn, ['accountUnlockTime'])).accountUnlockTime ?? []).length > 0,
         failedBindBudgetPerRun: 1,
+        stop: () => ds.stop(),
+      };
+    },
+  },
+  {
+    // Two-account (blue/green) rotation on 389-DS: accounts uid=fm and uid=fg (two letters: no
+    // three-letter run for passwordMinTokenLength), SSHA512 so the stored hash answers identify and
+    // the harness's own checks (read as Directory Manager, checked locally: no failed bind).
+    name: '389-ds-two-accounts',
+    sample: 1,
+    async start() {
+      const ds = await startDirsrv({ policy: { passwordMaxFailure: '6', passwordStorageScheme: 'SSHA512' } });
+      const initial = [`Pk-${randomPassword(20)}`, `Pk-${randomPassword(20)}`];
+      const accounts = [await ds.addServiceAccount('fm', initial[0]!), await ds.addServiceAccount('fg', initial[1]!)];
+      process.env[DS_TWO_ADMIN_ENV] = ds.provkeyAdminPassword;
+      const failed = async () => (await Promise.all(accounts.map((dn) => ds.failedBinds(dn)))).reduce((a, b) => a + b, 0);
+      return {
+        targetConfig: () => [
+          'type: ldap',
+          'directory: 389ds',
+          `urls: [${ds.ldapsUrl}]`,
+          `tls: { caFile: ${ds.caFile} }`,
+          `accounts: ["${accounts[0]}", "${accounts[1]}"]`,
+          `searchBase: "${ds.peopleDn}"`,
+          `apply: { mode: admin, adminDn: "${ds.provkeyAdminDn}", adminPasswordRef: "env:${DS_TWO_ADMIN_ENV}" }`,
+          'rollback: admin-reset',
+          'passwordPolicy: { maxFailure: 6 }',
+          'propagationTimeout: 1s',
+        ],
+        secrets: [ds.provkeyAdminPassword, ds.adminPassword, ds.servicePassword, ...initial],
+        async accepts(value) {
+          for (const dn of accounts) {
+            const stored = (await ds.read(dn, ['userPassword'])).userPassword ?? [];
+            if (storedPasswordMatches(value, stored) === true) return (await ds.bindCode(dn, value)) === 0;
+          }
+          return false;
+        },
+        acceptedSnapshot: async () => [],
+        unknownAccepted: async () => [],
+        mark: () => failed(),
+        failedSince: async (mark) => (await failed()) - (mark as number),
+        locked: async () => (await Promise.all(accounts.map(async (dn) => ((await ds.read(dn, ['accountUnlockTime'])).accountUnlockTime ?? []).length > 0))).some(Boolean),
+        // docs: at most one failed bind per server per run, on each of the two accounts.
+        failedBindBudgetPerRun: 2,
         stop: () => ds.stop(),
       };
     },
