@@ -1,11 +1,12 @@
 import { AdapterError, ConflictError } from '../core/errors.js';
 import type { Consumer, ConsumerAnswer } from '../consumers/consumer.js';
 import type { SecretStore } from '../stores/store.js';
-import type { ApplyResult, ConnectionTest, Identification, Target } from '../targets/target.js';
+import type { ApplyResult, ConnectionTest, Identification, ProbeEffect, ProbeStepFault, Target } from '../targets/target.js';
 
 /**
  * The one seam every side effect of the engine passes through: each store read and write,
- * each target test/set/retire/rollback/identify (appliers run inside set/retire/rollback),
+ * each target test/set/retire/rollback/identify (appliers run inside set/retire/rollback) and
+ * each step of a test's write probe (`probe.cleanup|add|group|modify|delete`, inside the test),
  * each audit append and the config rewrite of `migrate`. In production it only counts; the
  * fault harness (test/fault/matrix) drives it: at any call it can abandon the run as a crash
  * would, or make the call fail exactly as the real adapter fails in an outage.
@@ -76,6 +77,15 @@ export function applicableFaults(call: Omit<EffectCall, 'index'>): Fault[] {
   // A consumer can refuse a credential at each step; `check` (test/status) changes nothing, so a kill there proves nothing new.
   if (call.boundary === 'consumer') return call.operation === 'check' ? [...OUTAGES] : [...KILLS, ...OUTAGES, 'rejection'];
   switch (call.operation) {
+    // The write probe's steps: a directory or app can refuse an add, a group change or a
+    // modify (no write access); a cleanup or delete of the probe's own entry is not refused.
+    case 'probe.add':
+    case 'probe.group':
+    case 'probe.modify':
+      return [...KILLS, ...OUTAGES, 'rejection'];
+    case 'probe.cleanup':
+    case 'probe.delete':
+      return [...KILLS, ...OUTAGES];
     case 'test':
       return call.expect === 'accept' ? [...KILLS, ...OUTAGES, 'rejection'] : [...KILLS, ...OUTAGES];
     case 'set':
@@ -175,7 +185,16 @@ export class EffectSeam {
       get capabilities() {
         return target.capabilities;
       },
-      test: (secret, options) => seam.run(at('test', { expect: options.expect }), () => target.test(secret, options), (fault) => testFault(target, options.expect, fault)),
+      test: (secret, options) => {
+        // Each write-probe step is its own call, made while the test call is under way.
+        const effect: ProbeEffect = <T>(step: Parameters<ProbeEffect>[0], run: () => Promise<T>) =>
+          seam.run<{ ok: true; value: T } | { ok: false; fault: ProbeStepFault }>(
+            at(`probe.${step}`),
+            async () => ({ ok: true, value: await run() }),
+            (fault) => ({ ok: false, fault: probeFault(target.type, fault) }),
+          );
+        return seam.run(at('test', { expect: options.expect }), () => target.test(secret, { ...options, effect }), (fault) => testFault(target, options.expect, fault));
+      },
       set: (change) => seam.run(at('set'), () => target.set(change), applyFault),
       retire: (change) => seam.run(at('retire'), () => target.retire(change), applyFault),
       rollback: (change) => seam.run(at('rollback'), () => target.rollback(change), applyFault),
@@ -233,6 +252,16 @@ function outageDetail(fault: Fault): string {
     default:
       return 'HTTP 429: throttled (Retry-After honoured)';
   }
+}
+
+function probeFault(type: Target['type'], fault: Fault): ProbeStepFault {
+  if (fault === 'rejection') {
+    return type === 'ldap'
+      ? { reason: 'rejected', status: 50, detail: 'insufficientAccessRights: the directory refused the write' }
+      : { reason: 'rejected', status: 403, detail: 'HTTP 403: the app refused the write' };
+  }
+  const status = fault === '5xx' ? 503 : fault === '429' ? 429 : fault === 'timeout' ? 'ETIMEDOUT' : 'ECONNREFUSED';
+  return { reason: 'unreachable', status, detail: outageDetail(fault) };
 }
 
 function testFault(target: Target, expect: 'accept' | 'reject', fault: Fault): ConnectionTest {

@@ -79,7 +79,28 @@ export interface TestOptions {
   expect: 'accept' | 'reject';
   /** Also run the write probe (create, patch, delete a throw-away user): drills. */
   write?: boolean;
+  /**
+   * Runs each write-probe step (one side effect on the target) through the engine's seam
+   * (EffectSeam.target supplies it); absent, the step simply runs. `run` never throws: its
+   * failures are values. Whatever the hook throws (the session was abandoned) ends the test.
+   */
+  effect?: ProbeEffect;
 }
+
+/** The write probe's steps: each is one side effect, the seam's operation `probe.<step>`. */
+export type ProbeStep = 'cleanup' | 'add' | 'group' | 'modify' | 'delete';
+
+/** A probe step the seam did not let through: an outage (never "rejected") or a refusal. */
+export interface ProbeStepFault {
+  reason: 'unreachable' | 'rejected';
+  status?: number | string;
+  detail: string;
+}
+
+export type ProbeEffect = <T>(step: ProbeStep, run: () => Promise<T>) => Promise<{ ok: true; value: T } | { ok: false; fault: ProbeStepFault }>;
+
+/** No seam: the step runs as it is. */
+export const directProbeEffect: ProbeEffect = async (_step, run) => ({ ok: true, value: await run() });
 
 export type ProbeOutcome = 'pass' | 'fail' | 'unsupported' | 'skipped';
 

@@ -3,7 +3,9 @@
 // run must converge and the invariants hold against the real servers (see
 // test/harness/fault-matrix/matrix.ts). CI runs a seeded random sample; the full matrix runs
 // with PROVKEY_FAULT_FULL=1 (the scheduled workflow). Replay: PROVKEY_FAULT_SEED=<seed>, or one
-// case with PROVKEY_FAULT_ONLY="<operation>|<store>|<target>|<boundary>|<fault>". Narrow with
+// case with PROVKEY_FAULT_ONLY="<operation>|<store>|<target>|<boundary>|<fault>" (every case of one
+// combination with just "<operation>|<store>|<target>"; PROVKEY_FAULT_CALL=<text> keeps only the
+// cases whose call's description contains it, e.g. "probe." for the write probe). Narrow with
 // PROVKEY_FAULT_OPS / _STORES / _TARGETS / _CONSUMERS (comma lists; naming consumers runs only their
 // combinations), size the sample with PROVKEY_FAULT_SAMPLE (PROVKEY_FAULT_CONSUMER_SAMPLE for the
 // consumer dimension: each consumer on the file store with the scim target, ldap too in the full run).
@@ -23,6 +25,7 @@ const perCombination = Number(process.env.PROVKEY_FAULT_SAMPLE ?? 5);
 /** Consumer combinations sample fewer cases: test/fault/crash-consumers.test.ts runs every kill at their steps anyway. */
 const perConsumerCombination = Number(process.env.PROVKEY_FAULT_CONSUMER_SAMPLE ?? 3);
 const only = process.env.PROVKEY_FAULT_ONLY?.split('|');
+const wantedCall = process.env.PROVKEY_FAULT_CALL;
 const wantedStores = process.env.PROVKEY_FAULT_STORES?.split(',');
 const wantedTargets = process.env.PROVKEY_FAULT_TARGETS?.split(',');
 const wantedConsumers = process.env.PROVKEY_FAULT_CONSUMERS?.split(',');
@@ -74,8 +77,8 @@ describe('fault matrix: every boundary × every fault converges, with no lockout
       const all = await enumerateCases(operation, store, target, storeFixture, targetFixture, consumer ? { name: consumer, fixture: consumerFixture! } : undefined);
       totals.enumerated += all.length;
       let chosen: MatrixCase[];
-      if (only) chosen = all.filter((c) => c.boundary === Number(only[3]) && c.fault === only[4]);
-      else if (full) chosen = all;
+      if (only && only.length > 3) chosen = all.filter((c) => c.boundary === Number(only[3]) && c.fault === only[4]);
+      else if (only || full) chosen = all.filter((c) => !wantedCall || c.call.includes(wantedCall));
       else {
         const random = seededRandom(Number(seed) + i);
         const shuffled = [...all];

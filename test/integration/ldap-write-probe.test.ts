@@ -18,6 +18,7 @@ import { fingerprint } from '../../src/core/fingerprint.js';
 import type { AdapterContext } from '../../src/stores/context.js';
 import { createLdapTarget } from '../../src/targets/ldap/ldap-target.js';
 import type { ConnectionTest, SecretInUse, Target } from '../../src/targets/target.js';
+import { EffectSeam, SessionAborted, type EffectCall, type Fault } from '../../src/engine/seam.js';
 import { summary } from '../contract/target-contract.js';
 import { ProvkeyCli, describeRun } from '../harness/cli.ts';
 import { startDirsrv, type DirsrvServer } from '../harness/servers/dirsrv.ts';
@@ -177,6 +178,38 @@ describe('write probe: OpenLDAP slapd', () => {
     expectGroupRefused(await refusing.test(secret, { expect: 'accept', write: true }), 50);
     expect(await leftovers(srv.ldapsUrl, srv.caPem, admin.dn, admin.password, base)).toEqual([]);
     expect(await members(srv.ldapsUrl, srv.caPem, admin.dn, admin.password, readonly)).toEqual(['uid=alice,ou=people,dc=example,dc=com']);
+  });
+
+  it('each step is a call through the effect seam: an outage fails that step as unreachable; a kill abandons the session, and the next probe removes what it left', async () => {
+    const base = 'ou=staging,dc=example,dc=com';
+    const group = 'cn=provisioned,ou=groups,dc=example,dc=com';
+    const admin = { dn: srv.adminDn, password: srv.adminPassword };
+    const secret: SecretInUse = { value: srv.servicePassword, fingerprint: fingerprint(srv.servicePassword) };
+    const t = await open({ urls: [srv.ldapUrl], tls: { caFile: srv.caFile }, bindDn: srv.serviceDn, searchBase: srv.peopleDn, writeProbe: { base, group } });
+    const calls: EffectCall[] = [];
+    expectWritesPassed(await new EffectSeam({ hook: (call) => void calls.push(call) }).target(t, 'writer').test(secret, { expect: 'accept', write: true }));
+    expect(calls.map((c) => `${c.boundary}.${c.operation}`)).toEqual(['target.test', 'target.probe.cleanup', 'target.probe.add', 'target.probe.group', 'target.probe.modify', 'target.probe.delete']);
+
+    const at = (operation: string, fault: Fault) => new EffectSeam({ hook: (call) => (call.operation === operation ? fault : undefined) }).target(t, 'writer');
+    // The directory went away at the modify: that step fails as unreachable (never "rejected"); the delete still runs.
+    const cut = await at('probe.modify', 'refused').test(secret, { expect: 'accept', write: true });
+    expect(cut.ok).toBe(false);
+    const modify = cut.probes.find((p) => p.name === 'write-modify')!;
+    expect(modify).toMatchObject({ outcome: 'fail', status: 'ECONNREFUSED' });
+    expect(modify.detail).toMatch(/^unreachable/);
+    expect(cut.probes.find((p) => p.name === 'write-delete')).toMatchObject({ outcome: 'pass' });
+    expect(await leftovers(srv.ldapsUrl, srv.caPem, admin.dn, admin.password, base)).toEqual([]);
+
+    // Killed just after the group step: the entry and its membership stay on the real server...
+    await expect(at('probe.group', 'kill-after').test(secret, { expect: 'accept', write: true })).rejects.toBeInstanceOf(SessionAborted);
+    expect(await leftovers(srv.ldapsUrl, srv.caPem, admin.dn, admin.password, base)).toHaveLength(1);
+    expect(await members(srv.ldapsUrl, srv.caPem, admin.dn, admin.password, group)).toHaveLength(2);
+    // ...and the next normal probe removes both.
+    const next = await t.test(secret, { expect: 'accept', write: true });
+    expectWritesPassed(next);
+    expect(next.probes.find((p) => p.name === 'write-cleanup')!.detail).toBe('removed 1 leftover probe entry from an interrupted run');
+    expect(await leftovers(srv.ldapsUrl, srv.caPem, admin.dn, admin.password, base)).toEqual([]);
+    expect(await members(srv.ldapsUrl, srv.caPem, admin.dn, admin.password, group)).toEqual(['uid=alice,ou=people,dc=example,dc=com']);
   });
 });
 

@@ -103,6 +103,7 @@ describe('scim target against the SCIMMY server', () => {
     const result = await target.test(token, { expect: 'accept', write: true });
     expect(result.ok, summary(result)).toBe(true);
     expect(result.probes.slice(4).map((p) => [p.name, p.outcome, p.status])).toEqual([
+      ['write-cleanup', 'pass', 200],
       ['write-create-user', 'pass', 201],
       ['write-patch-user', 'pass', 200],
       ['write-delete-user', 'pass', 204],

@@ -17,6 +17,7 @@ import { fingerprint } from '../../src/core/fingerprint.js';
 import type { AdapterContext } from '../../src/stores/context.js';
 import { createScimTarget } from '../../src/targets/scim/scim-target.js';
 import type { SecretInUse, Target } from '../../src/targets/target.js';
+import { EffectSeam, SessionAborted, applicableFaults, type EffectCall, type Fault } from '../../src/engine/seam.js';
 
 interface SeenRequest {
   method: string;
@@ -190,6 +191,7 @@ describe('SCIM target vs an HTTP double: probe decisions', () => {
     const result = await target.test(token, { expect: 'accept', write: true });
     expect(result.ok).toBe(false);
     expect(result.probes.slice(4).map((p) => [p.name, p.outcome, p.status])).toEqual([
+      ['write-cleanup', 'pass', 200],
       ['write-create-user', 'pass', 201],
       ['write-patch-user', 'fail', 500],
       ['write-delete-user', 'pass', 204],
@@ -213,11 +215,62 @@ describe('SCIM target vs an HTTP double: probe decisions', () => {
     const { target, double } = await targetFor(scimHandler({ 'POST /Users': (_req, res) => json(res, 403, { detail: 'read-only token' }) }));
     const result = await target.test(token, { expect: 'accept', write: true });
     expect(result.probes.slice(4).map((p) => [p.name, p.outcome])).toEqual([
+      ['write-cleanup', 'pass'],
       ['write-create-user', 'fail'],
       ['write-patch-user', 'skipped'],
       ['write-delete-user', 'skipped'],
     ]);
     expect(double.seen.some((r) => r.method === 'DELETE')).toBe(false);
+  });
+});
+
+describe('scim write probe: leftovers and the effect seam', () => {
+  it('removes users an interrupted probe left (by their whole probe-shaped userName only)', async () => {
+    const leftover = { id: 'left 1', userName: 'provkey-probe-00112233aabbccdd@invalid' };
+    const lookalike = { id: 'real 1', userName: 'provkey-probe-someone@example.com' };
+    const { target, double } = await targetFor(
+      scimHandler({
+        'GET /Users': (req, res) => {
+          if (bearerOf(req) !== token.value) return json(res, 401, { detail: 'bad token' });
+          // A server that ignores the filter answers with every user: only the probe's are deleted.
+          return /userName(\+|%20)sw/.test(req.url) ? json(res, 200, { ...LIST, totalResults: 2, Resources: [leftover, lookalike] }) : json(res, 200, LIST);
+        },
+      }),
+    );
+    const result = await target.test(token, { expect: 'accept', write: true });
+    expect(result.ok, JSON.stringify(result.probes)).toBe(true);
+    expect(result.probes[4]).toMatchObject({ name: 'write-cleanup', outcome: 'pass', detail: 'removed 1 leftover probe user(s) from an interrupted run' });
+    const deletes = double.seen.filter((r) => r.method === 'DELETE').map((r) => r.url);
+    expect(deletes[0]).toBe('/scim/v2/Users/left%201');
+    expect(deletes).not.toContain('/scim/v2/Users/real%201');
+    expect(deletes).toHaveLength(2);
+  });
+
+  it('each write step is a seam call; an outage fails that step as unreachable, a kill abandons the session', async () => {
+    const { target, double } = await targetFor(scimHandler());
+    const calls: EffectCall[] = [];
+    await new EffectSeam({ hook: (call) => void calls.push(call) }).target(target, 'k').test(token, { expect: 'accept', write: true });
+    expect(calls.map((c) => c.operation)).toEqual(['test', 'probe.cleanup', 'probe.add', 'probe.modify', 'probe.delete']);
+    expect(calls.slice(1).map((c) => applicableFaults(c).includes('rejection'))).toEqual([false, true, true, false]);
+
+    const at = (operation: string, fault: Fault) => new EffectSeam({ hook: (call) => (call.operation === operation ? fault : undefined) }).target(target, 'k');
+    const timedOut = await at('probe.add', 'timeout').test(token, { expect: 'accept', write: true });
+    expect(timedOut.ok).toBe(false);
+    expect(timedOut.verdict).toBe('accepted');
+    const create = timedOut.probes.find((p) => p.name === 'write-create-user')!;
+    expect(create).toMatchObject({ outcome: 'fail', status: 'ETIMEDOUT' });
+    expect(create.detail).toMatch(/^unreachable/);
+    expect(create.detail).not.toMatch(/reject|refus/);
+
+    const refused = await at('probe.modify', 'rejection').test(token, { expect: 'accept', write: true });
+    expect(refused.probes.find((p) => p.name === 'write-patch-user')).toMatchObject({ outcome: 'fail', status: 403 });
+    // The throw-away user is still deleted after a refused patch.
+    expect(refused.probes.find((p) => p.name === 'write-delete-user')).toMatchObject({ outcome: 'pass' });
+
+    const before = double.seen.filter((r) => r.method === 'DELETE').length;
+    await expect(at('probe.add', 'kill-after').test(token, { expect: 'accept', write: true })).rejects.toBeInstanceOf(SessionAborted);
+    // Killed after the create: nothing more happens, not even the delete in `finally`.
+    expect(double.seen.filter((r) => r.method === 'DELETE').length).toBe(before);
   });
 });
 

@@ -137,7 +137,7 @@ class ActiveDirectoryTarget implements Target {
     const results = await Promise.all(servers.map((server, index) => (options.expect === 'accept' ? this.#acceptOn(server, index, secret) : this.#rejectOn(server, index, secret))));
     const several = servers.length > 1;
     const probes = results.flatMap((r, index) => (several ? r.probes.map((p) => ({ ...p, name: `${p.name}-${index + 1}` })) : r.probes));
-    if (options.write && options.expect === 'accept') probes.push(...(await this.#writeProbe(secret, results[0]!.verdict)));
+    if (options.write && options.expect === 'accept') probes.push(...(await this.#writeProbe(secret, results[0]!.verdict, options.effect)));
     const verdict = combineVerdicts(results.map((r) => r.verdict), options.expect);
     const expected: Verdict = options.expect === 'accept' ? 'accepted' : 'rejected';
     return {
@@ -183,7 +183,7 @@ class ActiveDirectoryTarget implements Target {
   }
 
   /** The provisioning write probe (write-probe.ts) on the first server, once the account was accepted there. */
-  async #writeProbe(secret: SecretInUse, verdict: Verdict): Promise<Probe[]> {
+  async #writeProbe(secret: SecretInUse, verdict: Verdict, effect: TestOptions['effect']): Promise<Probe[]> {
     const config = this.#setup.config.writeProbe;
     if (!config) return [writeProbeNotConfigured()];
     if (verdict !== 'accepted') return [skipped('write', 'not run: the account was not accepted')];
@@ -192,7 +192,7 @@ class ActiveDirectoryTarget implements Target {
         const bind = await adBind(client, this.#setup.config.bindDn, secret.value, this.#scrub);
         this.#recordBind(0, secret, bind.ok, bind.failure);
         if (!bind.ok) return [{ name: 'write', outcome: 'fail', status: bind.failure!.status, ms: bind.ms, detail: bind.failure!.detail } as Probe];
-        return probeWrites(client, config, { activeDirectory: true, scrub: this.#scrub });
+        return probeWrites(client, config, { activeDirectory: true, scrub: this.#scrub, ...(effect ? { effect } : {}) });
       },
       (failure) => [{ name: 'write', outcome: 'fail', status: failure.status, ms: 0, detail: failure.detail } as Probe],
     );

@@ -15,7 +15,7 @@ import { WRITE_SERVER, type LastChange, type LdapTargetState } from './target-st
 type ServerResult = { verdict: Verdict; probes: Probe[] };
 
 /** The provisioning write probe (write-probe.ts) on the writable server, once the account was accepted there. */
-async function writeProbe(state: LdapTargetState, secret: SecretInUse, verdict: Verdict): Promise<Probe[]> {
+async function writeProbe(state: LdapTargetState, secret: SecretInUse, verdict: Verdict, effect: TestOptions['effect']): Promise<Probe[]> {
   const config = state.config.writeProbe;
   if (!config) return [writeProbeNotConfigured()];
   if (verdict !== 'accepted') return [skipped('write', 'not run: the account was not accepted')];
@@ -26,7 +26,7 @@ async function writeProbe(state: LdapTargetState, secret: SecretInUse, verdict: 
       const bind = await bindWithPolicy(client, state.config.bindDn, secret.value, state.scrub);
       state.recordBind(WRITE_SERVER, secret, bind.ok, bind.failure);
       if (!bind.ok) return [{ name: 'write', outcome: 'fail', status: bind.failure!.status, ms: bind.ms, detail: bind.failure!.detail } as Probe];
-      return probeWrites(client, config, { activeDirectory: false, scrub: state.scrub });
+      return probeWrites(client, config, { activeDirectory: false, scrub: state.scrub, ...(effect ? { effect } : {}) });
     },
     (failure) => [{ name: 'write', outcome: 'fail', status: failure.status, ms: 0, detail: failure.detail } as Probe],
   );
@@ -46,7 +46,7 @@ export async function testPassword(state: LdapTargetState, secret: SecretInUse, 
   );
   const several = state.setup.servers.length > 1;
   const probes = results.flatMap((result, index) => (several ? result.probes.map((p) => ({ ...p, name: `${p.name}-${index + 1}` })) : result.probes));
-  if (options.write && options.expect === 'accept') probes.push(...(await writeProbe(state, secret, results[WRITE_SERVER]!.verdict)));
+  if (options.write && options.expect === 'accept') probes.push(...(await writeProbe(state, secret, results[WRITE_SERVER]!.verdict, options.effect)));
   const verdict = combineVerdicts(
     results.map((r) => r.verdict),
     options.expect,

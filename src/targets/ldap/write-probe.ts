@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Attribute, Change, type Client } from 'ldapts';
-import type { Probe } from '../target.js';
+import { directProbeEffect, type Probe, type ProbeEffect, type ProbeStep } from '../target.js';
 import { classifyLdapError } from './result-codes.js';
 
 /**
@@ -8,7 +8,8 @@ import { classifyLdapError } from './result-codes.js';
  * done once under a staging OU on a connection bound as the service account: add a throw-away
  * entry, add it to a group, modify an attribute, delete it. Each step is one probe with its
  * result code and time. A leftover entry from an interrupted probe (its name says provkey
- * made it) is found and removed first.
+ * made it) is found and removed first. Each step is one side effect through the engine's seam
+ * (`effect`): the fault matrix can kill the session or cut the directory off at any of them.
  */
 
 export interface WriteProbeConfig {
@@ -23,15 +24,19 @@ export const PROBE_PREFIX = 'provkey-probe-';
 
 type Scrub = (text: string) => string;
 
-async function step(name: string, work: () => Promise<string>, scrub: Scrub): Promise<Probe> {
+async function step(name: string, seamStep: ProbeStep, work: () => Promise<string>, options: { scrub: Scrub; effect: ProbeEffect }): Promise<Probe> {
   const started = performance.now();
-  try {
-    const detail = await work();
-    return { name, outcome: 'pass', status: 0, ms: Math.round(performance.now() - started), detail };
-  } catch (error) {
-    const failure = classifyLdapError(error, scrub);
-    return { name, outcome: 'fail', status: failure.status, ms: Math.round(performance.now() - started), detail: failure.detail };
+  const ms = () => Math.round(performance.now() - started);
+  // The directory's own errors become values inside the seam call; what the seam throws
+  // (the session was abandoned) is not a failed step and ends the test.
+  const ran = await options.effect(seamStep, () => work().then((detail) => ({ ok: true as const, detail }), (error: unknown) => ({ ok: false as const, error })));
+  if (!ran.ok) {
+    const { fault } = ran;
+    return { name, outcome: 'fail', ...(fault.status === undefined ? {} : { status: fault.status }), ms: ms(), detail: fault.detail };
   }
+  if (ran.value.ok) return { name, outcome: 'pass', status: 0, ms: ms(), detail: ran.value.detail };
+  const failure = classifyLdapError(ran.value.error, options.scrub);
+  return { name, outcome: 'fail', status: failure.status, ms: ms(), detail: failure.detail };
 }
 
 function memberChange(operation: 'add' | 'delete', dn: string): Change {
@@ -48,44 +53,44 @@ function entryFor(id: string, activeDirectory: boolean): Record<string, string |
   return { objectClass: ['top', 'person', 'organizationalPerson', 'inetOrgPerson'], cn, sn: 'provkey write probe', description: 'provkey write probe' };
 }
 
-export async function probeWrites(client: Client, config: WriteProbeConfig, options: { activeDirectory: boolean; scrub: Scrub }): Promise<Probe[]> {
-  const { scrub } = options;
+export async function probeWrites(client: Client, config: WriteProbeConfig, options: { activeDirectory: boolean; scrub: Scrub; effect?: ProbeEffect }): Promise<Probe[]> {
+  const via = { scrub: options.scrub, effect: options.effect ?? directProbeEffect };
   const probes: Probe[] = [];
-  probes.push(await step('write-cleanup', async () => {
+  probes.push(await step('write-cleanup', 'cleanup', async () => {
     const found = await client.search(config.base, { scope: 'one', filter: `(cn=${PROBE_PREFIX}*)`, attributes: ['1.1'] });
     for (const entry of found.searchEntries) {
       if (config.group) await client.modify(config.group, [memberChange('delete', entry.dn)]).catch(() => undefined);
       await client.del(entry.dn);
     }
     return found.searchEntries.length ? `removed ${found.searchEntries.length} leftover probe entr${found.searchEntries.length === 1 ? 'y' : 'ies'} from an interrupted run` : 'no leftover probe entry';
-  }, scrub));
+  }, via));
   if (probes[0]!.outcome === 'fail') return probes;
 
   const id = randomBytes(6).toString('hex');
   const dn = `cn=${PROBE_PREFIX}${id},${config.base}`;
-  const added = await step('write-add', async () => {
+  const added = await step('write-add', 'add', async () => {
     await client.add(dn, entryFor(id, options.activeDirectory));
     return `added ${dn}`;
-  }, scrub);
+  }, via);
   probes.push(added);
   if (added.outcome === 'fail') return probes;
 
   const grouped = config.group
-    ? await step('write-group', async () => {
+    ? await step('write-group', 'group', async () => {
         await client.modify(config.group!, [memberChange('add', dn)]);
         return `added to ${config.group}`;
-      }, scrub)
+      }, via)
     : ({ name: 'write-group', outcome: 'skipped', ms: 0, detail: 'no writeProbe.group configured' } as Probe);
   probes.push(grouped);
-  probes.push(await step('write-modify', async () => {
+  probes.push(await step('write-modify', 'modify', async () => {
     await client.modify(dn, [new Change({ operation: 'replace', modification: new Attribute({ type: 'description', values: [`provkey write probe ${new Date().toISOString()}`] }) })]);
     return 'description replaced';
-  }, scrub));
-  probes.push(await step('write-delete', async () => {
+  }, via));
+  probes.push(await step('write-delete', 'delete', async () => {
     if (config.group && grouped.outcome === 'pass') await client.modify(config.group, [memberChange('delete', dn)]);
     await client.del(dn);
     return `deleted ${dn}`;
-  }, scrub));
+  }, via));
   return probes;
 }
 

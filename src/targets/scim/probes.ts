@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import type { Probe, Verdict } from '../target.js';
+import { directProbeEffect, type Probe, type ProbeEffect, type ProbeStep, type Verdict } from '../target.js';
 import type { HttpReply } from './http-client.js';
 import {
   describeReply,
@@ -114,27 +114,34 @@ export function judgeWrongTokenRejected(reply: HttpReply): Judgement {
   return { outcome: 'fail', status, detail: `expected 401 or 403 for a wrong token: ${describeReply(reply)}` };
 }
 
+/** userNames of the throw-away users: nothing else a SCIM app holds looks like this. */
+export const SCIM_PROBE_PREFIX = 'provkey-probe-';
+const PROBE_USER = /^provkey-probe-[0-9a-f]{16}@invalid$/;
+
 /**
  * Create, patch and delete a throw-away user (drills, or `writeProbe: true`). The user is
- * inactive, has an unroutable name, and is deleted in `finally` whatever happened before.
+ * inactive, has an unroutable name, and is deleted in `finally` whatever happened before; a
+ * user left by an interrupted probe (a crash between create and delete) is found by its
+ * name and deleted first. Each request is one side effect through the engine's seam (`effect`).
  */
-export async function probeWriteUser(scim: ScimEndpoint, token: string): Promise<Probe[]> {
+export async function probeWriteUser(scim: ScimEndpoint, token: string, effect: ProbeEffect = directProbeEffect): Promise<Probe[]> {
   const probes: Probe[] = [];
+  probes.push(await probeCleanup(scim, token, effect));
   let userId: string | undefined;
   try {
     const user = {
       schemas: [USER_SCHEMA],
-      userName: `provkey-probe-${randomBytes(8).toString('hex')}@invalid`,
+      userName: `${SCIM_PROBE_PREFIX}${randomBytes(8).toString('hex')}@invalid`,
       externalId: randomUUID(),
       active: false,
       displayName: 'provkey write probe',
     };
-    const created = await timedProbe('write-create-user', () =>
+    const created = await seamProbe(effect, 'add', 'write-create-user', () =>
       scim.request('POST', '/Users', { bearer: token, body: user }),
       judgeCreateUser,
     );
     probes.push(created.probe);
-    userId = createdUserId(created.reply);
+    userId = created.reply ? createdUserId(created.reply) : undefined;
     if (userId === undefined) {
       probes.push(skipped('write-patch-user', 'no user was created'), skipped('write-delete-user', 'no user was created'));
       return probes;
@@ -144,7 +151,7 @@ export async function probeWriteUser(scim: ScimEndpoint, token: string): Promise
       schemas: [PATCH_OP_SCHEMA],
       Operations: [{ op: 'replace', path: 'displayName', value: 'provkey write probe (patched)' }],
     };
-    const patched = await timedProbe('write-patch-user', () =>
+    const patched = await seamProbe(effect, 'modify', 'write-patch-user', () =>
       scim.request('PATCH', `/Users/${encodeURIComponent(id)}`, { bearer: token, body: patch }),
       (r) => judgeStatus(r, [200, 204]),
     );
@@ -152,7 +159,7 @@ export async function probeWriteUser(scim: ScimEndpoint, token: string): Promise
   } finally {
     if (userId !== undefined) {
       const id = userId;
-      const deleted = await timedProbe('write-delete-user', () =>
+      const deleted = await seamProbe(effect, 'delete', 'write-delete-user', () =>
         scim.request('DELETE', `/Users/${encodeURIComponent(id)}`, { bearer: token }),
         (r) => judgeStatus(r, [204, 200]),
       );
@@ -160,6 +167,49 @@ export async function probeWriteUser(scim: ScimEndpoint, token: string): Promise
     }
   }
   return probes;
+}
+
+/**
+ * Throw-away users of an interrupted probe, found with a `sw` filter and deleted. Only users
+ * whose whole userName has the probe's shape are touched, even if the server ignored the filter.
+ * A server that cannot filter so is reported, not failed (Entra and Okta need only `eq`).
+ */
+async function probeCleanup(scim: ScimEndpoint, token: string, effect: ProbeEffect): Promise<Probe> {
+  const started = performance.now();
+  const ms = () => Math.round(performance.now() - started);
+  const ran = await effect('cleanup', async (): Promise<Judgement> => {
+    const found = await scim.request('GET', '/Users', { bearer: token, query: { filter: `userName sw "${SCIM_PROBE_PREFIX}"`, count: '100' } });
+    const status = statusOf(found);
+    if (found.kind === 'response' && (found.status === 400 || found.status === 501)) {
+      return { outcome: 'unsupported', status, detail: `cannot look for leftover probe users (${describeReply(found)})` };
+    }
+    if (found.kind !== 'response' || found.status !== 200) return { outcome: 'fail', status, detail: describeReply(found) };
+    const resources = isObject(found.body) && Array.isArray(found.body.Resources) ? found.body.Resources : [];
+    const ids = resources.flatMap((r) => (isObject(r) && typeof r.id === 'string' && typeof r.userName === 'string' && PROBE_USER.test(r.userName) ? [r.id] : []));
+    for (const id of ids) {
+      const deleted = await scim.request('DELETE', `/Users/${encodeURIComponent(id)}`, { bearer: token });
+      const judged = judgeStatus(deleted, [204, 200, 404]);
+      if (judged.outcome === 'fail') return { ...judged, detail: `deleting a leftover probe user: ${judged.detail}` };
+    }
+    return { outcome: 'pass', status, detail: ids.length ? `removed ${ids.length} leftover probe user(s) from an interrupted run` : 'no leftover probe user' };
+  });
+  const judgement: Judgement = ran.ok ? ran.value : { outcome: 'fail', ...(ran.fault.status === undefined ? {} : { status: ran.fault.status }), detail: ran.fault.detail };
+  return probeOf('write-cleanup', judgement, ms());
+}
+
+/** A timed probe as one seam step; a step the seam did not let through fails with its detail (an outage is never "rejected"). */
+async function seamProbe(
+  effect: ProbeEffect,
+  step: ProbeStep,
+  name: string,
+  send: () => Promise<HttpReply>,
+  judge: (reply: HttpReply) => Judgement,
+): Promise<{ reply?: HttpReply; probe: Probe }> {
+  const started = performance.now();
+  const ran = await effect(step, () => timedProbe(name, send, judge));
+  if (ran.ok) return ran.value;
+  const { fault } = ran;
+  return { probe: probeOf(name, { outcome: 'fail', ...(fault.status === undefined ? {} : { status: fault.status }), detail: fault.detail }, Math.round(performance.now() - started)) };
 }
 
 export function judgeCreateUser(reply: HttpReply): Judgement {
@@ -202,14 +252,16 @@ async function timedProbe(
   const started = performance.now();
   const reply = await send();
   const ms = Math.round(performance.now() - started);
-  const judgement = judge(reply);
+  return { reply, probe: probeOf(name, judge(reply), ms) };
+}
+
+function probeOf(name: string, judgement: Judgement, ms: number): Probe {
   // Field order as in Probe, so --json output reads naturally.
-  const probe: Probe = {
+  return {
     name,
     outcome: judgement.outcome,
     ...(judgement.status === undefined ? {} : { status: judgement.status }),
     ms,
     ...(judgement.detail === undefined ? {} : { detail: judgement.detail }),
   };
-  return { reply, probe };
 }

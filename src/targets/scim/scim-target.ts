@@ -119,7 +119,7 @@ class ScimTarget implements Target {
     const { probes, verdict } =
       options.expect === 'reject'
         ? await this.#runRejectProbes(scim, secret)
-        : await this.#runAcceptProbes(scim, secret, options.write === true || this.#alwaysWriteProbe);
+        : await this.#runAcceptProbes(scim, secret, options.write === true || this.#alwaysWriteProbe, options.effect);
     const required = probes.every((probe) => probe.outcome !== 'fail');
     const ok = verdict === (options.expect === 'accept' ? 'accepted' : 'rejected') && required;
     return {
@@ -139,10 +139,10 @@ class ScimTarget implements Target {
     return { probes: [probe], verdict };
   }
 
-  async #runAcceptProbes(scim: ScimEndpoint, secret: SecretInUse, write: boolean): Promise<{ probes: Probe[]; verdict: Verdict }> {
+  async #runAcceptProbes(scim: ScimEndpoint, secret: SecretInUse, write: boolean, effect: TestOptions['effect']): Promise<{ probes: Probe[]; verdict: Verdict }> {
     const entra = await probeEntraUserQuery(scim, secret.value, 'accept');
     const probes = [entra.probe];
-    const later = ['okta-user-page', 'service-provider-config', 'wrong-token-rejected', ...(write ? ['write-create-user'] : [])];
+    const later = ['okta-user-page', 'service-provider-config', 'wrong-token-rejected', ...(write ? ['write-cleanup', 'write-create-user'] : [])];
     if (entra.verdict !== 'accepted') {
       // Not accepted on the first request (rejected, unreachable, error): the others would only repeat it.
       probes.push(...later.map((name) => skipped(name, `not run: entra-user-query was ${entra.verdict}`)));
@@ -154,7 +154,7 @@ class ScimTarget implements Target {
     probes.push(await facts.probe(server, 'okta-user-page', () => probeOktaUserPage(scim, secret.value)));
     probes.push(await facts.probe(server, 'service-provider-config', () => probeServiceProviderConfig(scim, secret.value)));
     probes.push(await facts.probe(server, 'wrong-token-rejected', () => probeWrongTokenRejected(scim)));
-    if (write) probes.push(...(await probeWriteUser(scim, secret.value)));
+    if (write) probes.push(...(await probeWriteUser(scim, secret.value, effect)));
     return { probes, verdict: entra.verdict };
   }
 

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from 'ldapts';
 import { storedPasswordMatches } from '../../../src/targets/ldap/password-hash.ts';
+import { PROBE_PREFIX } from '../../../src/targets/ldap/write-probe.ts';
 import { bearerStatus } from '../cli.ts';
 import { startGraphSynchronizationDouble } from '../graph-synchronization-double.ts';
 import { startOktaConnectionsDouble } from '../okta-connections-double.ts';
@@ -15,7 +16,7 @@ import { startDirsrv } from '../servers/dirsrv.ts';
 import { startOpenBao } from '../servers/openbao.ts';
 import { replace, startSamba } from '../servers/samba.ts';
 import { sha256Hex, startScimServer } from '../servers/scim.ts';
-import { probeBind, randomPassword, slapdFailedBinds, startSlapd, type SlapdServer } from '../servers/slapd.ts';
+import { defaultAcl, probeBind, randomPassword, slapdFailedBinds, startSlapd, type SlapdServer } from '../servers/slapd.ts';
 
 /** A running store backend: the YAML of one store entry for a case, and secrets the scan must know. */
 export interface StoreFixture {
@@ -42,6 +43,11 @@ export interface TargetFixture {
   locked(): Promise<boolean>;
   /** Failed binds one provkey run may spend (the documented budget); Infinity when a refusal costs nothing. */
   failedBindBudgetPerRun: number;
+  /**
+   * What the write probe (drills) left on the real server: entries / users with the probe's
+   * name (and group memberships of them). `current` is a credential the server accepts now.
+   */
+  probeLeftovers?(current: string): Promise<string[]>;
   stop(): Promise<void>;
 }
 
@@ -170,6 +176,7 @@ export const TARGET_ADAPTERS: TargetAdapter[] = [
         failedSince: async () => 0,
         locked: async () => false,
         failedBindBudgetPerRun: Number.POSITIVE_INFINITY,
+        probeLeftovers: (current) => scimProbeUsers(server.url, current),
         stop: () => server.stop(),
       };
     },
@@ -177,8 +184,11 @@ export const TARGET_ADAPTERS: TargetAdapter[] = [
   {
     name: 'ldap',
     async start() {
-      const srv = await startSlapd({ debugLevel: 'stats' });
+      // With a staging OU and a group the service account may write: drills run the write probe.
+      const srv = await startSlapd({ debugLevel: 'stats', acl: STAGING_ACL + defaultAcl('manage'), extraLdif: STAGING_LDIF });
       process.env[LDAP_ADMIN_ENV] = srv.provkeyAdminPassword;
+      const staging = `ou=staging,${srv.baseDn}`;
+      const group = `cn=provisioned,ou=groups,${srv.baseDn}`;
       return {
         targetConfig: () => [
           'type: ldap',
@@ -187,6 +197,7 @@ export const TARGET_ADAPTERS: TargetAdapter[] = [
           `bindDn: "${srv.serviceDn}"`,
           `searchBase: "${srv.peopleDn}"`,
           `apply: { mode: admin, adminDn: "${srv.provkeyAdminDn}", adminPasswordRef: "env:${LDAP_ADMIN_ENV}" }`,
+          `writeProbe: { base: "${staging}", group: "${group}" }`,
           'propagationTimeout: 1s',
         ],
         secrets: [srv.provkeyAdminPassword, srv.adminPassword, srv.servicePassword],
@@ -200,6 +211,7 @@ export const TARGET_ADAPTERS: TargetAdapter[] = [
         locked: async () => (await slapdLocked(srv, srv.serviceDn)),
         // docs: at most one failed bind per server per run.
         failedBindBudgetPerRun: 1,
+        probeLeftovers: () => slapdProbeLeftovers(srv, staging, group),
         stop: () => srv.stop(),
       };
     },
@@ -515,6 +527,47 @@ export const CONSUMER_ADAPTERS: ConsumerAdapter[] = [
     },
   },
 ];
+
+/** The write probe's staging OU (the service account may write there) and a group whose members it manages. */
+const STAGING_ACL = `
+access to dn.subtree="ou=staging,{BASE}"
+    by dn.exact="{SERVICE}" write
+    by * none
+access to dn.base="cn=provisioned,ou=groups,{BASE}" attrs=member
+    by dn.exact="{SERVICE}" write
+    by * none
+access to dn.subtree="ou=groups,{BASE}"
+    by dn.exact="{SERVICE}" read
+    by * none
+`;
+const STAGING_LDIF = [
+  'dn: ou=staging,dc=example,dc=com', 'objectClass: organizationalUnit', 'ou: staging', '',
+  'dn: ou=groups,dc=example,dc=com', 'objectClass: organizationalUnit', 'ou: groups', '',
+  'dn: cn=provisioned,ou=groups,dc=example,dc=com', 'objectClass: groupOfNames', 'cn: provisioned', 'member: uid=alice,ou=people,dc=example,dc=com', '',
+].join('\n');
+
+/** Probe entries under the staging OU, and members of the group that are probe entries, as the rootdn sees them. */
+async function slapdProbeLeftovers(srv: SlapdServer, staging: string, group: string): Promise<string[]> {
+  const client = new Client({ url: srv.ldapUrl, timeout: 5000 });
+  try {
+    await client.startTLS({ ca: [srv.caPem], host: '127.0.0.1' });
+    await client.bind(srv.adminDn, srv.adminPassword);
+    const entries = (await client.search(staging, { scope: 'one', filter: `(cn=${PROBE_PREFIX}*)`, attributes: ['1.1'] })).searchEntries.map((e) => e.dn);
+    const members = ([] as unknown[]).concat((await client.search(group, { scope: 'base', attributes: ['member'] })).searchEntries[0]?.member ?? []).map(String);
+    return [...entries, ...members.filter((m) => m.toLowerCase().startsWith(`cn=${PROBE_PREFIX}`)).map((m) => `member ${m} of ${group}`)];
+  } finally {
+    await client.unbind().catch(() => undefined);
+  }
+}
+
+/** Users whose userName has the SCIM write probe's prefix, asked through the app's own SCIM API. */
+async function scimProbeUsers(url: string, token: string): Promise<string[]> {
+  const query = new URLSearchParams({ filter: `userName sw "${PROBE_PREFIX}"` });
+  const reply = await fetch(`${url}/Users?${query}`, { headers: { authorization: `Bearer ${token}` } });
+  if (reply.status !== 200) throw new Error(`listing probe users: HTTP ${reply.status}`);
+  const body = (await reply.json()) as { Resources?: Array<{ userName?: string }> };
+  return (body.Resources ?? []).map((u) => String(u.userName)).filter((n) => n.startsWith(PROBE_PREFIX));
+}
 
 /** Attributes of one slapd entry as the rootdn (ACLs bypassed). */
 async function slapdRead(srv: SlapdServer, dn: string, attributes: string[]): Promise<Record<string, unknown>> {

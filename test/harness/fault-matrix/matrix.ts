@@ -264,6 +264,12 @@ export async function runCase(c: MatrixCase, operation: MatrixOperation, store: 
   const unknown = await target.unknownAccepted(before, live);
   if (unknown.length) violations.push(`the target accepts ${unknown.length} credential(s) the store does not know as live`);
   if (await target.locked()) violations.push('the account is locked by the directory');
+  // A write probe interrupted in the faulted run (a kill, an outage between add and delete)
+  // leaves its throw-away entry; the converging run's probe must have removed it.
+  if (current && target.probeLeftovers) {
+    const left = await target.probeLeftovers(current);
+    if (left.length) violations.push(`${left.length} write-probe leftover(s) on the target after the converging run: ${left.join('; ')}`);
+  }
   const failed = await target.failedSince(markBetween);
   if (failed > target.failedBindBudgetPerRun) violations.push(`${failed} failed binds in the converging run (budget ${target.failedBindBudgetPerRun} per run)`);
 

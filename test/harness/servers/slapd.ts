@@ -443,7 +443,7 @@ interface Creds {
   provkeyAdminPassword: string;
 }
 
-function defaultAcl(adminLevel: 'write' | 'manage'): string {
+export function defaultAcl(adminLevel: 'write' | 'manage'): string {
   // First matching `access to` wins; the rootdn bypasses all of this.
   return `
 # userPassword of service accounts: self-change, provkey-admin reset, anonymous bind.
