@@ -23,7 +23,7 @@ import { summary } from '../contract/target-contract.js';
 import { ProvkeyCli, describeRun } from '../harness/cli.ts';
 import { startDirsrv, type DirsrvServer } from '../harness/servers/dirsrv.ts';
 import { replace, startSamba, type SambaServer } from '../harness/servers/samba.ts';
-import { startSlapd, type SlapdServer } from '../harness/servers/slapd.ts';
+import { STAGING_ACL, STAGING_LDIF, startSlapd, type SlapdServer } from '../harness/servers/slapd.ts';
 
 function contextFor(): AdapterContext {
   const context: AdapterContext = { configDir: tmpdir(), env: process.env, resolveSecret: (ref, field) => resolveSecretRef(ref, field, context), debug: () => undefined };
@@ -97,17 +97,7 @@ function expectGroupRefused(result: ConnectionTest, status: number): void {
 // --- OpenLDAP ---------------------------------------------------------------------------------
 
 /** The harness's usual ACL with a staging OU the service account may write and a group whose members it manages. */
-const SLAPD_ACL = `
-access to dn.subtree="ou=staging,{BASE}"
-    by dn.exact="{SERVICE}" write
-    by * none
-access to dn.base="cn=provisioned,ou=groups,{BASE}" attrs=member
-    by dn.exact="{SERVICE}" write
-    by * none
-access to dn.subtree="ou=groups,{BASE}"
-    by dn.exact="{SERVICE}" read
-    by * none
-access to dn.subtree="ou=services,{BASE}" attrs=userPassword
+const SLAPD_ACL = `${STAGING_ACL}access to dn.subtree="ou=services,{BASE}" attrs=userPassword
     by self write
     by anonymous auth
     by * none
@@ -133,9 +123,7 @@ describe('write probe: OpenLDAP slapd', () => {
     srv = await startSlapd({
       acl: SLAPD_ACL,
       extraLdif: [
-        'dn: ou=staging,dc=example,dc=com', 'objectClass: organizationalUnit', 'ou: staging', '',
-        'dn: ou=groups,dc=example,dc=com', 'objectClass: organizationalUnit', 'ou: groups', '',
-        'dn: cn=provisioned,ou=groups,dc=example,dc=com', 'objectClass: groupOfNames', 'cn: provisioned', 'member: uid=alice,ou=people,dc=example,dc=com', '',
+        STAGING_LDIF,
         'dn: cn=readonly,ou=groups,dc=example,dc=com', 'objectClass: groupOfNames', 'cn: readonly', 'member: uid=alice,ou=people,dc=example,dc=com', '',
         'dn: cn=provkey-probe-deadbeef0001,ou=staging,dc=example,dc=com', 'objectClass: inetOrgPerson', 'cn: provkey-probe-deadbeef0001', 'sn: left over', '',
       ].join('\n'),

@@ -16,7 +16,7 @@ import { startDirsrv } from '../servers/dirsrv.ts';
 import { startOpenBao } from '../servers/openbao.ts';
 import { replace, startSamba } from '../servers/samba.ts';
 import { sha256Hex, startScimServer } from '../servers/scim.ts';
-import { defaultAcl, probeBind, randomPassword, slapdFailedBinds, startSlapd, type SlapdServer } from '../servers/slapd.ts';
+import { defaultAcl, probeBind, STAGING_ACL, STAGING_LDIF, randomPassword, slapdFailedBinds, startSlapd, type SlapdServer } from '../servers/slapd.ts';
 
 /** A running store backend: the YAML of one store entry for a case, and secrets the scan must know. */
 export interface StoreFixture {
@@ -528,23 +528,6 @@ export const CONSUMER_ADAPTERS: ConsumerAdapter[] = [
   },
 ];
 
-/** The write probe's staging OU (the service account may write there) and a group whose members it manages. */
-const STAGING_ACL = `
-access to dn.subtree="ou=staging,{BASE}"
-    by dn.exact="{SERVICE}" write
-    by * none
-access to dn.base="cn=provisioned,ou=groups,{BASE}" attrs=member
-    by dn.exact="{SERVICE}" write
-    by * none
-access to dn.subtree="ou=groups,{BASE}"
-    by dn.exact="{SERVICE}" read
-    by * none
-`;
-const STAGING_LDIF = [
-  'dn: ou=staging,dc=example,dc=com', 'objectClass: organizationalUnit', 'ou: staging', '',
-  'dn: ou=groups,dc=example,dc=com', 'objectClass: organizationalUnit', 'ou: groups', '',
-  'dn: cn=provisioned,ou=groups,dc=example,dc=com', 'objectClass: groupOfNames', 'cn: provisioned', 'member: uid=alice,ou=people,dc=example,dc=com', '',
-].join('\n');
 
 /** Probe entries under the staging OU, and members of the group that are probe entries, as the rootdn sees them. */
 async function slapdProbeLeftovers(srv: SlapdServer, staging: string, group: string): Promise<string[]> {

@@ -443,6 +443,24 @@ interface Creds {
   provkeyAdminPassword: string;
 }
 
+/** The write probe's staging OU (the service account may write there) and a group whose members it manages. */
+export const STAGING_ACL = `
+access to dn.subtree="ou=staging,{BASE}"
+    by dn.exact="{SERVICE}" write
+    by * none
+access to dn.base="cn=provisioned,ou=groups,{BASE}" attrs=member
+    by dn.exact="{SERVICE}" write
+    by * none
+access to dn.subtree="ou=groups,{BASE}"
+    by dn.exact="{SERVICE}" read
+    by * none
+`;
+export const STAGING_LDIF = [
+  'dn: ou=staging,dc=example,dc=com', 'objectClass: organizationalUnit', 'ou: staging', '',
+  'dn: ou=groups,dc=example,dc=com', 'objectClass: organizationalUnit', 'ou: groups', '',
+  'dn: cn=provisioned,ou=groups,dc=example,dc=com', 'objectClass: groupOfNames', 'cn: provisioned', 'member: uid=alice,ou=people,dc=example,dc=com', '',
+].join('\n');
+
 export function defaultAcl(adminLevel: 'write' | 'manage'): string {
   // First matching `access to` wins; the rootdn bypasses all of this.
   return `
