@@ -36,6 +36,16 @@ interface DrillJson {
   steps: { step: string; ok: boolean; detail?: string }[];
 }
 
+/** `drill compromise KEY` with every seam call of the run answered by `hook`. */
+async function drillUnder(fixture: Awaited<ReturnType<typeof freshCase>>, hook: (call: EffectCall) => Fault | undefined) {
+  installFaultHook(hook);
+  try {
+    return await fixture.cli(['--json', '--yes', 'drill', 'compromise', KEY, '--rto', '10m']);
+  } finally {
+    installFaultHook(undefined);
+  }
+}
+
 describe('drill compromise, two accounts, a grace pair on the account the emergency pair takes', () => {
   it('contains both live pairs with one failed bind, and never asks the accounts about the new pair again after its test', async () => {
     const fixture = await freshCase(drill, store, target);
@@ -53,17 +63,11 @@ describe('drill compromise, two accounts, a grace pair on the account the emerge
     let acceptTests = 0;
     const calls: EffectCall[] = [];
     const mark = await target.mark();
-    installFaultHook((call): Fault | undefined => {
+    const run = await drillUnder(fixture, (call) => {
       calls.push(call);
       if (call.boundary !== 'target' || call.operation !== 'test' || call.expect !== 'accept') return undefined;
       return ++acceptTests > 2 ? 'rejection' : undefined;
     });
-    let run;
-    try {
-      run = await fixture.cli(['--json', '--yes', 'drill', 'compromise', KEY, '--rto', '10m']);
-    } finally {
-      installFaultHook(undefined);
-    }
     const report = JSON.parse(run.stdout) as DrillJson;
     expect(run.code, `${run.stdout}\n${run.stderr}`).toBe(0);
     expect(report).toMatchObject({ ok: true, exitCode: 0, containmentProven: true });
@@ -99,13 +103,7 @@ describe('drill compromise, two accounts, a grace pair on the account the emerge
 
     // The directory refuses the emergency set: the drill rolls back, and undoing it moves the
     // account the emergency pair was for (the grace pair's) to an unknown password.
-    installFaultHook((call): Fault | undefined => (call.boundary === 'target' && call.operation === 'set' ? 'rejection' : undefined));
-    let run;
-    try {
-      run = await fixture.cli(['--json', '--yes', 'drill', 'compromise', KEY, '--rto', '10m']);
-    } finally {
-      installFaultHook(undefined);
-    }
+    const run = await drillUnder(fixture, (call) => (call.boundary === 'target' && call.operation === 'set' ? 'rejection' : undefined));
     const report = JSON.parse(run.stdout) as DrillJson;
     expect(run.code, `${run.stdout}\n${run.stderr}`).toBe(1);
     expect(report).toMatchObject({ ok: false, exitCode: 1, containmentProven: false });
